@@ -1,0 +1,192 @@
+//! Event records written to the `EVENTS` ring buffer and values kept in the kernel maps.
+//!
+//! Every record starts with a `u32` kind (one of the `KIND_*` constants) so user space can tell
+//! them apart before it reads the rest. All structs have explicit padding and fixed sizes, checked
+//! below, so that the kernel and user space agree byte for byte.
+
+/// Ring buffer carrying every event to user space.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Live TCP flows on watched ports, keyed by the kernel socket address; user space reads the byte
+/// counters from it every second.
+pub const FLOWS_MAP: &str = "FLOWS";
+/// Owner (process, cgroup) of UDP sockets that talk to port 53, keyed by socket cookie.
+pub const SOCK_OWNERS_MAP: &str = "SOCK_OWNERS";
+/// Per-CPU counters of what the kernel side could not deliver (see `COUNTER_*`).
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Destination ports whose TCP flows are tracked (key: port in host byte order).
+pub const WATCH_PORTS_MAP: &str = "WATCH_PORTS";
+/// Runtime configuration written by user space before attaching (see `CONFIG_*`).
+pub const CONFIG_MAP: &str = "CONFIG";
+
+/// `CONFIG[CONFIG_FLAGS]` bit: track TCP flows to every destination port.
+pub const CONFIG_FLAG_ALL_PORTS: u32 = 1;
+/// Index of the flags word in `CONFIG`.
+pub const CONFIG_FLAGS: u32 = 0;
+/// Number of entries in `CONFIG`.
+pub const CONFIG_ENTRIES: u32 = 4;
+
+/// Events lost because the ring buffer was full.
+pub const COUNTER_RINGBUF_FULL: u32 = 0;
+/// DNS packets seen on port 53 that could not be copied (odd headers, IPv6 extension headers).
+pub const COUNTER_DNS_SKIPPED: u32 = 1;
+/// Number of entries in `COUNTERS`.
+pub const COUNTER_ENTRIES: u32 = 4;
+
+/// Capacity of `FLOWS` (an LRU map: the oldest idle flows are evicted first).
+pub const FLOWS_MAX: u32 = 131_072;
+/// Capacity of `SOCK_OWNERS` (LRU).
+pub const SOCK_OWNERS_MAX: u32 = 16_384;
+/// Capacity of `WATCH_PORTS`.
+pub const WATCH_PORTS_MAX: u32 = 64;
+/// Size of the `EVENTS` ring buffer in bytes (a power-of-two multiple of the page size).
+pub const EVENTS_BYTES: u32 = 4 * 1024 * 1024;
+
+/// The longest DNS payload copied from one packet; longer ones are cut and flagged.
+pub const DNS_PAYLOAD_MAX: usize = 512;
+/// Length of a task's command name in the kernel, NUL included.
+pub const COMM_LEN: usize = 16;
+
+pub const KIND_FLOW_OPEN: u32 = 1;
+pub const KIND_FLOW_ESTABLISHED: u32 = 2;
+pub const KIND_FLOW_CLOSE: u32 = 3;
+pub const KIND_SOCK_ERROR: u32 = 4;
+pub const KIND_DNS: u32 = 5;
+
+/// `AF_INET` and `AF_INET6` as the kernel reports them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// TCP states (include/net/tcp_states.h).
+pub const TCP_ESTABLISHED: u32 = 1;
+pub const TCP_SYN_SENT: u32 = 2;
+pub const TCP_SYN_RECV: u32 = 3;
+pub const TCP_FIN_WAIT1: u32 = 4;
+pub const TCP_FIN_WAIT2: u32 = 5;
+pub const TCP_TIME_WAIT: u32 = 6;
+pub const TCP_CLOSE: u32 = 7;
+pub const TCP_CLOSE_WAIT: u32 = 8;
+pub const TCP_LAST_ACK: u32 = 9;
+pub const TCP_LISTEN: u32 = 10;
+pub const TCP_CLOSING: u32 = 11;
+
+/// `DnsEvent::flags`: the packet was received by a local socket (a response).
+pub const DNS_FLAG_INGRESS: u32 = 1;
+/// `DnsEvent::flags`: the packet was sent by a local socket (a query).
+pub const DNS_FLAG_EGRESS: u32 = 2;
+/// `DnsEvent::flags`: the payload was longer than `DNS_PAYLOAD_MAX` and was cut.
+pub const DNS_FLAG_TRUNCATED: u32 = 4;
+/// `DnsEvent::flags`: `owner` is filled (the socket's process is known).
+pub const DNS_FLAG_OWNER_KNOWN: u32 = 8;
+
+/// Source and destination of a flow or packet. Addresses are in network byte order; an IPv4
+/// address fills the first four bytes. Ports are in host byte order.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tuple {
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+/// The process behind a socket, as seen when it connected or sent.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// Thread group id (the process id users know).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// One tracked TCP flow; the value of `FLOWS` and the body of flow events.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flow {
+    pub tuple: Tuple,
+    pub owner: Owner,
+    /// `bpf_ktime_get_ns` when the SYN was about to be sent.
+    pub ts_syn_ns: u64,
+    /// When the handshake completed; 0 if it never did.
+    pub ts_established_ns: u64,
+    /// When a RST was received; 0 if none was.
+    pub ts_rst_ns: u64,
+    /// Last time payload moved in either direction.
+    pub ts_last_data_ns: u64,
+    /// Payload bytes the process handed to the socket.
+    pub bytes_sent: u64,
+    /// Payload bytes the process read from the socket.
+    pub bytes_received: u64,
+    /// Retransmitted SYNs (no answer to the first one).
+    pub syn_retransmits: u32,
+    /// Other retransmitted segments.
+    pub retransmits: u32,
+    /// Bit `1 << state` set for every TCP state the flow entered.
+    pub states_seen: u32,
+    pub _pad: u32,
+}
+
+/// `KIND_FLOW_OPEN`, `KIND_FLOW_ESTABLISHED` and `KIND_FLOW_CLOSE`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    pub kind: u32,
+    pub _pad: u32,
+    pub ts_ns: u64,
+    /// Opaque flow key (the kernel socket address); only compared, never shown.
+    pub key: u64,
+    pub flow: Flow,
+}
+
+/// `KIND_SOCK_ERROR`: the kernel reported an error on a TCP socket to a watched port
+/// (`sock:inet_sk_error_report`), such as ECONNREFUSED, EHOSTUNREACH or ETIMEDOUT.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SockErrorEvent {
+    pub kind: u32,
+    /// Positive errno.
+    pub error: i32,
+    pub ts_ns: u64,
+    pub tuple: Tuple,
+}
+
+/// `KIND_DNS`: one DNS packet over UDP, sent (query) or received (response) by a local socket.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DnsEvent {
+    pub kind: u32,
+    /// `DNS_FLAG_*` bits.
+    pub flags: u32,
+    pub ts_ns: u64,
+    /// Socket cookie of the local socket.
+    pub cookie: u64,
+    /// cgroup v2 id of the local socket.
+    pub cgroup_id: u64,
+    /// Addresses and ports as in the packet (a response comes from port 53).
+    pub tuple: Tuple,
+    pub owner: Owner,
+    /// UDP payload length on the wire.
+    pub payload_len: u32,
+    /// Bytes copied into `payload` (at most `DNS_PAYLOAD_MAX`).
+    pub captured_len: u32,
+    pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+
+const _: () = assert!(size_of::<Tuple>() == 40);
+const _: () = assert!(size_of::<Owner>() == 32);
+const _: () = assert!(size_of::<Flow>() == 136);
+const _: () = assert!(size_of::<FlowEvent>() == 160);
+const _: () = assert!(size_of::<SockErrorEvent>() == 56);
+const _: () = assert!(size_of::<DnsEvent>() == 624);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` data with explicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for super::Flow {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Owner {}
+}

@@ -1,0 +1,48 @@
+//! The maps shared by all programs (names and sizes come from the ABI in `lib.rs`).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use observer_ebpf::{
+    Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, COUNTER_ENTRIES,
+    EVENTS_BYTES, FLOWS_MAX, SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
+};
+
+#[map(name = "EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map(name = "FLOWS")]
+pub static FLOWS: LruHashMap<u64, Flow> = LruHashMap::with_max_entries(FLOWS_MAX, 0);
+
+#[map(name = "SOCK_OWNERS")]
+pub static SOCK_OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(SOCK_OWNERS_MAX, 0);
+
+#[map(name = "COUNTERS")]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+#[map(name = "WATCH_PORTS")]
+pub static WATCH_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(WATCH_PORTS_MAX, 0);
+
+#[map(name = "CONFIG")]
+pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
+
+/// Adds one to a `COUNTERS` slot.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Whether TCP flows to `port` (host byte order) are tracked.
+#[inline(always)]
+pub fn port_watched(port: u16) -> bool {
+    let flags = CONFIG.get(CONFIG_FLAGS).copied().unwrap_or(0);
+    if flags & CONFIG_FLAG_ALL_PORTS != 0 {
+        return true;
+    }
+    // SAFETY: read-only lookup of a plain value.
+    unsafe { WATCH_PORTS.get(&port).is_some() }
+}

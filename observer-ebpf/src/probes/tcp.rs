@@ -1,0 +1,276 @@
+//! TCP flows on watched ports, from tracepoints only (no kprobes needed):
+//! - `sock:inet_sock_set_state`: SYN sent (flow opens), established, closed;
+//! - `tcp:tcp_retransmit_skb`: retransmitted SYNs and segments;
+//! - `tcp:tcp_receive_reset`: RST received;
+//! - `sock:inet_sk_error_report`: the error the socket reported (ECONNREFUSED, ETIMEDOUT, ...);
+//! - `sock:sock_send_length` / `sock:sock_recv_length`: payload bytes, added to counters in
+//!   `FLOWS` that user space reads every second (no event per packet).
+//!
+//! Field offsets come from `/sys/kernel/tracing/events/<category>/<name>/format`.
+
+use core::ptr::addr_of_mut;
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use observer_ebpf::{
+    Flow, FlowEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6, COUNTER_RINGBUF_FULL,
+    KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR, TCP_CLOSE,
+    TCP_ESTABLISHED, TCP_SYN_SENT,
+};
+
+use super::{
+    maps::{count, port_watched, EVENTS, FLOWS},
+    owner::current_owner,
+};
+
+const IPPROTO_TCP: u16 = 6;
+const MSG_PEEK: i32 = 2;
+
+/// Reads a tracepoint field.
+#[inline(always)]
+fn field<T>(ctx: &TracePointContext, offset: usize) -> Result<T, i64> {
+    // SAFETY: offsets come from the tracepoint's format file.
+    unsafe { ctx.read_at::<T>(offset) }.map_err(i64::from)
+}
+
+/// Reads the address/port block that several tracepoints share: sport, dport, family at
+/// `ports`, `ports + 2`, `ports + 4`; IPv4 addresses at `v4`, `v4 + 4`; IPv6 at `v6`, `v6 + 16`.
+#[inline(always)]
+fn tuple_at(ctx: &TracePointContext, ports: usize, v4: usize, v6: usize) -> Result<Tuple, i64> {
+    let mut tuple = Tuple {
+        sport: field(ctx, ports)?,
+        dport: field(ctx, ports + 2)?,
+        family: field(ctx, ports + 4)?,
+        ..Tuple::default()
+    };
+    if tuple.family == AF_INET6 {
+        tuple.saddr = field(ctx, v6)?;
+        tuple.daddr = field(ctx, v6 + 16)?;
+    } else if tuple.family == AF_INET {
+        let s: [u8; 4] = field(ctx, v4)?;
+        let d: [u8; 4] = field(ctx, v4 + 4)?;
+        tuple.saddr[..4].copy_from_slice(&s);
+        tuple.daddr[..4].copy_from_slice(&d);
+    }
+    Ok(tuple)
+}
+
+#[inline(always)]
+fn emit_flow(kind: u32, key: u64, flow: &Flow, now: u64) {
+    let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
+        count(COUNTER_RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` points at a reserved, exclusively owned record of the right size.
+    unsafe {
+        addr_of_mut!((*ev).kind).write(kind);
+        addr_of_mut!((*ev)._pad).write(0);
+        addr_of_mut!((*ev).ts_ns).write(now);
+        addr_of_mut!((*ev).key).write(key);
+        addr_of_mut!((*ev).flow).write(*flow);
+    }
+    entry.submit(0);
+}
+
+// sock:inet_sock_set_state
+const SS_SKADDR: usize = 8;
+const SS_OLDSTATE: usize = 16;
+const SS_NEWSTATE: usize = 20;
+const SS_PORTS: usize = 24;
+const SS_PROTOCOL: usize = 30;
+const SS_V4: usize = 32;
+const SS_V6: usize = 40;
+
+#[tracepoint]
+pub fn tcp_set_state(ctx: TracePointContext) -> u32 {
+    let _ = try_set_state(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
+    if field::<u16>(ctx, SS_PROTOCOL)? != IPPROTO_TCP {
+        return Ok(());
+    }
+    let key: u64 = field(ctx, SS_SKADDR)?;
+    let old = field::<i32>(ctx, SS_OLDSTATE)? as u32;
+    let new = field::<i32>(ctx, SS_NEWSTATE)? as u32;
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    if new == TCP_SYN_SENT && old == TCP_CLOSE {
+        let tuple = tuple_at(ctx, SS_PORTS, SS_V4, SS_V6)?;
+        if !port_watched(tuple.dport) {
+            return Ok(());
+        }
+        let flow = Flow {
+            tuple,
+            owner: current_owner(),
+            ts_syn_ns: now,
+            states_seen: 1 << TCP_SYN_SENT,
+            ..Flow::default()
+        };
+        let _ = FLOWS.insert(&key, &flow, 0);
+        emit_flow(KIND_FLOW_OPEN, key, &flow, now);
+        return Ok(());
+    }
+
+    let Some(flow) = FLOWS.get_ptr_mut(&key) else {
+        return Ok(());
+    };
+    // The source port is only assigned after the SYN_SENT transition.
+    let sport: u16 = field(ctx, SS_PORTS)?;
+    // SAFETY: `flow` points into the map value; state changes of one socket are serialised.
+    unsafe {
+        if sport != 0 {
+            (*flow).tuple.sport = sport;
+        }
+        if new < 32 {
+            (*flow).states_seen |= 1 << new;
+        }
+        if new == TCP_ESTABLISHED && (*flow).ts_established_ns == 0 {
+            (*flow).ts_established_ns = now;
+            emit_flow(KIND_FLOW_ESTABLISHED, key, &*flow, now);
+        } else if new == TCP_CLOSE {
+            emit_flow(KIND_FLOW_CLOSE, key, &*flow, now);
+            let _ = FLOWS.remove(&key);
+        }
+    }
+    Ok(())
+}
+
+// tcp:tcp_retransmit_skb
+const RT_SKADDR: usize = 16;
+const RT_STATE: usize = 24;
+
+#[tracepoint]
+pub fn tcp_retransmit(ctx: TracePointContext) -> u32 {
+    let _ = try_retransmit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_retransmit(ctx: &TracePointContext) -> Result<(), i64> {
+    let key: u64 = field(ctx, RT_SKADDR)?;
+    let Some(flow) = FLOWS.get_ptr_mut(&key) else {
+        return Ok(());
+    };
+    let state = field::<i32>(ctx, RT_STATE)? as u32;
+    // SAFETY: pointer into the map value. Retransmissions of one socket run under its lock, so
+    // a plain increment is enough (the BPF target has no 32-bit atomics).
+    unsafe {
+        if state == TCP_SYN_SENT {
+            (*flow).syn_retransmits += 1;
+        } else {
+            (*flow).retransmits += 1;
+        }
+    }
+    Ok(())
+}
+
+// tcp:tcp_receive_reset
+const RR_SKADDR: usize = 8;
+
+#[tracepoint]
+pub fn tcp_reset_received(ctx: TracePointContext) -> u32 {
+    let _ = try_reset(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_reset(ctx: &TracePointContext) -> Result<(), i64> {
+    let key: u64 = field(ctx, RR_SKADDR)?;
+    if let Some(flow) = FLOWS.get_ptr_mut(&key) {
+        // SAFETY: pointer into the map value.
+        unsafe { (*flow).ts_rst_ns = bpf_ktime_get_ns() };
+    }
+    Ok(())
+}
+
+// sock:inet_sk_error_report
+const ER_ERROR: usize = 8;
+const ER_PORTS: usize = 12;
+const ER_PROTOCOL: usize = 18;
+const ER_V4: usize = 20;
+const ER_V6: usize = 28;
+
+#[tracepoint]
+pub fn sock_error(ctx: TracePointContext) -> u32 {
+    let _ = try_sock_error(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_sock_error(ctx: &TracePointContext) -> Result<(), i64> {
+    if field::<u16>(ctx, ER_PROTOCOL)? != IPPROTO_TCP {
+        return Ok(());
+    }
+    let tuple = tuple_at(ctx, ER_PORTS, ER_V4, ER_V6)?;
+    if !port_watched(tuple.dport) {
+        return Ok(());
+    }
+    let error: i32 = field(ctx, ER_ERROR)?;
+    let Some(mut entry) = EVENTS.reserve::<SockErrorEvent>(0) else {
+        count(COUNTER_RINGBUF_FULL);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: reserved, exclusively owned record of the right size.
+    unsafe {
+        ev.write(SockErrorEvent {
+            kind: KIND_SOCK_ERROR,
+            error,
+            ts_ns: bpf_ktime_get_ns(),
+            tuple,
+        });
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+// sock:sock_send_length and sock:sock_recv_length
+const SL_SK: usize = 8;
+const SL_PROTOCOL: usize = 18;
+const SL_RET: usize = 20;
+const SL_FLAGS: usize = 24;
+
+#[tracepoint]
+pub fn tcp_bytes_sent(ctx: TracePointContext) -> u32 {
+    let _ = try_bytes(&ctx, true);
+    0
+}
+
+#[tracepoint]
+pub fn tcp_bytes_received(ctx: TracePointContext) -> u32 {
+    let _ = try_bytes(&ctx, false);
+    0
+}
+
+#[inline(always)]
+fn try_bytes(ctx: &TracePointContext, sent: bool) -> Result<(), i64> {
+    if field::<u16>(ctx, SL_PROTOCOL)? != IPPROTO_TCP {
+        return Ok(());
+    }
+    let ret: i32 = field(ctx, SL_RET)?;
+    if ret <= 0 {
+        return Ok(());
+    }
+    if !sent && field::<i32>(ctx, SL_FLAGS)? & MSG_PEEK != 0 {
+        return Ok(());
+    }
+    let key: u64 = field(ctx, SL_SK)?;
+    let Some(flow) = FLOWS.get_ptr_mut(&key) else {
+        return Ok(());
+    };
+    // SAFETY: pointer into the map value. Each direction has its own counter, and one socket's
+    // sends (or receives) are serialised by the socket lock, so plain adds do not lose bytes in
+    // practice (the BPF target offers no fetch-add to Rust).
+    unsafe {
+        if sent {
+            (*flow).bytes_sent += ret as u64;
+        } else {
+            (*flow).bytes_received += ret as u64;
+        }
+        (*flow).ts_last_data_ns = bpf_ktime_get_ns();
+    }
+    Ok(())
+}

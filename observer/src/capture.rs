@@ -1,0 +1,428 @@
+//! Loading and attaching the kernel programs, and reading what they produce.
+//!
+//! Programs attach to tracepoints and to the root cgroup v2, so they see every process in every
+//! network namespace and container below it. Nothing is pinned: dropping `Capture` detaches
+//! everything.
+
+use std::{
+    fs::File,
+    io,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Program, TracePoint,
+    },
+    Ebpf,
+};
+use observer_ebpf::{
+    Flow, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP, COUNTERS_MAP, COUNTER_DNS_SKIPPED,
+    COUNTER_RINGBUF_FULL, EVENTS_MAP, FLOWS_MAP, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
+};
+use tokio::io::unix::AsyncFd;
+
+use crate::{events::ProbeStatus, mountinfo::cgroup2_mount};
+
+/// The compiled kernel programs (built by build.rs).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer-ebpf"));
+
+/// What to capture.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    /// Destination ports whose TCP flows are tracked.
+    pub ports: Vec<u16>,
+    /// Track every destination port.
+    pub all_ports: bool,
+}
+
+/// Errors that stop the capture from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "loading eBPF programs needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (missing: {missing}): \
+         run as root, e.g. `sudo observer ...`"
+    )]
+    NotPrivileged { missing: String },
+    #[error(
+        "cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo): mount it with \
+         `mount -t cgroup2 none /sys/fs/cgroup/unified` (or boot with systemd's unified hierarchy)"
+    )]
+    NoCgroup2,
+    #[error("cannot open the cgroup v2 root {path}: {source}")]
+    CgroupOpen { path: PathBuf, source: io::Error },
+    #[error(
+        "the kernel refused the observer's eBPF object: {0}. The observer needs BPF ring buffers \
+         (Linux 5.8 or later); check `dmesg` and that /sys/kernel/btf/vmlinux exists"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error(
+        "the eBPF object has no map {0} (the build is broken: rebuild with `cargo xtask build`)"
+    )]
+    MissingMap(&'static str),
+    #[error("cannot use map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error(
+        "too many ports to watch ({0}, at most {max}): use --all-ports instead",
+        max = WATCH_PORTS_MAX
+    )]
+    TooManyPorts(usize),
+    #[error("no probe could be attached, nothing would be captured:\n{0}")]
+    NothingAttached(String),
+    #[error("cannot read the ring buffer: {0}")]
+    Ring(#[source] io::Error),
+}
+
+/// A hook a program attaches to.
+#[derive(Clone, Copy)]
+enum Hook {
+    Tracepoint(&'static str, &'static str),
+    CgroupSkb(CgroupSkbAttachType),
+    CgroupSockAddr(&'static str),
+}
+
+/// Every program of the object and where it goes.
+const PROBES: &[(&str, Hook)] = &[
+    (
+        "tcp_set_state",
+        Hook::Tracepoint("sock", "inet_sock_set_state"),
+    ),
+    (
+        "tcp_retransmit",
+        Hook::Tracepoint("tcp", "tcp_retransmit_skb"),
+    ),
+    (
+        "tcp_reset_received",
+        Hook::Tracepoint("tcp", "tcp_receive_reset"),
+    ),
+    (
+        "sock_error",
+        Hook::Tracepoint("sock", "inet_sk_error_report"),
+    ),
+    (
+        "tcp_bytes_sent",
+        Hook::Tracepoint("sock", "sock_send_length"),
+    ),
+    (
+        "tcp_bytes_received",
+        Hook::Tracepoint("sock", "sock_recv_length"),
+    ),
+    ("dns_ingress", Hook::CgroupSkb(CgroupSkbAttachType::Ingress)),
+    ("dns_egress", Hook::CgroupSkb(CgroupSkbAttachType::Egress)),
+    ("owner_connect4", Hook::CgroupSockAddr("connect4")),
+    ("owner_connect6", Hook::CgroupSockAddr("connect6")),
+    ("owner_sendmsg4", Hook::CgroupSockAddr("sendmsg4")),
+    ("owner_sendmsg6", Hook::CgroupSockAddr("sendmsg6")),
+];
+
+/// Without these, nothing useful is captured.
+const ESSENTIAL: &[&str] = &["tcp_set_state", "dns_ingress"];
+
+impl Hook {
+    fn describe(self, cgroup: &Path) -> String {
+        match self {
+            Self::Tracepoint(cat, name) => format!("tracepoint {cat}/{name}"),
+            Self::CgroupSkb(CgroupSkbAttachType::Ingress) => {
+                format!("cgroup_skb ingress {}", cgroup.display())
+            }
+            Self::CgroupSkb(CgroupSkbAttachType::Egress) => {
+                format!("cgroup_skb egress {}", cgroup.display())
+            }
+            Self::CgroupSockAddr(kind) => format!("cgroup/{kind} {}", cgroup.display()),
+        }
+    }
+}
+
+/// A running capture.
+pub struct Capture {
+    ring: AsyncFd<RingBuf<MapData>>,
+    flows: HashMap<MapData, u64, Flow>,
+    counters: PerCpuArray<MapData, u64>,
+    pub probes: Vec<ProbeStatus>,
+    pub cgroup: PathBuf,
+    /// Holds the programs and their links; dropping it detaches everything.
+    _ebpf: Ebpf,
+}
+
+impl Capture {
+    /// Checks the machine, loads the programs and attaches every probe it can.
+    pub fn start(config: &CaptureConfig) -> Result<Self, CaptureError> {
+        check_capabilities()?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let cgroup = cgroup2_mount(&mountinfo).ok_or(CaptureError::NoCgroup2)?;
+        let cgroup_file = File::open(&cgroup).map_err(|source| CaptureError::CgroupOpen {
+            path: cgroup.clone(),
+            source,
+        })?;
+        raise_memlock_limit();
+        let tracefs_problem = ensure_tracefs();
+
+        let mut ebpf = Ebpf::load(OBJECT).map_err(CaptureError::Load)?;
+        configure(&mut ebpf, config)?;
+
+        let mut probes = Vec::new();
+        for &(program, hook) in PROBES {
+            let result = attach(&mut ebpf, program, hook, &cgroup_file);
+            let error = result.err().map(|e| match (&hook, &tracefs_problem) {
+                (Hook::Tracepoint(..), Some(why)) => format!("{e} ({why})"),
+                _ => e,
+            });
+            probes.push(ProbeStatus {
+                program: program.to_owned(),
+                hook: hook.describe(&cgroup),
+                attached: error.is_none(),
+                error,
+            });
+        }
+        if probes
+            .iter()
+            .filter(|p| ESSENTIAL.contains(&p.program.as_str()))
+            .all(|p| !p.attached)
+        {
+            let lines: Vec<String> = probes
+                .iter()
+                .map(|p| {
+                    format!(
+                        "  {} ({}): {}",
+                        p.program,
+                        p.hook,
+                        p.error.as_deref().unwrap_or("ok")
+                    )
+                })
+                .collect();
+            return Err(CaptureError::NothingAttached(lines.join("\n")));
+        }
+
+        let ring = RingBuf::try_from(take_map(&mut ebpf, EVENTS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: EVENTS_MAP,
+                source,
+            }
+        })?;
+        // SAFETY: the ring buffer owns its map's file descriptor, which stays open and the same
+        // for as long as the `RingBuf` (and so the `AsyncFd`) lives.
+        let ring =
+            unsafe { AsyncFd::register(ring) }.map_err(|e| CaptureError::Ring(e.into_parts().1))?;
+        let flows = HashMap::try_from(take_map(&mut ebpf, FLOWS_MAP)?).map_err(|source| {
+            CaptureError::Map {
+                name: FLOWS_MAP,
+                source,
+            }
+        })?;
+        let counters =
+            PerCpuArray::try_from(take_map(&mut ebpf, COUNTERS_MAP)?).map_err(|source| {
+                CaptureError::Map {
+                    name: COUNTERS_MAP,
+                    source,
+                }
+            })?;
+        Ok(Self {
+            ring,
+            flows,
+            counters,
+            probes,
+            cgroup,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Waits until records are ready, then hands each one to `f`. Returns how many were read.
+    pub async fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<usize, CaptureError> {
+        let mut guard = self.ring.readable_mut().await.map_err(CaptureError::Ring)?;
+        let ring = guard.get_inner_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        guard.clear_ready();
+        Ok(n)
+    }
+
+    /// The kernel's current view of every tracked flow (byte counters included).
+    pub fn flows(&self) -> Vec<(u64, Flow)> {
+        self.flows.iter().filter_map(Result::ok).collect()
+    }
+
+    /// (events lost because the ring buffer was full, DNS packets not copied), summed over CPUs.
+    pub fn kernel_counters(&self) -> (u64, u64) {
+        let sum = |index| {
+            self.counters
+                .get(&index, 0)
+                .map(|values| values.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        (sum(COUNTER_RINGBUF_FULL), sum(COUNTER_DNS_SKIPPED))
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
+    ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))
+}
+
+/// Writes the port filter before anything is attached.
+fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError> {
+    if config.ports.len() > WATCH_PORTS_MAX as usize {
+        return Err(CaptureError::TooManyPorts(config.ports.len()));
+    }
+    let map_err = |name| move |source| CaptureError::Map { name, source };
+    let mut flags = Array::<_, u32>::try_from(
+        ebpf.map_mut(CONFIG_MAP)
+            .ok_or(CaptureError::MissingMap(CONFIG_MAP))?,
+    )
+    .map_err(map_err(CONFIG_MAP))?;
+    let value = if config.all_ports {
+        CONFIG_FLAG_ALL_PORTS
+    } else {
+        0
+    };
+    flags
+        .set(CONFIG_FLAGS, value, 0)
+        .map_err(map_err(CONFIG_MAP))?;
+    let mut ports = HashMap::<_, u16, u8>::try_from(
+        ebpf.map_mut(WATCH_PORTS_MAP)
+            .ok_or(CaptureError::MissingMap(WATCH_PORTS_MAP))?,
+    )
+    .map_err(map_err(WATCH_PORTS_MAP))?;
+    for &port in &config.ports {
+        ports.insert(port, 1, 0).map_err(map_err(WATCH_PORTS_MAP))?;
+    }
+    Ok(())
+}
+
+/// Loads and attaches one program; the error says what failed.
+fn attach(ebpf: &mut Ebpf, program: &str, hook: Hook, cgroup: &File) -> Result<(), String> {
+    let prog: &mut Program = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} is not in the object"))?;
+    let result = match hook {
+        Hook::Tracepoint(category, name) => {
+            let tp: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            tp.load().and_then(|()| tp.attach(category, name).map(drop))
+        }
+        Hook::CgroupSkb(kind) => {
+            let skb: &mut CgroupSkb = prog.try_into().map_err(|e| format!("{e}"))?;
+            // `Single`: with a bpf link this never replaces other tools' programs
+            // (`AllowMultiple` fails with EINVAL on the kernels we target).
+            skb.load()
+                .and_then(|()| skb.attach(cgroup, kind, CgroupAttachMode::Single).map(drop))
+        }
+        Hook::CgroupSockAddr(_) => {
+            let sa: &mut CgroupSockAddr = prog.try_into().map_err(|e| format!("{e}"))?;
+            sa.load()
+                .and_then(|()| sa.attach(cgroup, CgroupAttachMode::Single).map(drop))
+        }
+    };
+    result.map_err(|e| error_chain(&e))
+}
+
+/// An error with its sources, on one line. A verifier log is cut down to its verdict (the line
+/// before the statistics); the whole log is huge and only useful to developers.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        parts.push(short(&err.to_string()));
+        next = err.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+fn short(message: &str) -> String {
+    let Some((head, log)) = message.split_once("Verifier output:") else {
+        return message.lines().next().unwrap_or_default().to_owned();
+    };
+    let verdict = log
+        .lines()
+        .take_while(|l| !l.starts_with("verification time"))
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or("");
+    format!(
+        "{} (verifier: {})",
+        head.trim().trim_end_matches('.'),
+        verdict.trim()
+    )
+}
+
+/// Capabilities needed, as (bit, name), from linux/capability.h.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+const NEEDED_CAPS: &[(u32, &str)] = &[
+    (39, "CAP_BPF"),
+    (38, "CAP_PERFMON"),
+    (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
+];
+
+fn check_capabilities() -> Result<(), CaptureError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| effective & (1 << bit) != 0;
+    let missing: Vec<&str> = NEEDED_CAPS
+        .iter()
+        // CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (it did before Linux 5.8).
+        .filter(|&&(bit, _)| {
+            let covered = bit != CAP_NET_ADMIN && has(CAP_SYS_ADMIN);
+            !has(bit) && !covered
+        })
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CaptureError::NotPrivileged {
+            missing: missing.join(", "),
+        })
+    }
+}
+
+/// Older kernels charge BPF maps to RLIMIT_MEMLOCK; newer ones ignore it.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    let ret = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const limit) };
+    if ret != 0 {
+        log::debug!(
+            "cannot raise RLIMIT_MEMLOCK: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// Tracepoints are found through tracefs; mount it if nobody did. Returns why it is missing.
+fn ensure_tracefs() -> Option<String> {
+    let known = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+    if known.iter().any(|p| Path::new(p).join("events").is_dir()) {
+        return None;
+    }
+    // SAFETY: constant NUL-terminated strings.
+    let ret = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret == 0 {
+        None
+    } else {
+        Some(format!(
+            "tracefs is not mounted and mounting it failed ({}): run `mount -t tracefs nodev /sys/kernel/tracing`",
+            io::Error::last_os_error()
+        ))
+    }
+}

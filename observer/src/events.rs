@@ -1,0 +1,205 @@
+//! What the observer reports, one record per line in `observer watch`.
+//!
+//! These are the stable, documented shapes (docs/events.md): JSON with `--json`, aligned text
+//! otherwise. Field names never change meaning; new fields may be added.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::{
+    dns::{Answer, Question},
+    kernel::Process,
+};
+
+/// How a TCP flow ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Established, then closed with FIN.
+    Closed,
+    /// Established, then reset (RST received or ECONNRESET/EPIPE reported).
+    Reset,
+    /// Answered by a RST to the SYN: nothing listens, or a firewall rejects with tcp reset.
+    Refused,
+    /// The SYN was never answered.
+    Timeout,
+    /// ICMP unreachable or administratively prohibited (EHOSTUNREACH, ENETUNREACH, EACCES).
+    Unreachable,
+    /// The socket reported another error.
+    Error,
+    /// Closed by the local process before the handshake completed, without an error.
+    Aborted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Reset => "reset",
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::Error => "error",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+/// Which side closed an established flow first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    Local,
+    Peer,
+}
+
+/// One observation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Observed {
+    /// The capture is running; which probes are attached.
+    CaptureStarted {
+        cgroup: String,
+        ports: Vec<u16>,
+        all_ports: bool,
+        probes: Vec<ProbeStatus>,
+    },
+    /// A process sent a SYN to a watched port.
+    FlowOpened {
+        flow_id: u64,
+        process: Process,
+        src: SocketAddr,
+        dst: SocketAddr,
+    },
+    /// The handshake completed.
+    FlowEstablished {
+        flow_id: u64,
+        process: Process,
+        src: SocketAddr,
+        dst: SocketAddr,
+        connect_ms: f64,
+    },
+    /// Bytes moved since the last report (read from the kernel's flow map every second).
+    FlowProgress {
+        flow_id: u64,
+        dst: SocketAddr,
+        bytes_sent: u64,
+        bytes_received: u64,
+    },
+    /// The flow ended.
+    FlowClosed(Box<FlowClosed>),
+    /// A socket error the kernel reported for a flow the observer does not track (one that
+    /// started before the capture, say).
+    SocketError {
+        src: SocketAddr,
+        dst: SocketAddr,
+        error: String,
+    },
+    /// A DNS query sent by a local process.
+    DnsQuery(Box<DnsObserved>),
+    /// A DNS response received by a local process.
+    DnsResponse(Box<DnsObserved>),
+    /// Totals of the capture so far; emitted when events were lost, and when the capture stops.
+    CaptureStats(CaptureStats),
+}
+
+/// The end of a flow, with everything known about it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowClosed {
+    pub flow_id: u64,
+    pub process: Process,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<ClosedBy>,
+    /// The socket error, as its errno name (`ECONNREFUSED`, `ETIMEDOUT`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub established: bool,
+    pub rst_received: bool,
+    pub syn_retransmits: u32,
+    pub retransmits: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
+    pub duration_ms: f64,
+}
+
+/// A DNS packet with its decoded message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DnsObserved {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    pub cgroup_id: u64,
+    /// Kernel cookie of the local socket: a query and its response share it.
+    pub socket_cookie: u64,
+    /// The DNS server's address.
+    pub server: SocketAddr,
+    /// The local socket's address.
+    pub client: SocketAddr,
+    pub payload_len: u32,
+    /// The kernel copied only the first 512 bytes of the payload.
+    pub capture_cut: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    pub tc: bool,
+    pub questions: Vec<Question>,
+    pub answers: Vec<Answer>,
+    /// Why (part of) the message could not be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decode_error: Option<String>,
+}
+
+/// A probe and whether it is attached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeStatus {
+    /// Program name in the object file.
+    pub program: String,
+    /// Where it attaches (`tracepoint sock/inet_sock_set_state`, `cgroup_skb ingress ...`).
+    pub hook: String,
+    pub attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Capture health counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CaptureStats {
+    /// Records read from the kernel.
+    pub events: u64,
+    /// Records the kernel could not deliver (ring buffer full).
+    pub lost_events: u64,
+    /// Records user space could not decode.
+    pub undecodable_events: u64,
+    /// DNS payloads that were not DNS messages.
+    pub malformed_dns: u64,
+    /// DNS packets the kernel saw but could not copy.
+    pub dns_skipped: u64,
+}
+
+/// Name of an errno value, for reports (`ECONNREFUSED`); unknown values as `errno 123`.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EACCES => "EACCES",
+        libc::EPERM => "EPERM",
+        libc::EPIPE => "EPIPE",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EPROTO => "EPROTO",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::EMSGSIZE => "EMSGSIZE",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_owned()
+}

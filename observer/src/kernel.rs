@@ -1,0 +1,325 @@
+//! Decoding of raw ring-buffer records into typed kernel events.
+//!
+//! The kernel writes the `#[repr(C)]` records of `observer_ebpf::abi`; this module checks their
+//! kind and size and copies them out. It never trusts a record: a short or unknown one is an
+//! error the caller counts, not a panic.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use observer_ebpf::{
+    DnsEvent, Flow, FlowEvent, Owner, SockErrorEvent, Tuple, AF_INET, AF_INET6, DNS_FLAG_INGRESS,
+    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_CLOSE,
+    KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
+};
+use serde::Serialize;
+
+/// A record from the kernel, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelEvent {
+    FlowOpen(FlowRecord),
+    FlowEstablished(FlowRecord),
+    FlowClose(FlowRecord),
+    SockError(SockError),
+    Dns(DnsPacket),
+}
+
+/// A flow event: the flow's state in the kernel at `ts_ns`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub ts_ns: u64,
+    /// Opaque kernel key of the flow.
+    pub key: u64,
+    pub flow: Flow,
+}
+
+/// An error reported on a TCP socket to a watched port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SockError {
+    pub ts_ns: u64,
+    /// Positive errno.
+    pub error: i32,
+    pub endpoints: Endpoints,
+}
+
+/// One DNS packet as the kernel copied it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsPacket {
+    pub ts_ns: u64,
+    /// True for a response received, false for a query sent.
+    pub response: bool,
+    pub cookie: u64,
+    pub cgroup_id: u64,
+    /// Addresses as in the packet: for a response `src` is the server.
+    pub endpoints: Endpoints,
+    pub process: Option<Process>,
+    /// UDP payload length on the wire.
+    pub payload_len: u32,
+    /// The copied payload (cut at `DNS_PAYLOAD_MAX`).
+    pub payload: Vec<u8>,
+    /// The payload was longer than what the kernel copies.
+    pub cut: bool,
+}
+
+/// Source and destination of a flow or packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Endpoints {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+}
+
+/// The process behind a socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+}
+
+impl From<&Owner> for Process {
+    fn from(owner: &Owner) -> Self {
+        let end = owner
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(owner.comm.len());
+        Self {
+            pid: owner.pid,
+            comm: String::from_utf8_lossy(&owner.comm[..end]).into_owned(),
+            cgroup_id: owner.cgroup_id,
+        }
+    }
+}
+
+/// Turns the ABI tuple into socket addresses; IPv4-mapped IPv6 addresses (dual-stack sockets)
+/// become plain IPv4 so a flow has one spelling whatever socket family made it.
+pub fn endpoints(tuple: &Tuple) -> Endpoints {
+    let ip = |bytes: &[u8; 16]| -> IpAddr {
+        if tuple.family == AF_INET {
+            IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+        } else {
+            let v6 = Ipv6Addr::from(*bytes);
+            match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(v6),
+            }
+        }
+    };
+    Endpoints {
+        src: SocketAddr::new(ip(&tuple.saddr), tuple.sport),
+        dst: SocketAddr::new(ip(&tuple.daddr), tuple.dport),
+    }
+}
+
+/// Why a record could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is too short for its header")]
+    Short(usize),
+    #[error("record of kind {kind} has {len} bytes, expected at least {expected}")]
+    Size {
+        kind: u32,
+        len: usize,
+        expected: usize,
+    },
+    #[error("unknown record kind {0}")]
+    Kind(u32),
+    #[error("address family {0} is neither IPv4 nor IPv6")]
+    Family(u16),
+}
+
+/// Reads a `T` from the start of `bytes` (which may be unaligned).
+fn read<T: Copy>(kind: u32, bytes: &[u8]) -> Result<T, DecodeError> {
+    let expected = size_of::<T>();
+    if bytes.len() < expected {
+        return Err(DecodeError::Size {
+            kind,
+            len: bytes.len(),
+            expected,
+        });
+    }
+    // SAFETY: the length is checked above and every ABI type is plain data for which any bit
+    // pattern is valid.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+fn check_family(family: u16) -> Result<(), DecodeError> {
+    if family == AF_INET || family == AF_INET6 {
+        Ok(())
+    } else {
+        Err(DecodeError::Family(family))
+    }
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    let kind = u32::from_ne_bytes(
+        bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DecodeError::Short(bytes.len()))?,
+    );
+    match kind {
+        KIND_FLOW_OPEN | KIND_FLOW_ESTABLISHED | KIND_FLOW_CLOSE => {
+            let ev: FlowEvent = read(kind, bytes)?;
+            check_family(ev.flow.tuple.family)?;
+            let record = FlowRecord {
+                ts_ns: ev.ts_ns,
+                key: ev.key,
+                flow: ev.flow,
+            };
+            Ok(match kind {
+                KIND_FLOW_OPEN => KernelEvent::FlowOpen(record),
+                KIND_FLOW_ESTABLISHED => KernelEvent::FlowEstablished(record),
+                _ => KernelEvent::FlowClose(record),
+            })
+        }
+        KIND_SOCK_ERROR => {
+            let ev: SockErrorEvent = read(kind, bytes)?;
+            check_family(ev.tuple.family)?;
+            Ok(KernelEvent::SockError(SockError {
+                ts_ns: ev.ts_ns,
+                error: ev.error.abs(),
+                endpoints: endpoints(&ev.tuple),
+            }))
+        }
+        KIND_DNS => {
+            let ev: DnsEvent = read(kind, bytes)?;
+            check_family(ev.tuple.family)?;
+            let captured = (ev.captured_len as usize).min(DNS_PAYLOAD_MAX);
+            Ok(KernelEvent::Dns(DnsPacket {
+                ts_ns: ev.ts_ns,
+                response: ev.flags & DNS_FLAG_INGRESS != 0,
+                cookie: ev.cookie,
+                cgroup_id: ev.cgroup_id,
+                endpoints: endpoints(&ev.tuple),
+                process: (ev.flags & DNS_FLAG_OWNER_KNOWN != 0).then(|| Process::from(&ev.owner)),
+                payload_len: ev.payload_len,
+                payload: ev.payload[..captured].to_vec(),
+                cut: ev.flags & DNS_FLAG_TRUNCATED != 0,
+            }))
+        }
+        other => Err(DecodeError::Kind(other)),
+    }
+}
+
+/// Encodes a record the way the kernel does (tests build kernel records with it).
+#[cfg(test)]
+pub fn encode<T: Copy>(record: &T) -> Vec<u8> {
+    // SAFETY: `T` is one of the plain `#[repr(C)]` ABI records, readable as bytes.
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(record).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_ebpf::DNS_FLAG_EGRESS;
+
+    fn tuple_v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple {
+        let mut t = Tuple {
+            family: AF_INET,
+            sport,
+            dport,
+            ..Tuple::default()
+        };
+        t.saddr[..4].copy_from_slice(&src);
+        t.daddr[..4].copy_from_slice(&dst);
+        t
+    }
+
+    #[test]
+    fn decodes_flow_events() {
+        let mut flow = Flow {
+            tuple: tuple_v4([198, 18, 0, 1], 40000, [198, 18, 1, 10], 443),
+            bytes_sent: 10,
+            ..Flow::default()
+        };
+        flow.owner.pid = 42;
+        flow.owner.comm[..4].copy_from_slice(b"curl");
+        let ev = FlowEvent {
+            kind: KIND_FLOW_CLOSE,
+            ts_ns: 7,
+            key: 99,
+            flow,
+            ..FlowEvent::default()
+        };
+        let decoded = decode(&encode(&ev)).unwrap();
+        let KernelEvent::FlowClose(record) = decoded else {
+            panic!("{decoded:?}")
+        };
+        assert_eq!(record.key, 99);
+        assert_eq!(record.flow.bytes_sent, 10);
+        assert_eq!(Process::from(&record.flow.owner).comm, "curl");
+        assert_eq!(
+            endpoints(&record.flow.tuple).dst,
+            "198.18.1.10:443".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_become_ipv4() {
+        let mut t = Tuple {
+            family: AF_INET6,
+            sport: 1,
+            dport: 443,
+            ..Tuple::default()
+        };
+        t.daddr = "::ffff:198.18.1.10".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(
+            endpoints(&t).dst,
+            "198.18.1.10:443".parse::<SocketAddr>().unwrap()
+        );
+        t.daddr = "fd00::10".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(
+            endpoints(&t).dst,
+            "[fd00::10]:443".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn decodes_dns_packets_and_bounds_the_payload() {
+        let mut ev = DnsEvent {
+            kind: KIND_DNS,
+            flags: DNS_FLAG_EGRESS,
+            ts_ns: 1,
+            cookie: 5,
+            cgroup_id: 6,
+            tuple: tuple_v4([198, 18, 0, 1], 5353, [198, 18, 0, 2], 53),
+            owner: Owner::default(),
+            payload_len: 3,
+            captured_len: 3,
+            payload: [0; DNS_PAYLOAD_MAX],
+        };
+        ev.payload[..3].copy_from_slice(&[1, 2, 3]);
+        let KernelEvent::Dns(packet) = decode(&encode(&ev)).unwrap() else {
+            panic!()
+        };
+        assert!(!packet.response);
+        assert_eq!(packet.payload, vec![1, 2, 3]);
+        assert_eq!(packet.process, None);
+        // A lying length never reads past the payload.
+        ev.captured_len = 100_000;
+        let KernelEvent::Dns(packet) = decode(&encode(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(packet.payload.len(), DNS_PAYLOAD_MAX);
+    }
+
+    #[test]
+    fn bad_records_are_errors_not_panics() {
+        assert_eq!(decode(&[]), Err(DecodeError::Short(0)));
+        assert_eq!(decode(&[1, 0]), Err(DecodeError::Short(2)));
+        assert_eq!(decode(&77u32.to_ne_bytes()), Err(DecodeError::Kind(77)));
+        assert!(matches!(
+            decode(&KIND_DNS.to_ne_bytes()),
+            Err(DecodeError::Size { kind: KIND_DNS, .. })
+        ));
+        let ev = SockErrorEvent {
+            kind: KIND_SOCK_ERROR,
+            error: 111,
+            ts_ns: 0,
+            tuple: Tuple::default(),
+        };
+        assert_eq!(decode(&encode(&ev)), Err(DecodeError::Family(0)));
+    }
+}

@@ -1,0 +1,325 @@
+//! Writing observations: one JSON object per line, or aligned human-readable lines.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::events::{DnsObserved, Observed};
+
+/// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// Wall-clock nanoseconds since the epoch at `mono_ns`.
+    wall_ns: i128,
+    mono_ns: u64,
+}
+
+impl Clock {
+    /// Reads both clocks now.
+    pub fn now() -> Self {
+        Self {
+            wall_ns: OffsetDateTime::now_utc().unix_timestamp_nanos(),
+            mono_ns: monotonic_ns(),
+        }
+    }
+
+    pub fn wall(&self, mono_ns: u64) -> OffsetDateTime {
+        let ns = self.wall_ns + (i128::from(mono_ns) - i128::from(self.mono_ns));
+        OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    #[serde(flatten)]
+    observed: &'a Observed,
+}
+
+/// Formats one observation as a JSON line (no newline).
+pub fn json_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
+    let ts = clock.wall(ts_ns).format(&Rfc3339).unwrap_or_default();
+    serde_json::to_string(&Line { ts, observed }).unwrap_or_else(|e| {
+        format!(r#"{{"event":"error","error":"cannot serialise an event: {e}"}}"#)
+    })
+}
+
+/// Formats one observation as an aligned, human-readable line (no newline).
+pub fn text_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
+    let t = clock.wall(ts_ns);
+    let ts = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    );
+    let (kind, who, rest) = match observed {
+        Observed::CaptureStarted {
+            cgroup,
+            ports,
+            all_ports,
+            probes,
+        } => {
+            let attached = probes.iter().filter(|p| p.attached).count();
+            let ports = if *all_ports {
+                "all ports".to_owned()
+            } else {
+                ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let mut rest = format!(
+                "{attached}/{} probes attached to {cgroup}; TCP ports {ports}",
+                probes.len()
+            );
+            for p in probes.iter().filter(|p| !p.attached) {
+                rest.push_str(&format!(
+                    "; NOT attached: {} ({}): {}",
+                    p.program,
+                    p.hook,
+                    p.error.as_deref().unwrap_or("?")
+                ));
+            }
+            ("capture-started", String::new(), rest)
+        }
+        Observed::FlowOpened {
+            flow_id,
+            process,
+            src,
+            dst,
+        } => (
+            "flow-opened",
+            proc_label(process),
+            format!("#{flow_id} {src} -> {dst}"),
+        ),
+        Observed::FlowEstablished {
+            flow_id,
+            process,
+            src,
+            dst,
+            connect_ms,
+        } => (
+            "flow-established",
+            proc_label(process),
+            format!("#{flow_id} {src} -> {dst}  connect {connect_ms:.1} ms"),
+        ),
+        Observed::FlowProgress {
+            flow_id,
+            dst,
+            bytes_sent,
+            bytes_received,
+        } => (
+            "flow-progress",
+            String::new(),
+            format!(
+                "#{flow_id} -> {dst}  sent {}  received {}",
+                bytes(*bytes_sent),
+                bytes(*bytes_received)
+            ),
+        ),
+        Observed::FlowClosed(c) => {
+            let mut how = c.outcome.as_str().to_owned();
+            if let Some(by) = c.closed_by {
+                how.push_str(match by {
+                    crate::events::ClosedBy::Local => " by local",
+                    crate::events::ClosedBy::Peer => " by peer",
+                });
+            }
+            if let Some(e) = &c.error {
+                how.push_str(&format!(" ({e})"));
+            }
+            if c.syn_retransmits > 0 {
+                how.push_str(&format!(", {} SYN retransmits", c.syn_retransmits));
+            }
+            (
+                "flow-closed",
+                proc_label(&c.process),
+                format!(
+                    "#{} {} -> {}  {how}  sent {}  received {}  in {:.0} ms",
+                    c.flow_id,
+                    c.src,
+                    c.dst,
+                    bytes(c.bytes_sent),
+                    bytes(c.bytes_received),
+                    c.duration_ms
+                ),
+            )
+        }
+        Observed::SocketError { src, dst, error } => (
+            "socket-error",
+            String::new(),
+            format!("{src} -> {dst}  {error}"),
+        ),
+        Observed::DnsQuery(d) => ("dns-query", dns_who(d), dns_text(d)),
+        Observed::DnsResponse(d) => ("dns-response", dns_who(d), dns_text(d)),
+        Observed::CaptureStats(s) => (
+            "capture-stats",
+            String::new(),
+            format!(
+                "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied",
+                s.events, s.lost_events, s.undecodable_events, s.malformed_dns, s.dns_skipped
+            ),
+        ),
+    };
+    format!("{ts}  {kind:<16}  {who:<20}  {rest}")
+        .trim_end()
+        .to_owned()
+}
+
+fn proc_label(p: &crate::kernel::Process) -> String {
+    format!("{}[{}]", p.comm, p.pid)
+}
+
+fn dns_who(d: &DnsObserved) -> String {
+    d.process
+        .as_ref()
+        .map(proc_label)
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn dns_text(d: &DnsObserved) -> String {
+    let q = d
+        .questions
+        .iter()
+        .map(|q| format!("{} {}", q.name, q.rtype))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut s = format!("{} {q}", d.server);
+    if let Some(rcode) = &d.rcode {
+        s.push_str(&format!("  {rcode}"));
+    }
+    for a in &d.answers {
+        s.push_str(&format!(
+            "  {} {} {} (ttl {})",
+            a.name, a.rtype, a.data, a.ttl
+        ));
+    }
+    if d.tc {
+        s.push_str("  [TC]");
+    }
+    if d.capture_cut {
+        s.push_str("  [cut at 512 bytes]");
+    }
+    if let Some(e) = &d.decode_error {
+        s.push_str(&format!("  [{e}]"));
+    }
+    s
+}
+
+/// Byte counts as people read them.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// Where observations go.
+pub struct Sink<W: Write> {
+    out: W,
+    json: bool,
+    clock: Clock,
+}
+
+impl<W: Write> Sink<W> {
+    pub fn new(out: W, json: bool, clock: Clock) -> Self {
+        Self { out, json, clock }
+    }
+
+    /// Writes observations; a closed pipe (`observer watch | head`) is reported as BrokenPipe.
+    pub fn write(&mut self, items: impl IntoIterator<Item = (u64, Observed)>) -> io::Result<()> {
+        for (ts, observed) in items {
+            let line = if self.json {
+                json_line(&self.clock, ts, &observed)
+            } else {
+                text_line(&self.clock, ts, &observed)
+            };
+            writeln!(self.out, "{line}")?;
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        events::{ClosedBy, FlowClosed, Outcome},
+        kernel::Process,
+    };
+
+    fn closed() -> Observed {
+        Observed::FlowClosed(Box::new(FlowClosed {
+            flow_id: 3,
+            process: Process {
+                pid: 42,
+                comm: "curl".into(),
+                cgroup_id: 1,
+            },
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "198.18.1.10:443".parse().unwrap(),
+            outcome: Outcome::Closed,
+            closed_by: Some(ClosedBy::Peer),
+            error: None,
+            established: true,
+            rst_received: false,
+            syn_retransmits: 0,
+            retransmits: 0,
+            bytes_sent: 1_050_000,
+            bytes_received: 2048,
+            connect_ms: Some(0.25),
+            duration_ms: 31.5,
+        }))
+    }
+
+    const CLOCK: Clock = Clock {
+        wall_ns: 1_795_766_400_000_000_000,
+        mono_ns: 0,
+    };
+
+    #[test]
+    fn json_lines_are_stable() {
+        assert_eq!(
+            json_line(&CLOCK, 1_500_000, &closed()),
+            r#"{"ts":"2026-11-27T08:00:00.0015Z","event":"flow_closed","flow_id":3,"process":{"pid":42,"comm":"curl","cgroup_id":1},"src":"198.18.0.1:40000","dst":"198.18.1.10:443","outcome":"closed","closed_by":"peer","established":true,"rst_received":false,"syn_retransmits":0,"retransmits":0,"bytes_sent":1050000,"bytes_received":2048,"connect_ms":0.25,"duration_ms":31.5}"#
+        );
+    }
+
+    #[test]
+    fn text_lines_are_aligned_and_readable() {
+        assert_eq!(
+            text_line(&CLOCK, 1_500_000, &closed()),
+            "08:00:00.001  flow-closed       curl[42]              #3 198.18.0.1:40000 -> 198.18.1.10:443  closed by peer  sent 1.0 MiB  received 2.0 KiB  in 32 ms"
+        );
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+}

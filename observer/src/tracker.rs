@@ -1,0 +1,558 @@
+//! Turns the kernel's event stream into observations: flow ids, outcomes, socket errors joined to
+//! their flows, decoded DNS messages. Pure: time comes in with the events and ticks, so it is
+//! tested on recorded events without root.
+//!
+//! The kernel reports a socket's error (`sock:inet_sk_error_report`) sometimes before the flow
+//! closes (ICMP errors) and sometimes just after (resets, timeouts). So a closed flow is held for
+//! `CLOSE_HOLD_NS` before it is reported, and errors wait `ERROR_HOLD_NS` for their flow.
+
+use std::collections::{HashMap, VecDeque};
+
+use observer_ebpf::{Flow, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
+
+use crate::{
+    dns::decode_message,
+    events::{errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, Observed, Outcome},
+    kernel::{endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, Process, SockError},
+};
+
+/// How long a closed flow waits for its socket error before it is reported.
+pub const CLOSE_HOLD_NS: u64 = 150_000_000;
+/// How long an error waits for its flow to close.
+pub const ERROR_HOLD_NS: u64 = 2_000_000_000;
+/// Bound on errors waiting for a flow (a storm of errors cannot grow memory).
+const MAX_PENDING_ERRORS: usize = 4096;
+
+/// An observation with its kernel timestamp.
+pub type Timed = (u64, Observed);
+
+struct OpenFlow {
+    id: u64,
+    flow: Flow,
+    reported: (u64, u64),
+}
+
+struct PendingClose {
+    ts_ns: u64,
+    id: u64,
+    flow: Flow,
+    error: Option<i32>,
+}
+
+/// The state between kernel events and observations.
+#[derive(Default)]
+pub struct Tracker {
+    next_id: u64,
+    open: HashMap<u64, OpenFlow>,
+    closing: Vec<PendingClose>,
+    errors: VecDeque<SockError>,
+    stats: CaptureStats,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Self {
+            next_id: 1,
+            ..Self::default()
+        }
+    }
+
+    /// Counters of what was seen; the capture adds the kernel's own.
+    pub fn stats(&self) -> CaptureStats {
+        self.stats
+    }
+
+    /// Number of flows currently open.
+    #[cfg(test)]
+    pub fn open_flows(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Feeds one kernel event.
+    pub fn on_event(&mut self, event: KernelEvent) -> Vec<Timed> {
+        self.stats.events += 1;
+        match event {
+            KernelEvent::FlowOpen(r) => vec![self.open_flow(r)],
+            KernelEvent::FlowEstablished(r) => self.established(r).into_iter().collect(),
+            KernelEvent::FlowClose(r) => {
+                self.close_flow(r);
+                Vec::new()
+            }
+            KernelEvent::SockError(e) => {
+                self.sock_error(e);
+                Vec::new()
+            }
+            KernelEvent::Dns(packet) => vec![self.dns(packet)],
+        }
+    }
+
+    /// Counts a record that could not be decoded.
+    pub fn on_undecodable(&mut self) {
+        self.stats.undecodable_events += 1;
+    }
+
+    /// A snapshot of a flow's kernel counters; reports progress when bytes moved.
+    pub fn on_snapshot(&mut self, key: u64, flow: &Flow, now_ns: u64) -> Option<Timed> {
+        let open = self.open.get_mut(&key)?;
+        let current = (flow.bytes_sent, flow.bytes_received);
+        if current == open.reported || flow.ts_syn_ns != open.flow.ts_syn_ns {
+            return None;
+        }
+        open.reported = current;
+        open.flow.bytes_sent = flow.bytes_sent;
+        open.flow.bytes_received = flow.bytes_received;
+        Some((
+            now_ns,
+            Observed::FlowProgress {
+                flow_id: open.id,
+                dst: endpoints(&flow.tuple).dst,
+                bytes_sent: current.0,
+                bytes_received: current.1,
+            },
+        ))
+    }
+
+    /// Time passes: reports closed flows whose hold expired and errors nobody claimed.
+    pub fn on_tick(&mut self, now_ns: u64) -> Vec<Timed> {
+        let mut out = Vec::new();
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.closing)
+            .into_iter()
+            .partition(|c| now_ns.saturating_sub(c.ts_ns) >= CLOSE_HOLD_NS);
+        self.closing = keep;
+        out.extend(due.into_iter().map(|c| closed(&c)));
+        while let Some(e) = self.errors.front() {
+            if now_ns.saturating_sub(e.ts_ns) < ERROR_HOLD_NS {
+                break;
+            }
+            let e = self.errors.pop_front().expect("front exists");
+            out.push(unclaimed_error(&e));
+        }
+        out
+    }
+
+    /// Reports everything held back (the capture is stopping).
+    pub fn flush(&mut self) -> Vec<Timed> {
+        let mut out: Vec<Timed> = self.closing.drain(..).map(|c| closed(&c)).collect();
+        out.extend(self.errors.drain(..).map(|e| unclaimed_error(&e)));
+        out
+    }
+
+    fn open_flow(&mut self, r: FlowRecord) -> Timed {
+        let id = self.next_id;
+        self.next_id += 1;
+        let ends = endpoints(&r.flow.tuple);
+        let process = Process::from(&r.flow.owner);
+        self.open.insert(
+            r.key,
+            OpenFlow {
+                id,
+                flow: r.flow,
+                reported: (0, 0),
+            },
+        );
+        (
+            r.ts_ns,
+            Observed::FlowOpened {
+                flow_id: id,
+                process,
+                src: ends.src,
+                dst: ends.dst,
+            },
+        )
+    }
+
+    /// The id of the flow behind `r`, opening it first if its start was missed.
+    fn id_for(&mut self, r: &FlowRecord) -> u64 {
+        match self.open.get_mut(&r.key) {
+            Some(open) if open.flow.ts_syn_ns == r.flow.ts_syn_ns => {
+                open.flow = r.flow;
+                open.id
+            }
+            _ => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.open.insert(
+                    r.key,
+                    OpenFlow {
+                        id,
+                        flow: r.flow,
+                        reported: (0, 0),
+                    },
+                );
+                id
+            }
+        }
+    }
+
+    fn established(&mut self, r: FlowRecord) -> Option<Timed> {
+        let id = self.id_for(&r);
+        let ends = endpoints(&r.flow.tuple);
+        Some((
+            r.ts_ns,
+            Observed::FlowEstablished {
+                flow_id: id,
+                process: Process::from(&r.flow.owner),
+                src: ends.src,
+                dst: ends.dst,
+                connect_ms: ms(r.flow.ts_established_ns.saturating_sub(r.flow.ts_syn_ns)),
+            },
+        ))
+    }
+
+    fn close_flow(&mut self, r: FlowRecord) {
+        let id = self.id_for(&r);
+        self.open.remove(&r.key);
+        let ends = endpoints(&r.flow.tuple);
+        let error = self
+            .errors
+            .iter()
+            .position(|e| same_flow(&e.endpoints, &ends))
+            .and_then(|i| self.errors.remove(i))
+            .map(|e| e.error);
+        self.closing.push(PendingClose {
+            ts_ns: r.ts_ns,
+            id,
+            flow: r.flow,
+            error,
+        });
+    }
+
+    fn sock_error(&mut self, e: SockError) {
+        if let Some(c) = self
+            .closing
+            .iter_mut()
+            .find(|c| c.error.is_none() && same_flow(&endpoints(&c.flow.tuple), &e.endpoints))
+        {
+            c.error = Some(e.error);
+            return;
+        }
+        if self.errors.len() >= MAX_PENDING_ERRORS {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(e);
+    }
+
+    fn dns(&mut self, packet: DnsPacket) -> Timed {
+        let (server, client) = if packet.response {
+            (packet.endpoints.src, packet.endpoints.dst)
+        } else {
+            (packet.endpoints.dst, packet.endpoints.src)
+        };
+        let mut observed = DnsObserved {
+            process: packet.process,
+            cgroup_id: packet.cgroup_id,
+            socket_cookie: packet.cookie,
+            server,
+            client,
+            payload_len: packet.payload_len,
+            capture_cut: packet.cut,
+            id: None,
+            rcode: None,
+            tc: false,
+            questions: Vec::new(),
+            answers: Vec::new(),
+            decode_error: None,
+        };
+        match decode_message(&packet.payload) {
+            Ok(msg) => {
+                observed.id = Some(msg.id);
+                observed.rcode = packet.response.then_some(msg.rcode);
+                observed.tc = msg.tc;
+                observed.questions = msg.questions;
+                observed.answers = msg.answers;
+                observed.decode_error = msg.incomplete;
+            }
+            Err(e) => {
+                self.stats.malformed_dns += 1;
+                observed.decode_error = Some(e.to_string());
+            }
+        }
+        let event = if packet.response {
+            Observed::DnsResponse(Box::new(observed))
+        } else {
+            Observed::DnsQuery(Box::new(observed))
+        };
+        (packet.ts_ns, event)
+    }
+}
+
+/// Whether an error's endpoints name this flow. The kernel may report the flow's source port as 0
+/// if the error came before the port was assigned.
+fn same_flow(error: &Endpoints, flow: &Endpoints) -> bool {
+    error.dst == flow.dst
+        && error.src.ip() == flow.src.ip()
+        && (error.src.port() == flow.src.port() || flow.src.port() == 0 || error.src.port() == 0)
+}
+
+fn ms(ns: u64) -> f64 {
+    // Rounded to microseconds so reports stay readable.
+    (ns as f64 / 1_000.0).round() / 1_000.0
+}
+
+/// How a flow ended, from what the kernel saw and the error it reported.
+pub fn outcome(flow: &Flow, error: Option<i32>) -> (Outcome, Option<ClosedBy>) {
+    let established = flow.ts_established_ns != 0;
+    let rst = flow.ts_rst_ns != 0;
+    if established {
+        return match error {
+            _ if rst => (Outcome::Reset, None),
+            Some(libc::ECONNRESET | libc::EPIPE) => (Outcome::Reset, None),
+            Some(libc::ETIMEDOUT) => (Outcome::Timeout, None),
+            Some(_) => (Outcome::Error, None),
+            None => {
+                let peer_first = flow.states_seen & (1 << TCP_CLOSE_WAIT) != 0;
+                let local_first = flow.states_seen & (1 << TCP_FIN_WAIT1) != 0;
+                let by = match (local_first, peer_first) {
+                    (true, false) => Some(ClosedBy::Local),
+                    (false, true) => Some(ClosedBy::Peer),
+                    _ => None,
+                };
+                (Outcome::Closed, by)
+            }
+        };
+    }
+    match error {
+        Some(libc::ECONNREFUSED) => (Outcome::Refused, None),
+        _ if rst => (Outcome::Refused, None),
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES | libc::EPERM) => {
+            (Outcome::Unreachable, None)
+        }
+        Some(libc::ETIMEDOUT) => (Outcome::Timeout, None),
+        Some(_) => (Outcome::Error, None),
+        None if flow.syn_retransmits > 0 => (Outcome::Timeout, None),
+        None => (Outcome::Aborted, None),
+    }
+}
+
+fn closed(c: &PendingClose) -> Timed {
+    let flow = &c.flow;
+    let ends = endpoints(&flow.tuple);
+    let (outcome, closed_by) = outcome(flow, c.error);
+    let established = flow.ts_established_ns != 0;
+    (
+        c.ts_ns,
+        Observed::FlowClosed(Box::new(FlowClosed {
+            flow_id: c.id,
+            process: Process::from(&flow.owner),
+            src: ends.src,
+            dst: ends.dst,
+            outcome,
+            closed_by,
+            error: c.error.map(errno_name),
+            established,
+            rst_received: flow.ts_rst_ns != 0,
+            syn_retransmits: flow.syn_retransmits,
+            retransmits: flow.retransmits,
+            bytes_sent: flow.bytes_sent,
+            bytes_received: flow.bytes_received,
+            connect_ms: established
+                .then(|| ms(flow.ts_established_ns.saturating_sub(flow.ts_syn_ns))),
+            duration_ms: ms(c.ts_ns.saturating_sub(flow.ts_syn_ns)),
+        })),
+    )
+}
+
+fn unclaimed_error(e: &SockError) -> Timed {
+    (
+        e.ts_ns,
+        Observed::SocketError {
+            src: e.endpoints.src,
+            dst: e.endpoints.dst,
+            error: errno_name(e.error),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_ebpf::{Tuple, AF_INET, TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_SENT};
+
+    const MS: u64 = 1_000_000;
+
+    fn flow(sport: u16) -> Flow {
+        let mut tuple = Tuple {
+            family: AF_INET,
+            sport,
+            dport: 443,
+            ..Tuple::default()
+        };
+        tuple.saddr[..4].copy_from_slice(&[198, 18, 0, 1]);
+        tuple.daddr[..4].copy_from_slice(&[198, 18, 1, 10]);
+        let mut f = Flow {
+            tuple,
+            ts_syn_ns: 1000 * MS,
+            states_seen: 1 << TCP_SYN_SENT,
+            ..Flow::default()
+        };
+        f.owner.pid = 7;
+        f.owner.comm[..4].copy_from_slice(b"curl");
+        f
+    }
+
+    fn rec(ts_ms: u64, f: Flow) -> FlowRecord {
+        FlowRecord {
+            ts_ns: ts_ms * MS,
+            key: 0xabc,
+            flow: f,
+        }
+    }
+
+    fn closed_of(out: &[Timed]) -> &FlowClosed {
+        out.iter()
+            .find_map(|(_, o)| match o {
+                Observed::FlowClosed(c) => Some(&**c),
+                _ => None,
+            })
+            .expect("a flow_closed")
+    }
+
+    #[test]
+    fn a_normal_flow_opens_establishes_moves_bytes_and_closes() {
+        let mut t = Tracker::new();
+        let mut f = flow(0);
+        let out = t.on_event(KernelEvent::FlowOpen(rec(1000, f)));
+        assert!(matches!(out[0].1, Observed::FlowOpened { flow_id: 1, .. }));
+        f.tuple.sport = 40000;
+        f.ts_established_ns = 1002 * MS;
+        f.states_seen |= 1 << TCP_ESTABLISHED;
+        let out = t.on_event(KernelEvent::FlowEstablished(rec(1002, f)));
+        let Observed::FlowEstablished {
+            connect_ms, src, ..
+        } = &out[0].1
+        else {
+            panic!()
+        };
+        assert_eq!(*connect_ms, 2.0);
+        assert_eq!(src.port(), 40000);
+
+        f.bytes_sent = 500;
+        f.bytes_received = 9000;
+        let progress = t.on_snapshot(0xabc, &f, 1500 * MS).expect("progress");
+        assert!(matches!(
+            progress.1,
+            Observed::FlowProgress {
+                bytes_received: 9000,
+                ..
+            }
+        ));
+        assert!(
+            t.on_snapshot(0xabc, &f, 1600 * MS).is_none(),
+            "no news, no progress"
+        );
+
+        f.states_seen |= 1 << TCP_FIN_WAIT1 | 1 << TCP_CLOSE;
+        t.on_event(KernelEvent::FlowClose(rec(1700, f)));
+        assert!(t.on_tick(1701 * MS).is_empty(), "held for a late error");
+        let out = t.on_tick(1700 * MS + CLOSE_HOLD_NS);
+        let c = closed_of(&out);
+        assert_eq!(c.flow_id, 1);
+        assert_eq!(c.outcome, Outcome::Closed);
+        assert_eq!(c.closed_by, Some(ClosedBy::Local));
+        assert_eq!((c.bytes_sent, c.bytes_received), (500, 9000));
+        assert_eq!(c.duration_ms, 700.0);
+        assert_eq!(c.process.comm, "curl");
+        assert_eq!(t.open_flows(), 0);
+    }
+
+    #[test]
+    fn a_reset_after_close_is_joined_as_refused() {
+        let mut t = Tracker::new();
+        let mut f = flow(0);
+        t.on_event(KernelEvent::FlowOpen(rec(1000, f)));
+        f.tuple.sport = 40001;
+        f.ts_rst_ns = 1001 * MS;
+        t.on_event(KernelEvent::FlowClose(rec(1001, f)));
+        t.on_event(KernelEvent::SockError(SockError {
+            ts_ns: 1001 * MS,
+            error: libc::ECONNREFUSED,
+            endpoints: endpoints(&f.tuple),
+        }));
+        let out = t.flush();
+        let c = closed_of(&out);
+        assert_eq!(c.outcome, Outcome::Refused);
+        assert_eq!(c.error.as_deref(), Some("ECONNREFUSED"));
+        assert!(c.rst_received);
+        assert!(!c.established);
+        assert_eq!(out.len(), 1, "the error was claimed by the flow");
+    }
+
+    #[test]
+    fn an_icmp_error_before_close_is_joined_as_unreachable() {
+        let mut t = Tracker::new();
+        let mut f = flow(0);
+        t.on_event(KernelEvent::FlowOpen(rec(1000, f)));
+        f.tuple.sport = 40002;
+        t.on_event(KernelEvent::SockError(SockError {
+            ts_ns: 1001 * MS,
+            error: libc::EHOSTUNREACH,
+            endpoints: endpoints(&f.tuple),
+        }));
+        t.on_event(KernelEvent::FlowClose(rec(1001, f)));
+        let c = closed_of(&t.on_tick(2000 * MS)).clone();
+        assert_eq!(c.outcome, Outcome::Unreachable);
+        assert_eq!(c.error.as_deref(), Some("EHOSTUNREACH"));
+    }
+
+    #[test]
+    fn outcomes_without_errors() {
+        let mut f = flow(1);
+        f.syn_retransmits = 3;
+        assert_eq!(outcome(&f, None).0, Outcome::Timeout);
+        assert_eq!(outcome(&f, Some(libc::ETIMEDOUT)).0, Outcome::Timeout);
+        f.syn_retransmits = 0;
+        assert_eq!(outcome(&f, None).0, Outcome::Aborted);
+        f.ts_established_ns = 1;
+        f.states_seen = 1 << TCP_CLOSE_WAIT | 1 << TCP_CLOSE;
+        assert_eq!(outcome(&f, None), (Outcome::Closed, Some(ClosedBy::Peer)));
+        f.ts_rst_ns = 2;
+        assert_eq!(outcome(&f, Some(libc::ECONNRESET)).0, Outcome::Reset);
+        let _ = TCP_CLOSE;
+    }
+
+    #[test]
+    fn unclaimed_errors_are_reported_after_their_hold() {
+        let mut t = Tracker::new();
+        let f = flow(5);
+        t.on_event(KernelEvent::SockError(SockError {
+            ts_ns: 10 * MS,
+            error: libc::ETIMEDOUT,
+            endpoints: endpoints(&f.tuple),
+        }));
+        assert!(t.on_tick(20 * MS).is_empty());
+        let out = t.on_tick(10 * MS + ERROR_HOLD_NS);
+        assert!(matches!(&out[0].1, Observed::SocketError { error, .. } if error == "ETIMEDOUT"));
+    }
+
+    #[test]
+    fn a_close_without_its_open_still_gets_reported() {
+        let mut t = Tracker::new();
+        let mut f = flow(9);
+        f.ts_established_ns = 1001 * MS;
+        t.on_event(KernelEvent::FlowClose(rec(1500, f)));
+        let out = t.flush();
+        assert_eq!(closed_of(&out).flow_id, 1);
+    }
+
+    #[test]
+    fn malformed_dns_is_counted_and_reported() {
+        let mut t = Tracker::new();
+        let packet = DnsPacket {
+            ts_ns: 1,
+            response: true,
+            cookie: 1,
+            cgroup_id: 1,
+            endpoints: endpoints(&flow(53).tuple),
+            process: None,
+            payload_len: 3,
+            payload: vec![1, 2, 3],
+            cut: false,
+        };
+        let out = t.on_event(KernelEvent::Dns(packet));
+        let Observed::DnsResponse(d) = &out[0].1 else {
+            panic!()
+        };
+        assert!(d.decode_error.is_some());
+        assert_eq!(t.stats().malformed_dns, 1);
+    }
+}

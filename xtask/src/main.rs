@@ -1,0 +1,156 @@
+//! `cargo xtask`: everything a fresh machine needs, in one place.
+//!
+//! - `setup`: installs, idempotently, what the build and the tests need (Debian packages, the
+//!   nightly `rust-src` component, bpf-linker built against Debian's LLVM 22).
+//! - `build`: the release binary at `target/release/observer` (kernel programs included).
+//! - `run -- ARGS`: builds, then runs `observer ARGS` as root.
+//! - `test`: fmt check, clippy with warnings denied, unit tests, then the privileged lab tests.
+
+mod setup;
+
+use std::{
+    env,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Set-up, build, run and test tasks of the observer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what a fresh machine lacks (apt packages, rust-src, bpf-linker). Idempotent.
+    Setup,
+    /// Build the release binary (target/release/observer).
+    Build,
+    /// Build, then run the observer with the given arguments, e.g. `cargo xtask run -- watch`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// fmt, clippy, unit tests and the privileged network-lab tests.
+    Test {
+        /// Only run lab tests whose name contains this filter.
+        #[arg(long)]
+        lab_filter: Option<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    env::set_current_dir(&root)
+        .with_context(|| format!("cannot enter the workspace {}", root.display()))?;
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build => build(),
+        Task::Run { args } => {
+            build()?;
+            run(&root, &args)
+        }
+        Task::Test { lab_filter } => test(lab_filter.as_deref()),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// The cargo that runs us, with Debian's LLVM 22 first on PATH (bpf-linker needs it).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.env("PATH", setup::tool_path());
+    cmd
+}
+
+/// Runs a command, failing with its description if it fails.
+pub fn check(cmd: &mut Command) -> Result<()> {
+    let what = format!("{cmd:?}");
+    eprintln!("xtask: {what}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed: {status}");
+    }
+    Ok(())
+}
+
+fn build() -> Result<()> {
+    setup::ensure()?;
+    check(cargo().args(["build", "--release", "--locked", "-p", "observer"]))
+}
+
+fn run(root: &Path, args: &[OsString]) -> Result<()> {
+    let binary = root.join("target/release/observer");
+    let mut cmd = if setup::is_root() {
+        Command::new(&binary)
+    } else {
+        eprintln!("xtask: the observer loads eBPF programs and needs root: running it with sudo");
+        let mut sudo = Command::new("sudo");
+        sudo.arg(&binary);
+        sudo
+    };
+    let status = cmd
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+fn test(lab_filter: Option<&str>) -> Result<()> {
+    setup::ensure()?;
+    check(cargo().args(["fmt", "--all", "--check"]))?;
+    check(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    check(cargo().args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "observer-tests",
+        "--locked",
+    ]))?;
+    check(cargo().args(["build", "--release", "--locked", "-p", "observer"]))?;
+
+    let ci = env::var_os("CI").is_some_and(|v| !v.is_empty());
+    if !setup::is_root() {
+        if ci {
+            bail!("the lab tests need root (network namespaces, eBPF) and CI is set: run as root");
+        }
+        eprintln!(
+            "xtask: not root: skipping the privileged lab tests (run `sudo cargo xtask test`)"
+        );
+        return Ok(());
+    }
+    let mut lab = cargo();
+    lab.args(["test", "-p", "observer-tests", "--locked", "--"]);
+    if let Some(filter) = lab_filter {
+        lab.arg(filter);
+    }
+    lab.arg("--test-threads=1").env(
+        "OBSERVER_BIN",
+        workspace_root().join("target/release/observer"),
+    );
+    check(&mut lab)
+}
