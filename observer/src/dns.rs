@@ -9,7 +9,7 @@ use hickory_proto::{
     rr::{RData, Record, RecordType},
     serialize::binary::{BinDecodable, BinDecoder},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a DNS message says, in the terms the observer needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -28,7 +28,7 @@ pub struct DnsMessage {
     pub incomplete: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Question {
     pub name: String,
     #[serde(rename = "type")]
@@ -36,7 +36,7 @@ pub struct Question {
 }
 
 /// One answer record. `data` is an address for A/AAAA, a name for CNAME, text otherwise.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Answer {
     pub name: String,
     #[serde(rename = "type")]

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     dns::{Answer, Question},
@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// How a TCP flow ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Established, then closed with FIN.
@@ -47,7 +47,7 @@ impl Outcome {
 }
 
 /// Which side closed an established flow first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClosedBy {
     Local,
@@ -55,7 +55,7 @@ pub enum ClosedBy {
 }
 
 /// One observation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Observed {
     /// The capture is running; which probes are attached.
@@ -71,6 +71,8 @@ pub enum Observed {
         process: Process,
         src: SocketAddr,
         dst: SocketAddr,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        destination: Option<Destination>,
     },
     /// The handshake completed.
     FlowEstablished {
@@ -79,6 +81,8 @@ pub enum Observed {
         src: SocketAddr,
         dst: SocketAddr,
         connect_ms: f64,
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        destination: Option<Destination>,
     },
     /// Bytes moved since the last report (read from the kernel's flow map every second).
     FlowProgress {
@@ -105,12 +109,14 @@ pub enum Observed {
 }
 
 /// The end of a flow, with everything known about it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowClosed {
     pub flow_id: u64,
     pub process: Process,
     pub src: SocketAddr,
     pub dst: SocketAddr,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_by: Option<ClosedBy>,
@@ -128,8 +134,40 @@ pub struct FlowClosed {
     pub duration_ms: f64,
 }
 
+/// What a flow's destination address is, from the DNS answers seen and the host-group catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Destination {
+    /// The name the client asked for when it resolved the address; null when no DNS answer seen
+    /// by the observer named the address (resolved before the capture, or a hard-coded address).
+    pub name: Option<String>,
+    /// From the asked name to the owner of the address record (one name when there was no CNAME).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cname_chain: Vec<String>,
+    /// Catalog groups the name belongs to on this port; empty when undeclared.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// `declared`, `undeclared` or `unresolved`.
+    pub class: DestinationClass,
+    /// The DNS answer's TTL had passed when the connection started.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_expired: bool,
+}
+
+/// Whether a destination is one the documentation lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationClass {
+    /// The name belongs to at least one catalog group on this port.
+    Declared,
+    /// The name belongs to no catalog group (on this port).
+    Undeclared,
+    /// No DNS answer named the address.
+    #[default]
+    Unresolved,
+}
+
 /// A DNS packet with its decoded message.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DnsObserved {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<Process>,
@@ -156,7 +194,7 @@ pub struct DnsObserved {
 }
 
 /// A probe and whether it is attached.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeStatus {
     /// Program name in the object file.
     pub program: String,
@@ -168,7 +206,7 @@ pub struct ProbeStatus {
 }
 
 /// Capture health counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureStats {
     /// Records read from the kernel.
     pub events: u64,

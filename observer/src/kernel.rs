@@ -11,7 +11,7 @@ use observer_ebpf::{
     DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_CLOSE,
     KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A record from the kernel, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub struct Endpoints {
 }
 
 /// The process behind a socket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Process {
     pub pid: u32,
     pub comm: String,

@@ -1,11 +1,13 @@
 //! `observer`: the connectivity observer for hosts that run self-hosted GitHub Actions runners.
 
 mod capture;
+mod catalog;
 mod cli;
 mod dns;
 mod events;
 mod kernel;
 mod mountinfo;
+mod names;
 mod output;
 mod tracker;
 mod watch;

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::events::{DnsObserved, Observed};
+use crate::events::{Destination, DestinationClass, DnsObserved, Observed};
 
 /// Converts kernel monotonic timestamps (`bpf_ktime_get_ns`) to wall-clock time.
 #[derive(Clone, Copy, Debug)]
@@ -102,10 +102,14 @@ pub fn text_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
             process,
             src,
             dst,
+            destination,
         } => (
             "flow-opened",
             proc_label(process),
-            format!("#{flow_id} {src} -> {dst}"),
+            format!(
+                "#{flow_id} {src} -> {}",
+                dest_label(*dst, destination.as_ref())
+            ),
         ),
         Observed::FlowEstablished {
             flow_id,
@@ -113,10 +117,14 @@ pub fn text_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
             src,
             dst,
             connect_ms,
+            destination,
         } => (
             "flow-established",
             proc_label(process),
-            format!("#{flow_id} {src} -> {dst}  connect {connect_ms:.1} ms"),
+            format!(
+                "#{flow_id} {src} -> {}  connect {connect_ms:.1} ms",
+                dest_label(*dst, destination.as_ref())
+            ),
         ),
         Observed::FlowProgress {
             flow_id,
@@ -153,7 +161,7 @@ pub fn text_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
                     "#{} {} -> {}  {how}  sent {}  received {}  in {:.0} ms",
                     c.flow_id,
                     c.src,
-                    c.dst,
+                    dest_label(c.dst, c.destination.as_ref()),
                     bytes(c.bytes_sent),
                     bytes(c.bytes_received),
                     c.duration_ms
@@ -179,6 +187,20 @@ pub fn text_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
     format!("{ts}  {kind:<16}  {who:<20}  {rest}")
         .trim_end()
         .to_owned()
+}
+
+/// `dst (name [groups])`, `dst (name, undeclared)` or `dst (unresolved)`.
+fn dest_label(dst: std::net::SocketAddr, destination: Option<&Destination>) -> String {
+    let Some(d) = destination else {
+        return dst.to_string();
+    };
+    match (&d.name, d.class) {
+        (Some(name), DestinationClass::Declared) => {
+            format!("{dst} ({name} [{}])", d.groups.join(","))
+        }
+        (Some(name), _) => format!("{dst} ({name}, undeclared)"),
+        (None, _) => format!("{dst} (unresolved)"),
+    }
 }
 
 fn proc_label(p: &crate::kernel::Process) -> String {
@@ -280,6 +302,7 @@ mod tests {
             },
             src: "198.18.0.1:40000".parse().unwrap(),
             dst: "198.18.1.10:443".parse().unwrap(),
+            destination: None,
             outcome: Outcome::Closed,
             closed_by: Some(ClosedBy::Peer),
             error: None,

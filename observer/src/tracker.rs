@@ -157,6 +157,7 @@ impl Tracker {
                 process,
                 src: ends.src,
                 dst: ends.dst,
+                destination: None,
             },
         )
     }
@@ -195,6 +196,7 @@ impl Tracker {
                 src: ends.src,
                 dst: ends.dst,
                 connect_ms: ms(r.flow.ts_established_ns.saturating_sub(r.flow.ts_syn_ns)),
+                destination: None,
             },
         ))
     }
@@ -336,6 +338,7 @@ fn closed(c: &PendingClose) -> Timed {
             process: Process::from(&flow.owner),
             src: ends.src,
             dst: ends.dst,
+            destination: None,
             outcome,
             closed_by,
             error: c.error.map(errno_name),

@@ -20,6 +20,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3",
     "tmux",
     "iperf3",
+    "bpftool",
+    "util-linux",
 ];
 
 /// bpf-linker version known to build against LLVM 22 with our compilers.

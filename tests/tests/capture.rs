@@ -1,0 +1,373 @@
+//! End-to-end tests of the kernel capture: the real observer binary watches while real clients
+//! (curl, glibc's resolver) in a lab namespace talk to real servers (dnsmasq, TLS).
+//!
+//! Run through `cargo xtask test` (root, one test at a time).
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    process::Command,
+    time::Duration,
+};
+
+use observer_tests::{
+    observer::{observer_bin, of_kind, Observer},
+    require_root_or_skip, LabConfig,
+};
+use serde_json::Value;
+
+const API: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
+const NOBODY_LISTENS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 11);
+const CDN: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 12);
+const API_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 0x10);
+
+fn closed_flow_to<'a>(events: &'a [Value], dst: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["event"] == "flow_closed" && e["dst"] == dst)
+        .unwrap_or_else(|| panic!("no flow_closed to {dst} in {events:#?}"))
+}
+
+fn dns_responses_for<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    of_kind(events, "dns_response")
+        .into_iter()
+        .filter(|e| {
+            e["questions"]
+                .as_array()
+                .is_some_and(|q| q.iter().any(|q| q["name"] == name))
+        })
+        .collect()
+}
+
+fn within(measured: u64, expected: u64, tolerance: f64) -> bool {
+    let diff = (measured as f64 - expected as f64).abs();
+    diff <= expected as f64 * tolerance
+}
+
+#[test]
+fn https_flow_and_its_dns_answer_are_captured_with_process_and_bytes() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("cap4")
+        .a("api.github.com", API)
+        .tls_server(IpAddr::V4(API))
+        .start();
+    let upload = lab.work_dir().join("upload.bin");
+    std::fs::write(&upload, vec![b'x'; 1_000_000]).expect("write the upload file");
+    let observer = Observer::watch(&["--ports", "443"]);
+
+    let data = format!("@{}", upload.display());
+    let curl = lab.curl(
+        "https://api.github.com/echo",
+        &[
+            "--data-binary",
+            &data,
+            "-H",
+            "Content-Type: application/octet-stream",
+        ],
+    );
+    assert_eq!(curl.exit_code, 0, "curl failed: {curl:?}");
+    let dst = format!("{API}:443");
+    observer
+        .wait_for(Duration::from_secs(10), |e| {
+            e["event"] == "flow_closed" && e["dst"] == dst
+        })
+        .expect("the flow's close is reported within 10 s");
+    let events = observer.stop();
+
+    // DNS: the response the resolver received, with the lab's address, owned by curl.
+    let responses = dns_responses_for(&events, "api.github.com");
+    let a = responses
+        .iter()
+        .find(|r| {
+            r["answers"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["type"] == "A"))
+        })
+        .unwrap_or_else(|| panic!("no A response for api.github.com: {responses:#?}"));
+    assert_eq!(a["rcode"], "NOERROR");
+    assert_eq!(a["server"], "198.18.0.2:53");
+    assert_eq!(a["answers"][0]["data"], API.to_string());
+    assert_eq!(a["process"]["comm"], "curl", "{a:#}");
+    assert!(
+        of_kind(&events, "dns_query")
+            .iter()
+            .any(|q| q["questions"][0]["name"] == "api.github.com"),
+        "the query is captured too"
+    );
+
+    // TCP: opened, established and closed, by curl, with bytes close to what curl counted.
+    let closed = closed_flow_to(&events, &dst);
+    assert_eq!(closed["process"]["comm"], "curl");
+    assert_eq!(closed["outcome"], "closed", "{closed:#}");
+    assert_eq!(closed["established"], true);
+    let id = &closed["flow_id"];
+    for kind in ["flow_opened", "flow_established"] {
+        let e = of_kind(&events, kind)
+            .into_iter()
+            .find(|e| &e["flow_id"] == id);
+        let e = e.unwrap_or_else(|| panic!("no {kind} for flow {id}"));
+        assert_eq!(e["process"]["comm"], "curl");
+        assert_eq!(e["process"]["pid"], closed["process"]["pid"]);
+    }
+    let sent = closed["bytes_sent"].as_u64().expect("bytes_sent");
+    let received = closed["bytes_received"].as_u64().expect("bytes_received");
+    let curl_sent = curl.size_upload + curl.size_request;
+    let curl_received = curl.size_download + curl.size_header;
+    assert!(
+        within(sent, curl_sent, 0.10),
+        "sent {sent} vs curl's {curl_sent}"
+    );
+    assert!(
+        within(received, curl_received, 0.10),
+        "received {received} vs curl's {curl_received}"
+    );
+    assert!(
+        of_kind(&events, "flow_progress")
+            .iter()
+            .any(|p| &p["flow_id"] == id)
+            || closed["duration_ms"].as_f64() < Some(1000.0),
+        "a flow longer than a second reports progress"
+    );
+
+    let stats = of_kind(&events, "capture_stats");
+    let last = stats.last().expect("capture_stats at the end");
+    assert_eq!(last["lost_events"], 0);
+    assert_eq!(last["undecodable_events"], 0);
+}
+
+#[test]
+fn a_refused_port_is_reported_as_refused_and_unwatched_ports_are_ignored() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("ref")
+        .a("codeload.github.com", NOBODY_LISTENS)
+        .start();
+    let observer = Observer::watch(&["--ports", "443"]);
+    let curl = lab.curl("https://codeload.github.com/", &[]);
+    assert_eq!(curl.exit_code, 7, "curl cannot connect: {curl:?}");
+    let other = lab.curl("https://codeload.github.com:8443/", &[]);
+    assert_eq!(other.exit_code, 7, "{other:?}");
+    let dst = format!("{NOBODY_LISTENS}:443");
+    observer
+        .wait_for(Duration::from_secs(10), |e| {
+            e["event"] == "flow_closed" && e["dst"] == dst
+        })
+        .expect("the refused flow is reported");
+    let events = observer.stop();
+    let closed = closed_flow_to(&events, &dst);
+    assert_eq!(closed["outcome"], "refused", "{closed:#}");
+    assert_eq!(closed["error"], "ECONNREFUSED");
+    assert_eq!(closed["rst_received"], true);
+    assert_eq!(closed["established"], false);
+    assert_eq!(closed["process"]["comm"], "curl");
+    let port_8443 = format!("{NOBODY_LISTENS}:8443");
+    assert!(
+        !events.iter().any(|e| e["dst"] == port_8443),
+        "port 8443 is not watched, yet it was reported"
+    );
+}
+
+#[test]
+fn an_ipv6_flow_and_its_aaaa_answer_are_captured() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("v6")
+        .aaaa("pkg.actions.githubusercontent.com", API_V6)
+        .tls_server(IpAddr::V6(API_V6))
+        .start();
+    let observer = Observer::watch(&[]);
+    let curl = lab.curl(
+        "https://pkg.actions.githubusercontent.com/bytes/200000",
+        &["-6"],
+    );
+    assert_eq!(curl.exit_code, 0, "{curl:?}");
+    let dst = format!("[{API_V6}]:443");
+    observer
+        .wait_for(Duration::from_secs(10), |e| {
+            e["event"] == "flow_closed" && e["dst"] == dst
+        })
+        .expect("the IPv6 flow is reported");
+    let events = observer.stop();
+    let closed = closed_flow_to(&events, &dst);
+    assert_eq!(closed["outcome"], "closed");
+    assert_eq!(closed["process"]["comm"], "curl");
+    assert!(
+        closed["src"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("[fd00::1]:")),
+        "{closed:#}"
+    );
+    let received = closed["bytes_received"].as_u64().expect("bytes_received");
+    assert!(
+        within(received, curl.size_download + curl.size_header, 0.10),
+        "{received}"
+    );
+    let responses = dns_responses_for(&events, "pkg.actions.githubusercontent.com");
+    assert!(
+        responses
+            .iter()
+            .any(|r| r["answers"].as_array().is_some_and(|a| a
+                .iter()
+                .any(|a| a["type"] == "AAAA" && a["data"] == API_V6.to_string()))),
+        "no AAAA answer captured: {responses:#?}"
+    );
+}
+
+#[test]
+fn cname_chains_nxdomain_and_refused_answers_are_decoded() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("dns")
+        .cname(
+            "pipelines.actions.githubusercontent.com",
+            "star-1.l-msedge.lab",
+        )
+        .cname("star-1.l-msedge.lab", "x.l-msedge.lab")
+        .a("x.l-msedge.lab", CDN)
+        .nxdomain("nope.github.com")
+        .refused("refused.example.lab")
+        .start();
+    let observer = Observer::watch(&[]);
+    for name in [
+        "pipelines.actions.githubusercontent.com",
+        "nope.github.com",
+        "refused.example.lab",
+    ] {
+        // glibc's resolver, as any client would use it.
+        let _ = lab.run_in_runner("getent", &["ahostsv4", name]);
+    }
+    observer
+        .wait_for(Duration::from_secs(10), |e| {
+            e["event"] == "dns_response" && e["questions"][0]["name"] == "refused.example.lab"
+        })
+        .expect("the REFUSED response is captured");
+    let events = observer.stop();
+
+    let chain = dns_responses_for(&events, "pipelines.actions.githubusercontent.com");
+    let with_a = chain
+        .iter()
+        .find(|r| r["questions"][0]["type"] == "A")
+        .unwrap_or_else(|| panic!("no A response: {chain:#?}"));
+    let answers: Vec<(String, String, String)> = with_a["answers"]
+        .as_array()
+        .expect("answers")
+        .iter()
+        .map(|a| {
+            let s = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (s("name"), s("type"), s("data"))
+        })
+        .collect();
+    let expect = |n: &str, t: &str, d: &str| (n.to_owned(), t.to_owned(), d.to_owned());
+    assert_eq!(
+        answers,
+        [
+            expect(
+                "pipelines.actions.githubusercontent.com",
+                "CNAME",
+                "star-1.l-msedge.lab"
+            ),
+            expect("star-1.l-msedge.lab", "CNAME", "x.l-msedge.lab"),
+            expect("x.l-msedge.lab", "A", &CDN.to_string()),
+        ]
+    );
+    assert_eq!(with_a["process"]["comm"], "getent");
+
+    let nx = dns_responses_for(&events, "nope.github.com");
+    assert!(
+        !nx.is_empty() && nx.iter().all(|r| r["rcode"] == "NXDOMAIN"),
+        "{nx:#?}"
+    );
+    let refused = dns_responses_for(&events, "refused.example.lab");
+    assert!(
+        !refused.is_empty() && refused.iter().all(|r| r["rcode"] == "REFUSED"),
+        "{refused:#?}"
+    );
+}
+
+#[test]
+fn without_privileges_the_error_says_to_run_as_root() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(observer_bin())
+        .args(["watch", "--duration", "1"])
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit status 3 (capture cannot start); stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("CAP_BPF") && stderr.contains("run as root"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+}
+
+#[test]
+fn the_observer_detaches_everything_when_interrupted() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let ours = ["tcp_set_state", "dns_ingress", "owner_connect4"];
+    let loaded = || {
+        let out = Command::new("bpftool")
+            .args(["-j", "prog", "show"])
+            .output()
+            .expect("bpftool runs");
+        let progs: Value = serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
+        progs
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .filter_map(|p| p["name"].as_str())
+                    .filter(|n| ours.contains(n))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        loaded().is_empty(),
+        "programs of an earlier run are still loaded: {:?}",
+        loaded()
+    );
+    let observer = Observer::watch(&[]);
+    assert_eq!(
+        loaded().len(),
+        ours.len(),
+        "the probes are loaded while watching"
+    );
+    let events = observer.stop();
+    let started = &of_kind(&events, "capture_started")[0];
+    assert!(
+        started["probes"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p["attached"] == true)),
+        "every probe attaches on this kernel: {started:#}"
+    );
+    // Program teardown is asynchronous in the kernel (RCU); give it a moment.
+    for _ in 0..50 {
+        if loaded().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "programs still loaded after the observer exited: {:?}",
+        loaded()
+    );
+}
