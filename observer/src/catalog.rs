@@ -50,8 +50,6 @@
 //!
 //! docs/catalog.md is the reference for users, with every error message.
 
-#![allow(dead_code, reason = "wired into watch/record by the correlation work")]
-
 use std::{
     fmt::{self, Write as _},
     path::{Path, PathBuf},
@@ -231,6 +229,7 @@ pub struct Group {
 }
 
 impl Group {
+    #[cfg(test)]
     /// Every pattern of this group that `name` matches.
     pub fn patterns_matching<'a>(
         &'a self,
@@ -270,6 +269,7 @@ fn line_suffix(line: &Option<usize>) -> String {
 }
 
 impl CatalogError {
+    #[cfg(test)]
     /// The problem, for an invalid file.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
@@ -278,6 +278,7 @@ impl CatalogError {
         }
     }
 
+    #[cfg(test)]
     /// The line of the problem, when known.
     pub fn line(&self) -> Option<usize> {
         match self {
@@ -400,6 +401,7 @@ impl Catalog {
         &self.groups
     }
 
+    #[cfg(test)]
     /// The group with this id.
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.iter().find(|g| g.id == id)

@@ -1,6 +1,10 @@
 //! Command line.
 
+use std::{path::PathBuf, time::Duration};
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::{capture::CaptureConfig, catalog::Catalog};
 
 /// See which GitHub hosts a self-hosted Actions runner reaches, which are blocked and how,
 /// from eBPF probes in the kernel.
@@ -13,8 +17,65 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print every DNS query and response and every TCP flow to watched ports, as they happen.
+    /// Print every DNS query and response and every TCP flow to watched ports as they happen,
+    /// each flow named and classified against the host-group catalog.
     Watch(WatchArgs),
+    /// Capture without printing, then write the audit report (and optionally the event log).
+    Record(RecordArgs),
+    /// Rebuild the audit report offline, without root, from an event log.
+    Report(ReportArgs),
+    /// Print the host-group catalog in effect.
+    Catalog(CatalogCmdArgs),
+}
+
+/// What to capture, and for how long.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Destination TCP ports to watch, comma-separated [default: the catalog's ports, 443].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Option<Vec<u16>>,
+
+    /// Watch TCP flows to every destination port.
+    #[arg(long, conflicts_with = "ports")]
+    pub all_ports: bool,
+
+    /// Stop after this many seconds (default: until SIGINT or SIGTERM).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub duration: Option<Duration>,
+}
+
+impl CaptureArgs {
+    pub fn config(&self, catalog: &Catalog) -> CaptureConfig {
+        CaptureConfig {
+            ports: self.ports.clone().unwrap_or_else(|| catalog.ports()),
+            all_ports: self.all_ports,
+        }
+    }
+
+    pub fn duration(&self) -> Option<Duration> {
+        self.duration
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a usable duration"))
+}
+
+/// Which catalog to use.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// A TOML catalog file that extends (or, with `mode = "replace"`, replaces) the built-in
+    /// catalog; see docs/catalog.md. May be given several times.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Vec<PathBuf>,
+
+    /// A saved `GET /meta` response whose `domains.actions_inbound` becomes a group. May be
+    /// given several times.
+    #[arg(long, value_name = "FILE")]
+    pub meta: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -23,17 +84,51 @@ pub struct WatchArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Destination TCP ports to watch, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "443", value_parser = clap::value_parser!(u16).range(1..))]
-    pub ports: Vec<u16>,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
 
-    /// Watch TCP flows to every destination port.
-    #[arg(long, conflicts_with = "ports")]
-    pub all_ports: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
 
-    /// Stop after this many seconds (default: until SIGINT or SIGTERM).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Where to write the JSON report (docs/report.md); `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Also keep the event log (the lines `watch --json` prints), for `observer report`.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// An event log written by `observer record --events` or `observer watch --json`.
+    pub events: PathBuf,
+
+    /// Where to write the JSON report; `-` for stdout.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogCmdArgs {
+    /// Print it as a TOML catalog file (usable with `--catalog`) instead of a table.
+    #[arg(long)]
+    pub toml: bool,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 #[cfg(test)]
@@ -46,15 +141,54 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn watch(args: &[&str]) -> WatchArgs {
+        let argv = ["observer", "watch"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Watch(w) => w,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn ports_parse_and_default_to_443() {
-        let Command::Watch(w) = Cli::try_parse_from(["observer", "watch"]).unwrap().command;
-        assert_eq!(w.ports, [443]);
-        let Command::Watch(w) = Cli::try_parse_from(["observer", "watch", "--ports", "443,8443"])
-            .unwrap()
-            .command;
-        assert_eq!(w.ports, [443, 8443]);
+    fn ports_default_to_the_catalog_and_are_checked() {
+        let catalog = Catalog::builtin();
+        assert_eq!(watch(&[]).capture.config(&catalog).ports, [443]);
+        assert_eq!(
+            watch(&["--ports", "443,8443"])
+                .capture
+                .config(&catalog)
+                .ports,
+            [443, 8443]
+        );
         assert!(Cli::try_parse_from(["observer", "watch", "--ports", "0"]).is_err());
         assert!(Cli::try_parse_from(["observer", "watch", "--ports", "70000"]).is_err());
+        assert!(
+            Cli::try_parse_from(["observer", "watch", "--ports", "443", "--all-ports"]).is_err()
+        );
+    }
+
+    #[test]
+    fn durations_are_checked() {
+        assert_eq!(
+            watch(&["--duration", "1.5"]).capture.duration,
+            Some(Duration::from_millis(1500))
+        );
+        for bad in ["-1", "abc", "inf", "NaN"] {
+            assert!(
+                Cli::try_parse_from(["observer", "watch", "--duration", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn report_writes_to_stdout_by_default() {
+        let Command::Report(r) = Cli::try_parse_from(["observer", "report", "ev.jsonl"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(r.out, PathBuf::from("-"));
     }
 }

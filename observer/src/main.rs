@@ -3,16 +3,20 @@
 mod capture;
 mod catalog;
 mod cli;
+mod correlate;
 mod dns;
 mod events;
 mod kernel;
 mod mountinfo;
 mod names;
 mod output;
+mod record;
+mod report;
+mod session;
 mod tracker;
 mod watch;
 
-use std::process::ExitCode;
+use std::{future::Future, io::Write as _, process::ExitCode};
 
 use clap::Parser as _;
 
@@ -25,21 +29,12 @@ const EXIT_CAPTURE: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("observer: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+    let result = match &cli.command {
+        cli::Command::Report(args) => record::report(args),
+        cli::Command::Catalog(args) => print_catalog(args),
+        cli::Command::Watch(args) => block_on(watch::run(args)),
+        cli::Command::Record(args) => block_on(record::record(args)),
     };
-    let result = runtime.block_on(async {
-        match &cli.command {
-            cli::Command::Watch(args) => watch::run(args).await,
-        }
-    });
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
@@ -50,5 +45,27 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_FAILURE)
             }
         }
+    }
+}
+
+/// Runs a capture on a single-threaded runtime (the work is light; one thread keeps it simple).
+fn block_on(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?
+        .block_on(task)
+}
+
+fn print_catalog(args: &cli::CatalogCmdArgs) -> anyhow::Result<()> {
+    let catalog = args.catalog.load()?;
+    let text = if args.toml {
+        catalog.to_toml()
+    } else {
+        catalog.render_text()
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

@@ -34,17 +34,17 @@
 //!
 //! Every drop is counted in [`NamesStats`].
 
-#![allow(dead_code, reason = "wired into watch/record by the correlation work")]
-
 use std::{
     collections::{BTreeSet, HashMap},
     net::IpAddr,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+use crate::dns::DnsMessage;
 use crate::{
-    dns::{normalize_name, Answer, DnsMessage, Question},
+    dns::{normalize_name, Answer, Question},
     kernel::Process,
 };
 
@@ -139,7 +139,7 @@ pub struct NameRecord {
 }
 
 /// Sizes and drops of a [`NameCache`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamesStats {
     /// Addresses held.
     pub addresses: usize,
@@ -243,10 +243,6 @@ impl NameCache {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Sizes and drop counters.
     pub fn stats(&self) -> NamesStats {
         NamesStats {
@@ -256,7 +252,21 @@ impl NameCache {
         }
     }
 
+    /// Records a DNS response as the capture reports it: answers with their response code.
+    pub fn observe_answers(
+        &mut self,
+        ts_ns: u64,
+        process: Option<&Process>,
+        cgroup_id: u64,
+        rcode: Option<&str>,
+        questions: &[Question],
+        answers: &[Answer],
+    ) {
+        self.observe(ts_ns, process, cgroup_id, rcode, questions, answers);
+    }
+
     /// Records a DNS message if it is a response (queries carry no answers).
+    #[cfg(test)]
     pub fn observe_message(
         &mut self,
         ts_ns: u64,
@@ -278,7 +288,8 @@ impl NameCache {
 
     /// Records the answers of a DNS response received at `ts_ns` (kernel time) by `process` (when
     /// known) in `cgroup_id`. The per-name records get no response code this way; use
-    /// [`NameCache::observe_message`] to keep it.
+    /// [`NameCache::observe_answers`] to keep it.
+    #[cfg(test)]
     pub fn observe_response(
         &mut self,
         ts_ns: u64,
@@ -570,6 +581,7 @@ impl NameCache {
             .filter_map(|(_, name)| self.names.get(name))
     }
 
+    #[cfg(test)]
     /// The per-name record of `name` (any case, trailing dot or not).
     pub fn name(&self, name: &str) -> Option<&NameRecord> {
         self.names.get(&normalize_name(name))

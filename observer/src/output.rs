@@ -24,10 +24,16 @@ impl Clock {
         }
     }
 
-    pub fn wall(&self, mono_ns: u64) -> OffsetDateTime {
+    /// Nanoseconds since the Unix epoch at kernel time `mono_ns`.
+    pub fn unix_ns(&self, mono_ns: u64) -> u64 {
         let ns = self.wall_ns + (i128::from(mono_ns) - i128::from(self.mono_ns));
-        OffsetDateTime::from_unix_timestamp_nanos(ns).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        u64::try_from(ns).unwrap_or(0)
     }
+}
+
+fn wall(unix_ns: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
@@ -41,6 +47,22 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// Reads one line of an event log (what `watch --json` prints) back: its time in nanoseconds
+/// since the Unix epoch and the observation. The error says what is wrong with the line.
+pub fn parse_line(line: &str) -> Result<(u64, Observed), String> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let ts = value
+        .as_object_mut()
+        .and_then(|o| o.remove("ts"))
+        .ok_or("no \"ts\" field")?;
+    let ts = ts.as_str().ok_or("\"ts\" is not a string")?;
+    let at = OffsetDateTime::parse(ts, &Rfc3339).map_err(|e| format!("bad time {ts:?}: {e}"))?;
+    let unix_ns = u64::try_from(at.unix_timestamp_nanos()).map_err(|_| "time before 1970")?;
+    let observed = serde_json::from_value(value).map_err(|e| format!("not an event: {e}"))?;
+    Ok((unix_ns, observed))
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     ts: String,
@@ -48,17 +70,17 @@ struct Line<'a> {
     observed: &'a Observed,
 }
 
-/// Formats one observation as a JSON line (no newline).
-pub fn json_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
-    let ts = clock.wall(ts_ns).format(&Rfc3339).unwrap_or_default();
+/// Formats one observation at `unix_ns` as a JSON line (no newline).
+pub fn json_line(unix_ns: u64, observed: &Observed) -> String {
+    let ts = wall(unix_ns).format(&Rfc3339).unwrap_or_default();
     serde_json::to_string(&Line { ts, observed }).unwrap_or_else(|e| {
         format!(r#"{{"event":"error","error":"cannot serialise an event: {e}"}}"#)
     })
 }
 
 /// Formats one observation as an aligned, human-readable line (no newline).
-pub fn text_line(clock: &Clock, ts_ns: u64, observed: &Observed) -> String {
-    let t = clock.wall(ts_ns);
+pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
+    let t = wall(unix_ns);
     let ts = format!(
         "{:02}:{:02}:{:02}.{:03}",
         t.hour(),
@@ -262,21 +284,24 @@ pub fn bytes(n: u64) -> String {
 pub struct Sink<W: Write> {
     out: W,
     json: bool,
-    clock: Clock,
 }
 
 impl<W: Write> Sink<W> {
-    pub fn new(out: W, json: bool, clock: Clock) -> Self {
-        Self { out, json, clock }
+    pub fn new(out: W, json: bool) -> Self {
+        Self { out, json }
     }
 
     /// Writes observations; a closed pipe (`observer watch | head`) is reported as BrokenPipe.
-    pub fn write(&mut self, items: impl IntoIterator<Item = (u64, Observed)>) -> io::Result<()> {
+    pub fn write<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = &'a (u64, Observed)>,
+    ) -> io::Result<()> {
         for (ts, observed) in items {
+            let ts = *ts;
             let line = if self.json {
-                json_line(&self.clock, ts, &observed)
+                json_line(ts, observed)
             } else {
-                text_line(&self.clock, ts, &observed)
+                text_line(ts, observed)
             };
             writeln!(self.out, "{line}")?;
         }
@@ -317,15 +342,12 @@ mod tests {
         }))
     }
 
-    const CLOCK: Clock = Clock {
-        wall_ns: 1_795_766_400_000_000_000,
-        mono_ns: 0,
-    };
+    const T: u64 = 1_795_766_400_000_000_000;
 
     #[test]
     fn json_lines_are_stable() {
         assert_eq!(
-            json_line(&CLOCK, 1_500_000, &closed()),
+            json_line(T + 1_500_000, &closed()),
             r#"{"ts":"2026-11-27T08:00:00.0015Z","event":"flow_closed","flow_id":3,"process":{"pid":42,"comm":"curl","cgroup_id":1},"src":"198.18.0.1:40000","dst":"198.18.1.10:443","outcome":"closed","closed_by":"peer","established":true,"rst_received":false,"syn_retransmits":0,"retransmits":0,"bytes_sent":1050000,"bytes_received":2048,"connect_ms":0.25,"duration_ms":31.5}"#
         );
     }
@@ -333,9 +355,22 @@ mod tests {
     #[test]
     fn text_lines_are_aligned_and_readable() {
         assert_eq!(
-            text_line(&CLOCK, 1_500_000, &closed()),
+            text_line(T + 1_500_000, &closed()),
             "08:00:00.001  flow-closed       curl[42]              #3 198.18.0.1:40000 -> 198.18.1.10:443  closed by peer  sent 1.0 MiB  received 2.0 KiB  in 32 ms"
         );
+    }
+
+    #[test]
+    fn lines_read_back_as_written() {
+        let line = json_line(T + 1_500_000, &closed());
+        assert_eq!(parse_line(&line), Ok((T + 1_500_000, closed())));
+        assert!(parse_line("{").unwrap_err().starts_with("not JSON"));
+        assert_eq!(
+            parse_line(r#"{"event":"flow_closed"}"#),
+            Err("no \"ts\" field".into())
+        );
+        let unknown = r#"{"ts":"2026-11-27T08:00:00Z","event":"from_the_future"}"#;
+        assert!(parse_line(unknown).unwrap_err().starts_with("not an event"));
     }
 
     #[test]

@@ -160,3 +160,90 @@ impl Drop for Observer {
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()
 }
+
+/// A running `observer record`, stopped with SIGINT like an operator would.
+pub struct Recording {
+    child: Child,
+    /// Where the report is written when the recording stops.
+    pub report: PathBuf,
+    /// The event log written as the capture runs.
+    pub events: PathBuf,
+}
+
+impl Recording {
+    /// Starts `observer record --out DIR/report.json --events DIR/events.jsonl ARGS` and waits
+    /// until the capture is running.
+    pub fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        let report = dir.join("report.json");
+        let events = dir.join("events.jsonl");
+        let child = Command::new(observer_bin())
+            .arg("record")
+            .arg("--out")
+            .arg(&report)
+            .arg("--events")
+            .arg(&events)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start observer record");
+        let recording = Self {
+            child,
+            report,
+            events,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let started = std::fs::read_to_string(&recording.events)
+                .is_ok_and(|log| log.contains("\"event\":\"capture_started\""));
+            if started {
+                return recording;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let (_, stderr) = recording.stop();
+        panic!("observer record did not start within 30 s; stderr:\n{stderr}");
+    }
+
+    /// Stops the recording; returns the report (JSON) and stderr.
+    pub fn stop(mut self) -> (Value, String) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut status = None;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "observer record exited with {status:?}; stderr:\n{stderr}"
+        );
+        let text = std::fs::read_to_string(&self.report)
+            .unwrap_or_else(|e| panic!("no report at {}: {e}", self.report.display()));
+        let report = serde_json::from_str(&text).expect("the report is JSON");
+        (report, stderr)
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Correlation: which documented host (or undeclared destination) each flow is, from the DNS
+//! answers seen and the host-group catalog.
+//!
+//! The correlator is fed the same observations `observer watch --json` prints, with their
+//! wall-clock timestamps, so a live capture and an offline replay of its event log
+//! (`observer report EVENTS`) reach the same state and the same report.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use crate::{
+    catalog::Catalog,
+    events::{
+        CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome, ProbeStatus,
+    },
+    kernel::Process,
+    names::NameCache,
+};
+
+/// Flows kept for the report; later flows are counted, not kept.
+pub const MAX_FLOWS: usize = 200_000;
+
+/// Everything known about one flow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowEntry {
+    pub flow_id: u64,
+    pub process: Process,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub destination: Destination,
+    pub opened_ns: u64,
+    pub established_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub closed_by: Option<ClosedBy>,
+    pub error: Option<String>,
+    pub rst_received: bool,
+    pub syn_retransmits: u32,
+    pub retransmits: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// What the capture said about itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CaptureInfo {
+    pub started_ns: Option<u64>,
+    pub ended_ns: Option<u64>,
+    pub ports: Vec<u16>,
+    pub all_ports: bool,
+    pub probes: Vec<ProbeStatus>,
+    pub stats: CaptureStats,
+    /// Flows beyond `MAX_FLOWS`, counted but not kept.
+    pub flows_dropped: u64,
+    /// Event-log lines that could not be read (offline reports only).
+    pub unreadable_lines: u64,
+}
+
+/// The correlation state of one capture.
+pub struct Correlator {
+    catalog: Catalog,
+    names: NameCache,
+    flows: Vec<FlowEntry>,
+    index: HashMap<u64, usize>,
+    capture: CaptureInfo,
+}
+
+impl Correlator {
+    pub fn new(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            names: NameCache::default(),
+            flows: Vec::new(),
+            index: HashMap::new(),
+            capture: CaptureInfo::default(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn names(&self) -> &NameCache {
+        &self.names
+    }
+
+    pub fn flows(&self) -> &[FlowEntry] {
+        &self.flows
+    }
+
+    pub fn capture(&self) -> &CaptureInfo {
+        &self.capture
+    }
+
+    /// Counts an event-log line that could not be read.
+    pub fn note_unreadable_line(&mut self) {
+        self.capture.unreadable_lines += 1;
+    }
+
+    /// Takes one observation at `ts_ns` (nanoseconds since the Unix epoch) and fills in the
+    /// destination of flow events.
+    pub fn observe(&mut self, ts_ns: u64, observed: &mut Observed) {
+        self.capture.started_ns.get_or_insert(ts_ns);
+        self.capture.ended_ns = Some(self.capture.ended_ns.map_or(ts_ns, |t| t.max(ts_ns)));
+        match observed {
+            Observed::CaptureStarted {
+                ports,
+                all_ports,
+                probes,
+                ..
+            } => {
+                self.capture.started_ns = Some(ts_ns);
+                self.capture.ports.clone_from(ports);
+                self.capture.all_ports = *all_ports;
+                self.capture.probes.clone_from(probes);
+            }
+            Observed::DnsResponse(d) => self.names.observe_answers(
+                ts_ns,
+                d.process.as_ref(),
+                d.cgroup_id,
+                d.rcode.as_deref(),
+                &d.questions,
+                &d.answers,
+            ),
+            Observed::FlowOpened {
+                flow_id,
+                process,
+                src,
+                dst,
+                destination,
+            } => {
+                let entry = self.entry(*flow_id, ts_ns, process, *src, *dst);
+                *destination = entry.map(|e| e.destination.clone());
+            }
+            Observed::FlowEstablished {
+                flow_id,
+                process,
+                src,
+                dst,
+                destination,
+                ..
+            } => {
+                let entry = self.entry(*flow_id, ts_ns, process, *src, *dst);
+                if let Some(e) = entry {
+                    e.src = *src;
+                    e.established_ns.get_or_insert(ts_ns);
+                    *destination = Some(e.destination.clone());
+                }
+            }
+            Observed::FlowProgress {
+                flow_id,
+                bytes_sent,
+                bytes_received,
+                ..
+            } => {
+                if let Some(&i) = self.index.get(flow_id) {
+                    self.flows[i].bytes_sent = *bytes_sent;
+                    self.flows[i].bytes_received = *bytes_received;
+                }
+            }
+            Observed::FlowClosed(c) => {
+                let entry = self.entry(c.flow_id, ts_ns, &c.process, c.src, c.dst);
+                if let Some(e) = entry {
+                    e.src = c.src;
+                    e.closed_ns = Some(ts_ns);
+                    if c.established && e.established_ns.is_none() {
+                        e.established_ns = Some(ts_ns);
+                    }
+                    e.outcome = Some(c.outcome);
+                    e.closed_by = c.closed_by;
+                    e.error.clone_from(&c.error);
+                    e.rst_received = c.rst_received;
+                    e.syn_retransmits = c.syn_retransmits;
+                    e.retransmits = c.retransmits;
+                    e.bytes_sent = c.bytes_sent;
+                    e.bytes_received = c.bytes_received;
+                    c.destination = Some(e.destination.clone());
+                }
+            }
+            Observed::CaptureStats(stats) => self.capture.stats = *stats,
+            Observed::DnsQuery(_) | Observed::SocketError { .. } => {}
+        }
+    }
+
+    /// The flow `flow_id`, created (and its destination resolved) if it is new. `None` once
+    /// `MAX_FLOWS` flows are kept.
+    fn entry(
+        &mut self,
+        flow_id: u64,
+        ts_ns: u64,
+        process: &Process,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<&mut FlowEntry> {
+        if let Some(&i) = self.index.get(&flow_id) {
+            return Some(&mut self.flows[i]);
+        }
+        if self.flows.len() >= MAX_FLOWS {
+            self.capture.flows_dropped += 1;
+            return None;
+        }
+        let destination = self.destination(dst, ts_ns, process);
+        self.index.insert(flow_id, self.flows.len());
+        self.flows.push(FlowEntry {
+            flow_id,
+            process: process.clone(),
+            src,
+            dst,
+            destination,
+            opened_ns: ts_ns,
+            established_ns: None,
+            closed_ns: None,
+            outcome: None,
+            closed_by: None,
+            error: None,
+            rst_received: false,
+            syn_retransmits: 0,
+            retransmits: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+        });
+        self.flows.last_mut()
+    }
+
+    /// Names the destination of a connection from `process` to `dst` at `ts_ns`.
+    pub fn destination(&self, dst: SocketAddr, ts_ns: u64, process: &Process) -> Destination {
+        let Some(resolution) =
+            self.names
+                .lookup(dst.ip(), ts_ns, Some(process.pid), Some(process.cgroup_id))
+        else {
+            return Destination::default();
+        };
+        let groups = self.groups_for(&resolution.name, Some(dst.port()));
+        Destination {
+            class: if groups.is_empty() {
+                DestinationClass::Undeclared
+            } else {
+                DestinationClass::Declared
+            },
+            name: Some(resolution.name),
+            cname_chain: resolution.cname_chain,
+            groups,
+            name_expired: resolution.expired,
+        }
+    }
+
+    /// Ids of the groups `name` belongs to, each once, in catalog order; with a port, only groups
+    /// reached on that port.
+    pub fn groups_for(&self, name: &str, port: Option<u16>) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for m in self.catalog.matches(name) {
+            let on_port = port.is_none_or(|p| m.group.ports.contains(&p));
+            if on_port && !ids.contains(&m.group.id) {
+                ids.push(m.group.id.clone());
+            }
+        }
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dns::{Answer, Question},
+        events::{DnsObserved, FlowClosed},
+    };
+
+    const S: u64 = 1_000_000_000;
+
+    fn curl() -> Process {
+        Process {
+            pid: 10,
+            comm: "curl".into(),
+            cgroup_id: 3,
+        }
+    }
+
+    pub(crate) fn response(name: &str, answers: &[(&str, &str, &str)]) -> Observed {
+        Observed::DnsResponse(Box::new(DnsObserved {
+            process: Some(curl()),
+            cgroup_id: 3,
+            socket_cookie: 1,
+            server: "198.18.0.2:53".parse().unwrap(),
+            client: "198.18.0.1:5000".parse().unwrap(),
+            payload_len: 100,
+            capture_cut: false,
+            id: Some(1),
+            rcode: Some("NOERROR".into()),
+            tc: false,
+            questions: vec![Question {
+                name: name.into(),
+                rtype: "A".into(),
+            }],
+            answers: answers
+                .iter()
+                .map(|(n, t, d)| Answer {
+                    name: (*n).into(),
+                    rtype: (*t).into(),
+                    ttl: 60,
+                    data: (*d).into(),
+                })
+                .collect(),
+            decode_error: None,
+        }))
+    }
+
+    fn opened(id: u64, dst: &str) -> Observed {
+        Observed::FlowOpened {
+            flow_id: id,
+            process: curl(),
+            src: "198.18.0.1:0".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            destination: None,
+        }
+    }
+
+    fn destination_of(o: &Observed) -> Destination {
+        match o {
+            Observed::FlowOpened { destination, .. } => destination.clone().unwrap(),
+            Observed::FlowClosed(c) => c.destination.clone().unwrap(),
+            other => panic!("not a flow event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flow_behind_a_cname_chain_is_the_name_the_client_asked_for() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let name = "pipelines.actions.githubusercontent.com";
+        c.observe(
+            S,
+            &mut response(
+                name,
+                &[
+                    (name, "CNAME", "star-1.l-msedge.net"),
+                    ("star-1.l-msedge.net", "CNAME", "x.l-msedge.net"),
+                    ("x.l-msedge.net", "A", "198.18.1.12"),
+                ],
+            ),
+        );
+        let mut flow = opened(1, "198.18.1.12:443");
+        c.observe(2 * S, &mut flow);
+        let d = destination_of(&flow);
+        assert_eq!(d.name.as_deref(), Some(name));
+        assert_eq!(
+            d.cname_chain,
+            [name, "star-1.l-msedge.net", "x.l-msedge.net"]
+        );
+        assert_eq!(d.groups, ["essential", "oidc", "wildcard-summary"]);
+        assert_eq!(d.class, DestinationClass::Declared);
+    }
+
+    #[test]
+    fn undeclared_unresolved_and_other_ports() {
+        let mut c = Correlator::new(Catalog::builtin());
+        c.observe(
+            S,
+            &mut response(
+                "registry.npmjs.org",
+                &[("registry.npmjs.org", "A", "198.18.2.1")],
+            ),
+        );
+        c.observe(
+            S,
+            &mut response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]),
+        );
+        let mut npm = opened(1, "198.18.2.1:443");
+        let mut bare = opened(2, "198.18.9.9:443");
+        let mut api_other_port = opened(3, "198.18.1.10:8443");
+        for (i, f) in [&mut npm, &mut bare, &mut api_other_port]
+            .into_iter()
+            .enumerate()
+        {
+            c.observe((2 + i as u64) * S, f);
+        }
+        let npm = destination_of(&npm);
+        assert_eq!(npm.class, DestinationClass::Undeclared);
+        assert!(npm.groups.is_empty());
+        let bare = destination_of(&bare);
+        assert_eq!(bare, Destination::default());
+        assert_eq!(bare.class, DestinationClass::Unresolved);
+        let other = destination_of(&api_other_port);
+        assert_eq!(other.name.as_deref(), Some("api.github.com"));
+        assert_eq!(
+            other.class,
+            DestinationClass::Undeclared,
+            "the catalog lists port 443 only"
+        );
+    }
+
+    #[test]
+    fn a_close_fills_the_flow_and_keeps_its_destination() {
+        let mut c = Correlator::new(Catalog::builtin());
+        c.observe(
+            S,
+            &mut response("github.com", &[("github.com", "A", "198.18.1.1")]),
+        );
+        c.observe(2 * S, &mut opened(7, "198.18.1.1:443"));
+        // A later answer for the same address does not rename a flow already named.
+        c.observe(
+            3 * S,
+            &mut response("other.example", &[("other.example", "A", "198.18.1.1")]),
+        );
+        let mut closed = Observed::FlowClosed(Box::new(FlowClosed {
+            flow_id: 7,
+            process: curl(),
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "198.18.1.1:443".parse().unwrap(),
+            destination: None,
+            outcome: Outcome::Closed,
+            closed_by: Some(ClosedBy::Local),
+            error: None,
+            established: true,
+            rst_received: false,
+            syn_retransmits: 0,
+            retransmits: 0,
+            bytes_sent: 100,
+            bytes_received: 2000,
+            connect_ms: Some(1.0),
+            duration_ms: 2000.0,
+        }));
+        c.observe(4 * S, &mut closed);
+        assert_eq!(destination_of(&closed).name.as_deref(), Some("github.com"));
+        let f = &c.flows()[0];
+        assert_eq!((f.bytes_sent, f.bytes_received), (100, 2000));
+        assert_eq!(f.outcome, Some(Outcome::Closed));
+        assert_eq!(f.src.port(), 40000);
+        assert_eq!(f.established_ns, Some(4 * S));
+    }
+}

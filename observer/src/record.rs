@@ -1,0 +1,120 @@
+//! `observer record` (live, headless) and `observer report` (offline, from an event log): both
+//! feed the correlator and write the audit report atomically.
+
+use std::{
+    fs::{self, File},
+    io::{self, BufRead, BufReader, BufWriter, Write},
+    path::Path,
+};
+
+use anyhow::Context as _;
+
+use crate::{
+    cli::{RecordArgs, ReportArgs},
+    correlate::Correlator,
+    output::{parse_line, Sink},
+    report, session,
+};
+
+pub async fn record(args: &RecordArgs) -> anyhow::Result<()> {
+    let catalog = args.catalog.load()?;
+    let config = args.capture.config(&catalog);
+    let mut correlator = Correlator::new(catalog);
+    let mut log = match &args.events {
+        Some(path) => Some(Sink::new(
+            BufWriter::new(
+                File::create(path)
+                    .with_context(|| format!("cannot create the event log {}", path.display()))?,
+            ),
+            true,
+        )),
+        None => None,
+    };
+    let captured = session::run(&config, args.capture.duration(), |mut batch| {
+        for (ts, observed) in &mut batch {
+            correlator.observe(*ts, observed);
+        }
+        if let Some(log) = &mut log {
+            log.write(&batch).context("cannot write the event log")?;
+        }
+        Ok(())
+    })
+    .await;
+    // Whatever happened, what was captured is written.
+    let written = write_report(&correlator, &args.out);
+    captured.and(written)
+}
+
+pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
+    let catalog = args.catalog.load()?;
+    let mut correlator = Correlator::new(catalog);
+    let file = File::open(&args.events)
+        .with_context(|| format!("cannot open the event log {}", args.events.display()))?;
+    replay(
+        BufReader::new(file),
+        &args.events.display().to_string(),
+        &mut correlator,
+    )?;
+    write_report(&correlator, &args.out)
+}
+
+/// Feeds every readable line of an event log to the correlator. Unreadable lines are reported on
+/// stderr (the first few) and counted in the report; they never stop the replay.
+pub fn replay(
+    input: impl BufRead,
+    source: &str,
+    correlator: &mut Correlator,
+) -> anyhow::Result<()> {
+    const SHOWN: u64 = 5;
+    let mut bad = 0u64;
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {source}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&line) {
+            Ok((ts, mut observed)) => correlator.observe(ts, &mut observed),
+            Err(problem) => {
+                bad += 1;
+                correlator.note_unreadable_line();
+                if bad <= SHOWN {
+                    eprintln!("observer: {source} line {}: {problem}; skipped", n + 1);
+                }
+            }
+        }
+    }
+    if bad > SHOWN {
+        eprintln!("observer: {source}: {bad} unreadable lines in all, skipped");
+    }
+    Ok(())
+}
+
+/// Writes the report as JSON to `out` (`-` for stdout), atomically: a temporary file beside it,
+/// then a rename, so a reader never sees half a report.
+pub fn write_report(correlator: &Correlator, out: &Path) -> anyhow::Result<()> {
+    let report = report::build(correlator);
+    let mut json = serde_json::to_string_pretty(&report).context("cannot serialise the report")?;
+    json.push('\n');
+    if out == Path::new("-") {
+        return io::stdout()
+            .lock()
+            .write_all(json.as_bytes())
+            .context("cannot write the report");
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = fs::write(&tmp, &json)
+        .and_then(|()| File::open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, out));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write the report {}", out.display()))
+}

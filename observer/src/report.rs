@@ -1,0 +1,529 @@
+//! The audit report (`schema_version` 1, documented in docs/report.md): per group, per
+//! documented host, per undeclared destination and per flow, built from the correlator's state.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use serde::{Deserialize, Serialize};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::{
+    correlate::{Correlator, FlowEntry},
+    events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
+    kernel::Process,
+    names::{NameRecord, NamesStats},
+};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub generator: String,
+    pub capture: CaptureSection,
+    pub groups: Vec<GroupReport>,
+    pub hosts: Vec<HostReport>,
+    pub undeclared: Vec<UndeclaredReport>,
+    pub flows: Vec<FlowReport>,
+}
+
+/// How complete the capture behind the report is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaptureSection {
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_s: f64,
+    pub ports: Vec<u16>,
+    pub all_ports: bool,
+    pub probes: Vec<ProbeStatus>,
+    pub events: u64,
+    pub lost_events: u64,
+    pub undecodable_events: u64,
+    pub malformed_dns: u64,
+    pub dns_skipped: u64,
+    pub flows_dropped: u64,
+    pub unreadable_lines: u64,
+    /// Size of the address-to-name memory, and what its bounds made it forget.
+    pub name_cache: NamesStats,
+    /// True when nothing was lost and every probe was attached.
+    pub complete: bool,
+    /// Why the report is not complete.
+    pub incomplete_because: Vec<String>,
+}
+
+/// `ok`: reached, every attempt succeeded; `degraded`: some attempts failed; `blocked`: every
+/// attempt failed; `unseen`: no connection was attempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Degraded,
+    Blocked,
+    Unseen,
+}
+
+/// One kind of failure, counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Stable code: `dns_nxdomain`, `dns_servfail`, `dns_refused`, `dns_no_address`,
+    /// `tcp_timeout`, `tcp_reset`, `tcp_unreachable`, `tcp_error`, `tls_reset`,
+    /// `connection_reset`.
+    pub code: String,
+    pub count: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// The process of the latest failure, when known.
+    pub process: Option<Process>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub id: String,
+    pub title: String,
+    pub required: bool,
+    pub status: Status,
+    /// Host entries of this group (documented names and observed wildcard members).
+    pub hosts: Vec<String>,
+    /// Members that are blocked or degraded, which explain the status.
+    pub failing_hosts: Vec<String>,
+    pub flows: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub name: String,
+    /// The catalog pattern the name was matched by (the name itself for exact names).
+    pub pattern: String,
+    pub groups: Vec<String>,
+    pub status: Status,
+    pub reasons: Vec<Reason>,
+    pub addresses: Vec<IpAddr>,
+    pub cname_chain: Vec<String>,
+    pub flows: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub processes: Vec<Process>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UndeclaredReport {
+    /// The name asked for; null for flows to an address no DNS answer named (`unresolved`).
+    pub name: Option<String>,
+    pub addresses: Vec<IpAddr>,
+    pub ports: Vec<u16>,
+    pub cname_chain: Vec<String>,
+    pub flows: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub processes: Vec<Process>,
+    pub status: Status,
+    pub reasons: Vec<Reason>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowReport {
+    pub flow_id: u64,
+    pub process: Process,
+    pub src: String,
+    pub dst: String,
+    pub name: Option<String>,
+    pub cname_chain: Vec<String>,
+    pub groups: Vec<String>,
+    pub class: DestinationClass,
+    /// Null while the flow was still open when the capture ended.
+    pub outcome: Option<Outcome>,
+    pub closed_by: Option<ClosedBy>,
+    pub error: Option<String>,
+    pub established: bool,
+    pub rst_received: bool,
+    pub syn_retransmits: u32,
+    pub retransmits: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub opened_at: Option<String>,
+    pub closed_at: Option<String>,
+}
+
+/// RFC 3339 time of a Unix-epoch nanosecond timestamp.
+pub fn rfc3339(ns: u64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
+
+/// Whether a flow is a failed attempt to reach its destination, and the reason code. A flow
+/// that was established and received data reached its destination, however it ended: servers
+/// often reset a connection they are done with.
+pub fn failure(flow: &FlowEntry) -> Option<&'static str> {
+    let outcome = flow.outcome?;
+    let established = flow.established_ns.is_some();
+    match outcome {
+        Outcome::Refused => Some("tcp_reset"),
+        Outcome::Unreachable => Some("tcp_unreachable"),
+        Outcome::Timeout if !established => Some("tcp_timeout"),
+        Outcome::Error if !established => Some("tcp_error"),
+        _ if !established || flow.bytes_received > 0 => None,
+        // Cut by the far side after the client spoke and before any answer: the signature of
+        // SNI-filtering firewalls.
+        Outcome::Reset | Outcome::Closed
+            if flow.bytes_sent > 0
+                && (outcome == Outcome::Reset || flow.closed_by == Some(ClosedBy::Peer)) =>
+        {
+            Some("tls_reset")
+        }
+        Outcome::Reset | Outcome::Timeout | Outcome::Error => Some("connection_reset"),
+        Outcome::Closed | Outcome::Aborted => None,
+    }
+}
+
+/// A successful flow: established, and not a failure.
+fn success(flow: &FlowEntry) -> bool {
+    flow.established_ns.is_some() && failure(flow).is_none()
+}
+
+/// Accumulates the evidence about one destination.
+#[derive(Default)]
+struct Tally {
+    flows: u64,
+    successes: u64,
+    failures: u64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    addresses: BTreeSet<IpAddr>,
+    ports: BTreeSet<u16>,
+    processes: BTreeSet<Process>,
+    cname_chain: Vec<String>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
+    reasons: BTreeMap<&'static str, (u64, u64, u64, Option<Process>)>,
+}
+
+impl Tally {
+    fn seen(&mut self, ns: u64) {
+        self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
+        self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
+    }
+
+    fn reason(&mut self, code: &'static str, ns: u64, process: Option<&Process>) {
+        let r = self.reasons.entry(code).or_insert((0, ns, ns, None));
+        r.0 += 1;
+        r.1 = r.1.min(ns);
+        if ns >= r.2 {
+            r.2 = ns;
+            r.3 = process.cloned();
+        }
+    }
+
+    fn add_flow(&mut self, f: &FlowEntry) {
+        self.flows += 1;
+        self.bytes_sent += f.bytes_sent;
+        self.bytes_received += f.bytes_received;
+        self.addresses.insert(f.dst.ip());
+        self.ports.insert(f.dst.port());
+        self.processes.insert(f.process.clone());
+        if self.cname_chain.is_empty() {
+            self.cname_chain.clone_from(&f.destination.cname_chain);
+        }
+        self.seen(f.opened_ns);
+        if let Some(closed) = f.closed_ns {
+            self.seen(closed);
+        }
+        if let Some(code) = failure(f) {
+            self.failures += 1;
+            self.reason(code, f.closed_ns.unwrap_or(f.opened_ns), Some(&f.process));
+        } else if success(f) {
+            self.successes += 1;
+        }
+    }
+
+    fn add_dns(&mut self, record: &NameRecord) {
+        self.addresses.extend(record.addresses.iter().copied());
+        self.processes.extend(record.processes.iter().cloned());
+        if !record.cname_chain.is_empty() {
+            self.cname_chain.clone_from(&record.cname_chain);
+        }
+        self.seen(record.first_seen_ns);
+        self.seen(record.last_seen_ns);
+        let code = match record.rcode.as_deref() {
+            Some("NXDOMAIN") => Some("dns_nxdomain"),
+            Some("SERVFAIL") => Some("dns_servfail"),
+            Some("REFUSED") => Some("dns_refused"),
+            Some("NOERROR") if record.addresses.is_empty() && self.flows == 0 => {
+                Some("dns_no_address")
+            }
+            _ => None,
+        };
+        if let Some(code) = code {
+            self.failures += 1;
+            self.reason(code, record.last_seen_ns, record.processes.first());
+        }
+    }
+
+    fn status(&self) -> Status {
+        match (self.successes, self.failures) {
+            (0, 0) => Status::Unseen,
+            (_, 0) => Status::Ok,
+            (0, _) => Status::Blocked,
+            _ => Status::Degraded,
+        }
+    }
+
+    fn reasons(&self) -> Vec<Reason> {
+        self.reasons
+            .iter()
+            .map(|(code, (count, first, last, process))| Reason {
+                code: (*code).to_owned(),
+                count: *count,
+                first_seen: rfc3339(*first),
+                last_seen: rfc3339(*last),
+                process: process.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Builds the report of everything the correlator has seen.
+pub fn build(c: &Correlator) -> Report {
+    let catalog = c.catalog();
+    // Flows by the name they reached, and by address for unresolved ones.
+    let mut by_name: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut unresolved: BTreeMap<IpAddr, Tally> = BTreeMap::new();
+    let mut declared_names: BTreeSet<String> = BTreeSet::new();
+    for f in c.flows() {
+        match &f.destination.name {
+            Some(name) => {
+                if f.destination.class == DestinationClass::Declared {
+                    declared_names.insert(name.clone());
+                }
+                by_name.entry(name.clone()).or_default().add_flow(f);
+            }
+            None => unresolved.entry(f.dst.ip()).or_default().add_flow(f),
+        }
+    }
+    for record in c.names().names() {
+        by_name
+            .entry(record.name.clone())
+            .or_default()
+            .add_dns(record);
+    }
+
+    // Documented exact names first (catalog order), then observed members of wildcards.
+    let mut hosts: Vec<HostReport> = Vec::new();
+    let empty = Tally::default();
+    for name in catalog.exact_names() {
+        let tally = by_name.get(name).unwrap_or(&empty);
+        hosts.push(host_report(
+            name,
+            name.to_owned(),
+            c.groups_for(name, None),
+            tally,
+        ));
+    }
+    let mut undeclared = Vec::new();
+    for (name, tally) in &by_name {
+        let groups = c.groups_for(name, None);
+        let is_exact = catalog.exact_names().contains(&name.as_str());
+        if is_exact {
+            continue;
+        }
+        let patterns: Vec<String> = catalog
+            .matches(name)
+            .iter()
+            .map(|m| m.pattern.as_str().to_owned())
+            .collect();
+        // Declared by name, but every flow went to a port no group lists: still undeclared.
+        let only_other_ports = tally.flows > 0 && !declared_names.contains(name);
+        if groups.is_empty() || only_other_ports {
+            undeclared.push(undeclared_report(Some(name.clone()), tally));
+            continue;
+        }
+        // The most specific wildcard that matched.
+        let pattern = patterns
+            .iter()
+            .max_by_key(|p| p.len())
+            .cloned()
+            .unwrap_or_default();
+        hosts.push(host_report(name, pattern, groups, tally));
+    }
+    for tally in unresolved.values() {
+        undeclared.push(undeclared_report(None, tally));
+    }
+    undeclared.sort_by(|a, b| {
+        (b.flows, b.bytes_sent + b.bytes_received, &a.name)
+            .cmp(&(a.flows, a.bytes_sent + a.bytes_received, &b.name))
+            .then_with(|| a.addresses.cmp(&b.addresses))
+    });
+
+    let groups = catalog
+        .groups()
+        .iter()
+        .map(|g| {
+            let members: Vec<&HostReport> =
+                hosts.iter().filter(|h| h.groups.contains(&g.id)).collect();
+            let failing: Vec<String> = members
+                .iter()
+                .filter(|h| matches!(h.status, Status::Blocked | Status::Degraded))
+                .map(|h| h.name.clone())
+                .collect();
+            let exact_blocked = members
+                .iter()
+                .any(|h| h.status == Status::Blocked && !crate::catalog::is_wildcard(&h.pattern));
+            let status = if exact_blocked {
+                Status::Blocked
+            } else if !failing.is_empty() {
+                Status::Degraded
+            } else if members.iter().any(|h| h.status == Status::Ok) {
+                Status::Ok
+            } else {
+                Status::Unseen
+            };
+            GroupReport {
+                id: g.id.clone(),
+                title: g.title.clone(),
+                required: g.required,
+                status,
+                hosts: members.iter().map(|h| h.name.clone()).collect(),
+                failing_hosts: failing,
+                flows: members.iter().map(|h| h.flows).sum(),
+                bytes_sent: members.iter().map(|h| h.bytes_sent).sum(),
+                bytes_received: members.iter().map(|h| h.bytes_received).sum(),
+            }
+        })
+        .collect();
+
+    Report {
+        schema_version: SCHEMA_VERSION,
+        generator: concat!("observer ", env!("CARGO_PKG_VERSION")).to_owned(),
+        capture: capture_section(c),
+        groups,
+        hosts,
+        undeclared,
+        flows: c.flows().iter().map(flow_report).collect(),
+    }
+}
+
+fn host_report(name: &str, pattern: String, groups: Vec<String>, t: &Tally) -> HostReport {
+    HostReport {
+        name: name.to_owned(),
+        pattern,
+        groups,
+        status: t.status(),
+        reasons: t.reasons(),
+        addresses: t.addresses.iter().copied().collect(),
+        cname_chain: t.cname_chain.clone(),
+        flows: t.flows,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        processes: t.processes.iter().cloned().collect(),
+        first_seen: t.first_ns.and_then(rfc3339),
+        last_seen: t.last_ns.and_then(rfc3339),
+    }
+}
+
+fn undeclared_report(name: Option<String>, t: &Tally) -> UndeclaredReport {
+    UndeclaredReport {
+        name,
+        addresses: t.addresses.iter().copied().collect(),
+        ports: t.ports.iter().copied().collect(),
+        cname_chain: t.cname_chain.clone(),
+        flows: t.flows,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        processes: t.processes.iter().cloned().collect(),
+        status: t.status(),
+        reasons: t.reasons(),
+        first_seen: t.first_ns.and_then(rfc3339),
+        last_seen: t.last_ns.and_then(rfc3339),
+    }
+}
+
+fn flow_report(f: &FlowEntry) -> FlowReport {
+    FlowReport {
+        flow_id: f.flow_id,
+        process: f.process.clone(),
+        src: f.src.to_string(),
+        dst: f.dst.to_string(),
+        name: f.destination.name.clone(),
+        cname_chain: f.destination.cname_chain.clone(),
+        groups: f.destination.groups.clone(),
+        class: f.destination.class,
+        outcome: f.outcome,
+        closed_by: f.closed_by,
+        error: f.error.clone(),
+        established: f.established_ns.is_some(),
+        rst_received: f.rst_received,
+        syn_retransmits: f.syn_retransmits,
+        retransmits: f.retransmits,
+        bytes_sent: f.bytes_sent,
+        bytes_received: f.bytes_received,
+        opened_at: rfc3339(f.opened_ns),
+        closed_at: f.closed_ns.and_then(rfc3339),
+    }
+}
+
+fn capture_section(c: &Correlator) -> CaptureSection {
+    let info = c.capture();
+    let s = info.stats;
+    let mut incomplete = Vec::new();
+    if s.lost_events > 0 {
+        incomplete.push(format!(
+            "{} kernel events were lost (ring buffer full)",
+            s.lost_events
+        ));
+    }
+    for p in info.probes.iter().filter(|p| !p.attached) {
+        incomplete.push(format!("probe {} ({}) was not attached", p.program, p.hook));
+    }
+    if info.probes.is_empty() {
+        incomplete.push("the capture's start was not recorded (no capture_started event)".into());
+    }
+    if s.undecodable_events > 0 {
+        incomplete.push(format!(
+            "{} kernel events could not be decoded",
+            s.undecodable_events
+        ));
+    }
+    if info.flows_dropped > 0 {
+        incomplete.push(format!(
+            "{} flows beyond the report's limit were not kept",
+            info.flows_dropped
+        ));
+    }
+    if info.unreadable_lines > 0 {
+        incomplete.push(format!(
+            "{} event-log lines could not be read",
+            info.unreadable_lines
+        ));
+    }
+    let duration_ns = match (info.started_ns, info.ended_ns) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    CaptureSection {
+        started_at: info.started_ns.and_then(rfc3339),
+        ended_at: info.ended_ns.and_then(rfc3339),
+        duration_s: (duration_ns as f64 / 1e6).round() / 1e3,
+        ports: info.ports.clone(),
+        all_ports: info.all_ports,
+        probes: info.probes.clone(),
+        events: s.events,
+        lost_events: s.lost_events,
+        undecodable_events: s.undecodable_events,
+        malformed_dns: s.malformed_dns,
+        dns_skipped: s.dns_skipped,
+        flows_dropped: info.flows_dropped,
+        unreadable_lines: info.unreadable_lines,
+        name_cache: c.names().stats(),
+        complete: incomplete.is_empty(),
+        incomplete_because: incomplete,
+    }
+}

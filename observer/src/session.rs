@@ -1,0 +1,132 @@
+//! The live capture loop shared by `watch` and `record`: drains the kernel's ring buffer, polls
+//! flow counters, releases held observations, stops on SIGINT/SIGTERM or after `--duration`, and
+//! hands every batch of observations (stamped in nanoseconds since the Unix epoch) to a consumer.
+
+use std::time::Duration;
+
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    time::{interval, sleep_until, Instant, MissedTickBehavior},
+};
+
+use crate::{
+    capture::{Capture, CaptureConfig},
+    events::{CaptureStats, Observed},
+    kernel::decode,
+    output::{monotonic_ns, Clock},
+    tracker::Tracker,
+};
+
+/// How often held-back observations are released.
+const TICK: Duration = Duration::from_millis(100);
+/// How often flow byte counters are read from the kernel map.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Observations stamped with nanoseconds since the Unix epoch.
+pub type Batch = Vec<(u64, Observed)>;
+
+/// Runs a capture until a signal or the deadline; `consume` sees every batch, the last one
+/// included. An error from `consume` stops the capture (after the last batch is offered).
+pub async fn run(
+    config: &CaptureConfig,
+    duration: Option<Duration>,
+    mut consume: impl FnMut(Batch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut capture = Capture::start(config)?;
+    for p in capture.probes.iter().filter(|p| !p.attached) {
+        eprintln!(
+            "observer: warning: {} not attached to {}: {}; continuing without it",
+            p.program,
+            p.hook,
+            p.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    let clock = Clock::now();
+    let stamp = |items: Vec<(u64, Observed)>| -> Batch {
+        items
+            .into_iter()
+            .map(|(mono, o)| (clock.unix_ns(mono), o))
+            .collect()
+    };
+    let mut tracker = Tracker::new();
+    let started = Observed::CaptureStarted {
+        cgroup: capture.cgroup.display().to_string(),
+        ports: if config.all_ports {
+            Vec::new()
+        } else {
+            config.ports.clone()
+        },
+        all_ports: config.all_ports,
+        probes: capture.probes.clone(),
+    };
+    consume(stamp(vec![(monotonic_ns(), started)]))?;
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = duration.map(|d| Instant::now() + d);
+    let mut tick = interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut poll = interval(POLL);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut reported_lost = 0;
+
+    let result: anyhow::Result<()> = loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            drained = capture.drain(|record| match decode(record) {
+                Ok(event) => batch.extend(tracker.on_event(event)),
+                Err(e) => {
+                    log::debug!("undecodable record: {e}");
+                    tracker.on_undecodable();
+                }
+            }) => {
+                if let Err(e) = drained {
+                    break Err(e.into());
+                }
+            }
+            _ = tick.tick() => batch.extend(tracker.on_tick(monotonic_ns())),
+            _ = poll.tick() => {
+                let now = monotonic_ns();
+                for (key, flow) in capture.flows() {
+                    batch.extend(tracker.on_snapshot(key, &flow, now));
+                }
+                let stats = stats(&tracker, &capture);
+                if stats.lost_events > reported_lost {
+                    reported_lost = stats.lost_events;
+                    batch.push((now, Observed::CaptureStats(stats)));
+                }
+            }
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+            () = wait_for(deadline) => break Ok(()),
+        }
+        if let Err(e) = consume(stamp(batch)) {
+            break Err(e);
+        }
+    };
+
+    // Stopping: report everything held back, and the totals.
+    let mut last = tracker.flush();
+    last.push((
+        monotonic_ns(),
+        Observed::CaptureStats(stats(&tracker, &capture)),
+    ));
+    let last = consume(stamp(last));
+    result.and(last)
+}
+
+fn stats(tracker: &Tracker, capture: &Capture) -> CaptureStats {
+    let (lost, skipped) = capture.kernel_counters();
+    CaptureStats {
+        lost_events: lost,
+        dns_skipped: skipped,
+        ..tracker.stats()
+    }
+}
+
+async fn wait_for(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
