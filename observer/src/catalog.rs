@@ -26,7 +26,8 @@
 //! [[group]]
 //! id = "registries"
 //! title = "The workflow's own registries"
-//! required = true
+//! required = true          # optional: the runner cannot work without it (default false)
+//! summary = false           # optional: the group only summarises others (default false)
 //! description = "Base images and crates the build pulls"   # optional
 //! ports = [443, 5000]
 //! hosts = ["registry.example.com", "*.cdn.example.com"]
@@ -220,6 +221,9 @@ pub struct Group {
     pub title: String,
     /// The runner does not work without this group (only `essential` in the built-in catalog).
     pub required: bool,
+    /// The group summarises others (the document's wildcard list, a `/meta` import) rather
+    /// than serving a feature of its own; verdicts do not list it as a failing feature.
+    pub summary: bool,
     /// What the group is for, from GitHub's documentation; may be empty.
     pub description: String,
     /// TCP ports the hosts are reached on; `[443]` unless the catalog says otherwise.
@@ -356,6 +360,7 @@ struct GroupDef {
     id: Spanned<String>,
     title: Option<String>,
     required: Option<bool>,
+    summary: Option<bool>,
     description: Option<String>,
     ports: Option<Vec<Spanned<u16>>>,
     hosts: Option<Vec<Spanned<String>>>,
@@ -367,6 +372,7 @@ struct GroupUpdate {
     id: String,
     title: Option<String>,
     required: Option<bool>,
+    summary: Option<bool>,
     description: Option<String>,
     ports: Option<Vec<u16>>,
     hosts: Vec<HostPattern>,
@@ -529,6 +535,7 @@ impl Catalog {
                 id: id.clone(),
                 title: def.title.clone(),
                 required: def.required,
+                summary: def.summary,
                 description: def.description.clone(),
                 ports,
                 hosts,
@@ -546,6 +553,9 @@ impl Catalog {
                 }
                 if let Some(required) = update.required {
                     group.required = required;
+                }
+                if let Some(summary) = update.summary {
+                    group.summary = summary;
                 }
                 if let Some(description) = update.description {
                     group.description = description;
@@ -578,6 +588,7 @@ impl Catalog {
                 id: update.id,
                 title,
                 required: update.required.unwrap_or(false),
+                summary: update.summary.unwrap_or(false),
                 description: update.description.unwrap_or_default(),
                 ports: update.ports.unwrap_or_else(|| vec![DEFAULT_PORT]),
                 hosts: update.hosts,
@@ -657,6 +668,7 @@ impl Catalog {
             id: META_GROUP_ID.to_owned(),
             title: "Actions inbound domains from GET /meta".to_owned(),
             required: false,
+            summary: true,
             description: format!(
                 "Imported from {source}: the domains.actions_inbound section of the REST API \
                  meta endpoint."
@@ -731,6 +743,9 @@ impl Catalog {
                 toml_string(&g.title),
                 g.required
             );
+            if g.summary {
+                out.push_str("summary = true\n");
+            }
             if !g.description.is_empty() {
                 let _ = writeln!(out, "description = {}", toml_string(&g.description));
             }

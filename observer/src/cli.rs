@@ -76,6 +76,11 @@ pub struct CatalogArgs {
     /// given several times.
     #[arg(long, value_name = "FILE")]
     pub meta: Vec<PathBuf>,
+
+    /// An address a DNS filter answers instead of the real one (besides 0.0.0.0, :: and
+    /// 127.0.0.0/8): names answered with it are reported as `dns_sinkhole`. May be repeated.
+    #[arg(long, value_name = "ADDR")]
+    pub sinkhole: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,27 @@ use crate::{
 
 /// Flows kept for the report; later flows are counted, not kept.
 pub const MAX_FLOWS: usize = 200_000;
+/// A DNS query without a response after this long (resolver retries included) timed out.
+pub const DNS_TIMEOUT_NS: u64 = 3_000_000_000;
+/// Queries waiting for their response; beyond this the oldest are judged early.
+const MAX_PENDING_QUERIES: usize = 65_536;
+
+/// A DNS query waiting for its response.
+#[derive(Clone, Debug)]
+struct PendingQuery {
+    ts_ns: u64,
+    name: String,
+    process: Option<Process>,
+}
+
+/// DNS queries that were never answered, per name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsTimeouts {
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub process: Option<Process>,
+}
 
 /// Everything known about one flow.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +83,13 @@ pub struct Correlator {
     flows: Vec<FlowEntry>,
     index: HashMap<u64, usize>,
     capture: CaptureInfo,
+    /// Queries by (socket cookie, DNS id), oldest first by insertion.
+    pending: HashMap<(u64, u16), PendingQuery>,
+    pending_order: std::collections::VecDeque<(u64, u16)>,
+    /// Latest response time per name, to forgive a query answered on another socket (retries).
+    answered: HashMap<String, u64>,
+    timeouts: std::collections::BTreeMap<String, DnsTimeouts>,
+    sinkholes: Vec<std::net::IpAddr>,
 }
 
 impl Correlator {
@@ -72,6 +100,70 @@ impl Correlator {
             flows: Vec::new(),
             index: HashMap::new(),
             capture: CaptureInfo::default(),
+            pending: HashMap::new(),
+            pending_order: std::collections::VecDeque::new(),
+            answered: HashMap::new(),
+            timeouts: std::collections::BTreeMap::new(),
+            sinkholes: Vec::new(),
+        }
+    }
+
+    /// Addresses that DNS filters answer instead of the real one (`--sinkhole`), besides
+    /// 0.0.0.0, :: and 127.0.0.0/8.
+    pub fn with_sinkholes(mut self, sinkholes: Vec<std::net::IpAddr>) -> Self {
+        self.sinkholes = sinkholes;
+        self
+    }
+
+    /// Whether an answer is a DNS filter's sinkhole rather than a real address.
+    pub fn is_sinkhole(&self, addr: std::net::IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        addr.is_unspecified() || addr.is_loopback() || self.sinkholes.contains(&addr)
+    }
+
+    /// DNS queries never answered, per name, as judged at the last observation.
+    pub fn dns_timeouts(&self) -> &std::collections::BTreeMap<String, DnsTimeouts> {
+        &self.timeouts
+    }
+
+    /// Judges the queries still waiting at the end of the capture: those older than
+    /// `DNS_TIMEOUT_NS` timed out, younger ones are left unjudged.
+    pub fn finish(&mut self) {
+        if let Some(end) = self.capture.ended_ns {
+            self.expire_queries(end);
+        }
+    }
+
+    fn expire_queries(&mut self, now_ns: u64) {
+        while let Some(key) = self.pending_order.front().copied() {
+            let Some(query) = self.pending.get(&key) else {
+                self.pending_order.pop_front();
+                continue;
+            };
+            let overfull = self.pending.len() > MAX_PENDING_QUERIES;
+            if !overfull && now_ns.saturating_sub(query.ts_ns) < DNS_TIMEOUT_NS {
+                break;
+            }
+            self.pending_order.pop_front();
+            let Some(query) = self.pending.remove(&key) else {
+                continue;
+            };
+            let retried_ok = self
+                .answered
+                .get(&query.name)
+                .is_some_and(|&t| t >= query.ts_ns);
+            if !retried_ok {
+                let t = self.timeouts.entry(query.name).or_insert(DnsTimeouts {
+                    first_ns: query.ts_ns,
+                    ..DnsTimeouts::default()
+                });
+                t.count += 1;
+                t.first_ns = t.first_ns.min(query.ts_ns);
+                t.last_ns = t.last_ns.max(query.ts_ns);
+                if query.process.is_some() {
+                    t.process = query.process;
+                }
+            }
         }
     }
 
@@ -113,14 +205,52 @@ impl Correlator {
                 self.capture.all_ports = *all_ports;
                 self.capture.probes.clone_from(probes);
             }
-            Observed::DnsResponse(d) => self.names.observe_answers(
-                ts_ns,
-                d.process.as_ref(),
-                d.cgroup_id,
-                d.rcode.as_deref(),
-                &d.questions,
-                &d.answers,
-            ),
+            Observed::DnsResponse(d) => {
+                // The response to a query: same socket, same id, same question.
+                if let Some(id) = d.id {
+                    let key = (d.socket_cookie, id);
+                    let same = self.pending.get(&key).is_some_and(|q| {
+                        d.questions
+                            .first()
+                            .is_some_and(|question| question.name == q.name)
+                    });
+                    if same {
+                        self.pending.remove(&key);
+                    }
+                }
+                if self.answered.len() >= MAX_PENDING_QUERIES {
+                    let horizon = ts_ns.saturating_sub(2 * DNS_TIMEOUT_NS);
+                    self.answered.retain(|_, t| *t >= horizon);
+                }
+                for q in &d.questions {
+                    self.answered.insert(q.name.clone(), ts_ns);
+                }
+                self.names.observe_answers(
+                    ts_ns,
+                    d.process.as_ref(),
+                    d.cgroup_id,
+                    d.rcode.as_deref(),
+                    &d.questions,
+                    &d.answers,
+                );
+            }
+            Observed::DnsQuery(d) => {
+                if let (Some(id), Some(q)) = (d.id, d.questions.first()) {
+                    let key = (d.socket_cookie, id);
+                    // A resend of the same query keeps the first send time.
+                    if !self.pending.contains_key(&key) {
+                        self.pending_order.push_back(key);
+                        self.pending.insert(
+                            key,
+                            PendingQuery {
+                                ts_ns,
+                                name: q.name.clone(),
+                                process: d.process.clone(),
+                            },
+                        );
+                    }
+                }
+            }
             Observed::FlowOpened {
                 flow_id,
                 process,
@@ -177,8 +307,9 @@ impl Correlator {
                 }
             }
             Observed::CaptureStats(stats) => self.capture.stats = *stats,
-            Observed::DnsQuery(_) | Observed::SocketError { .. } => {}
+            Observed::SocketError { .. } => {}
         }
+        self.expire_queries(ts_ns);
     }
 
     /// The flow `flow_id`, created (and its destination resolved) if it is new. `None` once
@@ -258,7 +389,7 @@ impl Correlator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         dns::{Answer, Question},
@@ -304,7 +435,50 @@ mod tests {
         }))
     }
 
-    fn opened(id: u64, dst: &str) -> Observed {
+    pub(crate) fn query(cookie: u64, name: &str) -> Observed {
+        let Observed::DnsResponse(mut d) = response(name, &[]) else {
+            unreachable!()
+        };
+        d.socket_cookie = cookie;
+        d.rcode = None;
+        Observed::DnsQuery(d)
+    }
+
+    /// A flow's close: `established` with `sent`/`received` bytes, or refused.
+    pub(crate) fn closed(
+        id: u64,
+        dst: &str,
+        established: bool,
+        sent: u64,
+        received: u64,
+    ) -> Observed {
+        Observed::FlowClosed(Box::new(FlowClosed {
+            flow_id: id,
+            process: curl(),
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            destination: None,
+            outcome: if !established {
+                Outcome::Refused
+            } else if received == 0 {
+                Outcome::Reset
+            } else {
+                Outcome::Closed
+            },
+            closed_by: None,
+            error: (!established).then(|| "ECONNREFUSED".to_owned()),
+            established,
+            rst_received: !established || received == 0,
+            syn_retransmits: 0,
+            retransmits: 0,
+            bytes_sent: sent,
+            bytes_received: received,
+            connect_ms: None,
+            duration_ms: 1.0,
+        }))
+    }
+
+    pub(crate) fn opened(id: u64, dst: &str) -> Observed {
         Observed::FlowOpened {
             flow_id: id,
             process: curl(),

@@ -17,9 +17,8 @@ use crate::{
 };
 
 pub async fn record(args: &RecordArgs) -> anyhow::Result<()> {
-    let catalog = args.catalog.load()?;
-    let config = args.capture.config(&catalog);
-    let mut correlator = Correlator::new(catalog);
+    let mut correlator = args.catalog.correlator()?;
+    let config = args.capture.config(correlator.catalog());
     let mut log = match &args.events {
         Some(path) => Some(Sink::new(
             BufWriter::new(
@@ -41,13 +40,12 @@ pub async fn record(args: &RecordArgs) -> anyhow::Result<()> {
     })
     .await;
     // Whatever happened, what was captured is written.
-    let written = write_report(&correlator, &args.out);
+    let written = write_report(&mut correlator, &args.out);
     captured.and(written)
 }
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
-    let catalog = args.catalog.load()?;
-    let mut correlator = Correlator::new(catalog);
+    let mut correlator = args.catalog.correlator()?;
     let file = File::open(&args.events)
         .with_context(|| format!("cannot open the event log {}", args.events.display()))?;
     replay(
@@ -55,7 +53,7 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
         &args.events.display().to_string(),
         &mut correlator,
     )?;
-    write_report(&correlator, &args.out)
+    write_report(&mut correlator, &args.out)
 }
 
 /// Feeds every readable line of an event log to the correlator. Unreadable lines are reported on
@@ -91,7 +89,8 @@ pub fn replay(
 
 /// Writes the report as JSON to `out` (`-` for stdout), atomically: a temporary file beside it,
 /// then a rename, so a reader never sees half a report.
-pub fn write_report(correlator: &Correlator, out: &Path) -> anyhow::Result<()> {
+pub fn write_report(correlator: &mut Correlator, out: &Path) -> anyhow::Result<()> {
+    correlator.finish();
     let report = report::build(correlator);
     let mut json = serde_json::to_string_pretty(&report).context("cannot serialise the report")?;
     json.push('\n');

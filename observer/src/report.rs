@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    correlate::{Correlator, FlowEntry},
+    correlate::{Correlator, DnsTimeouts, FlowEntry},
     events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
     kernel::Process,
     names::{NameRecord, NamesStats},
@@ -22,11 +22,35 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Report {
     pub schema_version: u32,
     pub generator: String,
+    pub verdict: Verdict,
     pub capture: CaptureSection,
     pub groups: Vec<GroupReport>,
     pub hosts: Vec<HostReport>,
     pub undeclared: Vec<UndeclaredReport>,
     pub flows: Vec<FlowReport>,
+}
+
+/// The answer first: can this runner work, and which optional features will fail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// True when the required groups were reached and none failed, false when one is blocked or
+    /// degraded, null when none of their hosts was contacted in the window.
+    pub runner_can_work: Option<bool>,
+    /// One sentence for humans.
+    pub summary: String,
+    /// Status of each required group (`essential` in the built-in catalog).
+    pub required: Vec<GroupVerdict>,
+    /// Optional groups that are blocked or degraded: features that will fail or be unreliable.
+    pub failing_features: Vec<GroupVerdict>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupVerdict {
+    pub group: String,
+    pub title: String,
+    pub status: Status,
+    /// Failing members, with their reason codes: `api.github.com (tcp_reset)`.
+    pub because: Vec<String>,
 }
 
 /// How complete the capture behind the report is.
@@ -67,7 +91,8 @@ pub enum Status {
 /// One kind of failure, counted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
-    /// Stable code: `dns_nxdomain`, `dns_servfail`, `dns_refused`, `dns_no_address`,
+    /// Stable code: `dns_nxdomain`, `dns_servfail`, `dns_refused`, `dns_timeout`,
+    /// `dns_sinkhole`, `dns_no_address`,
     /// `tcp_timeout`, `tcp_reset`, `tcp_unreachable`, `tcp_error`, `tls_reset`,
     /// `connection_reset`.
     pub code: String,
@@ -83,6 +108,8 @@ pub struct GroupReport {
     pub id: String,
     pub title: String,
     pub required: bool,
+    /// The group summarises others (not a feature of its own).
+    pub summary: bool,
     pub status: Status,
     /// Host entries of this group (documented names and observed wildcard members).
     pub hosts: Vec<String>,
@@ -223,7 +250,7 @@ impl Tally {
         }
     }
 
-    fn add_flow(&mut self, f: &FlowEntry) {
+    fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool) {
         self.flows += 1;
         self.bytes_sent += f.bytes_sent;
         self.bytes_received += f.bytes_received;
@@ -237,6 +264,11 @@ impl Tally {
         if let Some(closed) = f.closed_ns {
             self.seen(closed);
         }
+        if sinkhole {
+            // A connection to a DNS filter's sinkhole proves nothing about the real host; the
+            // answer itself is counted as `dns_sinkhole`.
+            return;
+        }
         if let Some(code) = failure(f) {
             self.failures += 1;
             self.reason(code, f.closed_ns.unwrap_or(f.opened_ns), Some(&f.process));
@@ -245,7 +277,21 @@ impl Tally {
         }
     }
 
-    fn add_dns(&mut self, record: &NameRecord) {
+    fn add_timeouts(&mut self, t: &DnsTimeouts) {
+        self.seen(t.first_ns);
+        self.seen(t.last_ns);
+        self.failures += t.count;
+        let r = self
+            .reasons
+            .entry("dns_timeout")
+            .or_insert((0, t.first_ns, t.last_ns, None));
+        r.0 += t.count;
+        r.1 = r.1.min(t.first_ns);
+        r.2 = r.2.max(t.last_ns);
+        r.3.clone_from(&t.process);
+    }
+
+    fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
         self.addresses.extend(record.addresses.iter().copied());
         self.processes.extend(record.processes.iter().cloned());
         if !record.cname_chain.is_empty() {
@@ -257,6 +303,12 @@ impl Tally {
             Some("NXDOMAIN") => Some("dns_nxdomain"),
             Some("SERVFAIL") => Some("dns_servfail"),
             Some("REFUSED") => Some("dns_refused"),
+            Some("NOERROR")
+                if !record.addresses.is_empty()
+                    && record.addresses.iter().all(|a| is_sinkhole(*a)) =>
+            {
+                Some("dns_sinkhole")
+            }
             Some("NOERROR") if record.addresses.is_empty() && self.flows == 0 => {
                 Some("dns_no_address")
             }
@@ -304,16 +356,24 @@ pub fn build(c: &Correlator) -> Report {
                 if f.destination.class == DestinationClass::Declared {
                     declared_names.insert(name.clone());
                 }
-                by_name.entry(name.clone()).or_default().add_flow(f);
+                let sinkhole = c.is_sinkhole(f.dst.ip());
+                by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .add_flow(f, sinkhole);
             }
-            None => unresolved.entry(f.dst.ip()).or_default().add_flow(f),
+            None => unresolved.entry(f.dst.ip()).or_default().add_flow(f, false),
         }
     }
     for record in c.names().names() {
+        let tally = by_name.entry(record.name.clone()).or_default();
+        tally.add_dns(record, |a| c.is_sinkhole(a));
+    }
+    for (name, timeouts) in c.dns_timeouts() {
         by_name
-            .entry(record.name.clone())
+            .entry(name.clone())
             .or_default()
-            .add_dns(record);
+            .add_timeouts(timeouts);
     }
 
     // Documented exact names first (catalog order), then observed members of wildcards.
@@ -363,7 +423,7 @@ pub fn build(c: &Correlator) -> Report {
             .then_with(|| a.addresses.cmp(&b.addresses))
     });
 
-    let groups = catalog
+    let groups: Vec<GroupReport> = catalog
         .groups()
         .iter()
         .map(|g| {
@@ -390,6 +450,7 @@ pub fn build(c: &Correlator) -> Report {
                 id: g.id.clone(),
                 title: g.title.clone(),
                 required: g.required,
+                summary: g.summary,
                 status,
                 hosts: members.iter().map(|h| h.name.clone()).collect(),
                 failing_hosts: failing,
@@ -403,11 +464,90 @@ pub fn build(c: &Correlator) -> Report {
     Report {
         schema_version: SCHEMA_VERSION,
         generator: concat!("observer ", env!("CARGO_PKG_VERSION")).to_owned(),
+        verdict: verdict(&groups, &hosts),
         capture: capture_section(c),
         groups,
         hosts,
         undeclared,
         flows: c.flows().iter().map(flow_report).collect(),
+    }
+}
+
+fn verdict(groups: &[GroupReport], hosts: &[HostReport]) -> Verdict {
+    let explain = |g: &GroupReport| GroupVerdict {
+        group: g.id.clone(),
+        title: g.title.clone(),
+        status: g.status,
+        because: g
+            .failing_hosts
+            .iter()
+            .map(|name| {
+                let codes: Vec<&str> = hosts
+                    .iter()
+                    .find(|h| &h.name == name)
+                    .map(|h| h.reasons.iter().map(|r| r.code.as_str()).collect())
+                    .unwrap_or_default();
+                format!("{name} ({})", codes.join(", "))
+            })
+            .collect(),
+    };
+    let required: Vec<GroupVerdict> = groups.iter().filter(|g| g.required).map(explain).collect();
+    let failing_features: Vec<GroupVerdict> = groups
+        .iter()
+        .filter(|g| {
+            !g.required && !g.summary && matches!(g.status, Status::Blocked | Status::Degraded)
+        })
+        .map(explain)
+        .collect();
+    let failed = |g: &GroupVerdict| matches!(g.status, Status::Blocked | Status::Degraded);
+    let runner_can_work = if required.iter().any(failed) {
+        Some(false)
+    } else if !required.is_empty() && required.iter().all(|g| g.status == Status::Ok) {
+        Some(true)
+    } else {
+        None
+    };
+
+    let failing: Vec<String> = required
+        .iter()
+        .filter(|g| g.status != Status::Ok)
+        .flat_map(|g| g.because.clone())
+        .collect();
+    let mut summary = match runner_can_work {
+        Some(true) => "The runner can work: its essential hosts were reached.".to_owned(),
+        Some(false) if required.iter().any(|g| g.status == Status::Blocked) => {
+            format!(
+                "The runner cannot work: essential hosts are blocked: {}.",
+                failing.join("; ")
+            )
+        }
+        Some(false) => format!(
+            "The runner is unreliable: some attempts to essential hosts failed: {}.",
+            failing.join("; ")
+        ),
+        None => "Unknown: no essential host was contacted in the capture window.".to_owned(),
+    };
+    if !failing_features.is_empty() {
+        let titles: Vec<String> = failing_features
+            .iter()
+            .map(|f| format!("{} ({})", f.title, status_word(f.status)))
+            .collect();
+        summary.push_str(&format!(" Features that will fail: {}.", titles.join(", ")));
+    }
+    Verdict {
+        runner_can_work,
+        summary,
+        required,
+        failing_features,
+    }
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Degraded => "degraded",
+        Status::Blocked => "blocked",
+        Status::Unseen => "unseen",
     }
 }
 
@@ -525,5 +665,172 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         name_cache: c.names().stats(),
         complete: incomplete.is_empty(),
         incomplete_because: incomplete,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        catalog::Catalog,
+        correlate::tests::{closed, opened, query, response},
+        events::Observed,
+    };
+
+    const S: u64 = 1_000_000_000;
+
+    fn host<'a>(r: &'a Report, name: &str) -> &'a HostReport {
+        r.hosts.iter().find(|h| h.name == name).expect("host")
+    }
+
+    fn report(events: Vec<(u64, Observed)>, sinkholes: Vec<IpAddr>) -> Report {
+        let mut c = Correlator::new(Catalog::builtin()).with_sinkholes(sinkholes);
+        for (ts, mut o) in events {
+            c.observe(ts, &mut o);
+        }
+        c.finish();
+        build(&c)
+    }
+
+    #[test]
+    fn unanswered_queries_are_dns_timeouts_and_retries_are_forgiven() {
+        let r = report(
+            vec![
+                (S, query(1, "api.github.com")),
+                (S, query(2, "github.com")),
+                // github.com's resolver retried on another socket and got an answer.
+                (2 * S, query(3, "github.com")),
+                (
+                    2 * S,
+                    response("github.com", &[("github.com", "A", "198.18.1.1")]),
+                ),
+                (10 * S, query(4, "codeload.github.com")), // too recent to judge
+                (11 * S, query(5, "ghcr.io")),
+            ],
+            vec![],
+        );
+        let api = host(&r, "api.github.com");
+        assert_eq!(api.status, Status::Blocked);
+        assert_eq!(api.reasons[0].code, "dns_timeout");
+        assert_eq!(api.reasons[0].count, 1);
+        assert_eq!(
+            api.reasons[0].process.as_ref().map(|p| p.comm.as_str()),
+            Some("curl")
+        );
+        assert!(host(&r, "github.com").reasons.is_empty());
+        assert_eq!(host(&r, "codeload.github.com").status, Status::Unseen);
+        assert_eq!(r.verdict.runner_can_work, Some(false));
+        assert!(
+            r.verdict.summary.contains("api.github.com (dns_timeout)"),
+            "{}",
+            r.verdict.summary
+        );
+    }
+
+    #[test]
+    fn sinkhole_answers_block_the_name_and_connections_to_them_prove_nothing() {
+        let r = report(
+            vec![
+                (S, response("ghcr.io", &[("ghcr.io", "A", "0.0.0.0")])),
+                (
+                    S,
+                    response(
+                        "codeload.github.com",
+                        &[("codeload.github.com", "A", "198.18.9.9")],
+                    ),
+                ),
+                (2 * S, opened(1, "0.0.0.0:443")),
+                (3 * S, closed(1, "0.0.0.0:443", true, 100, 100)),
+            ],
+            vec!["198.18.9.9".parse().unwrap()],
+        );
+        let ghcr = host(&r, "ghcr.io");
+        assert_eq!(ghcr.status, Status::Blocked);
+        assert_eq!(ghcr.reasons[0].code, "dns_sinkhole");
+        assert_eq!(
+            host(&r, "codeload.github.com").reasons[0].code,
+            "dns_sinkhole"
+        );
+        let packages = r.groups.iter().find(|g| g.id == "packages").unwrap();
+        assert_eq!(packages.status, Status::Blocked);
+        assert_eq!(r.verdict.runner_can_work, None, "{}", r.verdict.summary);
+        let features: Vec<&str> = r
+            .verdict
+            .failing_features
+            .iter()
+            .map(|f| f.group.as_str())
+            .collect();
+        assert_eq!(
+            features,
+            ["actions-download", "immutable-actions", "packages"]
+        );
+        assert!(
+            r.verdict.summary.starts_with("Unknown: no essential host"),
+            "{}",
+            r.verdict.summary
+        );
+    }
+
+    #[test]
+    fn some_addresses_failing_make_a_host_degraded_and_the_verdict_says_so() {
+        let r = report(
+            vec![
+                (
+                    S,
+                    response(
+                        "api.github.com",
+                        &[
+                            ("api.github.com", "A", "198.18.1.10"),
+                            ("api.github.com", "A", "198.18.1.11"),
+                        ],
+                    ),
+                ),
+                (2 * S, opened(1, "198.18.1.11:443")),
+                (2 * S, closed(1, "198.18.1.11:443", false, 0, 0)),
+                (2 * S, opened(2, "198.18.1.10:443")),
+                (3 * S, closed(2, "198.18.1.10:443", true, 500, 4000)),
+            ],
+            vec![],
+        );
+        let api = host(&r, "api.github.com");
+        assert_eq!(api.status, Status::Degraded);
+        assert_eq!(api.reasons[0].code, "tcp_reset");
+        let essential = &r.groups[0];
+        assert_eq!(
+            (essential.id.as_str(), essential.status),
+            ("essential", Status::Degraded)
+        );
+        assert_eq!(essential.failing_hosts, ["api.github.com"]);
+        assert_eq!(r.verdict.runner_can_work, Some(false));
+        assert!(
+            r.verdict.summary.starts_with("The runner is unreliable"),
+            "{}",
+            r.verdict.summary
+        );
+    }
+
+    #[test]
+    fn a_reset_right_after_the_client_hello_is_tls_reset() {
+        let r = report(
+            vec![
+                (
+                    S,
+                    response("github.com", &[("github.com", "A", "198.18.1.1")]),
+                ),
+                (2 * S, opened(1, "198.18.1.1:443")),
+                (2 * S, closed(1, "198.18.1.1:443", true, 517, 0)),
+            ],
+            vec![],
+        );
+        let gh = host(&r, "github.com");
+        assert_eq!(
+            (gh.status, gh.reasons[0].code.as_str()),
+            (Status::Blocked, "tls_reset")
+        );
+        assert!(
+            r.verdict.summary.starts_with("The runner cannot work"),
+            "{}",
+            r.verdict.summary
+        );
     }
 }

@@ -10,9 +10,8 @@ use crate::{
 };
 
 pub async fn run(args: &WatchArgs) -> anyhow::Result<()> {
-    let catalog = args.catalog.load()?;
-    let config = args.capture.config(&catalog);
-    let mut correlator = Correlator::new(catalog);
+    let mut correlator = args.catalog.correlator()?;
+    let config = args.capture.config(correlator.catalog());
     let mut sink = Sink::new(BufWriter::new(io::stdout().lock()), args.json);
     let result = session::run(&config, args.capture.duration(), |mut batch| {
         for (ts, observed) in &mut batch {
@@ -37,5 +36,10 @@ impl CatalogArgs {
     /// The built-in catalog with `--catalog` and `--meta` files applied.
     pub fn load(&self) -> anyhow::Result<crate::catalog::Catalog> {
         Ok(crate::catalog::Catalog::load(&self.catalog, &self.meta)?)
+    }
+
+    /// A correlator with this catalog and these sinkhole addresses.
+    pub fn correlator(&self) -> anyhow::Result<Correlator> {
+        Ok(Correlator::new(self.load()?).with_sinkholes(self.sinkhole.clone()))
     }
 }
