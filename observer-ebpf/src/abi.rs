@@ -22,6 +22,9 @@ pub const CONFIG_MAP: &str = "CONFIG";
 pub const CONFIG_FLAG_ALL_PORTS: u32 = 1;
 /// Index of the flags word in `CONFIG`.
 pub const CONFIG_FLAGS: u32 = 0;
+/// Index in `CONFIG` of the byte offset of `sk_err` in the kernel's `struct sock` (from BTF;
+/// 0 when unknown). The TCP programs read a closing socket's error there.
+pub const CONFIG_SK_ERR_OFFSET: u32 = 1;
 /// Number of entries in `CONFIG`.
 pub const CONFIG_ENTRIES: u32 = 4;
 
@@ -127,7 +130,10 @@ pub struct Flow {
     pub retransmits: u32,
     /// Bit `1 << state` set for every TCP state the flow entered.
     pub states_seen: u32,
-    pub _pad: u32,
+    /// The socket's error (positive errno; 0 when none or unknown): what the process read with
+    /// `getsockopt(SO_ERROR)` (how non-blocking clients learn that a connect failed), else the
+    /// socket's `sk_err` at its close.
+    pub sk_err: i32,
 }
 
 /// `KIND_FLOW_OPEN`, `KIND_FLOW_ESTABLISHED` and `KIND_FLOW_CLOSE`.

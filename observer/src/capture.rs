@@ -13,13 +13,15 @@ use std::{
 use aya::{
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Program, TracePoint,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, CgroupSockopt, Program,
+        TracePoint,
     },
     Ebpf,
 };
 use observer_ebpf::{
-    Flow, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP, COUNTERS_MAP, COUNTER_DNS_SKIPPED,
-    COUNTER_RINGBUF_FULL, EVENTS_MAP, FLOWS_MAP, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
+    Flow, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP, CONFIG_SK_ERR_OFFSET, COUNTERS_MAP,
+    COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL, EVENTS_MAP, FLOWS_MAP, WATCH_PORTS_MAP,
+    WATCH_PORTS_MAX,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -83,6 +85,7 @@ enum Hook {
     Tracepoint(&'static str, &'static str),
     CgroupSkb(CgroupSkbAttachType),
     CgroupSockAddr(&'static str),
+    CgroupSockopt(&'static str),
 }
 
 /// Every program of the object and where it goes.
@@ -117,6 +120,7 @@ const PROBES: &[(&str, Hook)] = &[
     ("owner_connect6", Hook::CgroupSockAddr("connect6")),
     ("owner_sendmsg4", Hook::CgroupSockAddr("sendmsg4")),
     ("owner_sendmsg6", Hook::CgroupSockAddr("sendmsg6")),
+    ("so_error_seen", Hook::CgroupSockopt("getsockopt")),
 ];
 
 /// Without these, nothing useful is captured.
@@ -132,7 +136,9 @@ impl Hook {
             Self::CgroupSkb(CgroupSkbAttachType::Egress) => {
                 format!("cgroup_skb egress {}", cgroup.display())
             }
-            Self::CgroupSockAddr(kind) => format!("cgroup/{kind} {}", cgroup.display()),
+            Self::CgroupSockAddr(kind) | Self::CgroupSockopt(kind) => {
+                format!("cgroup/{kind} {}", cgroup.display())
+            }
         }
     }
 }
@@ -283,6 +289,16 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError
     flags
         .set(CONFIG_FLAGS, value, 0)
         .map_err(map_err(CONFIG_MAP))?;
+    match sk_err_offset() {
+        Ok(offset) => flags
+            .set(CONFIG_SK_ERR_OFFSET, offset, 0)
+            .map_err(map_err(CONFIG_MAP))?,
+        Err(why) => eprintln!(
+            "observer: warning: cannot find sk_err in the kernel's struct sock ({why}); the \
+             error of a socket is then known only from sock:inet_sk_error_report, which can \
+             miss it"
+        ),
+    }
     let mut ports = HashMap::<_, u16, u8>::try_from(
         ebpf.map_mut(WATCH_PORTS_MAP)
             .ok_or(CaptureError::MissingMap(WATCH_PORTS_MAP))?,
@@ -292,6 +308,24 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError
         ports.insert(port, 1, 0).map_err(map_err(WATCH_PORTS_MAP))?;
     }
     Ok(())
+}
+
+/// Byte offset of `sk_err` in the running kernel's `struct sock`, from its BTF.
+fn sk_err_offset() -> Result<u32, String> {
+    use btf_rs::{Btf, Type};
+    let btf = Btf::from_file("/sys/kernel/btf/vmlinux").map_err(|e| e.to_string())?;
+    for ty in btf
+        .resolve_types_by_name("sock")
+        .map_err(|e| e.to_string())?
+    {
+        let Type::Struct(sock) = ty else { continue };
+        for member in &sock.members {
+            if btf.resolve_name(member).is_ok_and(|n| n == "sk_err") {
+                return Ok(member.bit_offset() / 8);
+            }
+        }
+    }
+    Err("no member sk_err in struct sock".to_owned())
 }
 
 /// Loads and attaches one program; the error says what failed.
@@ -310,6 +344,11 @@ fn attach(ebpf: &mut Ebpf, program: &str, hook: Hook, cgroup: &File) -> Result<(
             // (`AllowMultiple` fails with EINVAL on the kernels we target).
             skb.load()
                 .and_then(|()| skb.attach(cgroup, kind, CgroupAttachMode::Single).map(drop))
+        }
+        Hook::CgroupSockopt(_) => {
+            let so: &mut CgroupSockopt = prog.try_into().map_err(|e| format!("{e}"))?;
+            so.load()
+                .and_then(|()| so.attach(cgroup, CgroupAttachMode::Single).map(drop))
         }
         Hook::CgroupSockAddr(_) => {
             let sa: &mut CgroupSockAddr = prog.try_into().map_err(|e| format!("{e}"))?;

@@ -26,6 +26,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Print the host-group catalog in effect.
     Catalog(CatalogCmdArgs),
+    /// Preflight: resolve and connect (TCP, then TLS with the right SNI) to every host the runner
+    /// needs, say which step fails and why; exit 0 when the essential hosts work.
+    Check(CheckArgs),
 }
 
 /// What to capture, and for how long.
@@ -127,6 +130,56 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print JSON (docs/check.md) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Check this name instead of the catalog's hosts. May be repeated.
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+
+    /// DNS server to ask (`ADDR` or `ADDR:PORT`) [default: the first nameserver of
+    /// /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR", value_parser = parse_resolver)]
+    pub resolver: Option<std::net::SocketAddr>,
+
+    /// Extra PEM file of CA certificates to trust besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Seconds to wait for each DNS answer (each query is sent twice).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_seconds)]
+    pub dns_timeout: Duration,
+
+    /// Seconds to wait for a TCP connection.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub connect_timeout: Duration,
+
+    /// Seconds to wait for the TLS handshake.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
+    pub tls_timeout: Duration,
+
+    /// TCP port to connect to.
+    #[arg(long, default_value_t = 443, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// Do not watch the attempts with the kernel capture (it needs root; without it the check
+    /// runs anyway and says so).
+    #[arg(long)]
+    pub no_capture: bool,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+fn parse_resolver(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        .map_err(|_| format!("{text:?} is not an IP address (optionally with :port)"))
+}
+
+#[derive(Debug, Args)]
 pub struct CatalogCmdArgs {
     /// Print it as a TOML catalog file (usable with `--catalog`) instead of a table.
     #[arg(long)]
@@ -184,6 +237,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn check_options_parse() {
+        let cli = Cli::try_parse_from([
+            "observer",
+            "check",
+            "--resolver",
+            "198.18.0.2",
+            "--host",
+            "api.github.com",
+            "--connect-timeout",
+            "1.5",
+        ])
+        .unwrap();
+        let Command::Check(c) = cli.command else {
+            panic!()
+        };
+        assert_eq!(c.resolver, Some("198.18.0.2:53".parse().unwrap()));
+        assert_eq!(c.hosts, ["api.github.com"]);
+        assert_eq!(c.connect_timeout, Duration::from_millis(1500));
+        assert_eq!(c.port, 443);
+        assert!(Cli::try_parse_from(["observer", "check", "--resolver", "dns.example"]).is_err());
     }
 
     #[test]

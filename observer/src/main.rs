@@ -2,6 +2,8 @@
 
 mod capture;
 mod catalog;
+mod check;
+mod check_cmd;
 mod cli;
 mod correlate;
 mod dns;
@@ -34,6 +36,10 @@ fn main() -> ExitCode {
         cli::Command::Catalog(args) => print_catalog(args),
         cli::Command::Watch(args) => block_on(watch::run(args)),
         cli::Command::Record(args) => block_on(record::record(args)),
+        cli::Command::Check(args) => match block_on(check_cmd::run(args)) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -49,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs a capture on a single-threaded runtime (the work is light; one thread keeps it simple).
-fn block_on(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+fn block_on<T>(task: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -29,15 +29,19 @@ pub async fn record(args: &RecordArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let captured = session::run(&config, args.capture.duration(), |mut batch| {
-        for (ts, observed) in &mut batch {
-            correlator.observe(*ts, observed);
-        }
-        if let Some(log) = &mut log {
-            log.write(&batch).context("cannot write the event log")?;
-        }
-        Ok(())
-    })
+    let captured = session::run(
+        &config,
+        session::after(args.capture.duration()),
+        |mut batch| {
+            for (ts, observed) in &mut batch {
+                correlator.observe(*ts, observed);
+            }
+            if let Some(log) = &mut log {
+                log.write(&batch).context("cannot write the event log")?;
+            }
+            Ok(())
+        },
+    )
     .await;
     // Whatever happened, what was captured is written.
     let written = write_report(&mut correlator, &args.out);

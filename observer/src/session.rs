@@ -2,11 +2,11 @@
 //! flow counters, releases held observations, stops on SIGINT/SIGTERM or after `--duration`, and
 //! hands every batch of observations (stamped in nanoseconds since the Unix epoch) to a consumer.
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use tokio::{
     signal::unix::{signal, SignalKind},
-    time::{interval, sleep_until, Instant, MissedTickBehavior},
+    time::{interval, MissedTickBehavior},
 };
 
 use crate::{
@@ -25,14 +25,33 @@ const POLL: Duration = Duration::from_secs(1);
 /// Observations stamped with nanoseconds since the Unix epoch.
 pub type Batch = Vec<(u64, Observed)>;
 
-/// Runs a capture until a signal or the deadline; `consume` sees every batch, the last one
-/// included. An error from `consume` stops the capture (after the last batch is offered).
+/// Starts a capture and runs it until a signal or `stop` completes; `consume` sees every batch,
+/// the last one included. An error from `consume` stops the capture (after the last batch is
+/// offered).
 pub async fn run(
     config: &CaptureConfig,
-    duration: Option<Duration>,
+    stop: impl Future<Output = ()>,
+    consume: impl FnMut(Batch) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let capture = Capture::start(config)?;
+    run_started(capture, config, stop, consume).await
+}
+
+/// `stop` for a capture that lasts `duration`, or until a signal when `None`.
+pub async fn after(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a capture already started (see [`run`]).
+pub async fn run_started(
+    mut capture: Capture,
+    config: &CaptureConfig,
+    stop: impl Future<Output = ()>,
     mut consume: impl FnMut(Batch) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut capture = Capture::start(config)?;
     for p in capture.probes.iter().filter(|p| !p.attached) {
         eprintln!(
             "observer: warning: {} not attached to {}: {}; continuing without it",
@@ -63,7 +82,7 @@ pub async fn run(
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let deadline = duration.map(|d| Instant::now() + d);
+    tokio::pin!(stop);
     let mut tick = interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut poll = interval(POLL);
@@ -98,7 +117,7 @@ pub async fn run(
             }
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
-            () = wait_for(deadline) => break Ok(()),
+            () = &mut stop => break Ok(()),
         }
         if let Err(e) = consume(stamp(batch)) {
             break Err(e);
@@ -121,12 +140,5 @@ fn stats(tracker: &Tracker, capture: &Capture) -> CaptureStats {
         lost_events: lost,
         dns_skipped: skipped,
         ..tracker.stats()
-    }
-}
-
-async fn wait_for(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

@@ -210,7 +210,8 @@ impl Tracker {
             .iter()
             .position(|e| same_flow(&e.endpoints, &ends))
             .and_then(|i| self.errors.remove(i))
-            .map(|e| e.error);
+            .map(|e| e.error)
+            .or((r.flow.sk_err > 0).then_some(r.flow.sk_err));
         self.closing.push(PendingClose {
             ts_ns: r.ts_ns,
             id,
@@ -220,6 +221,11 @@ impl Tracker {
     }
 
     fn sock_error(&mut self, e: SockError) {
+        // Error 0: the process collected the error (SO_ERROR) before the report read it; the
+        // flow's own `sk_err`, read at its close, has it.
+        if e.error == 0 {
+            return;
+        }
         if let Some(c) = self
             .closing
             .iter_mut()
@@ -495,6 +501,29 @@ mod tests {
         let c = closed_of(&t.on_tick(2000 * MS)).clone();
         assert_eq!(c.outcome, Outcome::Unreachable);
         assert_eq!(c.error.as_deref(), Some("EHOSTUNREACH"));
+    }
+
+    #[test]
+    fn a_lost_errno_is_taken_from_the_socket_at_its_close() {
+        let mut t = Tracker::new();
+        let mut f = flow(0);
+        t.on_event(KernelEvent::FlowOpen(rec(1000, f)));
+        f.tuple.sport = 40003;
+        f.sk_err = libc::EHOSTUNREACH;
+        t.on_event(KernelEvent::FlowClose(rec(1001, f)));
+        // The report came after the process had collected the error: errno 0.
+        t.on_event(KernelEvent::SockError(SockError {
+            ts_ns: 1001 * MS,
+            error: 0,
+            endpoints: endpoints(&f.tuple),
+        }));
+        let out = t.flush();
+        assert_eq!(out.len(), 1, "an errno-0 report is no news: {out:?}");
+        let c = closed_of(&out);
+        assert_eq!(
+            (c.outcome, c.error.as_deref()),
+            (Outcome::Unreachable, Some("EHOSTUNREACH"))
+        );
     }
 
     #[test]

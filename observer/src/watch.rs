@@ -13,12 +13,16 @@ pub async fn run(args: &WatchArgs) -> anyhow::Result<()> {
     let mut correlator = args.catalog.correlator()?;
     let config = args.capture.config(correlator.catalog());
     let mut sink = Sink::new(BufWriter::new(io::stdout().lock()), args.json);
-    let result = session::run(&config, args.capture.duration(), |mut batch| {
-        for (ts, observed) in &mut batch {
-            correlator.observe(*ts, observed);
-        }
-        sink.write(&batch).map_err(anyhow::Error::from)
-    })
+    let result = session::run(
+        &config,
+        session::after(args.capture.duration()),
+        |mut batch| {
+            for (ts, observed) in &mut batch {
+                correlator.observe(*ts, observed);
+            }
+            sink.write(&batch).map_err(anyhow::Error::from)
+        },
+    )
     .await;
     match result {
         Err(e) if is_broken_pipe(&e) => Ok(()),

@@ -174,7 +174,17 @@ pub struct LabConfig {
     refused: Vec<String>,
     tls_servers: Vec<IpAddr>,
     host_addrs: Vec<IpAddr>,
+    sinkholes: Vec<(String, IpAddr)>,
+    servfail: Vec<String>,
+    unanswered: Vec<String>,
+    tls_reset_servers: Vec<IpAddr>,
+    resolver_options: Option<String>,
 }
+
+/// The DNS upstream that answers SERVFAIL to everything (see [`LabConfig::servfail`]).
+pub const SERVFAIL_UPSTREAM: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+/// An upstream address where nothing listens (see [`LabConfig::unanswered`]).
+pub const DEAD_UPSTREAM: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
 
 impl LabConfig {
     /// A lab named after `tag` (1–24 characters out of `[A-Za-z0-9_-]`).
@@ -202,7 +212,52 @@ impl LabConfig {
             refused: Vec::new(),
             tls_servers: Vec::new(),
             host_addrs: Vec::new(),
+            sinkholes: Vec::new(),
+            servfail: Vec::new(),
+            unanswered: Vec::new(),
+            tls_reset_servers: Vec::new(),
+            resolver_options: None,
         }
+    }
+
+    /// Makes dnsmasq answer `name` with `addr` (0.0.0.0 or `::`, say), as DNS filters such as
+    /// Pi-hole do for names they block. Call once per address family.
+    #[track_caller]
+    pub fn sinkhole(mut self, name: &str, addr: IpAddr) -> Self {
+        self.sinkholes.push((normalize_name(name), addr));
+        self
+    }
+
+    /// Makes dnsmasq forward `name` to an upstream that answers SERVFAIL
+    /// ([`SERVFAIL_UPSTREAM`], a real UDP responder in the internet namespace).
+    #[track_caller]
+    pub fn servfail(mut self, name: &str) -> Self {
+        self.servfail.push(normalize_name(name));
+        self
+    }
+
+    /// Makes dnsmasq forward `name` to an upstream where nothing listens ([`DEAD_UPSTREAM`]):
+    /// dnsmasq never answers, so the client's queries time out.
+    #[track_caller]
+    pub fn unanswered(mut self, name: &str) -> Self {
+        self.unanswered.push(normalize_name(name));
+        self
+    }
+
+    /// Runs, on `addr:443`, a server that completes the TCP handshake, reads the client's first
+    /// bytes (its TLS ClientHello) and resets the connection: an SNI-filtering firewall.
+    #[track_caller]
+    pub fn tls_reset_server(mut self, addr: IpAddr) -> Self {
+        check_addr(addr);
+        self.tls_reset_servers.push(addr);
+        self
+    }
+
+    /// An `options` line for the runner's resolv.conf, e.g. `timeout:1 attempts:1` so that
+    /// DNS timeouts take a second rather than ten.
+    pub fn resolver_options(mut self, options: &str) -> Self {
+        self.resolver_options = Some(options.to_owned());
+        self
     }
 
     /// Adds an A record (call again for more addresses of the same name).
@@ -312,7 +367,7 @@ impl LabConfig {
         };
         // From here on, a panic drops `lab`, which tears down what exists.
         lab.setup_network();
-        lab.write_etc_netns();
+        lab.write_etc_netns(plan.resolver_options.as_deref());
         let mut cert_addrs = plan.internet_addrs.clone();
         cert_addrs.extend([IpAddr::V4(INTERNET_V4), IpAddr::V6(INTERNET_V6)]);
         let pki = cert::generate(
@@ -328,6 +383,12 @@ impl LabConfig {
         if !plan.tls_servers.is_empty() {
             lab.start_tls_server(&plan.tls_servers);
         }
+        if plan.servfail_upstream {
+            lab.start_misbehaving("servfail", &[IpAddr::V4(SERVFAIL_UPSTREAM)]);
+        }
+        if !plan.tls_reset_servers.is_empty() {
+            lab.start_misbehaving("tls-reset", &plan.tls_reset_servers);
+        }
         lab
     }
 }
@@ -342,6 +403,9 @@ struct Plan {
     all_names: Vec<String>,
     /// Record options for dnsmasq.
     dnsmasq_args: Vec<String>,
+    servfail_upstream: bool,
+    tls_reset_servers: Vec<IpAddr>,
+    resolver_options: Option<String>,
 }
 
 impl Plan {
@@ -421,6 +485,15 @@ impl Plan {
             );
             dnsmasq_args.push(format!("--server=/{name}/#"));
         }
+        for (name, addr) in &c.sinkholes {
+            dnsmasq_args.push(format!("--address=/{name}/{addr}"));
+        }
+        for name in &c.servfail {
+            dnsmasq_args.push(format!("--server=/{name}/{SERVFAIL_UPSTREAM}"));
+        }
+        for name in &c.unanswered {
+            dnsmasq_args.push(format!("--server=/{name}/{DEAD_UPSTREAM}"));
+        }
         let mut unique = Vec::with_capacity(dnsmasq_args.len());
         for arg in dnsmasq_args {
             push_unique(&mut unique, arg);
@@ -436,6 +509,9 @@ impl Plan {
             .chain(c.a.iter().map(|(_, a)| IpAddr::V4(*a)))
             .chain(c.aaaa.iter().map(|(_, a)| IpAddr::V6(*a)))
             .chain(c.host_addrs.iter().copied())
+            .chain(c.tls_reset_servers.iter().copied())
+            .chain((!c.servfail.is_empty()).then_some(IpAddr::V4(SERVFAIL_UPSTREAM)))
+            .chain((!c.unanswered.is_empty()).then_some(IpAddr::V4(DEAD_UPSTREAM)))
         {
             if !special.contains(&addr) {
                 push_unique(&mut internet_addrs, addr);
@@ -446,7 +522,14 @@ impl Plan {
             push_unique(&mut tls_servers, *addr);
         }
         let mut all_names = resolvable;
-        for n in c.nxdomain.iter().chain(&c.refused) {
+        for n in c
+            .nxdomain
+            .iter()
+            .chain(&c.refused)
+            .chain(&c.servfail)
+            .chain(&c.unanswered)
+            .chain(c.sinkholes.iter().map(|(n, _)| n))
+        {
             push_unique(&mut all_names, n.clone());
         }
         Plan {
@@ -454,6 +537,9 @@ impl Plan {
             tls_servers,
             all_names,
             dnsmasq_args,
+            servfail_upstream: !c.servfail.is_empty(),
+            tls_reset_servers: c.tls_reset_servers.clone(),
+            resolver_options: c.resolver_options.clone(),
         }
     }
 }
@@ -957,7 +1043,7 @@ impl Lab {
     /// Writes `/etc/netns/<ns>/{resolv.conf,hosts,nsswitch.conf}` for both
     /// namespaces, so that programs run with `ip netns exec` resolve through
     /// the lab's dnsmasq and only through it.
-    fn write_etc_netns(&mut self) {
+    fn write_etc_netns(&mut self, resolver_options: Option<&str>) {
         assert!(
             Path::new("/etc/resolv.conf").exists(),
             "network lab: /etc/resolv.conf does not exist (or is a dangling symlink); \
@@ -992,7 +1078,13 @@ impl Lab {
             }
             self.etc_dirs.push(dir.clone());
             let mut files = vec![
-                ("resolv.conf", format!("nameserver {INTERNET_V4}\n")),
+                (
+                    "resolv.conf",
+                    match resolver_options {
+                        Some(o) => format!("nameserver {INTERNET_V4}\noptions {o}\n"),
+                        None => format!("nameserver {INTERNET_V4}\n"),
+                    },
+                ),
                 ("hosts", hosts.clone()),
             ];
             if let Some(n) = &nsswitch {
@@ -1169,6 +1261,71 @@ impl Lab {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+    }
+
+    /// Starts `tests/lab/misbehaving.py MODE` on `addrs` and waits until it serves.
+    fn start_misbehaving(&mut self, mode: &str, addrs: &[IpAddr]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/misbehaving.py");
+        let mut args = vec![
+            "-u".to_owned(),
+            script.to_string_lossy().into_owned(),
+            mode.into(),
+        ];
+        for a in addrs {
+            args.push("--addr".into());
+            args.push(a.to_string());
+        }
+        let log = format!("{mode}.log");
+        let program = self.tools.python3.clone();
+        let pid = self.spawn_server(mode, &log, &program, &args);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive(pid, mode, &[&log]);
+            let ready = std::fs::read_to_string(self.work_dir.join(&log))
+                .is_ok_and(|text| text.lines().count() >= addrs.len());
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "network lab: {mode} server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Applies an nftables ruleset (`nft -f -` syntax) in the runner namespace: a host
+    /// firewall on the runner. It goes with the namespace at teardown.
+    pub fn nft_runner(&self, ruleset: &str) {
+        self.nft(self.runner_command("nft"), ruleset);
+    }
+
+    /// Applies an nftables ruleset in the internet namespace: a firewall or middlebox on the
+    /// path, whose drops, resets and ICMP errors reach the runner over the wire.
+    pub fn nft_internet(&self, ruleset: &str) {
+        self.nft(self.internet_command("nft"), ruleset);
+    }
+
+    fn nft(&self, mut cmd: Command, ruleset: &str) {
+        use std::io::Write as _;
+        let mut child = cmd
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("network lab: cannot run nft: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(ruleset.as_bytes());
+        }
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("network lab: nft: {e}"));
+        assert!(
+            out.status.success(),
+            "network lab: nft rejected the ruleset:\n{ruleset}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // ------------------------------------------------------------------

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, COUNTER_ENTRIES,
-    EVENTS_BYTES, FLOWS_MAX, SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
+    Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET,
+    COUNTER_ENTRIES, EVENTS_BYTES, FLOWS_MAX, SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
 };
 
 #[map(name = "EVENTS")]
@@ -34,6 +34,12 @@ pub fn count(index: u32) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *slot += 1 };
     }
+}
+
+/// The configured offset of `sk_err` in `struct sock`, or 0.
+#[inline(always)]
+pub fn sk_err_offset() -> u32 {
+    CONFIG.get(CONFIG_SK_ERR_OFFSET).copied().unwrap_or(0)
 }
 
 /// Whether TCP flows to `port` (host byte order) are tracked.

@@ -4,4 +4,5 @@
 mod dns;
 mod maps;
 mod owner;
+mod sockopt;
 mod tcp;

@@ -10,7 +10,11 @@
 
 use core::ptr::addr_of_mut;
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
 use observer_ebpf::{
     Flow, FlowEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6, COUNTER_RINGBUF_FULL,
     KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR, TCP_CLOSE,
@@ -18,7 +22,7 @@ use observer_ebpf::{
 };
 
 use super::{
-    maps::{count, port_watched, EVENTS, FLOWS},
+    maps::{count, port_watched, sk_err_offset, EVENTS, FLOWS},
     owner::current_owner,
 };
 
@@ -131,6 +135,11 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
             (*flow).ts_established_ns = now;
             emit_flow(KIND_FLOW_ESTABLISHED, key, &*flow, now);
         } else if new == TCP_CLOSE {
+            let offset = sk_err_offset();
+            if (*flow).sk_err == 0 && offset != 0 && offset < 4096 {
+                let at = (key as usize + offset as usize) as *const i32;
+                (*flow).sk_err = bpf_probe_read_kernel(at).unwrap_or(0);
+            }
             emit_flow(KIND_FLOW_CLOSE, key, &*flow, now);
             let _ = FLOWS.remove(&key);
         }

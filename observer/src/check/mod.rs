@@ -26,8 +26,6 @@
 //! Everything has a timeout and the work runs with bounded parallelism, so a check of the
 //! built-in catalog finishes in seconds even when everything is blocked.
 
-#![allow(dead_code, reason = "wired into the CLI by the blocked-detection work")]
-
 mod probe;
 mod proxy;
 mod render;
@@ -48,11 +46,13 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use crate::report::Status;
 
-pub use proxy::{proxy_from_env, NoProxyRule, ProxyConfig};
-pub use render::render_table;
-pub use resolve::{nameserver_from_resolv_conf, RESOLV_CONF};
-pub use summary::{build_report, exit_code, CheckReport, GroupCheck, Verdict};
-pub use targets::{default_targets, target, Target, REPRESENTATIVES};
+pub use self::{
+    proxy::{proxy_from_env, ProxyConfig},
+    render::render_table,
+    summary::{build_report, exit_code, CheckReport},
+    targets::{default_targets, target, Target},
+};
+use resolve::RESOLV_CONF;
 
 /// Version of the `--json` output; changes only when a field changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -131,7 +131,8 @@ pub struct CheckOptions {
     pub extra_ca: Option<PathBuf>,
     /// The HTTP proxy the runner would use, from [`proxy_from_env`].
     pub proxy: Option<ProxyConfig>,
-    /// How many network operations run at once (at least 1).
+    /// How many addresses are probed (connect, CONNECT, TLS) at once (at least 1). DNS queries
+    /// are not limited.
     pub parallelism: usize,
     /// Addresses that mean "blocked" when a resolver answers them, besides `0.0.0.0`, `::` and
     /// loopback addresses.
@@ -158,7 +159,9 @@ impl Default for CheckOptions {
 /// Why the check could not start. Problems with the hosts themselves are results, not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("no DNS server to ask: {file} lists no usable `nameserver` (give one with --resolver)")]
+    #[error(
+        "no DNS server to ask: {file} lists no usable `nameserver` (give one with --resolver)"
+    )]
     NoResolver { file: String },
     #[error("cannot read {file} to find the DNS server (give one with --resolver)")]
     ResolvConf {
@@ -181,7 +184,7 @@ pub enum CheckError {
 }
 
 /// One name to check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HostCheck {
     pub name: String,
     /// Ids of the catalog groups the name belongs to, in catalog order.
@@ -207,7 +210,10 @@ impl HostCheck {
     /// runner's TLS would refuse it unless it trusts the CA that signed them.
     pub fn untrusted(&self) -> bool {
         let reached: Vec<&AddrCheck> = self.addresses.iter().filter(|a| a.reached()).collect();
-        !reached.is_empty() && reached.iter().all(|a| a.failure() == Some(code::TLS_CERT_INVALID))
+        !reached.is_empty()
+            && reached
+                .iter()
+                .all(|a| a.failure() == Some(code::TLS_CERT_INVALID))
     }
 
     /// Whether the runner can use this host: not blocked, and not [`HostCheck::untrusted`].
@@ -386,7 +392,7 @@ impl Context {
         })
     }
 
-    /// Waits for a slot among the `parallelism` network operations allowed at once.
+    /// Waits for a slot among the `parallelism` address probes allowed at once.
     async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         // The semaphore is never closed; without a permit the operation would simply run.
         self.limit.acquire().await.ok()
@@ -563,4 +569,4 @@ fn seconds(duration: Duration) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
