@@ -382,6 +382,7 @@ hosts = ["dependabot-actions.githubapp.com"]
 [[group]]
 id = "wildcard-summary"
 title = "Wildcard summary"
+summary = true
 hosts = ["*.githubusercontent.com"]
 "#,
         )
