@@ -118,8 +118,10 @@ pub struct Flow {
     pub ts_established_ns: u64,
     /// When a RST was received; 0 if none was.
     pub ts_rst_ns: u64,
-    /// Last time payload moved in either direction.
-    pub ts_last_data_ns: u64,
+    /// Last time the process sent payload (0: never).
+    pub ts_last_send_ns: u64,
+    /// Last time the process received payload (0: never).
+    pub ts_last_recv_ns: u64,
     /// Payload bytes the process handed to the socket.
     pub bytes_sent: u64,
     /// Payload bytes the process read from the socket.
@@ -184,8 +186,8 @@ pub struct DnsEvent {
 
 const _: () = assert!(size_of::<Tuple>() == 40);
 const _: () = assert!(size_of::<Owner>() == 32);
-const _: () = assert!(size_of::<Flow>() == 136);
-const _: () = assert!(size_of::<FlowEvent>() == 160);
+const _: () = assert!(size_of::<Flow>() == 144);
+const _: () = assert!(size_of::<FlowEvent>() == 168);
 const _: () = assert!(size_of::<SockErrorEvent>() == 56);
 const _: () = assert!(size_of::<DnsEvent>() == 624);
 

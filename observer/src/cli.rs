@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{capture::CaptureConfig, catalog::Catalog};
+use crate::{capture::CaptureConfig, catalog::Catalog, export::Format};
 
 /// See which GitHub hosts a self-hosted Actions runner reaches, which are blocked and how,
 /// from eBPF probes in the kernel.
@@ -22,13 +22,22 @@ pub enum Command {
     Watch(WatchArgs),
     /// Capture without printing, then write the audit report (and optionally the event log).
     Record(RecordArgs),
-    /// Rebuild the audit report offline, without root, from an event log.
+    /// Rebuild the audit report offline, without root, from an event log; or, as `report merge`,
+    /// combine the reports of several runners.
     Report(ReportArgs),
     /// Print the host-group catalog in effect.
     Catalog(CatalogCmdArgs),
     /// Preflight: resolve and connect (TCP, then TLS with the right SNI) to every host the runner
     /// needs, say which step fails and why; exit 0 when the essential hosts work.
     Check(CheckArgs),
+    /// Firewall rules to paste (squid, nftables, iptables, harden-runner, Cilium, Suricata, Azure
+    /// Firewall, AWS Network Firewall, plain list) that allow what the runner used and nothing
+    /// more; or, with --diff-meta, what was used against a saved GET /meta response.
+    Suggest(crate::suggest::SuggestArgs),
+    /// The live terminal UI: the verdict, every group and host with its status and rates,
+    /// undeclared destinations, flows, and what changed; or a recorded event log replayed
+    /// (`--replay EVENTS`, no root needed). Keys: `?`.
+    Tui(crate::tui::TuiArgs),
 }
 
 /// What to capture, and for how long.
@@ -84,6 +93,23 @@ pub struct CatalogArgs {
     /// 127.0.0.0/8): names answered with it are reported as `dns_sinkhole`. May be repeated.
     #[arg(long, value_name = "ADDR")]
     pub sinkhole: Vec<std::net::IpAddr>,
+
+    /// The rate below which a transfer of 32 KiB or more is `slow_throughput`, in kbit/s (the
+    /// document asks for at least 70 kbit/s up and down).
+    #[arg(long, value_name = "KBIT/S", default_value_t = 70.0, value_parser = parse_rate)]
+    pub min_throughput: f64,
+
+    /// How long the runner's long poll waits for an answer, in seconds: a connection to the
+    /// essential group cut while a request waited, well before this, is `long_poll_cut`.
+    #[arg(long, value_name = "SECS", default_value = "50", value_parser = parse_seconds)]
+    pub long_poll: Duration,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a positive number of kbit/s")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -101,9 +127,14 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Where to write the JSON report (docs/report.md); `-` for stdout.
+    /// Where to write the report; `-` for stdout.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+
+    /// The report's format: JSON (docs/report.md), or Markdown, HTML or CSV of flows
+    /// (docs/report-formats.md).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
 
     /// Also keep the event log (the lines `watch --json` prints), for `observer report`.
     #[arg(long, value_name = "FILE")]
@@ -116,17 +147,57 @@ pub struct RecordArgs {
     pub catalog: CatalogArgs,
 }
 
+/// `observer report EVENTS` rebuilds the report of an event log; `observer report merge
+/// A.json B.json ...` combines the JSON reports of several runners (docs/report-formats.md).
+/// (An event log named `merge` is given as `./merge`.)
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ReportArgs {
-    /// An event log written by `observer record --events` or `observer watch --json`.
-    pub events: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
 
-    /// Where to write the JSON report; `-` for stdout.
+    /// An event log written by `observer record --events` or `observer watch --json`.
+    #[arg(required = true)]
+    pub events: Option<PathBuf>,
+
+    /// Where to write the report; `-` for stdout.
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub out: PathBuf,
 
+    /// The report's format: JSON (docs/report.md), or Markdown, HTML or CSV of flows
+    /// (docs/report-formats.md).
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+
     #[command(flatten)]
     pub catalog: CatalogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Combine the JSON reports of several runners into one fleet report: statuses per runner,
+    /// the worst across runners, counts summed.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// JSON reports (`observer record`/`report --format json`), one per runner.
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+
+    /// The runner's name in the merged report, one per report in the same order
+    /// [default: each file's stem].
+    #[arg(long = "label", value_name = "NAME")]
+    pub labels: Vec<String>,
+
+    /// Where to write the merged report; `-` for stdout.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub out: PathBuf,
+
+    /// The merged report's format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -271,5 +342,58 @@ mod tests {
             panic!()
         };
         assert_eq!(r.out, PathBuf::from("-"));
+        assert_eq!(r.format, Format::Json);
+        assert!(r.command.is_none());
+    }
+
+    fn report(args: &[&str]) -> Result<ReportArgs, clap::Error> {
+        let argv = ["observer", "report"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Report(r) => Ok(r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn report_takes_an_event_log_or_merges_reports() {
+        let r = report(&["ev.jsonl", "--out", "r.md", "--format", "markdown"]).unwrap();
+        assert_eq!(r.events, Some(PathBuf::from("ev.jsonl")));
+        assert_eq!((r.out, r.format), (PathBuf::from("r.md"), Format::Markdown));
+        assert_eq!(
+            report(&["ev.jsonl", "--format", "md"]).unwrap().format,
+            Format::Markdown
+        );
+
+        let r = report(&[
+            "merge", "a.json", "b.json", "--out", "m.json", "--label", "x", "--label", "y",
+        ])
+        .unwrap();
+        assert_eq!(r.events, None);
+        let Some(ReportCommand::Merge(m)) = r.command else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            m.reports,
+            [PathBuf::from("a.json"), PathBuf::from("b.json")]
+        );
+        assert_eq!(m.labels, ["x", "y"]);
+        assert_eq!((m.out, m.format), (PathBuf::from("m.json"), Format::Json));
+        let Some(ReportCommand::Merge(m)) = report(&["merge", "a.json", "--format", "html"])
+            .unwrap()
+            .command
+        else {
+            panic!()
+        };
+        assert_eq!(m.format, Format::Html);
+
+        // Neither an event log nor a merge, a merge of nothing, an unknown format.
+        assert!(report(&[]).is_err());
+        assert!(report(&["merge"]).is_err());
+        assert!(report(&["ev.jsonl", "--format", "pdf"]).is_err());
+        // An event log named like the subcommand is reached through a path.
+        assert_eq!(
+            report(&["./merge"]).unwrap().events,
+            Some(PathBuf::from("./merge"))
+        );
     }
 }

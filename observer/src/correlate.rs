@@ -14,6 +14,7 @@ use crate::{
     },
     kernel::Process,
     names::NameCache,
+    throughput::{Series, Throughput, DEFAULT_MIN_BPS},
 };
 
 /// Flows kept for the report; later flows are counted, not kept.
@@ -59,6 +60,25 @@ pub struct FlowEntry {
     pub retransmits: u32,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Active-rate samples of both directions.
+    pub throughput: Throughput,
+    /// Counters at the last reading, to turn totals into intervals.
+    pub read: (u64, u64),
+    /// Readings in which the process sent something (its requests), most recent last.
+    pub send_times: Vec<u64>,
+    /// Time from the last payload to the close.
+    pub idle_ms: Option<f64>,
+}
+
+/// Send times kept per flow (for the long-poll cadence).
+const MAX_SEND_TIMES: usize = 512;
+
+/// The key of a destination's host and group rate series: its name, or its address.
+pub fn series_key(destination: &Destination, dst: SocketAddr) -> String {
+    destination
+        .name
+        .clone()
+        .unwrap_or_else(|| dst.ip().to_string())
 }
 
 /// What the capture said about itself.
@@ -90,6 +110,30 @@ pub struct Correlator {
     answered: HashMap<String, u64>,
     timeouts: std::collections::BTreeMap<String, DnsTimeouts>,
     sinkholes: Vec<std::net::IpAddr>,
+    /// Bytes per reading instant, per host (name, or address when unresolved) and per group.
+    host_series: HashMap<String, Series>,
+    group_series: HashMap<String, Series>,
+    limits: Limits,
+    /// Drop each flow when it closes (`watch` needs only the open ones; reports need all).
+    forget_closed: bool,
+}
+
+/// Thresholds of the throughput and long-poll judgements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    /// The minimum rate a transfer must reach, in bits per second (70 kbit/s).
+    pub min_bps: f64,
+    /// How long the runner's long poll waits for an answer (50 s).
+    pub long_poll_ns: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            min_bps: DEFAULT_MIN_BPS,
+            long_poll_ns: 50_000_000_000,
+        }
+    }
 }
 
 impl Correlator {
@@ -105,6 +149,81 @@ impl Correlator {
             answered: HashMap::new(),
             timeouts: std::collections::BTreeMap::new(),
             sinkholes: Vec::new(),
+            host_series: HashMap::new(),
+            group_series: HashMap::new(),
+            limits: Limits::default(),
+            forget_closed: false,
+        }
+    }
+
+    /// Forget each flow once it has closed and been accounted for in the rate series: memory
+    /// then follows the open flows, not the history (for `observer watch`, which prints every
+    /// flow as it goes and builds no report).
+    pub fn forgetting_closed_flows(mut self) -> Self {
+        self.forget_closed = true;
+        self
+    }
+
+    fn forget(&mut self, flow_id: u64) {
+        let Some(i) = self.index.remove(&flow_id) else {
+            return;
+        };
+        self.flows.swap_remove(i);
+        if let Some(moved) = self.flows.get(i) {
+            self.index.insert(moved.flow_id, i);
+        }
+    }
+
+    /// Throughput and long-poll thresholds.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Rate series of a host (its name, or its address when unresolved).
+    pub fn host_series(&self, key: &str) -> Option<&Series> {
+        self.host_series.get(key)
+    }
+
+    /// Rate series of a catalog group.
+    pub fn group_series(&self, id: &str) -> Option<&Series> {
+        self.group_series.get(id)
+    }
+
+    /// Adds one reading of flow `i`'s counters: totals `sent`/`received` at `ts_ns`, after
+    /// `interval_ns`.
+    fn read_counters(&mut self, i: usize, ts_ns: u64, sent: u64, received: u64, interval_ns: u64) {
+        let e = &mut self.flows[i];
+        let ds = sent.saturating_sub(e.read.0);
+        let dr = received.saturating_sub(e.read.1);
+        e.read = (e.read.0.max(sent), e.read.1.max(received));
+        e.bytes_sent = e.bytes_sent.max(sent);
+        e.bytes_received = e.bytes_received.max(received);
+        if ds == 0 && dr == 0 {
+            return;
+        }
+        e.throughput.sent.add(ds, interval_ns);
+        e.throughput.received.add(dr, interval_ns);
+        if ds > 0 {
+            if e.send_times.len() == MAX_SEND_TIMES {
+                e.send_times.remove(0);
+            }
+            e.send_times.push(ts_ns);
+        }
+        let key = series_key(&e.destination, e.dst);
+        self.host_series
+            .entry(key)
+            .or_default()
+            .add(ts_ns, ds, dr, interval_ns);
+        for g in &e.destination.groups {
+            self.group_series
+                .entry(g.clone())
+                .or_default()
+                .add(ts_ns, ds, dr, interval_ns);
         }
     }
 
@@ -259,7 +378,11 @@ impl Correlator {
                 destination,
             } => {
                 let entry = self.entry(*flow_id, ts_ns, process, *src, *dst);
-                *destination = entry.map(|e| e.destination.clone());
+                *destination = Some(match entry {
+                    Some(e) => e.destination.clone(),
+                    // Beyond the flows kept, a flow is still named for the event stream.
+                    None => self.destination(*dst, ts_ns, process),
+                });
             }
             Observed::FlowEstablished {
                 flow_id,
@@ -270,21 +393,25 @@ impl Correlator {
                 ..
             } => {
                 let entry = self.entry(*flow_id, ts_ns, process, *src, *dst);
-                if let Some(e) = entry {
-                    e.src = *src;
-                    e.established_ns.get_or_insert(ts_ns);
-                    *destination = Some(e.destination.clone());
-                }
+                *destination = Some(match entry {
+                    Some(e) => {
+                        e.src = *src;
+                        e.established_ns.get_or_insert(ts_ns);
+                        e.destination.clone()
+                    }
+                    None => self.destination(*dst, ts_ns, process),
+                });
             }
             Observed::FlowProgress {
                 flow_id,
                 bytes_sent,
                 bytes_received,
+                interval_ms,
                 ..
             } => {
                 if let Some(&i) = self.index.get(flow_id) {
-                    self.flows[i].bytes_sent = *bytes_sent;
-                    self.flows[i].bytes_received = *bytes_received;
+                    let interval_ns = (*interval_ms * 1e6) as u64;
+                    self.read_counters(i, ts_ns, *bytes_sent, *bytes_received, interval_ns);
                 }
             }
             Observed::FlowClosed(c) => {
@@ -301,9 +428,18 @@ impl Correlator {
                     e.rst_received = c.rst_received;
                     e.syn_retransmits = c.syn_retransmits;
                     e.retransmits = c.retransmits;
-                    e.bytes_sent = c.bytes_sent;
-                    e.bytes_received = c.bytes_received;
+                    e.idle_ms = c.idle_ms;
                     c.destination = Some(e.destination.clone());
+                } else {
+                    c.destination = Some(self.destination(c.dst, ts_ns, &c.process));
+                }
+                if let Some(&i) = self.index.get(&c.flow_id) {
+                    // The last interval: from the last reading to the close.
+                    let interval_ns = (c.since_poll_ms * 1e6) as u64;
+                    self.read_counters(i, ts_ns, c.bytes_sent, c.bytes_received, interval_ns);
+                }
+                if self.forget_closed {
+                    self.forget(c.flow_id);
                 }
             }
             Observed::CaptureStats(stats) => self.capture.stats = *stats,
@@ -348,6 +484,10 @@ impl Correlator {
             retransmits: 0,
             bytes_sent: 0,
             bytes_received: 0,
+            throughput: Throughput::default(),
+            read: (0, 0),
+            send_times: Vec::new(),
+            idle_ms: None,
         });
         self.flows.last_mut()
     }
@@ -475,6 +615,8 @@ pub(crate) mod tests {
             bytes_received: received,
             connect_ms: None,
             duration_ms: 1.0,
+            idle_ms: None,
+            since_poll_ms: 0.0,
         }))
     }
 
@@ -562,6 +704,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn watch_forgets_closed_flows_but_keeps_their_rates() {
+        let mut c = Correlator::new(Catalog::builtin()).forgetting_closed_flows();
+        c.observe(
+            S,
+            &mut response("github.com", &[("github.com", "A", "198.18.1.1")]),
+        );
+        for id in 1..=3 {
+            c.observe(2 * S, &mut opened(id, "198.18.1.1:443"));
+        }
+        c.observe(3 * S, &mut closed(1, "198.18.1.1:443", true, 100, 50_000));
+        let ids: Vec<u64> = c.flows().iter().map(|f| f.flow_id).collect();
+        assert_eq!(
+            ids,
+            [3, 2],
+            "flow 1 forgotten, the last one moved into its slot"
+        );
+        c.observe(4 * S, &mut closed(3, "198.18.1.1:443", true, 100, 50_000));
+        assert_eq!(c.flows().iter().map(|f| f.flow_id).collect::<Vec<_>>(), [2]);
+        assert_eq!(c.index.get(&2), Some(&0));
+        assert!(
+            c.host_series("github.com").is_some(),
+            "the host's rates outlive its flows"
+        );
+    }
+
+    #[test]
     fn a_close_fills_the_flow_and_keeps_its_destination() {
         let mut c = Correlator::new(Catalog::builtin());
         c.observe(
@@ -591,6 +759,8 @@ pub(crate) mod tests {
             bytes_received: 2000,
             connect_ms: Some(1.0),
             duration_ms: 2000.0,
+            idle_ms: None,
+            since_poll_ms: 0.0,
         }));
         c.observe(4 * S, &mut closed);
         assert_eq!(destination_of(&closed).name.as_deref(), Some("github.com"));

@@ -88,8 +88,17 @@ pub enum Observed {
     FlowProgress {
         flow_id: u64,
         dst: SocketAddr,
+        /// Totals so far.
         bytes_sent: u64,
         bytes_received: u64,
+        /// Time since the previous reading of the flow's counters (about a second).
+        #[serde(default)]
+        interval_ms: f64,
+        /// Rates over that interval, in bits per second.
+        #[serde(default)]
+        sent_bps: f64,
+        #[serde(default)]
+        received_bps: f64,
     },
     /// The flow ended.
     FlowClosed(Box<FlowClosed>),
@@ -132,6 +141,12 @@ pub struct FlowClosed {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_ms: Option<f64>,
     pub duration_ms: f64,
+    /// Time from the last payload moved (either way) to the close; absent when none moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<f64>,
+    /// Time from the last reading of the counters to the close (the last, partial interval).
+    #[serde(default)]
+    pub since_poll_ms: f64,
 }
 
 /// What a flow's destination address is, from the DNS answers seen and the host-group catalog.

@@ -8,6 +8,7 @@ mod cli;
 mod correlate;
 mod dns;
 mod events;
+mod export;
 mod kernel;
 mod mountinfo;
 mod names;
@@ -15,7 +16,10 @@ mod output;
 mod record;
 mod report;
 mod session;
+mod suggest;
+mod throughput;
 mod tracker;
+mod tui;
 mod watch;
 
 use std::{future::Future, io::Write as _, process::ExitCode};
@@ -34,6 +38,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         cli::Command::Report(args) => record::report(args),
         cli::Command::Catalog(args) => print_catalog(args),
+        cli::Command::Suggest(args) => suggest::run(args),
+        cli::Command::Tui(args) => tui::run(args),
         cli::Command::Watch(args) => block_on(watch::run(args)),
         cli::Command::Record(args) => block_on(record::record(args)),
         cli::Command::Check(args) => match block_on(check_cmd::run(args)) {

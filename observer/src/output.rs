@@ -153,13 +153,18 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             dst,
             bytes_sent,
             bytes_received,
+            sent_bps,
+            received_bps,
+            ..
         } => (
             "flow-progress",
             String::new(),
             format!(
-                "#{flow_id} -> {dst}  sent {}  received {}",
+                "#{flow_id} -> {dst}  sent {} ({})  received {} ({})",
                 bytes(*bytes_sent),
-                bytes(*bytes_received)
+                rate(*sent_bps),
+                bytes(*bytes_received),
+                rate(*received_bps)
             ),
         ),
         Observed::FlowClosed(c) => {
@@ -265,6 +270,19 @@ fn dns_text(d: &DnsObserved) -> String {
     s
 }
 
+/// A rate in bits per second as people read it (`820.1 kbit/s`).
+pub fn rate(bps: f64) -> String {
+    if bps >= 1e9 {
+        format!("{:.1} Gbit/s", bps / 1e9)
+    } else if bps >= 1e6 {
+        format!("{:.1} Mbit/s", bps / 1e6)
+    } else if bps >= 1e3 {
+        format!("{:.1} kbit/s", bps / 1e3)
+    } else {
+        format!("{bps:.0} bit/s")
+    }
+}
+
 /// Byte counts as people read them.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
@@ -339,6 +357,8 @@ mod tests {
             bytes_received: 2048,
             connect_ms: Some(0.25),
             duration_ms: 31.5,
+            idle_ms: None,
+            since_poll_ms: 0.0,
         }))
     }
 
@@ -348,7 +368,7 @@ mod tests {
     fn json_lines_are_stable() {
         assert_eq!(
             json_line(T + 1_500_000, &closed()),
-            r#"{"ts":"2026-11-27T08:00:00.0015Z","event":"flow_closed","flow_id":3,"process":{"pid":42,"comm":"curl","cgroup_id":1},"src":"198.18.0.1:40000","dst":"198.18.1.10:443","outcome":"closed","closed_by":"peer","established":true,"rst_received":false,"syn_retransmits":0,"retransmits":0,"bytes_sent":1050000,"bytes_received":2048,"connect_ms":0.25,"duration_ms":31.5}"#
+            r#"{"ts":"2026-11-27T08:00:00.0015Z","event":"flow_closed","flow_id":3,"process":{"pid":42,"comm":"curl","cgroup_id":1},"src":"198.18.0.1:40000","dst":"198.18.1.10:443","outcome":"closed","closed_by":"peer","established":true,"rst_received":false,"syn_retransmits":0,"retransmits":0,"bytes_sent":1050000,"bytes_received":2048,"connect_ms":0.25,"duration_ms":31.5,"since_poll_ms":0.0}"#
         );
     }
 

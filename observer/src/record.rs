@@ -10,8 +10,9 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    cli::{RecordArgs, ReportArgs},
+    cli::{RecordArgs, ReportArgs, ReportCommand},
     correlate::Correlator,
+    export::{self, Document, Format},
     output::{parse_line, Sink},
     report, session,
 };
@@ -44,20 +45,28 @@ pub async fn record(args: &RecordArgs) -> anyhow::Result<()> {
     )
     .await;
     // Whatever happened, what was captured is written.
-    let written = write_report(&mut correlator, &args.out);
+    let written = write_report(&mut correlator, &args.out, args.format);
     captured.and(written)
 }
 
+/// `observer report EVENTS`, or `observer report merge REPORTS...`.
 pub fn report(args: &ReportArgs) -> anyhow::Result<()> {
+    let events = match (&args.command, &args.events) {
+        (Some(ReportCommand::Merge(m)), _) => {
+            return export::merge::run(&m.reports, &m.labels, &m.out, m.format)
+        }
+        (None, Some(events)) => events,
+        (None, None) => anyhow::bail!("no event log given"),
+    };
     let mut correlator = args.catalog.correlator()?;
-    let file = File::open(&args.events)
-        .with_context(|| format!("cannot open the event log {}", args.events.display()))?;
+    let file = File::open(events)
+        .with_context(|| format!("cannot open the event log {}", events.display()))?;
     replay(
         BufReader::new(file),
-        &args.events.display().to_string(),
+        &events.display().to_string(),
         &mut correlator,
     )?;
-    write_report(&mut correlator, &args.out)
+    write_report(&mut correlator, &args.out, args.format)
 }
 
 /// Feeds every readable line of an event log to the correlator. Unreadable lines are reported on
@@ -91,18 +100,30 @@ pub fn replay(
     Ok(())
 }
 
-/// Writes the report as JSON to `out` (`-` for stdout), atomically: a temporary file beside it,
-/// then a rename, so a reader never sees half a report.
-pub fn write_report(correlator: &mut Correlator, out: &Path) -> anyhow::Result<()> {
+/// Writes the report in `format` to `out` (`-` for stdout), atomically.
+pub fn write_report(correlator: &mut Correlator, out: &Path, format: Format) -> anyhow::Result<()> {
     correlator.finish();
-    let report = report::build(correlator);
-    let mut json = serde_json::to_string_pretty(&report).context("cannot serialise the report")?;
-    json.push('\n');
+    write_document(&Document::single(report::build(correlator)), out, format)
+}
+
+/// Renders a report (or a merge of reports) in `format` and writes it to `out` (`-` for
+/// stdout), atomically: a temporary file beside it, then a rename, so a reader never sees half
+/// a report. An incomplete capture is also said on stderr, whatever the format.
+pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Result<()> {
+    let text = export::render(doc, format).context("cannot render the report")?;
+    let capture = &doc.report.capture;
+    if !capture.complete {
+        eprintln!(
+            "observer: the report is incomplete: {}",
+            capture.incomplete_because.join("; ")
+        );
+    }
     if out == Path::new("-") {
-        return io::stdout()
-            .lock()
-            .write_all(json.as_bytes())
-            .context("cannot write the report");
+        return match io::stdout().lock().write_all(text.as_bytes()) {
+            // A reader that has seen enough (`| head`) is not a failure.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("cannot write the report"),
+        };
     }
     let dir = out
         .parent()
@@ -113,7 +134,7 @@ pub fn write_report(correlator: &mut Correlator, out: &Path) -> anyhow::Result<(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = fs::write(&tmp, &json)
+    let result = fs::write(&tmp, &text)
         .and_then(|()| File::open(&tmp)?.sync_all())
         .and_then(|()| fs::rename(&tmp, out));
     if result.is_err() {

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    correlate::{Correlator, DnsTimeouts, FlowEntry},
+    correlate::{Correlator, DnsTimeouts, FlowEntry, Limits},
     events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
     kernel::Process,
     names::{NameRecord, NamesStats},
+    throughput::{runner_function, ThroughputStats, SLOW_MIN_BYTES},
 };
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -94,13 +95,18 @@ pub struct Reason {
     /// Stable code: `dns_nxdomain`, `dns_servfail`, `dns_refused`, `dns_timeout`,
     /// `dns_sinkhole`, `dns_no_address`,
     /// `tcp_timeout`, `tcp_reset`, `tcp_unreachable`, `tcp_error`, `tls_reset`,
-    /// `connection_reset`.
+    /// `connection_reset`; and, for hosts that work but not well, `slow_throughput` and
+    /// `long_poll_cut`.
     pub code: String,
     pub count: u64,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
     /// The process of the latest failure, when known.
     pub process: Option<Process>,
+    /// Evidence of the latest occurrence, for codes that measure something (the rate of a
+    /// slow transfer, the idle time at which a long poll was cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,6 +115,7 @@ pub struct GroupReport {
     pub title: String,
     pub required: bool,
     /// The group summarises others (not a feature of its own).
+    #[serde(default)]
     pub summary: bool,
     pub status: Status,
     /// Host entries of this group (documented names and observed wildcard members).
@@ -118,6 +125,9 @@ pub struct GroupReport {
     pub flows: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Active-rate statistics of the group's flows together.
+    #[serde(default)]
+    pub throughput: ThroughputStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +146,11 @@ pub struct HostReport {
     pub processes: Vec<Process>,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    /// What the runner uses the host for, when its name tells (`job_messages`, ...).
+    pub function: Option<String>,
+    /// Active-rate statistics of the host's flows together (docs/throughput.md).
+    #[serde(default)]
+    pub throughput: ThroughputStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +168,8 @@ pub struct UndeclaredReport {
     pub reasons: Vec<Reason>,
     pub first_seen: Option<String>,
     pub last_seen: Option<String>,
+    #[serde(default)]
+    pub throughput: ThroughputStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -177,6 +194,24 @@ pub struct FlowReport {
     pub bytes_received: u64,
     pub opened_at: Option<String>,
     pub closed_at: Option<String>,
+    /// What the runner uses the destination for, when its name tells.
+    pub function: Option<String>,
+    #[serde(default)]
+    pub throughput: ThroughputStats,
+    /// Time from the last payload to the close.
+    pub idle_ms: Option<f64>,
+    /// The rhythm of requests on a long-lived connection to a required group: the runner's long
+    /// poll sends one about every 50 s.
+    pub long_poll: Option<LongPoll>,
+}
+
+/// Requests on a long-lived connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongPoll {
+    /// Readings in which the client sent something.
+    pub requests: usize,
+    /// Median time between them, in seconds.
+    pub cadence_s: f64,
 }
 
 /// RFC 3339 time of a Unix-epoch nanosecond timestamp.
@@ -217,6 +252,72 @@ fn success(flow: &FlowEntry) -> bool {
     flow.established_ns.is_some() && failure(flow).is_none()
 }
 
+/// The occurrences of one reason.
+#[derive(Clone, Debug)]
+struct Occurrences {
+    count: u64,
+    first_ns: u64,
+    last_ns: u64,
+    process: Option<Process>,
+    detail: Option<String>,
+}
+
+/// A flow that worked, but not well: too slow for the runner, or a long poll cut short.
+pub fn warning(flow: &FlowEntry, limits: &Limits) -> Option<(&'static str, String)> {
+    if flow.established_ns.is_none() || failure(flow).is_some() {
+        return None;
+    }
+    let requires = |groups: &[String]| groups.iter().any(|g| g == REQUIRED_GROUP_HINT);
+    // Closed or reset by the far side (or a middlebox) after an idle time well below the long
+    // poll's: the runner's long poll would have been cut.
+    if let Some(idle_ms) = flow.idle_ms {
+        let cut_by_far_side = flow.closed_by == Some(ClosedBy::Peer)
+            || matches!(
+                flow.outcome,
+                Some(Outcome::Reset | Outcome::Timeout | Outcome::Error)
+            );
+        let long_poll_ms = limits.long_poll_ns as f64 / 1e6;
+        if cut_by_far_side
+            && requires(&flow.destination.groups)
+            && idle_ms >= long_poll_ms * 0.02
+            && idle_ms < long_poll_ms * 0.9
+        {
+            return Some((
+                "long_poll_cut",
+                format!(
+                    "cut after {:.1} s idle by the far side (the runner's long poll waits {:.0} s)",
+                    idle_ms / 1e3,
+                    long_poll_ms / 1e3
+                ),
+            ));
+        }
+    }
+    for (word, samples) in [
+        ("received", &flow.throughput.received),
+        ("sent", &flow.throughput.sent),
+    ] {
+        let Some(stats) = samples.stats() else {
+            continue;
+        };
+        if stats.bytes >= SLOW_MIN_BYTES && stats.median_bps < limits.min_bps {
+            return Some((
+                "slow_throughput",
+                format!(
+                    "{word} {} at a median {} over {:.1} s (minimum {})",
+                    crate::output::bytes(stats.bytes),
+                    crate::output::rate(stats.median_bps),
+                    stats.active_s,
+                    crate::output::rate(limits.min_bps)
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// The group whose connections carry the runner's long poll.
+const REQUIRED_GROUP_HINT: &str = "essential";
+
 /// Accumulates the evidence about one destination.
 #[derive(Default)]
 struct Tally {
@@ -231,7 +332,10 @@ struct Tally {
     cname_chain: Vec<String>,
     first_ns: Option<u64>,
     last_ns: Option<u64>,
-    reasons: BTreeMap<&'static str, (u64, u64, u64, Option<Process>)>,
+    reasons: BTreeMap<&'static str, Occurrences>,
+    /// Attempts that worked, but not well (slow, cut long polls).
+    warnings: u64,
+    function: Option<&'static str>,
 }
 
 impl Tally {
@@ -241,17 +345,43 @@ impl Tally {
     }
 
     fn reason(&mut self, code: &'static str, ns: u64, process: Option<&Process>) {
-        let r = self.reasons.entry(code).or_insert((0, ns, ns, None));
-        r.0 += 1;
-        r.1 = r.1.min(ns);
-        if ns >= r.2 {
-            r.2 = ns;
-            r.3 = process.cloned();
+        self.occurrence(code, 1, ns, ns, process.cloned(), None);
+    }
+
+    fn occurrence(
+        &mut self,
+        code: &'static str,
+        count: u64,
+        first: u64,
+        last: u64,
+        process: Option<Process>,
+        detail: Option<String>,
+    ) {
+        let r = self.reasons.entry(code).or_insert(Occurrences {
+            count: 0,
+            first_ns: first,
+            last_ns: last,
+            process: None,
+            detail: None,
+        });
+        r.count += count;
+        r.first_ns = r.first_ns.min(first);
+        if last >= r.last_ns || r.process.is_none() {
+            r.last_ns = r.last_ns.max(last);
+            if process.is_some() {
+                r.process = process;
+            }
+            if detail.is_some() {
+                r.detail = detail;
+            }
         }
     }
 
-    fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool) {
+    fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool, limits: &Limits) {
         self.flows += 1;
+        self.function = self
+            .function
+            .or(f.destination.name.as_deref().and_then(runner_function));
         self.bytes_sent += f.bytes_sent;
         self.bytes_received += f.bytes_received;
         self.addresses.insert(f.dst.ip());
@@ -274,6 +404,11 @@ impl Tally {
             self.reason(code, f.closed_ns.unwrap_or(f.opened_ns), Some(&f.process));
         } else if success(f) {
             self.successes += 1;
+            if let Some((code, detail)) = warning(f, limits) {
+                self.warnings += 1;
+                let at = f.closed_ns.unwrap_or(f.opened_ns);
+                self.occurrence(code, 1, at, at, Some(f.process.clone()), Some(detail));
+            }
         }
     }
 
@@ -281,14 +416,14 @@ impl Tally {
         self.seen(t.first_ns);
         self.seen(t.last_ns);
         self.failures += t.count;
-        let r = self
-            .reasons
-            .entry("dns_timeout")
-            .or_insert((0, t.first_ns, t.last_ns, None));
-        r.0 += t.count;
-        r.1 = r.1.min(t.first_ns);
-        r.2 = r.2.max(t.last_ns);
-        r.3.clone_from(&t.process);
+        self.occurrence(
+            "dns_timeout",
+            t.count,
+            t.first_ns,
+            t.last_ns,
+            t.process.clone(),
+            None,
+        );
     }
 
     fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
@@ -323,8 +458,8 @@ impl Tally {
     fn status(&self) -> Status {
         match (self.successes, self.failures) {
             (0, 0) => Status::Unseen,
-            (_, 0) => Status::Ok,
             (0, _) => Status::Blocked,
+            (_, 0) if self.warnings == 0 => Status::Ok,
             _ => Status::Degraded,
         }
     }
@@ -332,12 +467,13 @@ impl Tally {
     fn reasons(&self) -> Vec<Reason> {
         self.reasons
             .iter()
-            .map(|(code, (count, first, last, process))| Reason {
+            .map(|(code, o)| Reason {
                 code: (*code).to_owned(),
-                count: *count,
-                first_seen: rfc3339(*first),
-                last_seen: rfc3339(*last),
-                process: process.clone(),
+                count: o.count,
+                first_seen: rfc3339(o.first_ns),
+                last_seen: rfc3339(o.last_ns),
+                process: o.process.clone(),
+                detail: o.detail.clone(),
             })
             .collect()
     }
@@ -346,6 +482,7 @@ impl Tally {
 /// Builds the report of everything the correlator has seen.
 pub fn build(c: &Correlator) -> Report {
     let catalog = c.catalog();
+    let limits = c.limits();
     // Flows by the name they reached, and by address for unresolved ones.
     let mut by_name: BTreeMap<String, Tally> = BTreeMap::new();
     let mut unresolved: BTreeMap<IpAddr, Tally> = BTreeMap::new();
@@ -360,9 +497,12 @@ pub fn build(c: &Correlator) -> Report {
                 by_name
                     .entry(name.clone())
                     .or_default()
-                    .add_flow(f, sinkhole);
+                    .add_flow(f, sinkhole, &limits);
             }
-            None => unresolved.entry(f.dst.ip()).or_default().add_flow(f, false),
+            None => unresolved
+                .entry(f.dst.ip())
+                .or_default()
+                .add_flow(f, false, &limits),
         }
     }
     for record in c.names().names() {
@@ -382,6 +522,7 @@ pub fn build(c: &Correlator) -> Report {
     for name in catalog.exact_names() {
         let tally = by_name.get(name).unwrap_or(&empty);
         hosts.push(host_report(
+            c,
             name,
             name.to_owned(),
             c.groups_for(name, None),
@@ -403,7 +544,7 @@ pub fn build(c: &Correlator) -> Report {
         // Declared by name, but every flow went to a port no group lists: still undeclared.
         let only_other_ports = tally.flows > 0 && !declared_names.contains(name);
         if groups.is_empty() || only_other_ports {
-            undeclared.push(undeclared_report(Some(name.clone()), tally));
+            undeclared.push(undeclared_report(c, Some(name.clone()), name, tally));
             continue;
         }
         // The most specific wildcard that matched.
@@ -412,10 +553,10 @@ pub fn build(c: &Correlator) -> Report {
             .max_by_key(|p| p.len())
             .cloned()
             .unwrap_or_default();
-        hosts.push(host_report(name, pattern, groups, tally));
+        hosts.push(host_report(c, name, pattern, groups, tally));
     }
-    for tally in unresolved.values() {
-        undeclared.push(undeclared_report(None, tally));
+    for (addr, tally) in &unresolved {
+        undeclared.push(undeclared_report(c, None, &addr.to_string(), tally));
     }
     undeclared.sort_by(|a, b| {
         (b.flows, b.bytes_sent + b.bytes_received, &a.name)
@@ -457,6 +598,7 @@ pub fn build(c: &Correlator) -> Report {
                 flows: members.iter().map(|h| h.flows).sum(),
                 bytes_sent: members.iter().map(|h| h.bytes_sent).sum(),
                 bytes_received: members.iter().map(|h| h.bytes_received).sum(),
+                throughput: series_stats(c.group_series(&g.id)),
             }
         })
         .collect();
@@ -551,7 +693,17 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn host_report(name: &str, pattern: String, groups: Vec<String>, t: &Tally) -> HostReport {
+fn series_stats(series: Option<&crate::throughput::Series>) -> ThroughputStats {
+    series.map(|s| s.throughput().stats()).unwrap_or_default()
+}
+
+fn host_report(
+    c: &Correlator,
+    name: &str,
+    pattern: String,
+    groups: Vec<String>,
+    t: &Tally,
+) -> HostReport {
     HostReport {
         name: name.to_owned(),
         pattern,
@@ -566,10 +718,20 @@ fn host_report(name: &str, pattern: String, groups: Vec<String>, t: &Tally) -> H
         processes: t.processes.iter().cloned().collect(),
         first_seen: t.first_ns.and_then(rfc3339),
         last_seen: t.last_ns.and_then(rfc3339),
+        function: t
+            .function
+            .or_else(|| runner_function(name))
+            .map(str::to_owned),
+        throughput: series_stats(c.host_series(name)),
     }
 }
 
-fn undeclared_report(name: Option<String>, t: &Tally) -> UndeclaredReport {
+fn undeclared_report(
+    c: &Correlator,
+    name: Option<String>,
+    key: &str,
+    t: &Tally,
+) -> UndeclaredReport {
     UndeclaredReport {
         name,
         addresses: t.addresses.iter().copied().collect(),
@@ -583,7 +745,33 @@ fn undeclared_report(name: Option<String>, t: &Tally) -> UndeclaredReport {
         reasons: t.reasons(),
         first_seen: t.first_ns.and_then(rfc3339),
         last_seen: t.last_ns.and_then(rfc3339),
+        throughput: series_stats(c.host_series(key)),
     }
+}
+
+/// The request rhythm of a long-lived flow to a required group, when it has one.
+fn long_poll(f: &FlowEntry) -> Option<LongPoll> {
+    if !f
+        .destination
+        .groups
+        .iter()
+        .any(|g| g == REQUIRED_GROUP_HINT)
+        || f.send_times.len() < 2
+    {
+        return None;
+    }
+    let mut gaps: Vec<u64> = f
+        .send_times
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    // Requests at least a few seconds apart: a poll, not a transfer.
+    (median >= 1_500_000_000).then(|| LongPoll {
+        requests: f.send_times.len(),
+        cadence_s: (median as f64 / 1e8).round() / 10.0,
+    })
 }
 
 fn flow_report(f: &FlowEntry) -> FlowReport {
@@ -607,6 +795,15 @@ fn flow_report(f: &FlowEntry) -> FlowReport {
         bytes_received: f.bytes_received,
         opened_at: rfc3339(f.opened_ns),
         closed_at: f.closed_ns.and_then(rfc3339),
+        function: f
+            .destination
+            .name
+            .as_deref()
+            .and_then(runner_function)
+            .map(str::to_owned),
+        throughput: f.throughput.stats(),
+        idle_ms: f.idle_ms,
+        long_poll: long_poll(f),
     }
 }
 

@@ -30,6 +30,8 @@ struct OpenFlow {
     id: u64,
     flow: Flow,
     reported: (u64, u64),
+    /// When the counters were last read (or the flow opened).
+    last_poll_ns: u64,
 }
 
 struct PendingClose {
@@ -37,6 +39,8 @@ struct PendingClose {
     id: u64,
     flow: Flow,
     error: Option<i32>,
+    /// When the counters were last read before the close.
+    last_poll_ns: u64,
 }
 
 /// The state between kernel events and observations.
@@ -94,13 +98,20 @@ impl Tracker {
     /// A snapshot of a flow's kernel counters; reports progress when bytes moved.
     pub fn on_snapshot(&mut self, key: u64, flow: &Flow, now_ns: u64) -> Option<Timed> {
         let open = self.open.get_mut(&key)?;
-        let current = (flow.bytes_sent, flow.bytes_received);
-        if current == open.reported || flow.ts_syn_ns != open.flow.ts_syn_ns {
+        if flow.ts_syn_ns != open.flow.ts_syn_ns {
             return None;
         }
-        open.reported = current;
+        let interval_ns = now_ns.saturating_sub(open.last_poll_ns);
+        open.last_poll_ns = now_ns;
+        let current = (flow.bytes_sent, flow.bytes_received);
+        if current == open.reported || interval_ns == 0 {
+            return None;
+        }
+        let previous = std::mem::replace(&mut open.reported, current);
         open.flow.bytes_sent = flow.bytes_sent;
         open.flow.bytes_received = flow.bytes_received;
+        let bps =
+            |now: u64, before: u64| now.saturating_sub(before) as f64 * 8e9 / interval_ns as f64;
         Some((
             now_ns,
             Observed::FlowProgress {
@@ -108,6 +119,9 @@ impl Tracker {
                 dst: endpoints(&flow.tuple).dst,
                 bytes_sent: current.0,
                 bytes_received: current.1,
+                interval_ms: ms(interval_ns),
+                sent_bps: bps(current.0, previous.0).round(),
+                received_bps: bps(current.1, previous.1).round(),
             },
         ))
     }
@@ -148,6 +162,7 @@ impl Tracker {
                 id,
                 flow: r.flow,
                 reported: (0, 0),
+                last_poll_ns: r.ts_ns,
             },
         );
         (
@@ -178,6 +193,7 @@ impl Tracker {
                         id,
                         flow: r.flow,
                         reported: (0, 0),
+                        last_poll_ns: r.ts_ns,
                     },
                 );
                 id
@@ -203,7 +219,10 @@ impl Tracker {
 
     fn close_flow(&mut self, r: FlowRecord) {
         let id = self.id_for(&r);
-        self.open.remove(&r.key);
+        let last_poll_ns = self
+            .open
+            .remove(&r.key)
+            .map_or(r.flow.ts_syn_ns, |o| o.last_poll_ns);
         let ends = endpoints(&r.flow.tuple);
         let error = self
             .errors
@@ -217,6 +236,7 @@ impl Tracker {
             id,
             flow: r.flow,
             error,
+            last_poll_ns,
         });
     }
 
@@ -357,6 +377,11 @@ fn closed(c: &PendingClose) -> Timed {
             connect_ms: established
                 .then(|| ms(flow.ts_established_ns.saturating_sub(flow.ts_syn_ns))),
             duration_ms: ms(c.ts_ns.saturating_sub(flow.ts_syn_ns)),
+            idle_ms: {
+                let last = flow.ts_last_send_ns.max(flow.ts_last_recv_ns);
+                (last != 0).then(|| ms(c.ts_ns.saturating_sub(last)))
+            },
+            since_poll_ms: ms(c.ts_ns.saturating_sub(c.last_poll_ns)),
         })),
     )
 }

@@ -10,7 +10,7 @@ use crate::{
 };
 
 pub async fn run(args: &WatchArgs) -> anyhow::Result<()> {
-    let mut correlator = args.catalog.correlator()?;
+    let mut correlator = args.catalog.correlator()?.forgetting_closed_flows();
     let config = args.capture.config(correlator.catalog());
     let mut sink = Sink::new(BufWriter::new(io::stdout().lock()), args.json);
     let result = session::run(
@@ -44,6 +44,12 @@ impl CatalogArgs {
 
     /// A correlator with this catalog and these sinkhole addresses.
     pub fn correlator(&self) -> anyhow::Result<Correlator> {
-        Ok(Correlator::new(self.load()?).with_sinkholes(self.sinkhole.clone()))
+        let limits = crate::correlate::Limits {
+            min_bps: self.min_throughput * 1000.0,
+            long_poll_ns: u64::try_from(self.long_poll.as_nanos()).unwrap_or(u64::MAX),
+        };
+        Ok(Correlator::new(self.load()?)
+            .with_sinkholes(self.sinkhole.clone())
+            .with_limits(limits))
     }
 }

@@ -178,6 +178,7 @@ pub struct LabConfig {
     servfail: Vec<String>,
     unanswered: Vec<String>,
     tls_reset_servers: Vec<IpAddr>,
+    idle_cut_servers: Vec<(IpAddr, f64)>,
     resolver_options: Option<String>,
 }
 
@@ -216,8 +217,18 @@ impl LabConfig {
             servfail: Vec::new(),
             unanswered: Vec::new(),
             tls_reset_servers: Vec::new(),
+            idle_cut_servers: Vec::new(),
             resolver_options: None,
         }
+    }
+
+    /// Runs, on `addr:443`, a TLS server that reads one HTTP request and, instead of answering,
+    /// resets the connection after `after_s` seconds: a middlebox cutting the runner's long poll.
+    #[track_caller]
+    pub fn idle_cut_server(mut self, addr: IpAddr, after_s: f64) -> Self {
+        check_addr(addr);
+        self.idle_cut_servers.push((addr, after_s));
+        self
     }
 
     /// Makes dnsmasq answer `name` with `addr` (0.0.0.0 or `::`, say), as DNS filters such as
@@ -384,10 +395,21 @@ impl LabConfig {
             lab.start_tls_server(&plan.tls_servers);
         }
         if plan.servfail_upstream {
-            lab.start_misbehaving("servfail", &[IpAddr::V4(SERVFAIL_UPSTREAM)]);
+            lab.start_misbehaving("servfail", &[IpAddr::V4(SERVFAIL_UPSTREAM)], &[]);
         }
         if !plan.tls_reset_servers.is_empty() {
-            lab.start_misbehaving("tls-reset", &plan.tls_reset_servers);
+            lab.start_misbehaving("tls-reset", &plan.tls_reset_servers, &[]);
+        }
+        for (addr, after) in &plan.idle_cut_servers {
+            let extra = [
+                "--after".to_owned(),
+                after.to_string(),
+                "--cert".to_owned(),
+                lab.server_cert.to_string_lossy().into_owned(),
+                "--key".to_owned(),
+                lab.server_key.to_string_lossy().into_owned(),
+            ];
+            lab.start_misbehaving("idle-cut", &[*addr], &extra);
         }
         lab
     }
@@ -405,6 +427,7 @@ struct Plan {
     dnsmasq_args: Vec<String>,
     servfail_upstream: bool,
     tls_reset_servers: Vec<IpAddr>,
+    idle_cut_servers: Vec<(IpAddr, f64)>,
     resolver_options: Option<String>,
 }
 
@@ -510,6 +533,7 @@ impl Plan {
             .chain(c.aaaa.iter().map(|(_, a)| IpAddr::V6(*a)))
             .chain(c.host_addrs.iter().copied())
             .chain(c.tls_reset_servers.iter().copied())
+            .chain(c.idle_cut_servers.iter().map(|(a, _)| *a))
             .chain((!c.servfail.is_empty()).then_some(IpAddr::V4(SERVFAIL_UPSTREAM)))
             .chain((!c.unanswered.is_empty()).then_some(IpAddr::V4(DEAD_UPSTREAM)))
         {
@@ -539,6 +563,7 @@ impl Plan {
             dnsmasq_args,
             servfail_upstream: !c.servfail.is_empty(),
             tls_reset_servers: c.tls_reset_servers.clone(),
+            idle_cut_servers: c.idle_cut_servers.clone(),
             resolver_options: c.resolver_options.clone(),
         }
     }
@@ -1264,7 +1289,7 @@ impl Lab {
     }
 
     /// Starts `tests/lab/misbehaving.py MODE` on `addrs` and waits until it serves.
-    fn start_misbehaving(&mut self, mode: &str, addrs: &[IpAddr]) {
+    fn start_misbehaving(&mut self, mode: &str, addrs: &[IpAddr], extra: &[String]) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/misbehaving.py");
         let mut args = vec![
             "-u".to_owned(),
@@ -1275,7 +1300,11 @@ impl Lab {
             args.push("--addr".into());
             args.push(a.to_string());
         }
-        let log = format!("{mode}.log");
+        args.extend(extra.iter().cloned());
+        let log = format!(
+            "{mode}-{}.log",
+            addrs.first().map(|a| a.to_string()).unwrap_or_default()
+        );
         let program = self.tools.python3.clone();
         let pid = self.spawn_server(mode, &log, &program, &args);
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -1292,6 +1321,22 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Shapes the traffic the internet namespace sends to the runner (downloads) with a token
+    /// bucket: `rate` as tc writes it (`40kbit`, `2mbit`). No netem here: TBF is what there is.
+    pub fn throttle_downloads(&self, rate: &str, burst: &str, latency: &str) {
+        let out = self
+            .internet_command("tc")
+            .args(["qdisc", "add", "dev", &self.internet_veth, "root", "tbf"])
+            .args(["rate", rate, "burst", burst, "latency", latency])
+            .output()
+            .unwrap_or_else(|e| panic!("network lab: cannot run tc: {e}"));
+        assert!(
+            out.status.success(),
+            "network lab: tc tbf {rate}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Applies an nftables ruleset (`nft -f -` syntax) in the runner namespace: a host

@@ -418,3 +418,114 @@ fn every_way_of_blocking_ipv6_is_reported_with_its_reason() {
         "unreachable"
     );
 }
+
+/// A real squid on the path, as corporate networks have: `observer check` goes through it with
+/// `https_proxy` (CONNECT), sees the proxy refuse a denied name, and goes direct for `no_proxy`.
+#[test]
+fn check_goes_through_a_real_proxy_and_names_its_refusals() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("proxy")
+        .a("api.github.com", v4(10))
+        .tls_server(IpAddr::V4(v4(10)))
+        .a("ghcr.io", v4(24))
+        .tls_server(IpAddr::V4(v4(24)))
+        .start();
+    // squid drops root for the `proxy` user: its files live in a directory it can write.
+    let dir = std::env::temp_dir().join(format!("observer-squid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("squid dir");
+    let _cleanup = RemoveDir(dir.clone());
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let conf = dir.join("squid.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "http_port 198.18.0.2:3128\n\
+             pid_filename {d}/squid.pid\n\
+             cache_log {d}/cache.log\n\
+             access_log {d}/access.log\n\
+             cache deny all\n\
+             dns_nameservers 198.18.0.2\n\
+             acl denied dstdomain ghcr.io\n\
+             acl SSL_ports port 443\n\
+             acl CONNECT method CONNECT\n\
+             http_access deny denied\n\
+             http_access allow CONNECT SSL_ports\n\
+             http_access deny all\n",
+            d = dir.display()
+        ),
+    )
+    .expect("squid.conf");
+    let conf_arg = conf.to_string_lossy().into_owned();
+    let mut squid = lab.spawn_in_internet("squid", &["-N", "-f", &conf_arg]);
+    let proxy: std::net::SocketAddr = "198.18.0.2:3128".parse().expect("addr");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lab
+        .in_internet_ns(|| std::net::TcpStream::connect_timeout(&proxy, Duration::from_millis(200)))
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "squid did not start: {}",
+            std::fs::read_to_string(dir.join("cache.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let through_proxy = |no_proxy: &str| {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", lab.runner_ns()))
+            .arg(observer_bin())
+            .args([
+                "check",
+                "--json",
+                "--no-capture",
+                "--resolver",
+                "198.18.0.2",
+                "--ca-file",
+            ])
+            .arg(lab.ca_file())
+            .args(["--host", "api.github.com", "--host", "ghcr.io"])
+            .env("https_proxy", "http://198.18.0.2:3128")
+            .env("no_proxy", no_proxy);
+        let out = cmd.output().expect("observer check runs");
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+        json
+    };
+    let check = through_proxy("");
+    let api = entry(&check["hosts"], "name", "api.github.com");
+    assert_eq!(api["status"], "ok", "{api:#}");
+    assert_eq!(api["proxy"]["url"], "http://198.18.0.2:3128", "{api:#}");
+    let ghcr = entry(&check["hosts"], "name", "ghcr.io");
+    assert_eq!(ghcr["status"], "blocked", "{ghcr:#}");
+    assert_eq!(
+        ghcr["reasons"],
+        serde_json::json!(["proxy_refused"]),
+        "{ghcr:#}"
+    );
+    let log = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    assert!(
+        log.contains("CONNECT api.github.com:443"),
+        "squid saw the tunnel: {log}"
+    );
+
+    // no_proxy: ghcr.io goes direct, and the lab's server answers.
+    let check = through_proxy("ghcr.io");
+    let ghcr = entry(&check["hosts"], "name", "ghcr.io");
+    assert_eq!(ghcr["status"], "ok", "{ghcr:#}");
+    assert!(ghcr["proxy"].is_null(), "{ghcr:#}");
+    let _ = squid.kill();
+    let _ = squid.wait();
+}
+
+/// Removes a directory when dropped.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -39,6 +39,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// The cost of observing, in the network lab (root): throughput, connection and DNS rates
+    /// with and without the observer, its CPU time, peak RSS and lost events.
+    Bench,
     /// fmt, clippy, unit tests and the privileged network-lab tests.
     Test {
         /// Only run lab tests whose name contains this filter.
@@ -60,6 +63,7 @@ fn main() -> Result<()> {
             run(&root, &args)
         }
         Task::Test { lab_filter } => test(lab_filter.as_deref()),
+        Task::Bench => bench(),
     }
 }
 
@@ -110,6 +114,29 @@ fn run(root: &Path, args: &[OsString]) -> Result<()> {
         .status()
         .with_context(|| format!("cannot start {}", binary.display()))?;
     std::process::exit(status.code().unwrap_or(1));
+}
+
+fn bench() -> Result<()> {
+    build()?;
+    if !setup::is_root() {
+        bail!("the benchmark builds network namespaces and loads eBPF programs: run it as root");
+    }
+    check(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--locked",
+                "-p",
+                "observer-tests",
+                "--example",
+                "bench",
+            ])
+            .env(
+                "OBSERVER_BIN",
+                workspace_root().join("target/release/observer"),
+            ),
+    )
 }
 
 fn test(lab_filter: Option<&str>) -> Result<()> {

@@ -22,6 +22,13 @@ const APT_PACKAGES: &[&str] = &[
     "iperf3",
     "bpftool",
     "util-linux",
+    // `observer suggest` output checked by the real tools (tests/tests/suggest.rs): `squid -k
+    // parse`, and the ipset/iptables script run in a throwaway network namespace.
+    "squid",
+    "ipset",
+    "iptables",
+    // tests/tests/export_html.rs renders the HTML report in headless Chromium.
+    "chromium",
 ];
 
 /// bpf-linker version known to build against LLVM 22 with our compilers.

@@ -274,12 +274,14 @@ fn try_bytes(ctx: &TracePointContext, sent: bool) -> Result<(), i64> {
     // sends (or receives) are serialised by the socket lock, so plain adds do not lose bytes in
     // practice (the BPF target offers no fetch-add to Rust).
     unsafe {
+        let now = bpf_ktime_get_ns();
         if sent {
             (*flow).bytes_sent += ret as u64;
+            (*flow).ts_last_send_ns = now;
         } else {
             (*flow).bytes_received += ret as u64;
+            (*flow).ts_last_recv_ns = now;
         }
-        (*flow).ts_last_data_ns = bpf_ktime_get_ns();
     }
     Ok(())
 }

@@ -1,0 +1,158 @@
+//! The flows of a report as CSV (RFC 4180): a header row, then one row per flow, CRLF line
+//! ends, fields quoted when they hold a comma, a double quote or a line break (quotes doubled).
+//!
+//! Every row carries `capture_complete`, so a filtered or partial extract still says whether the
+//! capture behind it was complete. A merged report has a first column `runner`. Text that a
+//! spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) gets a
+//! leading `'`: names come from DNS answers and are treated as hostile.
+
+use crate::{
+    events::{ClosedBy, DestinationClass},
+    report::FlowReport,
+};
+
+use super::Document;
+
+/// The columns, in order (after `runner` for merged reports).
+pub const COLUMNS: [&str; 22] = [
+    "flow_id",
+    "opened_at",
+    "closed_at",
+    "pid",
+    "comm",
+    "cgroup_id",
+    "src",
+    "dst",
+    "name",
+    "cname_chain",
+    "class",
+    "groups",
+    "outcome",
+    "closed_by",
+    "error",
+    "established",
+    "rst_received",
+    "syn_retransmits",
+    "retransmits",
+    "bytes_sent",
+    "bytes_received",
+    "capture_complete",
+];
+
+/// The CSV of a report's (or a merge's) flows.
+pub fn render(doc: &Document) -> String {
+    let r = &doc.report;
+    let merged = doc.merged.as_ref();
+    let mut out = String::new();
+    let mut header: Vec<&str> = Vec::with_capacity(COLUMNS.len() + 1);
+    if merged.is_some() {
+        header.push("runner");
+    }
+    header.extend(COLUMNS);
+    row(&mut out, header.iter().map(|h| (*h).to_owned()));
+    let complete = r.capture.complete.to_string();
+    for (i, f) in r.flows.iter().enumerate() {
+        let mut fields = Vec::with_capacity(header.len());
+        if let Some(m) = merged {
+            fields.push(text(m.runner_of_flow(i).unwrap_or_default()));
+        }
+        fields.extend(flow_fields(f));
+        fields.push(complete.clone());
+        row(&mut out, fields.into_iter());
+    }
+    out
+}
+
+fn flow_fields(f: &FlowReport) -> Vec<String> {
+    let opt = |o: Option<&str>| o.map(text).unwrap_or_default();
+    vec![
+        f.flow_id.to_string(),
+        opt(f.opened_at.as_deref()),
+        opt(f.closed_at.as_deref()),
+        f.process.pid.to_string(),
+        text(&f.process.comm),
+        f.process.cgroup_id.to_string(),
+        text(&f.src),
+        text(&f.dst),
+        opt(f.name.as_deref()),
+        text(&f.cname_chain.join(";")),
+        match f.class {
+            DestinationClass::Declared => "declared",
+            DestinationClass::Undeclared => "undeclared",
+            DestinationClass::Unresolved => "unresolved",
+        }
+        .to_owned(),
+        text(&f.groups.join(";")),
+        f.outcome.map(|o| o.as_str()).unwrap_or_default().to_owned(),
+        match f.closed_by {
+            Some(ClosedBy::Local) => "local",
+            Some(ClosedBy::Peer) => "peer",
+            None => "",
+        }
+        .to_owned(),
+        opt(f.error.as_deref()),
+        f.established.to_string(),
+        f.rst_received.to_string(),
+        f.syn_retransmits.to_string(),
+        f.retransmits.to_string(),
+        f.bytes_sent.to_string(),
+        f.bytes_received.to_string(),
+    ]
+}
+
+/// Text that a spreadsheet must not read as a formula.
+fn text(value: &str) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    }
+}
+
+/// One field, quoted when RFC 4180 requires it.
+pub fn field(value: &str) -> String {
+    if value.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+/// One record, CRLF-terminated.
+fn row(out: &mut String, fields: impl Iterator<Item = String>) {
+    let fields: Vec<String> = fields.map(|f| field(&f)).collect();
+    out.push_str(&fields.join(","));
+    out.push_str("\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_quoted_as_rfc_4180_says() {
+        assert_eq!(field("api.github.com"), "api.github.com");
+        assert_eq!(field(""), "");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(field("two\nlines"), "\"two\nlines\"");
+        assert_eq!(field("cr\rhere"), "\"cr\rhere\"");
+        assert_eq!(field(" spaced "), " spaced ");
+    }
+
+    #[test]
+    fn records_end_with_crlf() {
+        let mut out = String::new();
+        row(&mut out, ["a,b".to_owned(), "c".to_owned()].into_iter());
+        assert_eq!(out, "\"a,b\",c\r\n");
+    }
+
+    #[test]
+    fn formulas_are_defused() {
+        assert_eq!(text("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(text("-bash"), "'-bash");
+        assert_eq!(text("@evil"), "'@evil");
+        assert_eq!(text("curl"), "curl");
+        assert_eq!(field(&text("=1+2,3")), "\"'=1+2,3\"");
+    }
+}

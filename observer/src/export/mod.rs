@@ -1,0 +1,356 @@
+//! Writing the audit report for people and tools: JSON (docs/report.md), Markdown, a
+//! self-contained HTML page and CSV of flows (docs/report-formats.md), and merging the reports
+//! of several runners into one (`observer report merge`).
+//!
+//! Every format is rendered from the same [`Document`]: a schema-1 [`Report`], plus the
+//! `merged` section when it combines several runners. Each format states the capture's
+//! completeness, so a partial report never passes for a complete one. Before anything is
+//! written, the text that comes from processes is redacted ([`redact::redact`]).
+
+mod csv;
+mod html;
+mod markdown;
+pub mod merge;
+mod redact;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    kernel::Process,
+    report::{Report, Status},
+};
+
+pub use merge::Merged;
+
+/// Up to this many runners, the tables of a merged report have one status column per runner;
+/// beyond, one column names the runners where the entry is blocked or degraded.
+pub const MAX_RUNNER_COLUMNS: usize = 8;
+
+/// How the report is written (`--format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The JSON report (docs/report.md), for tools and for `observer report merge`.
+    #[default]
+    Json,
+    /// Markdown for a GitHub job summary or a ticket.
+    #[value(alias = "md")]
+    Markdown,
+    /// One self-contained HTML page (inline CSS and SVG, no script, no external asset).
+    Html,
+    /// One CSV row per flow (RFC 4180).
+    Csv,
+}
+
+/// A report as written: the schema-1 report, and for a merge of several runners' reports the
+/// `merged` section (docs/report-formats.md) that says which runner saw what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    #[serde(flatten)]
+    pub report: Report,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
+}
+
+impl Document {
+    /// The document of one runner's report, redacted.
+    pub fn single(mut report: Report) -> Self {
+        sanitize(&mut report);
+        Self {
+            report,
+            merged: None,
+        }
+    }
+
+    /// The runners' labels when the document merges several reports; empty otherwise.
+    pub fn runner_labels(&self) -> Vec<&str> {
+        self.merged
+            .iter()
+            .flat_map(|m| m.runners.iter().map(|r| r.label.as_str()))
+            .collect()
+    }
+}
+
+/// The document in `format`.
+pub fn render(doc: &Document, format: Format) -> anyhow::Result<String> {
+    Ok(match format {
+        Format::Json => {
+            let mut json = serde_json::to_string_pretty(doc)?;
+            json.push('\n');
+            json
+        }
+        Format::Markdown => markdown::render(doc),
+        Format::Html => html::render(doc),
+        Format::Csv => csv::render(doc),
+    })
+}
+
+/// Redacts, in place, the report's text that comes from processes and sockets: task names and
+/// error strings.
+pub fn sanitize(report: &mut Report) {
+    fn process(p: &mut Process) {
+        if let std::borrow::Cow::Owned(clean) = redact::redact(&p.comm) {
+            p.comm = clean;
+        }
+    }
+    fn text(t: &mut String) {
+        if let std::borrow::Cow::Owned(clean) = redact::redact(t) {
+            *t = clean;
+        }
+    }
+    for probe in &mut report.capture.probes {
+        probe.error.iter_mut().for_each(text);
+    }
+    report.capture.incomplete_because.iter_mut().for_each(text);
+    for host in &mut report.hosts {
+        host.processes.iter_mut().for_each(process);
+        for reason in &mut host.reasons {
+            reason.process.iter_mut().for_each(process);
+        }
+    }
+    for u in &mut report.undeclared {
+        u.processes.iter_mut().for_each(process);
+        for reason in &mut u.reasons {
+            reason.process.iter_mut().for_each(process);
+        }
+    }
+    for flow in &mut report.flows {
+        process(&mut flow.process);
+        flow.error.iter_mut().for_each(text);
+    }
+}
+
+/// The status as a word (every format shows the word, not only a colour or a symbol).
+pub fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Degraded => "degraded",
+        Status::Blocked => "blocked",
+        Status::Unseen => "unseen",
+    }
+}
+
+/// Blocked or degraded.
+pub fn is_failing(status: Status) -> bool {
+    matches!(status, Status::Blocked | Status::Degraded)
+}
+
+/// The verdict in a few words, for a title line.
+pub fn headline(doc: &Document) -> &'static str {
+    let verdict = &doc.report.verdict;
+    let blocked = verdict.required.iter().any(|g| g.status == Status::Blocked);
+    match (doc.merged.is_some(), verdict.runner_can_work) {
+        (false, Some(true)) => "The runner can work",
+        (false, Some(false)) if blocked => "The runner cannot work",
+        (false, Some(false)) => "The runner is unreliable",
+        (false, None) => "Unknown: no essential host was contacted",
+        (true, Some(true)) => "Every runner can work",
+        (true, Some(false)) => "Not every runner can work",
+        (true, None) => "Unknown for some runners: no essential host was contacted",
+    }
+}
+
+/// An RFC 3339 time as `2026-11-27 07:07:34.720` (UTC, milliseconds); `—` when unknown.
+pub fn when(time: Option<&str>) -> String {
+    let Some(time) = time else {
+        return "—".to_owned();
+    };
+    let b = time.as_bytes();
+    if b.len() >= 20 && b[10] == b'T' && time.ends_with('Z') && time.is_ascii() {
+        let fraction: String = time[19..time.len() - 1]
+            .trim_start_matches('.')
+            .chars()
+            .chain(std::iter::repeat('0'))
+            .take(3)
+            .collect();
+        format!("{} {}.{fraction}", &time[..10], &time[11..19])
+    } else {
+        time.to_owned()
+    }
+}
+
+/// `comm[pid]`.
+pub fn process_label(p: &Process) -> String {
+    format!("{}[{}]", p.comm, p.pid)
+}
+
+/// Byte counts as people read them (`1.5 KiB`).
+pub fn bytes(n: u64) -> String {
+    crate::output::bytes(n)
+}
+
+/// One line per fact about the capture's completeness, for every human-readable format.
+pub fn capture_facts(report: &Report) -> Vec<(&'static str, String)> {
+    let c = &report.capture;
+    let attached = c.probes.iter().filter(|p| p.attached).count();
+    let ports = if c.all_ports {
+        "all TCP ports".to_owned()
+    } else {
+        c.ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        (
+            "Window",
+            format!(
+                "{} to {} UTC ({} s)",
+                when(c.started_at.as_deref()),
+                when(c.ended_at.as_deref()),
+                c.duration_s
+            ),
+        ),
+        ("Watched ports", ports),
+        (
+            "Events",
+            format!(
+                "{} read, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied",
+                c.events, c.lost_events, c.undecodable_events, c.malformed_dns, c.dns_skipped
+            ),
+        ),
+        (
+            "Probes",
+            format!("{attached} of {} attached", c.probes.len()),
+        ),
+        (
+            "Flows not kept",
+            format!("{} (beyond the report's limit)", c.flows_dropped),
+        ),
+        ("Unreadable event-log lines", c.unreadable_lines.to_string()),
+    ]
+}
+
+/// Probes that were not attached, as `program (hook): error`.
+pub fn unattached_probes(report: &Report) -> Vec<String> {
+    report
+        .capture
+        .probes
+        .iter()
+        .filter(|p| !p.attached)
+        .map(|p| match &p.error {
+            Some(e) => format!("{} ({}): {e}", p.program, p.hook),
+            None => format!("{} ({})", p.program, p.hook),
+        })
+        .collect()
+}
+
+/// Counts of the flows for the flows summary: by outcome and by class, and how many never
+/// completed the handshake or received nothing.
+pub struct FlowCounts {
+    pub total: usize,
+    pub open: usize,
+    pub not_established: usize,
+    pub nothing_received: usize,
+    pub by_outcome: Vec<(&'static str, usize)>,
+    pub by_class: Vec<(&'static str, usize)>,
+}
+
+/// Whether a flow deserves a line in a summary of problems: it ended without completing the
+/// handshake, or was established and received nothing.
+pub fn flow_is_problem(f: &crate::report::FlowReport) -> bool {
+    f.outcome.is_some() && (!f.established || f.bytes_received == 0)
+}
+
+impl FlowCounts {
+    pub fn of(report: &Report) -> Self {
+        use crate::events::{DestinationClass, Outcome};
+        let flows = &report.flows;
+        let outcomes = [
+            Outcome::Closed,
+            Outcome::Reset,
+            Outcome::Refused,
+            Outcome::Timeout,
+            Outcome::Unreachable,
+            Outcome::Error,
+            Outcome::Aborted,
+        ];
+        let classes = [
+            (DestinationClass::Declared, "declared"),
+            (DestinationClass::Undeclared, "undeclared"),
+            (DestinationClass::Unresolved, "unresolved"),
+        ];
+        Self {
+            total: flows.len(),
+            open: flows.iter().filter(|f| f.outcome.is_none()).count(),
+            not_established: flows
+                .iter()
+                .filter(|f| f.outcome.is_some() && !f.established)
+                .count(),
+            nothing_received: flows
+                .iter()
+                .filter(|f| f.outcome.is_some() && f.established && f.bytes_received == 0)
+                .count(),
+            by_outcome: outcomes
+                .iter()
+                .map(|o| {
+                    let n = flows.iter().filter(|f| f.outcome == Some(*o)).count();
+                    (o.as_str(), n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            by_class: classes
+                .iter()
+                .map(|(c, word)| (*word, flows.iter().filter(|f| f.class == *c).count()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+        }
+    }
+
+    /// `N flows: … by outcome …; … by class …` in one sentence.
+    pub fn sentence(&self) -> String {
+        if self.total == 0 {
+            return "No TCP flow to a watched port was seen.".to_owned();
+        }
+        let list = |items: &[(&str, usize)]| {
+            items
+                .iter()
+                .map(|(w, n)| format!("{n} {w}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "{} flow{}: {}",
+            self.total,
+            if self.total == 1 { "" } else { "s" },
+            list(&self.by_class)
+        );
+        if !self.by_outcome.is_empty() {
+            s.push_str(&format!("; ended {}", list(&self.by_outcome)));
+        }
+        if self.open > 0 {
+            s.push_str(&format!(
+                "; {} still open when the capture ended",
+                self.open
+            ));
+        }
+        s.push_str(&format!(
+            ". {} never completed the handshake, {} were established but received nothing.",
+            self.not_established, self.nothing_received
+        ));
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shortened_to_milliseconds() {
+        assert_eq!(
+            when(Some("2026-11-27T07:07:34.720404394Z")),
+            "2026-11-27 07:07:34.720"
+        );
+        assert_eq!(
+            when(Some("2026-11-27T07:07:34Z")),
+            "2026-11-27 07:07:34.000"
+        );
+        assert_eq!(
+            when(Some("2026-11-27T07:07:34.5Z")),
+            "2026-11-27 07:07:34.500"
+        );
+        assert_eq!(when(Some("yesterday")), "yesterday");
+        assert_eq!(when(None), "—");
+    }
+}

@@ -1,0 +1,405 @@
+//! Frames of the TUI, snapshotted: each panel in 80x24 and the dashboard in 160x48, for the
+//! recorded runner workload (blocked features, undeclared destinations), an essential host
+//! blocked, a degraded runner (a slow download, a long poll cut) and nothing seen yet. States
+//! are built by feeding events to a correlator; "now" is the events' time, so every frame is
+//! the same on every run. Snapshots live in observer/tests/snapshots/tui_*.snap.
+
+use std::path::PathBuf;
+
+use ratatui::{
+    backend::TestBackend,
+    buffer::Buffer,
+    crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
+    style::Color,
+    Terminal,
+};
+
+use crate::{
+    catalog::Catalog,
+    correlate::{
+        tests::{closed, opened, response},
+        Correlator,
+    },
+    events::{ClosedBy, FlowClosed, Observed, Outcome},
+    kernel::Process,
+};
+
+use super::{
+    app::{App, Mode, Msg, Panel, SourceState, SourceStatus},
+    ui,
+    view::{self, SECOND},
+};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/runner-workload.jsonl"
+);
+const T0: u64 = 1_795_766_400 * SECOND;
+
+macro_rules! snapshot {
+    ($name:expr, $frame:expr) => {
+        insta::with_settings!({
+            snapshot_path => "../../tests/snapshots",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!($name, $frame);
+        })
+    };
+}
+
+fn frame(app: &App, width: u16, height: u16) -> String {
+    buffer(app, width, height).0
+}
+
+fn buffer(app: &App, width: u16, height: u16) -> (String, Buffer) {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal
+        .draw(|f| ui::draw(f, app))
+        .expect("a frame is drawn");
+    let text = terminal.backend().to_string();
+    (text, terminal.backend().buffer().clone())
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+/// Feeds events (in their order) to the correlator and shows the App a view every `step` from
+/// `from` to `until`, as the UI loop does at each tick.
+fn play(
+    correlator: &mut Correlator,
+    events: Vec<(u64, Observed)>,
+    mode: Mode,
+    (from, until, step): (u64, u64, u64),
+) -> App {
+    let mut app = App::new(mode, false, PathBuf::from("."), from);
+    let mut events = events.into_iter().peekable();
+    let mut fed = 0;
+    let mut t = from;
+    loop {
+        while let Some((ts, mut o)) = events.next_if(|(ts, _)| *ts <= t) {
+            correlator.observe(ts, &mut o);
+            fed += 1;
+        }
+        app.update(Msg::View(Box::new(view::build(correlator, t, fed))));
+        if t >= until {
+            break;
+        }
+        t = (t + step).min(until);
+    }
+    app
+}
+
+/// The recorded workload, replayed to its end at 4 views a second.
+fn workload() -> App {
+    let mut c = Correlator::new(Catalog::builtin());
+    let text = std::fs::read_to_string(FIXTURE).expect("fixture");
+    let events: Vec<(u64, Observed)> = text
+        .lines()
+        .map(|l| crate::output::parse_line(l).expect("a fixture line"))
+        .collect();
+    let first = events.iter().map(|e| e.0).min().expect("events");
+    let last = events.iter().map(|e| e.0).max().expect("events");
+    let mode = Mode::Replay {
+        source: "runner-workload.jsonl".into(),
+        speed: 1.0,
+    };
+    let mut app = play(&mut c, events, mode, (first, last, SECOND / 4));
+    app.update(Msg::Source(SourceStatus {
+        state: SourceState::Finished,
+        progress: Some(1.0),
+    }));
+    app
+}
+
+/// A live capture of `events` (after its start at T0), a view a second until `until`.
+fn live(mut events: Vec<(u64, Observed)>, until: u64) -> App {
+    events.insert(0, (T0, started()));
+    events.sort_by_key(|(ts, _)| *ts);
+    let mut c = Correlator::new(Catalog::builtin());
+    play(&mut c, events, Mode::Live, (T0, until, SECOND))
+}
+
+fn started() -> Observed {
+    Observed::CaptureStarted {
+        cgroup: "/sys/fs/cgroup".into(),
+        ports: vec![443],
+        all_ports: false,
+        probes: vec![crate::events::ProbeStatus {
+            program: "tcp_set_state".into(),
+            hook: "tracepoint sock/inet_sock_set_state".into(),
+            attached: true,
+            error: None,
+        }],
+    }
+}
+
+fn runner() -> Process {
+    Process {
+        pid: 700,
+        comm: "Runner.Listener".into(),
+        cgroup_id: 3,
+    }
+}
+
+/// github.com answers with a reset to the TLS hello and api.github.com refuses: the runner
+/// cannot work.
+fn blocked() -> App {
+    let s = SECOND;
+    let events = vec![
+        (
+            T0 + s,
+            response("github.com", &[("github.com", "A", "198.18.1.1")]),
+        ),
+        (
+            T0 + s,
+            response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]),
+        ),
+        (T0 + 2 * s, opened(1, "198.18.1.1:443")),
+        (T0 + 2 * s, closed(1, "198.18.1.1:443", true, 517, 0)),
+        (T0 + 3 * s, opened(2, "198.18.1.10:443")),
+        (T0 + 3 * s, closed(2, "198.18.1.10:443", false, 0, 0)),
+        (T0 + 4 * s, opened(3, "198.18.1.10:443")),
+        (T0 + 4 * s, closed(3, "198.18.1.10:443", false, 0, 0)),
+        (
+            T0 + 5 * s,
+            response(
+                "registry.npmjs.org",
+                &[("registry.npmjs.org", "A", "198.18.2.1")],
+            ),
+        ),
+        (T0 + 5 * s, opened(4, "198.18.2.1:443")),
+        (T0 + 6 * s, closed(4, "198.18.2.1:443", true, 700, 90_000)),
+    ];
+    live(events, T0 + 7 * s)
+}
+
+fn progress(id: u64, dst: &str, sent: u64, received: u64) -> Observed {
+    Observed::FlowProgress {
+        flow_id: id,
+        dst: dst.parse().expect("address"),
+        bytes_sent: sent,
+        bytes_received: received,
+        interval_ms: 1000.0,
+        sent_bps: 0.0,
+        received_bps: 0.0,
+    }
+}
+
+/// The runner works, badly: a download at 40 kbit/s from objects.githubusercontent.com, a long
+/// poll cut after 12 s idle, and a fast download from codeload still going.
+fn degraded() -> App {
+    let s = SECOND;
+    let objects = "198.18.1.30:443";
+    let pipelines = "198.18.1.12:443";
+    let codeload = "198.18.1.13:443";
+    let mut events = vec![
+        (
+            T0 + s,
+            response(
+                "objects.githubusercontent.com",
+                &[("objects.githubusercontent.com", "A", "198.18.1.30")],
+            ),
+        ),
+        (
+            T0 + s,
+            response(
+                "pipelines.actions.githubusercontent.com",
+                &[
+                    (
+                        "pipelines.actions.githubusercontent.com",
+                        "CNAME",
+                        "star-1.l-msedge.net",
+                    ),
+                    ("star-1.l-msedge.net", "A", "198.18.1.12"),
+                ],
+            ),
+        ),
+        (
+            T0 + s,
+            response(
+                "codeload.github.com",
+                &[("codeload.github.com", "A", "198.18.1.13")],
+            ),
+        ),
+        (T0 + s, opened(1, objects)),
+        (
+            T0 + s,
+            Observed::FlowEstablished {
+                flow_id: 1,
+                process: runner(),
+                src: "198.18.0.1:40000".parse().expect("address"),
+                dst: objects.parse().expect("address"),
+                connect_ms: 1.0,
+                destination: None,
+            },
+        ),
+        (
+            T0 + s,
+            Observed::FlowOpened {
+                flow_id: 2,
+                process: runner(),
+                src: "198.18.0.1:0".parse().expect("address"),
+                dst: pipelines.parse().expect("address"),
+                destination: None,
+            },
+        ),
+    ];
+    // 5 kB a second for 20 s: 40 kbit/s, below the 70 kbit/s minimum.
+    for k in 1..=20 {
+        events.push((T0 + (1 + k) * s, progress(1, objects, 600, 5_000 * k)));
+    }
+    events.push((T0 + 22 * s, closed(1, objects, true, 600, 100_000)));
+    events.push((T0 + 2 * s, progress(2, pipelines, 900, 2_000)));
+    events.push((
+        T0 + 14 * s,
+        Observed::FlowClosed(Box::new(FlowClosed {
+            flow_id: 2,
+            process: runner(),
+            src: "198.18.0.1:40100".parse().expect("address"),
+            dst: pipelines.parse().expect("address"),
+            destination: None,
+            outcome: Outcome::Closed,
+            closed_by: Some(ClosedBy::Peer),
+            error: None,
+            established: true,
+            rst_received: false,
+            syn_retransmits: 0,
+            retransmits: 0,
+            bytes_sent: 900,
+            bytes_received: 2_000,
+            connect_ms: Some(1.0),
+            duration_ms: 13_000.0,
+            idle_ms: Some(12_000.0),
+            since_poll_ms: 0.0,
+        })),
+    ));
+    // codeload: 250 kB a second (2 Mbit/s) from 18 s on, still open.
+    events.push((T0 + 17 * s, opened(3, codeload)));
+    events.push((
+        T0 + 17 * s,
+        Observed::FlowEstablished {
+            flow_id: 3,
+            process: runner(),
+            src: "198.18.0.1:40200".parse().expect("address"),
+            dst: codeload.parse().expect("address"),
+            connect_ms: 1.0,
+            destination: None,
+        },
+    ));
+    for k in 1..=6 {
+        events.push((T0 + (17 + k) * s, progress(3, codeload, 800, 250_000 * k)));
+    }
+    live(events, T0 + 23 * s)
+}
+
+fn empty() -> App {
+    live(Vec::new(), T0)
+}
+
+fn focus(app: &mut App, panel: Panel) {
+    let n = char::from(b'1' + u8::try_from(panel.index()).expect("five panels"));
+    key(app, KeyCode::Char(n));
+}
+
+#[test]
+fn workload_panels_in_80x24() {
+    let mut app = workload();
+    for panel in Panel::ALL {
+        focus(&mut app, panel);
+        let name = format!("tui_workload_{}_80x24", panel.title().to_lowercase());
+        snapshot!(name, frame(&app, 80, 24));
+    }
+}
+
+#[test]
+fn workload_dashboard_in_160x48() {
+    let mut app = workload();
+    focus(&mut app, Panel::Hosts);
+    snapshot!("tui_workload_dashboard_160x48", frame(&app, 160, 48));
+}
+
+#[test]
+fn blocked_runner() {
+    let mut app = blocked();
+    snapshot!("tui_blocked_groups_80x24", frame(&app, 80, 24));
+    focus(&mut app, Panel::Hosts);
+    snapshot!("tui_blocked_hosts_80x24", frame(&app, 80, 24));
+    snapshot!("tui_blocked_dashboard_160x48", frame(&app, 160, 48));
+    key(&mut app, KeyCode::Enter);
+    snapshot!("tui_blocked_host_zoomed_80x24", frame(&app, 80, 24));
+}
+
+#[test]
+fn degraded_runner() {
+    let mut app = degraded();
+    snapshot!("tui_degraded_groups_80x24", frame(&app, 80, 24));
+    focus(&mut app, Panel::Hosts);
+    snapshot!("tui_degraded_hosts_80x24", frame(&app, 80, 24));
+    focus(&mut app, Panel::Flows);
+    snapshot!("tui_degraded_flows_80x24", frame(&app, 80, 24));
+    focus(&mut app, Panel::Groups);
+    snapshot!("tui_degraded_dashboard_160x48", frame(&app, 160, 48));
+}
+
+#[test]
+fn nothing_seen_yet() {
+    let app = empty();
+    snapshot!("tui_empty_groups_80x24", frame(&app, 80, 24));
+    snapshot!("tui_empty_dashboard_160x48", frame(&app, 160, 48));
+}
+
+#[test]
+fn help_and_filter() {
+    let mut app = workload();
+    key(&mut app, KeyCode::Char('?'));
+    snapshot!("tui_help_80x24", frame(&app, 80, 24));
+    key(&mut app, KeyCode::Esc);
+    focus(&mut app, Panel::Flows);
+    key(&mut app, KeyCode::Char('/'));
+    for c in "ghcr".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    snapshot!("tui_filter_flows_80x24", frame(&app, 80, 24));
+}
+
+#[test]
+fn the_screen_reads_the_same_without_colour() {
+    let mono = blocked();
+    let mut colour = blocked();
+    colour.colour = true;
+    let (mono_text, mono_buffer) = buffer(&mono, 80, 24);
+    let (colour_text, colour_buffer) = buffer(&colour, 80, 24);
+    assert_eq!(mono_text, colour_text, "colour changes no character");
+    let colours = |b: &Buffer| {
+        b.content()
+            .iter()
+            .filter(|c| !matches!(c.fg, Color::Reset))
+            .count()
+    };
+    assert_eq!(colours(&mono_buffer), 0, "NO_COLOR: no colour at all");
+    assert!(colours(&colour_buffer) > 0);
+    assert!(mono_text.contains("BLOCKED") && mono_text.contains("ESSENTIAL HOSTS BLOCKED"));
+}
+
+#[test]
+fn small_and_odd_sizes_do_not_panic() {
+    let mut app = degraded();
+    for (w, h) in [
+        (1, 1),
+        (39, 11),
+        (40, 12),
+        (80, 24),
+        (100, 30),
+        (140, 40),
+        (300, 90),
+    ] {
+        for panel in Panel::ALL {
+            focus(&mut app, panel);
+            let text = frame(&app, w, h);
+            assert_eq!(text.lines().count(), usize::from(h));
+        }
+    }
+    assert!(frame(&app, 30, 8).contains("needs at least"));
+}

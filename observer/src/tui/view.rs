@@ -1,0 +1,691 @@
+//! What the TUI shows, built from the correlator at one instant: the verdict, capture health,
+//! one row per group, host, undeclared destination and recent flow, with live rates.
+//!
+//! [`build`] is a pure function of the correlator and "now" (nanoseconds since the Unix epoch:
+//! the wall clock when live, the replay's clock otherwise), so every frame can be rebuilt in
+//! tests from a recorded event log. Text that comes from the network or from processes (DNS
+//! names, process names) is made printable here, once: nothing that reaches the terminal can be
+//! an escape sequence.
+
+use std::collections::HashMap;
+
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::{
+    correlate::{series_key, Correlator, FlowEntry},
+    events::{ClosedBy, DestinationClass, Outcome},
+    kernel::Process,
+    report::{self, Reason, Status},
+    throughput::{Series, ThroughputStats},
+};
+
+/// One second, in nanoseconds.
+pub const SECOND: u64 = 1_000_000_000;
+/// The window of the "current" rate.
+pub const NOW_WINDOW: u64 = SECOND;
+/// The window of the "recent" rate.
+pub const RECENT_WINDOW: u64 = 10 * SECOND;
+/// Seconds of per-group history behind the sparklines (five minutes).
+pub const HISTORY_S: usize = 300;
+/// Closed flows kept in the view (the most recent); open flows are always all there.
+pub const MAX_CLOSED_FLOWS: usize = 2_000;
+
+/// Can the runner work, at a glance (from the report's verdict).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerdictState {
+    /// Every required group was reached and none failed.
+    CanWork,
+    /// A required group is blocked: the runner cannot work.
+    Blocked,
+    /// Some attempts to a required group failed: the runner is unreliable.
+    Degraded,
+    /// No required host was contacted yet.
+    Unknown,
+}
+
+impl VerdictState {
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::CanWork => "RUNNER CAN WORK",
+            Self::Blocked => "ESSENTIAL HOSTS BLOCKED",
+            Self::Degraded => "DEGRADED",
+            Self::Unknown => "NO ESSENTIAL HOST SEEN YET",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub state: VerdictState,
+    /// The report's sentence.
+    pub summary: String,
+    /// Required groups that fail, with their failing hosts: `api.github.com (tcp_reset)`.
+    pub because: Vec<String>,
+    /// Optional groups that are blocked or degraded (their ids).
+    pub failing_features: Vec<String>,
+}
+
+/// How complete the capture is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CaptureHealth {
+    pub started_ns: Option<u64>,
+    pub last_event_ns: Option<u64>,
+    pub ports: Vec<u16>,
+    pub all_ports: bool,
+    pub probes_attached: usize,
+    pub probes_total: usize,
+    /// Probes that failed to attach: `dns_ingress (cgroup_skb ingress ...): error`.
+    pub unattached: Vec<String>,
+    pub lost_events: u64,
+    pub undecodable_events: u64,
+    pub complete: bool,
+    pub incomplete_because: Vec<String>,
+}
+
+/// Rates in bits per second.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rates {
+    pub now_up: f64,
+    pub now_down: f64,
+    pub recent_up: f64,
+    pub recent_down: f64,
+}
+
+impl Rates {
+    fn of(series: Option<&Series>, now_ns: u64) -> Self {
+        let Some(s) = series else {
+            return Self::default();
+        };
+        let (now_up, now_down) = s.rate(now_ns, NOW_WINDOW);
+        let (recent_up, recent_down) = s.rate(now_ns, RECENT_WINDOW);
+        Self {
+            now_up,
+            now_down,
+            recent_up,
+            recent_down,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupRow {
+    pub id: String,
+    pub title: String,
+    pub required: bool,
+    pub summary: bool,
+    pub status: Status,
+    /// Host entries of the group.
+    pub members: usize,
+    /// Members reached (ok or degraded).
+    pub reached: usize,
+    /// Members blocked.
+    pub blocked: usize,
+    /// Members blocked or degraded.
+    pub failing: Vec<String>,
+    pub flows: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub rates: Rates,
+    /// The higher of the up and down rates in each of the last `HISTORY_S` seconds, oldest
+    /// first.
+    pub history: Vec<f64>,
+    pub throughput: ThroughputStats,
+}
+
+/// One failure (or warning) reason of a host, with its timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReasonRow {
+    pub code: String,
+    pub count: u64,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub process: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A documented host, an observed member of a documented wildcard, or an undeclared
+/// destination (by name, or by address when no DNS answer named it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRow {
+    /// The name, or the address of an unresolved destination: what the row is known by.
+    pub label: String,
+    pub unresolved: bool,
+    /// The catalog pattern that matched (documented hosts only).
+    pub pattern: Option<String>,
+    pub groups: Vec<String>,
+    pub status: Status,
+    pub reasons: Vec<ReasonRow>,
+    pub addresses: Vec<String>,
+    pub ports: Vec<u16>,
+    pub cname_chain: Vec<String>,
+    pub flows: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub processes: Vec<String>,
+    pub function: Option<String>,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub rates: Rates,
+    pub throughput: ThroughputStats,
+}
+
+impl HostRow {
+    /// `tcp_reset×3, dns_nxdomain`.
+    pub fn reason_codes(&self) -> String {
+        self.reasons
+            .iter()
+            .map(|r| {
+                if r.count > 1 {
+                    format!("{}×{}", r.code, r.count)
+                } else {
+                    r.code.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Where a flow is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FlowState {
+    /// SYN sent, no handshake yet.
+    Connecting,
+    Open,
+    Closed,
+    /// Closed without reaching its destination (see `failure`).
+    Failed,
+}
+
+impl FlowState {
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Connecting => "syn",
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlowRow {
+    pub flow_id: u64,
+    /// `curl[4420]`.
+    pub process: String,
+    /// `curl`.
+    pub comm: String,
+    pub src: String,
+    pub dst: String,
+    /// The name, or the destination address when unresolved.
+    pub label: String,
+    pub cname_chain: Vec<String>,
+    pub groups: Vec<String>,
+    pub class: DestinationClass,
+    pub name_expired: bool,
+    pub state: FlowState,
+    pub opened_ns: u64,
+    pub established_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub closed_by: Option<ClosedBy>,
+    pub error: Option<String>,
+    pub rst_received: bool,
+    pub syn_retransmits: u32,
+    pub retransmits: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// The reason code when the flow failed to reach its destination.
+    pub failure: Option<&'static str>,
+    /// A flow that worked, but not well: `slow_throughput` or `long_poll_cut`, with evidence.
+    pub warning: Option<(&'static str, String)>,
+    pub idle_ms: Option<f64>,
+    pub throughput: ThroughputStats,
+}
+
+impl FlowRow {
+    /// The group column: the first group, or the class when the destination is in none.
+    pub fn group(&self) -> &str {
+        match (self.groups.first(), self.class) {
+            (Some(g), _) => g,
+            (None, DestinationClass::Unresolved) => "unresolved",
+            (None, _) => "undeclared",
+        }
+    }
+
+    /// The outcome column: the failure or warning code, else how the flow ended.
+    pub fn outcome_word(&self) -> String {
+        if let Some(code) = self.failure {
+            return code.to_owned();
+        }
+        if let Some((code, _)) = &self.warning {
+            return (*code).to_owned();
+        }
+        match self.outcome {
+            None => "-".to_owned(),
+            Some(Outcome::Closed) => "ok".to_owned(),
+            Some(o) => format!("ok, {}", o.as_str()),
+        }
+    }
+}
+
+/// Everything one frame shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// The instant the rates are computed at.
+    pub now_ns: u64,
+    /// Observations fed to the correlator so far (kernel events, or event-log lines).
+    pub observations: u64,
+    pub verdict: Verdict,
+    pub capture: CaptureHealth,
+    /// The minimum rate a transfer must reach (`--min-throughput`), in bits per second.
+    pub min_bps: f64,
+    pub groups: Vec<GroupRow>,
+    /// Documented names (catalog order), then observed wildcard members.
+    pub hosts: Vec<HostRow>,
+    /// Loudest first.
+    pub undeclared: Vec<HostRow>,
+    /// Open flows and the most recent closed ones, in the order they opened.
+    pub flows: Vec<FlowRow>,
+    /// Flows the correlator holds (the view keeps only the recent closed ones).
+    pub flows_total: usize,
+}
+
+impl Snapshot {
+    /// The view before anything was observed.
+    pub fn empty(now_ns: u64) -> Self {
+        Self {
+            now_ns,
+            observations: 0,
+            verdict: Verdict {
+                state: VerdictState::Unknown,
+                summary: String::new(),
+                because: Vec::new(),
+                failing_features: Vec::new(),
+            },
+            capture: CaptureHealth::default(),
+            min_bps: crate::throughput::DEFAULT_MIN_BPS,
+            groups: Vec::new(),
+            hosts: Vec::new(),
+            undeclared: Vec::new(),
+            flows: Vec::new(),
+            flows_total: 0,
+        }
+    }
+}
+
+/// Builds the view of everything the correlator has seen, with rates at `now_ns`.
+pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
+    let r = report::build(c);
+    let verdict = Verdict {
+        state: match r.verdict.runner_can_work {
+            Some(true) => VerdictState::CanWork,
+            Some(false)
+                if r.verdict
+                    .required
+                    .iter()
+                    .any(|g| g.status == Status::Blocked) =>
+            {
+                VerdictState::Blocked
+            }
+            Some(false) => VerdictState::Degraded,
+            None => VerdictState::Unknown,
+        },
+        summary: clean(&r.verdict.summary),
+        because: r
+            .verdict
+            .required
+            .iter()
+            .flat_map(|g| g.because.iter().map(|b| clean(b)))
+            .collect(),
+        failing_features: r
+            .verdict
+            .failing_features
+            .iter()
+            .map(|g| clean(&g.group))
+            .collect(),
+    };
+    let info = c.capture();
+    let capture = CaptureHealth {
+        started_ns: info.started_ns,
+        last_event_ns: info.ended_ns,
+        ports: info.ports.clone(),
+        all_ports: info.all_ports,
+        probes_attached: info.probes.iter().filter(|p| p.attached).count(),
+        probes_total: info.probes.len(),
+        unattached: info
+            .probes
+            .iter()
+            .filter(|p| !p.attached)
+            .map(|p| {
+                clean(&format!(
+                    "{} ({}): {}",
+                    p.program,
+                    p.hook,
+                    p.error.as_deref().unwrap_or("unknown error")
+                ))
+            })
+            .collect(),
+        lost_events: info.stats.lost_events,
+        undecodable_events: info.stats.undecodable_events,
+        complete: r.capture.complete,
+        incomplete_because: r.capture.incomplete_because.clone(),
+    };
+
+    let hosts: Vec<HostRow> = r
+        .hosts
+        .iter()
+        .map(|h| HostRow {
+            label: clean(&h.name),
+            unresolved: false,
+            pattern: Some(clean(&h.pattern)),
+            groups: h.groups.clone(),
+            status: h.status,
+            reasons: reasons(&h.reasons),
+            addresses: h.addresses.iter().map(ToString::to_string).collect(),
+            ports: Vec::new(),
+            cname_chain: h.cname_chain.iter().map(|n| clean(n)).collect(),
+            flows: h.flows,
+            bytes_sent: h.bytes_sent,
+            bytes_received: h.bytes_received,
+            processes: h.processes.iter().map(process_label).collect(),
+            function: h.function.clone(),
+            first_ns: parse_time(h.first_seen.as_deref()),
+            last_ns: parse_time(h.last_seen.as_deref()),
+            rates: Rates::of(c.host_series(&h.name), now_ns),
+            throughput: h.throughput.clone(),
+        })
+        .collect();
+    let undeclared: Vec<HostRow> = r
+        .undeclared
+        .iter()
+        .map(|u| {
+            let key = u.name.clone().unwrap_or_else(|| {
+                u.addresses
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            });
+            HostRow {
+                label: clean(&key),
+                unresolved: u.name.is_none(),
+                pattern: None,
+                groups: Vec::new(),
+                status: u.status,
+                reasons: reasons(&u.reasons),
+                addresses: u.addresses.iter().map(ToString::to_string).collect(),
+                ports: u.ports.clone(),
+                cname_chain: u.cname_chain.iter().map(|n| clean(n)).collect(),
+                flows: u.flows,
+                bytes_sent: u.bytes_sent,
+                bytes_received: u.bytes_received,
+                processes: u.processes.iter().map(process_label).collect(),
+                function: None,
+                first_ns: parse_time(u.first_seen.as_deref()),
+                last_ns: parse_time(u.last_seen.as_deref()),
+                rates: Rates::of(c.host_series(&key), now_ns),
+                throughput: u.throughput.clone(),
+            }
+        })
+        .collect();
+
+    let status_of: HashMap<&str, Status> = r
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), h.status))
+        .collect();
+    let groups = r
+        .groups
+        .iter()
+        .map(|g| {
+            let count = |wanted: &[Status]| {
+                g.hosts
+                    .iter()
+                    .filter(|h| {
+                        status_of
+                            .get(h.as_str())
+                            .is_some_and(|s| wanted.contains(s))
+                    })
+                    .count()
+            };
+            let series = c.group_series(&g.id);
+            GroupRow {
+                id: clean(&g.id),
+                title: clean(&g.title),
+                required: g.required,
+                summary: g.summary,
+                status: g.status,
+                members: g.hosts.len(),
+                reached: count(&[Status::Ok, Status::Degraded]),
+                blocked: count(&[Status::Blocked]),
+                failing: g.failing_hosts.iter().map(|h| clean(h)).collect(),
+                flows: g.flows,
+                bytes_sent: g.bytes_sent,
+                bytes_received: g.bytes_received,
+                rates: Rates::of(series, now_ns),
+                history: history(series, now_ns),
+                throughput: g.throughput.clone(),
+            }
+        })
+        .collect();
+
+    let limits = c.limits();
+    let all = c.flows();
+    let mut kept: Vec<&FlowEntry> = Vec::new();
+    let mut closed = 0;
+    for f in all.iter().rev() {
+        if f.closed_ns.is_none() {
+            kept.push(f);
+        } else if closed < MAX_CLOSED_FLOWS {
+            closed += 1;
+            kept.push(f);
+        }
+    }
+    kept.reverse();
+    let flows = kept.into_iter().map(|f| flow_row(f, &limits)).collect();
+
+    Snapshot {
+        now_ns,
+        observations,
+        verdict,
+        capture,
+        min_bps: limits.min_bps,
+        groups,
+        hosts,
+        undeclared,
+        flows,
+        flows_total: all.len(),
+    }
+}
+
+fn flow_row(f: &FlowEntry, limits: &crate::correlate::Limits) -> FlowRow {
+    let failure = report::failure(f);
+    let state = match (f.closed_ns, f.established_ns) {
+        (Some(_), _) if failure.is_some() => FlowState::Failed,
+        (Some(_), _) => FlowState::Closed,
+        (None, Some(_)) => FlowState::Open,
+        (None, None) => FlowState::Connecting,
+    };
+    FlowRow {
+        flow_id: f.flow_id,
+        process: process_label(&f.process),
+        comm: clean(&f.process.comm),
+        src: f.src.to_string(),
+        dst: f.dst.to_string(),
+        label: clean(&series_key(&f.destination, f.dst)),
+        cname_chain: f.destination.cname_chain.iter().map(|n| clean(n)).collect(),
+        groups: f.destination.groups.clone(),
+        class: f.destination.class,
+        name_expired: f.destination.name_expired,
+        state,
+        opened_ns: f.opened_ns,
+        established_ns: f.established_ns,
+        closed_ns: f.closed_ns,
+        outcome: f.outcome,
+        closed_by: f.closed_by,
+        error: f.error.clone(),
+        rst_received: f.rst_received,
+        syn_retransmits: f.syn_retransmits,
+        retransmits: f.retransmits,
+        bytes_sent: f.bytes_sent,
+        bytes_received: f.bytes_received,
+        failure,
+        warning: report::warning(f, limits).map(|(code, detail)| (code, clean(&detail))),
+        idle_ms: f.idle_ms,
+        throughput: f.throughput.stats(),
+    }
+}
+
+/// The higher of the two directions' rates in each of the last `HISTORY_S` seconds.
+fn history(series: Option<&Series>, now_ns: u64) -> Vec<f64> {
+    let Some(series) = series else {
+        return vec![0.0; HISTORY_S];
+    };
+    (0..HISTORY_S as u64)
+        .rev()
+        .map(|k| {
+            let (up, down) = series.rate(now_ns.saturating_sub(k * SECOND), SECOND);
+            up.max(down)
+        })
+        .collect()
+}
+
+fn reasons(list: &[Reason]) -> Vec<ReasonRow> {
+    list.iter()
+        .map(|r| ReasonRow {
+            code: clean(&r.code),
+            count: r.count,
+            first_ns: parse_time(r.first_seen.as_deref()),
+            last_ns: parse_time(r.last_seen.as_deref()),
+            process: r.process.as_ref().map(process_label),
+            detail: r.detail.as_deref().map(clean),
+        })
+        .collect()
+}
+
+fn parse_time(text: Option<&str>) -> Option<u64> {
+    let t = OffsetDateTime::parse(text?, &Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
+/// `curl[4420]`.
+pub fn process_label(p: &Process) -> String {
+    clean(&format!("{}[{}]", p.comm, p.pid))
+}
+
+pub fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Degraded => "degraded",
+        Status::Blocked => "blocked",
+        Status::Unseen => "unseen",
+    }
+}
+
+/// Text safe to put on a terminal: control characters (escape sequences, newlines) become `?`.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        catalog::Catalog,
+        correlate::tests::{closed, opened, response},
+        events::Observed,
+    };
+
+    const T0: u64 = 1_795_766_400 * SECOND;
+
+    fn progress(id: u64, dst: &str, sent: u64, received: u64) -> Observed {
+        Observed::FlowProgress {
+            flow_id: id,
+            dst: dst.parse().unwrap(),
+            bytes_sent: sent,
+            bytes_received: received,
+            interval_ms: 1000.0,
+            sent_bps: 0.0,
+            received_bps: 0.0,
+        }
+    }
+
+    #[test]
+    fn rates_and_history_come_from_the_series_at_now() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let api = "198.18.1.10:443";
+        let mut events = vec![
+            (
+                T0,
+                response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]),
+            ),
+            (T0, opened(1, api)),
+        ];
+        // 125 kB a second for ten seconds: 1 Mbit/s down.
+        for s in 1..=10 {
+            events.push((T0 + s * SECOND, progress(1, api, 100 * s, 125_000 * s)));
+        }
+        for (ts, mut o) in events {
+            c.observe(ts, &mut o);
+        }
+        let v = build(&c, T0 + 10 * SECOND, 12);
+        let essential = &v.groups[0];
+        assert_eq!(essential.id, "essential");
+        assert_eq!(essential.status, Status::Unseen, "the flow is still open");
+        assert_eq!(essential.rates.now_down, 1_000_000.0);
+        assert_eq!(essential.rates.recent_down, 1_000_000.0);
+        assert_eq!(essential.rates.now_up, 800.0);
+        assert_eq!(essential.history.len(), HISTORY_S);
+        assert_eq!(essential.history[HISTORY_S - 1], 1_000_000.0);
+        assert_eq!(essential.history[HISTORY_S - 11], 0.0);
+        let host = v
+            .hosts
+            .iter()
+            .find(|h| h.label == "api.github.com")
+            .unwrap();
+        assert_eq!(host.rates.now_down, 1_000_000.0);
+        assert_eq!(v.flows.len(), 1);
+        assert_eq!(v.flows[0].state, FlowState::Connecting);
+        assert_eq!(v.flows[0].group(), "essential");
+
+        // Five seconds later nothing moved: the current rate is zero, the recent one half.
+        let later = build(&c, T0 + 15 * SECOND, 12);
+        assert_eq!(later.groups[0].rates.now_down, 0.0);
+        assert_eq!(later.groups[0].rates.recent_down, 500_000.0);
+    }
+
+    #[test]
+    fn failures_and_undeclared_destinations() {
+        let mut c = Correlator::new(Catalog::builtin());
+        for (ts, mut o) in [
+            (T0, response("ghcr.io", &[("ghcr.io", "A", "198.18.1.16")])),
+            (T0, opened(1, "198.18.1.16:443")),
+            (T0 + SECOND, closed(1, "198.18.1.16:443", false, 0, 0)),
+            (T0 + SECOND, opened(2, "198.18.9.9:443")),
+            (T0 + 2 * SECOND, closed(2, "198.18.9.9:443", true, 10, 2000)),
+        ] {
+            c.observe(ts, &mut o);
+        }
+        let v = build(&c, T0 + 2 * SECOND, 5);
+        let ghcr = v.hosts.iter().find(|h| h.label == "ghcr.io").unwrap();
+        assert_eq!(ghcr.status, Status::Blocked);
+        assert_eq!(ghcr.reason_codes(), "tcp_reset");
+        assert_eq!(ghcr.reasons[0].first_ns, Some(T0 + SECOND));
+        assert_eq!(v.undeclared.len(), 1);
+        assert!(v.undeclared[0].unresolved);
+        assert_eq!(v.undeclared[0].label, "198.18.9.9");
+        assert_eq!(v.flows[0].state, FlowState::Failed);
+        assert_eq!(v.flows[0].outcome_word(), "tcp_reset");
+        assert_eq!(v.flows[1].group(), "unresolved");
+        let packages = v.groups.iter().find(|g| g.id == "packages").unwrap();
+        assert_eq!((packages.blocked, packages.reached), (1, 0));
+    }
+
+    #[test]
+    fn text_from_the_network_cannot_reach_the_terminal_raw() {
+        assert_eq!(clean("evil\x1b]0;title\x07name\n"), "evil?]0;title?name?");
+        assert_eq!(clean("räksmörgås.example"), "räksmörgås.example");
+    }
+}
