@@ -249,6 +249,18 @@ impl Capture {
         Ok(n)
     }
 
+    /// Hands every record already waiting to `f`, without waiting: the kernel wakes user space
+    /// only when enough has piled up, so the capture loop also drains on its own ticks.
+    pub fn drain_pending(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
     /// The kernel's current view of every tracked flow (byte counters included).
     pub fn flows(&self) -> Vec<(u64, Flow)> {
         self.flows.iter().filter_map(Result::ok).collect()

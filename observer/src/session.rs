@@ -92,18 +92,15 @@ pub async fn run_started(
     let result: anyhow::Result<()> = loop {
         let mut batch = Vec::new();
         tokio::select! {
-            drained = capture.drain(|record| match decode(record) {
-                Ok(event) => batch.extend(tracker.on_event(event)),
-                Err(e) => {
-                    log::debug!("undecodable record: {e}");
-                    tracker.on_undecodable();
-                }
-            }) => {
+            drained = capture.drain(|record| ingest(&mut tracker, &mut batch, record)) => {
                 if let Err(e) = drained {
                     break Err(e.into());
                 }
             }
-            _ = tick.tick() => batch.extend(tracker.on_tick(monotonic_ns())),
+            _ = tick.tick() => {
+                capture.drain_pending(|record| ingest(&mut tracker, &mut batch, record));
+                batch.extend(tracker.on_tick(monotonic_ns()));
+            }
             _ = poll.tick() => {
                 let now = monotonic_ns();
                 for (key, flow) in capture.flows() {
@@ -124,14 +121,27 @@ pub async fn run_started(
         }
     };
 
-    // Stopping: report everything held back, and the totals.
-    let mut last = tracker.flush();
+    // Stopping: what the kernel already delivered, everything held back, and the totals.
+    let mut last = Vec::new();
+    capture.drain_pending(|record| ingest(&mut tracker, &mut last, record));
+    last.extend(tracker.flush());
     last.push((
         monotonic_ns(),
         Observed::CaptureStats(stats(&tracker, &capture)),
     ));
     let last = consume(stamp(last));
     result.and(last)
+}
+
+/// Decodes one ring-buffer record into the tracker, its observations into `batch`.
+fn ingest(tracker: &mut Tracker, batch: &mut Vec<(u64, Observed)>, record: &[u8]) {
+    match decode(record) {
+        Ok(event) => batch.extend(tracker.on_event(event)),
+        Err(e) => {
+            log::debug!("undecodable record: {e}");
+            tracker.on_undecodable();
+        }
+    }
 }
 
 fn stats(tracker: &Tracker, capture: &Capture) -> CaptureStats {

@@ -19,7 +19,7 @@ use observer_ebpf::{
     KIND_DNS,
 };
 
-use super::maps::{count, EVENTS, SOCK_OWNERS};
+use super::maps::{count, submit_flags, EVENTS, SOCK_OWNERS};
 
 /// cgroup_skb programs return 1 to let the packet through; they never drop anything.
 const PASS: i32 = 1;
@@ -133,6 +133,6 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         addr_of_mut!((*ev).captured_len).write(captured);
         addr_of_mut!((*ev).flags).write(flags);
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! The maps shared by all programs (names and sizes come from the ABI in `lib.rs`).
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
     Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET,
-    COUNTER_ENTRIES, EVENTS_BYTES, FLOWS_MAX, SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
+    COUNTER_ENTRIES, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, SOCK_OWNERS_MAX,
+    WATCH_PORTS_MAX,
 };
 
 #[map(name = "EVENTS")]
@@ -26,6 +28,17 @@ pub static WATCH_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(WATCH_PORTS
 
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
+
+/// Flags for submitting a record to `EVENTS`: wake user space only when enough is waiting
+/// (see `EVENTS_WAKEUP_BYTES`).
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= EVENTS_WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
+}
 
 /// Adds one to a `COUNTERS` slot.
 #[inline(always)]

@@ -22,7 +22,7 @@ use observer_ebpf::{
 };
 
 use super::{
-    maps::{count, port_watched, sk_err_offset, EVENTS, FLOWS},
+    maps::{count, port_watched, sk_err_offset, submit_flags, EVENTS, FLOWS},
     owner::current_owner,
 };
 
@@ -73,7 +73,7 @@ fn emit_flow(kind: u32, key: u64, flow: &Flow, now: u64) {
         addr_of_mut!((*ev).key).write(key);
         addr_of_mut!((*ev).flow).write(*flow);
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
 }
 
 // sock:inet_sock_set_state
@@ -232,7 +232,7 @@ fn try_sock_error(ctx: &TracePointContext) -> Result<(), i64> {
             tuple,
         });
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
     Ok(())
 }
 
