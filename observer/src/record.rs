@@ -2,8 +2,8 @@
 //! feed the correlator and write the audit report atomically.
 
 use std::{
-    fs::{self, File},
-    io::{self, BufRead, BufReader, BufWriter, Write},
+    fs::File,
+    io::{BufRead, BufReader, BufWriter},
     path::Path,
 };
 
@@ -13,7 +13,7 @@ use crate::{
     cli::{RecordArgs, ReportArgs, ReportCommand},
     correlate::Correlator,
     export::{self, Document, Format},
-    output::{parse_line, Sink},
+    output::{parse_line, write_out, Sink},
     report, session,
 };
 
@@ -118,27 +118,5 @@ pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Res
             capture.incomplete_because.join("; ")
         );
     }
-    if out == Path::new("-") {
-        return match io::stdout().lock().write_all(text.as_bytes()) {
-            // A reader that has seen enough (`| head`) is not a failure.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.context("cannot write the report"),
-        };
-    }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = fs::write(&tmp, &text)
-        .and_then(|()| File::open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, out));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write the report {}", out.display()))
+    write_out(out, &text, "the report")
 }

@@ -22,7 +22,6 @@ mod suricata;
 
 use std::{
     fs,
-    io::{self, Write as _},
     path::{Path, PathBuf},
 };
 
@@ -137,7 +136,7 @@ pub fn run(args: &SuggestArgs) -> anyhow::Result<()> {
             render(&plan, args.format, &source)
         }
     };
-    write_out(&args.out, &text)
+    crate::output::write_out(&args.out, &text, "the rules")
 }
 
 /// The rules of a plan in one format.
@@ -182,31 +181,6 @@ pub(crate) fn clean(text: &str) -> String {
             _ => '?',
         })
         .collect()
-}
-
-/// Writes to `out` (`-`: stdout; a closed pipe is not an error), or to a file atomically: a
-/// temporary file beside it, then a rename.
-fn write_out(out: &Path, text: &str) -> anyhow::Result<()> {
-    if out == Path::new("-") {
-        return match io::stdout().lock().write_all(text.as_bytes()) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other.context("cannot write the rules"),
-        };
-    }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, out));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write the rules to {}", out.display()))
 }
 
 #[cfg(test)]

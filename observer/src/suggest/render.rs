@@ -170,21 +170,6 @@ pub fn section_title(section: &Section) -> String {
     }
 }
 
-/// Byte counts as people read them.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
-
 fn plural(n: u64, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
@@ -245,8 +230,8 @@ pub fn evidence(seen: &Seen, ports: &BTreeSet<u16>) -> String {
         ));
         parts.push(format!(
             "{} sent, {} received",
-            bytes(seen.bytes_sent),
-            bytes(seen.bytes_received)
+            crate::output::bytes(seen.bytes_sent),
+            crate::output::bytes(seen.bytes_received)
         ));
     }
     if !seen.processes.is_empty() {
