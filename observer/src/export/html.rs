@@ -14,11 +14,12 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{HostReport, Reason, Status};
+use crate::report::Status;
 
 use super::{
-    bytes, capture_facts, flow_is_problem, headline, is_failing, merge::RunnerStatus,
-    process_label, status_word, unattached_probes, when, Document, FlowCounts, MAX_RUNNER_COLUMNS,
+    bytes, capture_facts, headline, status_word,
+    table::{self, Cell, Table},
+    unattached_probes, Document, FlowCounts,
 };
 
 /// Rows shown per table before the rest is summarised.
@@ -144,89 +145,79 @@ fn runner_badge(status: Option<Status>) -> String {
     )
 }
 
-/// A table cell: `(html, numeric)`.
-type Cell = (String, bool);
-
-fn text_cell(html: String) -> Cell {
-    (html, false)
+/// A cell in HTML, escaped and marked up.
+fn cell(cell: &Cell) -> String {
+    match cell {
+        Cell::Text(text) | Cell::Time(text) => escape(text),
+        Cell::Noted(inner, note) => format!(
+            "{} <span class=\"muted\">({})</span>",
+            self::cell(inner),
+            escape(note)
+        ),
+        Cell::Status(status) => badge(*status),
+        Cell::RunnerStatus(status) => runner_badge(*status),
+        Cell::NotOkOn(runners) if runners.is_empty() => "—".to_owned(),
+        Cell::NotOkOn(runners) => runners
+            .iter()
+            .map(|(runner, status)| format!("{} {}", escape(runner), runner_badge(*status)))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        // One item a line, all of them, whatever the Markdown style.
+        Cell::List(_, items) => list_or_dash(items),
+        Cell::Reasons(reasons) if reasons.is_empty() => "—".to_owned(),
+        Cell::Reasons(reasons) => reasons
+            .iter()
+            .map(|reason| {
+                let by = reason
+                    .by
+                    .as_ref()
+                    .map(|p| format!(" by {}", escape(p)))
+                    .unwrap_or_default();
+                format!(
+                    "<code>{}</code> ×{} <span class=\"muted\">(last {}{by})</span>",
+                    escape(&reason.code),
+                    reason.count,
+                    escape(&reason.last)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        Cell::CanWork(can_work) => match can_work {
+            Some(true) => "can work",
+            Some(false) => "CANNOT WORK or unreliable",
+            None => "unknown",
+        }
+        .to_owned(),
+        Cell::Capture { complete: true, .. } => "complete".to_owned(),
+        Cell::Capture { because, .. } => format!("INCOMPLETE: {}", escape(because)),
+    }
 }
 
-fn num_cell(html: String) -> Cell {
-    (html, true)
-}
-
-/// A table with its header; cells are HTML already.
-fn table(html: &mut String, header: &[(String, bool)], rows: &[Vec<Cell>]) {
+/// A table of the report, then a note on the rows not shown when it was cut and says so.
+fn render_table(html: &mut String, t: &Table) {
+    let class = |numeric: bool| if numeric { " class=\"n\"" } else { "" };
     html.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
-    for (h, numeric) in header {
-        let class = if *numeric { " class=\"n\"" } else { "" };
-        let _ = write!(html, "<th scope=\"col\"{class}>{}</th>", escape(h));
+    for c in &t.columns {
+        let _ = write!(
+            html,
+            "<th scope=\"col\"{}>{}</th>",
+            class(c.numeric),
+            escape(&c.title)
+        );
     }
     html.push_str("</tr></thead>\n<tbody>\n");
-    for row in rows {
+    for row in &t.rows {
         html.push_str("<tr>");
-        for (cell, numeric) in row {
-            let class = if *numeric { " class=\"n\"" } else { "" };
-            let _ = write!(html, "<td{class}>{cell}</td>");
+        for (c, column) in row.iter().zip(&t.columns) {
+            let _ = write!(html, "<td{}>{}</td>", class(column.numeric), cell(c));
         }
         html.push_str("</tr>\n");
     }
     html.push_str("</tbody>\n</table></div>\n");
-}
-
-fn header(columns: &[(&str, bool)]) -> Vec<(String, bool)> {
-    columns.iter().map(|(h, n)| ((*h).to_owned(), *n)).collect()
-}
-
-/// The header with the per-runner columns inserted after the first `at` columns: one per
-/// runner, or for a large fleet one naming the runners where the entry is not ok.
-fn with_runner_columns(doc: &Document, columns: &[(&str, bool)], at: usize) -> Vec<(String, bool)> {
-    let labels = doc.runner_labels();
-    let mut h = header(&columns[..at]);
-    if labels.len() > MAX_RUNNER_COLUMNS {
-        h.push(("Not ok on".to_owned(), false));
-    } else {
-        h.extend(labels.into_iter().map(|l| (format!("On {l}"), false)));
-    }
-    h.extend(header(&columns[at..]));
-    h
-}
-
-/// The per-runner cells of an entry, for a merged document (none otherwise).
-fn runner_cells(doc: &Document, per_runner: Option<&[RunnerStatus]>) -> Vec<Cell> {
-    let per_runner = per_runner.unwrap_or_default();
-    let labels = doc.runner_labels();
-    if labels.len() > MAX_RUNNER_COLUMNS {
-        let not_ok: Vec<String> = per_runner
-            .iter()
-            .filter(|r| r.status.is_some_and(is_failing))
-            .map(|r| format!("{} {}", escape(&r.runner), runner_badge(r.status)))
-            .collect();
-        return vec![text_cell(if not_ok.is_empty() {
-            "—".to_owned()
-        } else {
-            not_ok.join("<br>")
-        })];
-    }
-    labels
-        .into_iter()
-        .map(|label| {
-            text_cell(runner_badge(
-                per_runner
-                    .iter()
-                    .find(|r| r.runner == label)
-                    .and_then(|r| r.status),
-            ))
-        })
-        .collect()
-}
-
-fn more(html: &mut String, shown: usize, total: usize, what: &str) {
-    if total > shown {
+    if let Some((more, what)) = t.not_shown() {
         let _ = writeln!(
             html,
-            "<p class=\"muted\">… and {} more {what} not shown; the JSON report lists them all.</p>",
-            total - shown
+            "<p class=\"muted\">… and {more} more {what} not shown; the JSON report lists them all.</p>"
         );
     }
 }
@@ -305,89 +296,22 @@ fn runners(html: &mut String, doc: &Document) {
         return;
     };
     html.push_str("<section id=\"runners\">\n<h2>Runners</h2>\n");
-    let rows: Vec<Vec<Cell>> = merged
-        .runners
-        .iter()
-        .map(|run| {
-            vec![
-                text_cell(escape(&run.label)),
-                text_cell(
-                    match run.runner_can_work {
-                        Some(true) => "can work",
-                        Some(false) => "CANNOT WORK or unreliable",
-                        None => "unknown",
-                    }
-                    .to_owned(),
-                ),
-                text_cell(if run.complete {
-                    "complete".to_owned()
-                } else {
-                    format!("INCOMPLETE: {}", escape(&run.incomplete_because.join("; ")))
-                }),
-                text_cell(format!(
-                    "{} to {}",
-                    escape(&when(run.started_at.as_deref())),
-                    escape(&when(run.ended_at.as_deref()))
-                )),
-                num_cell(run.flows.to_string()),
-                text_cell(escape(&run.summary)),
-            ]
-        })
-        .collect();
-    table(
+    render_table(
         html,
-        &header(&[
-            ("Runner", false),
-            ("Verdict", false),
-            ("Capture", false),
-            ("Window (UTC)", false),
-            ("Flows", true),
-            ("Its own summary", false),
-        ]),
-        &rows,
+        &table::runners(merged, "Its own summary", |run| &run.summary),
     );
     html.push_str("</section>\n");
-}
-
-fn group_breakdown<'a>(doc: &'a Document, id: &str) -> Option<&'a [RunnerStatus]> {
-    doc.merged.as_ref().and_then(|m| {
-        m.groups
-            .iter()
-            .find(|g| g.key == id)
-            .map(|g| g.runners.as_slice())
-    })
 }
 
 fn required(html: &mut String, doc: &Document) {
     let v = &doc.report.verdict;
     html.push_str("<section id=\"required\">\n<h2>Required groups and failing features</h2>\n");
-    let columns = [
-        ("Group", false),
-        ("Status", false),
-        ("Required", false),
-        ("Failing hosts", false),
-    ];
-    let rows: Vec<Vec<Cell>> = v
-        .required
-        .iter()
-        .map(|g| (g, "yes"))
-        .chain(v.failing_features.iter().map(|g| (g, "no")))
-        .map(|(g, required)| {
-            let mut row = vec![
-                text_cell(format!(
-                    "{} <span class=\"muted\">({})</span>",
-                    escape(&g.title),
-                    escape(&g.group)
-                )),
-                text_cell(badge(g.status)),
-            ];
-            row.extend(runner_cells(doc, group_breakdown(doc, &g.group)));
-            row.push(text_cell(required.to_owned()));
-            row.push(text_cell(list_or_dash(&g.because)));
-            row
-        })
-        .collect();
-    table(html, &with_runner_columns(doc, &columns, 2), &rows);
+    let groups = (v.required.iter().map(|g| (g, Some("yes"))))
+        .chain(v.failing_features.iter().map(|g| (g, Some("no"))));
+    render_table(
+        html,
+        &table::group_verdicts(doc, "Group", groups, true, "Failing hosts"),
+    );
     if v.failing_features.is_empty() {
         html.push_str("<p>No optional feature failed.</p>\n");
     }
@@ -395,56 +319,8 @@ fn required(html: &mut String, doc: &Document) {
 }
 
 fn groups(html: &mut String, doc: &Document) {
-    let r = &doc.report;
     html.push_str("<section id=\"groups\">\n<h2>Host groups</h2>\n");
-    let columns = [
-        ("Group", false),
-        ("Status", false),
-        ("Required", false),
-        ("Flows", true),
-        ("Sent", true),
-        ("Received", true),
-        ("Failing hosts", false),
-    ];
-    let rows: Vec<Vec<Cell>> = r
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let mut row = vec![
-                text_cell(format!(
-                    "{} <span class=\"muted\">({})</span>",
-                    escape(&g.title),
-                    escape(&g.id)
-                )),
-                text_cell(badge(g.status)),
-            ];
-            row.extend(runner_cells(
-                doc,
-                doc.merged
-                    .as_ref()
-                    .and_then(|m| m.groups.get(i).map(|b| b.runners.as_slice())),
-            ));
-            row.extend([
-                text_cell(
-                    (if g.required {
-                        "yes"
-                    } else if g.summary {
-                        "no (summary)"
-                    } else {
-                        "no"
-                    })
-                    .to_owned(),
-                ),
-                num_cell(g.flows.to_string()),
-                num_cell(escape(&bytes(g.bytes_sent))),
-                num_cell(escape(&bytes(g.bytes_received))),
-                text_cell(list_or_dash(&g.failing_hosts)),
-            ]);
-            row
-        })
-        .collect();
-    table(html, &with_runner_columns(doc, &columns, 2), &rows);
+    render_table(html, &table::groups(doc));
     html.push_str("</section>\n");
 }
 
@@ -527,247 +403,53 @@ fn traffic(html: &mut String, doc: &Document) {
     html.push_str("</div>\n</section>\n");
 }
 
-fn reasons_html(reasons: &[Reason]) -> String {
-    if reasons.is_empty() {
-        return "—".to_owned();
-    }
-    reasons
-        .iter()
-        .map(|reason| {
-            let by = reason
-                .process
-                .as_ref()
-                .map(|p| format!(" by {}", escape(&process_label(p))))
-                .unwrap_or_default();
-            format!(
-                "<code>{}</code> ×{} <span class=\"muted\">(last {}{by})</span>",
-                escape(&reason.code),
-                reason.count,
-                escape(&when(reason.last_seen.as_deref()))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("<br>")
-}
-
-fn addresses_html(addresses: &[std::net::IpAddr]) -> String {
-    if addresses.is_empty() {
-        return "—".to_owned();
-    }
-    addresses
-        .iter()
-        .map(|a| escape(&a.to_string()))
-        .collect::<Vec<_>>()
-        .join("<br>")
-}
-
-fn host_breakdown(doc: &Document, i: usize) -> Option<&[RunnerStatus]> {
-    doc.merged
-        .as_ref()
-        .and_then(|m| m.hosts.get(i).map(|b| b.runners.as_slice()))
-}
-
 fn failing_hosts(html: &mut String, doc: &Document) {
-    let r = &doc.report;
     html.push_str("<section id=\"failing\">\n<h2>Blocked and degraded hosts</h2>\n");
-    let failing: Vec<(usize, &HostReport)> = r
-        .hosts
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| is_failing(h.status))
-        .collect();
-    if failing.is_empty() {
-        html.push_str("<p>None: no documented host was blocked or degraded.</p>\n</section>\n");
-        return;
+    match table::failing_hosts(doc, MAX_ROWS) {
+        Some(t) => render_table(html, &t),
+        None => html.push_str("<p>None: no documented host was blocked or degraded.</p>\n"),
     }
-    let columns = [
-        ("Host", false),
-        ("Status", false),
-        ("Reasons", false),
-        ("Groups", false),
-        ("Addresses", false),
-    ];
-    let rows: Vec<Vec<Cell>> = failing
-        .iter()
-        .take(MAX_ROWS)
-        .map(|(i, h)| {
-            let mut row = vec![text_cell(escape(&h.name)), text_cell(badge(h.status))];
-            row.extend(runner_cells(doc, host_breakdown(doc, *i)));
-            row.extend([
-                text_cell(reasons_html(&h.reasons)),
-                text_cell(escape(&h.groups.join(", "))),
-                text_cell(addresses_html(&h.addresses)),
-            ]);
-            row
-        })
-        .collect();
-    table(html, &with_runner_columns(doc, &columns, 2), &rows);
-    more(html, rows.len(), failing.len(), "failing hosts");
     html.push_str("</section>\n");
 }
 
 fn documented_hosts(html: &mut String, doc: &Document) {
-    let r = &doc.report;
     html.push_str("<section id=\"hosts\">\n<h2>Documented hosts</h2>\n");
-    let columns = [
-        ("Host", false),
-        ("Status", false),
-        ("Groups", false),
-        ("Flows", true),
-        ("Sent", true),
-        ("Received", true),
-        ("Addresses", false),
-    ];
-    let rows: Vec<Vec<Cell>> = r
-        .hosts
-        .iter()
-        .enumerate()
-        .take(MAX_ROWS)
-        .map(|(i, h)| {
-            let name = if h.pattern == h.name {
-                escape(&h.name)
-            } else {
-                format!(
-                    "{} <span class=\"muted\">(as {})</span>",
-                    escape(&h.name),
-                    escape(&h.pattern)
-                )
-            };
-            let mut row = vec![text_cell(name), text_cell(badge(h.status))];
-            row.extend(runner_cells(doc, host_breakdown(doc, i)));
-            row.extend([
-                text_cell(escape(&h.groups.join(", "))),
-                num_cell(h.flows.to_string()),
-                num_cell(escape(&bytes(h.bytes_sent))),
-                num_cell(escape(&bytes(h.bytes_received))),
-                text_cell(addresses_html(&h.addresses)),
-            ]);
-            row
-        })
-        .collect();
-    table(html, &with_runner_columns(doc, &columns, 2), &rows);
-    more(html, rows.len(), r.hosts.len(), "hosts");
+    render_table(html, &table::documented_hosts(doc, MAX_ROWS));
     html.push_str("</section>\n");
 }
 
 fn undeclared(html: &mut String, doc: &Document) {
-    let r = &doc.report;
     html.push_str("<section id=\"undeclared\">\n<h2>Undeclared destinations</h2>\n");
-    if r.undeclared.is_empty() {
-        html.push_str(
-            "<p>None: every destination belongs to a group of the catalog.</p>\n</section>\n",
-        );
-        return;
+    match table::undeclared(doc, MAX_ROWS) {
+        Some(t) => {
+            html.push_str(
+                "<p>Destinations no group of the catalog lists: a workflow's own registries, \
+                 hard-coded addresses. Loudest first.</p>\n",
+            );
+            render_table(html, &t);
+        }
+        None => {
+            html.push_str("<p>None: every destination belongs to a group of the catalog.</p>\n")
+        }
     }
-    html.push_str(
-        "<p>Destinations no group of the catalog lists: a workflow's own registries, hard-coded \
-         addresses. Loudest first.</p>\n",
-    );
-    let columns = [
-        ("Destination", false),
-        ("Status", false),
-        ("Ports", false),
-        ("Flows", true),
-        ("Sent", true),
-        ("Received", true),
-        ("Processes", false),
-        ("Reasons", false),
-    ];
-    let rows: Vec<Vec<Cell>> = r
-        .undeclared
-        .iter()
-        .enumerate()
-        .take(MAX_ROWS)
-        .map(|(i, u)| {
-            let destination = match &u.name {
-                Some(name) => escape(name),
-                None => format!(
-                    "{} <span class=\"muted\">(no DNS name seen)</span>",
-                    addresses_html(&u.addresses)
-                ),
-            };
-            let mut row = vec![text_cell(destination), text_cell(badge(u.status))];
-            row.extend(runner_cells(
-                doc,
-                doc.merged
-                    .as_ref()
-                    .and_then(|m| m.undeclared.get(i).map(|b| b.runners.as_slice())),
-            ));
-            let processes: Vec<String> = u.processes.iter().map(process_label).collect();
-            row.extend([
-                text_cell(
-                    u.ports
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ),
-                num_cell(u.flows.to_string()),
-                num_cell(escape(&bytes(u.bytes_sent))),
-                num_cell(escape(&bytes(u.bytes_received))),
-                text_cell(list_or_dash(&processes)),
-                text_cell(reasons_html(&u.reasons)),
-            ]);
-            row
-        })
-        .collect();
-    table(html, &with_runner_columns(doc, &columns, 2), &rows);
-    more(html, rows.len(), r.undeclared.len(), "destinations");
     html.push_str("</section>\n");
 }
 
 fn flows(html: &mut String, doc: &Document) {
-    let r = &doc.report;
     html.push_str("<section id=\"flows\">\n<h2>Flows</h2>\n");
-    let _ = writeln!(html, "<p>{}</p>", escape(&FlowCounts::of(r).sentence()));
-    let problems: Vec<(usize, &crate::report::FlowReport)> = r
-        .flows
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| flow_is_problem(f))
-        .collect();
-    if !problems.is_empty() {
+    let _ = writeln!(
+        html,
+        "<p>{}</p>",
+        escape(&FlowCounts::of(&doc.report).sentence())
+    );
+    if let Some(t) = table::problem_flows(doc, MAX_PROBLEM_FLOWS) {
         let _ = writeln!(
             html,
             "<p>Flows that never completed the handshake or received nothing ({} of {}):</p>",
-            problems.len().min(MAX_PROBLEM_FLOWS),
-            problems.len()
+            t.rows.len(),
+            t.total
         );
-        let merged = doc.merged.as_ref();
-        let mut columns = vec![("Flow", true)];
-        if merged.is_some() {
-            columns.push(("Runner", false));
-        }
-        columns.extend([
-            ("Opened (UTC)", false),
-            ("Process", false),
-            ("Destination", false),
-            ("Name", false),
-            ("Outcome", false),
-            ("Error", false),
-            ("Sent", true),
-        ]);
-        let rows: Vec<Vec<Cell>> = problems
-            .iter()
-            .take(MAX_PROBLEM_FLOWS)
-            .map(|(i, f)| {
-                let mut row = vec![num_cell(f.flow_id.to_string())];
-                if let Some(m) = merged {
-                    row.push(text_cell(escape(m.runner_of_flow(*i).unwrap_or("—"))));
-                }
-                row.extend([
-                    text_cell(escape(&when(f.opened_at.as_deref()))),
-                    text_cell(escape(&process_label(&f.process))),
-                    text_cell(escape(&f.dst)),
-                    text_cell(f.name.as_deref().map_or_else(|| "—".to_owned(), escape)),
-                    text_cell(f.outcome.map_or("open", |o| o.as_str()).to_owned()),
-                    text_cell(f.error.as_deref().map_or_else(|| "—".to_owned(), escape)),
-                    num_cell(escape(&bytes(f.bytes_sent))),
-                ]);
-                row
-            })
-            .collect();
-        table(html, &header(&columns), &rows);
+        render_table(html, &t);
     }
     html.push_str("</section>\n");
 }

@@ -12,6 +12,7 @@ mod html;
 mod markdown;
 pub mod merge;
 mod redact;
+mod table;
 
 use serde::{Deserialize, Serialize};
 
