@@ -514,6 +514,15 @@ impl Correlator {
         }
     }
 
+    /// Whether a destination belongs to a group the runner cannot work without (`required` in
+    /// the catalog: `essential` in the built-in one), the groups that carry its long poll.
+    pub fn reaches_required_group(&self, destination: &Destination) -> bool {
+        self.catalog
+            .groups()
+            .iter()
+            .any(|g| g.required && destination.groups.contains(&g.id))
+    }
+
     /// Ids of the groups `name` belongs to, each once, in catalog order; with a port, only groups
     /// reached on that port.
     pub fn groups_for(&self, name: &str, port: Option<u16>) -> Vec<String> {

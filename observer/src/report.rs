@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    correlate::{Correlator, DnsTimeouts, FlowEntry, Limits},
+    correlate::{Correlator, DnsTimeouts, FlowEntry},
     events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
     kernel::Process,
     names::{NameRecord, NamesStats},
@@ -263,11 +263,11 @@ struct Occurrences {
 }
 
 /// A flow that worked, but not well: too slow for the runner, or a long poll cut short.
-pub fn warning(flow: &FlowEntry, limits: &Limits) -> Option<(&'static str, String)> {
+pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String)> {
+    let limits = c.limits();
     if flow.established_ns.is_none() || failure(flow).is_some() {
         return None;
     }
-    let requires = |groups: &[String]| groups.iter().any(|g| g == REQUIRED_GROUP_HINT);
     // Closed or reset by the far side (or a middlebox) after an idle time well below the long
     // poll's: the runner's long poll would have been cut.
     if let Some(idle_ms) = flow.idle_ms {
@@ -278,7 +278,7 @@ pub fn warning(flow: &FlowEntry, limits: &Limits) -> Option<(&'static str, Strin
             );
         let long_poll_ms = limits.long_poll_ns as f64 / 1e6;
         if cut_by_far_side
-            && requires(&flow.destination.groups)
+            && c.reaches_required_group(&flow.destination)
             && idle_ms >= long_poll_ms * 0.02
             && idle_ms < long_poll_ms * 0.9
         {
@@ -314,9 +314,6 @@ pub fn warning(flow: &FlowEntry, limits: &Limits) -> Option<(&'static str, Strin
     }
     None
 }
-
-/// The group whose connections carry the runner's long poll.
-const REQUIRED_GROUP_HINT: &str = "essential";
 
 /// Accumulates the evidence about one destination.
 #[derive(Default)]
@@ -377,7 +374,7 @@ impl Tally {
         }
     }
 
-    fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool, limits: &Limits) {
+    fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
         self.flows += 1;
         self.function = self
             .function
@@ -404,7 +401,7 @@ impl Tally {
             self.reason(code, f.closed_ns.unwrap_or(f.opened_ns), Some(&f.process));
         } else if success(f) {
             self.successes += 1;
-            if let Some((code, detail)) = warning(f, limits) {
+            if let Some((code, detail)) = warning(f, c) {
                 self.warnings += 1;
                 let at = f.closed_ns.unwrap_or(f.opened_ns);
                 self.occurrence(code, 1, at, at, Some(f.process.clone()), Some(detail));
@@ -482,7 +479,6 @@ impl Tally {
 /// Builds the report of everything the correlator has seen.
 pub fn build(c: &Correlator) -> Report {
     let catalog = c.catalog();
-    let limits = c.limits();
     // Flows by the name they reached, and by address for unresolved ones.
     let mut by_name: BTreeMap<String, Tally> = BTreeMap::new();
     let mut unresolved: BTreeMap<IpAddr, Tally> = BTreeMap::new();
@@ -497,12 +493,12 @@ pub fn build(c: &Correlator) -> Report {
                 by_name
                     .entry(name.clone())
                     .or_default()
-                    .add_flow(f, sinkhole, &limits);
+                    .add_flow(f, sinkhole, c);
             }
             None => unresolved
                 .entry(f.dst.ip())
                 .or_default()
-                .add_flow(f, false, &limits),
+                .add_flow(f, false, c),
         }
     }
     for record in c.names().names() {
@@ -611,7 +607,7 @@ pub fn build(c: &Correlator) -> Report {
         groups,
         hosts,
         undeclared,
-        flows: c.flows().iter().map(flow_report).collect(),
+        flows: c.flows().iter().map(|f| flow_report(f, c)).collect(),
     }
 }
 
@@ -750,14 +746,8 @@ fn undeclared_report(
 }
 
 /// The request rhythm of a long-lived flow to a required group, when it has one.
-fn long_poll(f: &FlowEntry) -> Option<LongPoll> {
-    if !f
-        .destination
-        .groups
-        .iter()
-        .any(|g| g == REQUIRED_GROUP_HINT)
-        || f.send_times.len() < 2
-    {
+fn long_poll(f: &FlowEntry, c: &Correlator) -> Option<LongPoll> {
+    if !c.reaches_required_group(&f.destination) || f.send_times.len() < 2 {
         return None;
     }
     let mut gaps: Vec<u64> = f
@@ -774,7 +764,7 @@ fn long_poll(f: &FlowEntry) -> Option<LongPoll> {
     })
 }
 
-fn flow_report(f: &FlowEntry) -> FlowReport {
+fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
     FlowReport {
         flow_id: f.flow_id,
         process: f.process.clone(),
@@ -803,7 +793,7 @@ fn flow_report(f: &FlowEntry) -> FlowReport {
             .map(str::to_owned),
         throughput: f.throughput.stats(),
         idle_ms: f.idle_ms,
-        long_poll: long_poll(f),
+        long_poll: long_poll(f, c),
     }
 }
 

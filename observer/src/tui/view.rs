@@ -482,7 +482,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
         }
     }
     kept.reverse();
-    let flows = kept.into_iter().map(|f| flow_row(f, &limits)).collect();
+    let flows = kept.into_iter().map(|f| flow_row(f, c)).collect();
 
     Snapshot {
         now_ns,
@@ -498,7 +498,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
     }
 }
 
-fn flow_row(f: &FlowEntry, limits: &crate::correlate::Limits) -> FlowRow {
+fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
     let failure = report::failure(f);
     let state = match (f.closed_ns, f.established_ns) {
         (Some(_), _) if failure.is_some() => FlowState::Failed,
@@ -530,7 +530,7 @@ fn flow_row(f: &FlowEntry, limits: &crate::correlate::Limits) -> FlowRow {
         bytes_sent: f.bytes_sent,
         bytes_received: f.bytes_received,
         failure,
-        warning: report::warning(f, limits).map(|(code, detail)| (code, clean(&detail))),
+        warning: report::warning(f, c).map(|(code, detail)| (code, clean(&detail))),
         idle_ms: f.idle_ms,
         throughput: f.throughput.stats(),
     }
