@@ -913,6 +913,31 @@ fn rates_text(r: &Rates) -> String {
     )
 }
 
+/// The `traffic` line (bytes and live rates, after `prefix`) and, when measured, the
+/// `active rate` line of a group, host or flow.
+fn traffic_lines(
+    lines: &mut Vec<Line<'static>>,
+    prefix: &str,
+    received: u64,
+    sent: u64,
+    rates: &Rates,
+    throughput: &ThroughputStats,
+    theme: Theme,
+) {
+    lines.push(Line::from(vec![
+        label("traffic", theme),
+        Span::raw(format!(
+            "{prefix}↓{} ↑{} · {}",
+            bytes(received),
+            bytes(sent),
+            rates_text(rates)
+        )),
+    ]));
+    if let Some(s) = stats_text(throughput) {
+        lines.push(Line::from(vec![label("active rate", theme), Span::raw(s)]));
+    }
+}
+
 fn stats_text(t: &ThroughputStats) -> Option<String> {
     let one = |arrow: &str, s: &Option<RateStats>| {
         s.as_ref().map(|s| {
@@ -966,19 +991,16 @@ fn group_details(app: &App, g: &GroupRow, theme: Theme) -> Vec<Line<'static>> {
             Span::styled(why.join("; "), theme.status(Status::Blocked)),
         ]));
     }
-    lines.push(Line::from(vec![
-        label("traffic", theme),
-        Span::raw(format!(
-            "{} flows · ↓{} ↑{} · {}",
-            g.flows,
-            bytes(g.bytes_received),
-            bytes(g.bytes_sent),
-            rates_text(&g.rates)
-        )),
-    ]));
-    if let Some(s) = stats_text(&g.throughput) {
-        lines.push(Line::from(vec![label("active rate", theme), Span::raw(s)]));
-    }
+    let flows = format!("{} flows · ", g.flows);
+    traffic_lines(
+        &mut lines,
+        &flows,
+        g.bytes_received,
+        g.bytes_sent,
+        &g.rates,
+        &g.throughput,
+        theme,
+    );
     let members: Vec<Span<'static>> = app
         .view
         .hosts
@@ -1064,19 +1086,16 @@ fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
             Span::raw(h.cname_chain.join(" → ")),
         ]));
     }
-    lines.push(Line::from(vec![
-        label("traffic", theme),
-        Span::raw(format!(
-            "{} flows · ↓{} ↑{} · {}",
-            h.flows,
-            bytes(h.bytes_received),
-            bytes(h.bytes_sent),
-            rates_text(&h.rates)
-        )),
-    ]));
-    if let Some(s) = stats_text(&h.throughput) {
-        lines.push(Line::from(vec![label("active rate", theme), Span::raw(s)]));
-    }
+    let flows = format!("{} flows · ", h.flows);
+    traffic_lines(
+        &mut lines,
+        &flows,
+        h.bytes_received,
+        h.bytes_sent,
+        &h.rates,
+        &h.throughput,
+        theme,
+    );
     let seen = match (h.first_ns, h.last_ns) {
         (Some(a), Some(b)) => format!("first {} · last {}", clock_ms(a), clock_ms(b)),
         _ => "never".to_owned(),
@@ -1191,18 +1210,16 @@ fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'static>> {
         times.push_str(&format!(" · idle {:.1} s before the close", idle / 1e3));
     }
     lines.push(Line::from(vec![label("time", theme), Span::raw(times)]));
-    lines.push(Line::from(vec![
-        label("traffic", theme),
-        Span::raw(format!(
-            "↓{} ↑{} · {}",
-            bytes(f.bytes_received),
-            bytes(f.bytes_sent),
-            rates_text(&app.flow_rates(f.flow_id))
-        )),
-    ]));
-    if let Some(s) = stats_text(&f.throughput) {
-        lines.push(Line::from(vec![label("active rate", theme), Span::raw(s)]));
-    }
+    let rates = app.flow_rates(f.flow_id);
+    traffic_lines(
+        &mut lines,
+        "",
+        f.bytes_received,
+        f.bytes_sent,
+        &rates,
+        &f.throughput,
+        theme,
+    );
     if f.cname_chain.len() > 1 {
         lines.push(Line::from(vec![
             label("CNAME", theme),
