@@ -330,10 +330,12 @@ pub fn outcome(flow: &Flow, error: Option<i32>) -> (Outcome, Option<ClosedBy>) {
             None => {
                 let peer_first = flow.states_seen & (1 << TCP_CLOSE_WAIT) != 0;
                 let local_first = flow.states_seen & (1 << TCP_FIN_WAIT1) != 0;
+                // Neither FIN state, no RST received and no error: this side closed abortively
+                // (a close with unread data, or SO_LINGER 0), sending a RST of its own.
                 let by = match (local_first, peer_first) {
-                    (true, false) => Some(ClosedBy::Local),
+                    (true, false) | (false, false) => Some(ClosedBy::Local),
                     (false, true) => Some(ClosedBy::Peer),
-                    _ => None,
+                    (true, true) => None,
                 };
                 (Outcome::Closed, by)
             }
@@ -562,6 +564,9 @@ mod tests {
         f.ts_established_ns = 1;
         f.states_seen = 1 << TCP_CLOSE_WAIT | 1 << TCP_CLOSE;
         assert_eq!(outcome(&f, None), (Outcome::Closed, Some(ClosedBy::Peer)));
+        // Closed with unread data: straight from ESTABLISHED to CLOSE, the RST sent by this side.
+        f.states_seen = 1 << TCP_ESTABLISHED | 1 << TCP_CLOSE;
+        assert_eq!(outcome(&f, None), (Outcome::Closed, Some(ClosedBy::Local)));
         f.ts_rst_ns = 2;
         assert_eq!(outcome(&f, Some(libc::ECONNRESET)).0, Outcome::Reset);
         let _ = TCP_CLOSE;
