@@ -23,6 +23,8 @@ pub const MAX_FLOWS: usize = 200_000;
 pub const DNS_TIMEOUT_NS: u64 = 3_000_000_000;
 /// Queries waiting for their response; beyond this the oldest are judged early.
 const MAX_PENDING_QUERIES: usize = 65_536;
+/// Local resolvers remembered (systemd-resolved, dnsmasq, dockerd's embedded DNS, ...).
+const MAX_LOCAL_RESOLVERS: usize = 64;
 
 /// A DNS query waiting for its response.
 #[derive(Clone, Debug)]
@@ -109,6 +111,11 @@ pub struct Correlator {
     /// Latest response time per name, to forgive a query answered on another socket (retries).
     answered: HashMap<String, u64>,
     timeouts: std::collections::BTreeMap<String, DnsTimeouts>,
+    /// Latest query per name sent to a resolver on a loopback address: when, by which pid, to
+    /// which server.
+    local_asks: HashMap<String, (u64, u32, SocketAddr)>,
+    /// Processes seen forwarding their clients' queries (see [`Correlator::local_resolvers`]).
+    local_resolvers: Vec<Process>,
     sinkholes: Vec<std::net::IpAddr>,
     /// Bytes per reading instant, per host (name, or address when unresolved) and per group.
     host_series: HashMap<String, Series>,
@@ -148,6 +155,8 @@ impl Correlator {
             pending_order: std::collections::VecDeque::new(),
             answered: HashMap::new(),
             timeouts: std::collections::BTreeMap::new(),
+            local_asks: HashMap::new(),
+            local_resolvers: Vec::new(),
             sinkholes: Vec::new(),
             host_series: HashMap::new(),
             group_series: HashMap::new(),
@@ -238,6 +247,57 @@ impl Correlator {
     pub fn is_sinkhole(&self, addr: std::net::IpAddr) -> bool {
         let addr = addr.to_canonical();
         addr.is_unspecified() || addr.is_loopback() || self.sinkholes.contains(&addr)
+    }
+
+    /// Local resolvers: processes that, within `DNS_TIMEOUT_NS` of another process asking a
+    /// resolver on a loopback address for a name, asked for the same name themselves (a stub
+    /// such as systemd-resolved on 127.0.0.53 forwarding upstream). Their queries and answers are
+    /// on behalf of their clients, so they are not counted as attempts of their own: a name is
+    /// blocked or timed out for the client that asked.
+    pub fn local_resolvers(&self) -> &[Process] {
+        &self.local_resolvers
+    }
+
+    fn is_local_resolver(&self, process: Option<&Process>) -> bool {
+        process.is_some_and(|p| self.local_resolvers.iter().any(|r| r.pid == p.pid))
+    }
+
+    /// Notes a query of `process` for `name` to `server`; returns whether it is a local
+    /// resolver's forward of a client's query.
+    fn note_query(
+        &mut self,
+        ts_ns: u64,
+        name: &str,
+        server: SocketAddr,
+        process: Option<&Process>,
+    ) -> bool {
+        let Some(process) = process else {
+            return false;
+        };
+        // Not another client of the same resolver: a query onwards, to another server.
+        let forwards = self
+            .local_asks
+            .get(name)
+            .is_some_and(|&(at, client, asked)| {
+                client != process.pid
+                    && asked != server
+                    && ts_ns.saturating_sub(at) <= DNS_TIMEOUT_NS
+            });
+        if forwards
+            && !self.is_local_resolver(Some(process))
+            && self.local_resolvers.len() < MAX_LOCAL_RESOLVERS
+        {
+            self.local_resolvers.push(process.clone());
+        }
+        if server.ip().to_canonical().is_loopback() {
+            if self.local_asks.len() >= MAX_PENDING_QUERIES {
+                let horizon = ts_ns.saturating_sub(DNS_TIMEOUT_NS);
+                self.local_asks.retain(|_, (at, ..)| *at >= horizon);
+            }
+            self.local_asks
+                .insert(name.to_owned(), (ts_ns, process.pid, server));
+        }
+        forwards || self.is_local_resolver(Some(process))
     }
 
     /// DNS queries never answered, per name, as judged at the last observation.
@@ -344,9 +404,14 @@ impl Correlator {
                 for q in &d.questions {
                     self.answered.insert(q.name.clone(), ts_ns);
                 }
+                // A local resolver's answer is its client's: the client receives it next.
+                let process = d
+                    .process
+                    .as_ref()
+                    .filter(|p| !self.is_local_resolver(Some(p)));
                 self.names.observe_answers(
                     ts_ns,
-                    d.process.as_ref(),
+                    process,
                     d.cgroup_id,
                     d.rcode.as_deref(),
                     &d.questions,
@@ -356,8 +421,10 @@ impl Correlator {
             Observed::DnsQuery(d) => {
                 if let (Some(id), Some(q)) = (d.id, d.questions.first()) {
                     let key = (d.socket_cookie, id);
+                    // A forward is judged through its client's own query, not counted again.
+                    let forwarded = self.note_query(ts_ns, &q.name, d.server, d.process.as_ref());
                     // A resend of the same query keeps the first send time.
-                    if !self.pending.contains_key(&key) {
+                    if !forwarded && !self.pending.contains_key(&key) {
                         self.pending_order.push_back(key);
                         self.pending.insert(
                             key,

@@ -72,6 +72,10 @@ pub struct CaptureSection {
     pub unreadable_lines: u64,
     /// Size of the address-to-name memory, and what its bounds made it forget.
     pub name_cache: NamesStats,
+    /// Local resolvers seen forwarding their clients' queries (a stub such as systemd-resolved
+    /// on 127.0.0.53): their lookups are counted as their clients', not as their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_resolvers: Vec<Process>,
     /// True when nothing was lost and every probe was attached.
     pub complete: bool,
     /// Why the report is not complete.
@@ -850,6 +854,7 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         flows_dropped: info.flows_dropped,
         unreadable_lines: info.unreadable_lines,
         name_cache: c.names().stats(),
+        local_resolvers: c.local_resolvers().to_vec(),
         complete: incomplete.is_empty(),
         incomplete_because: incomplete,
     }
@@ -912,6 +917,78 @@ mod tests {
             "{}",
             r.verdict.summary
         );
+    }
+
+    /// A DNS packet of `comm` (pid `pid`) on socket `cookie`, to or from `server`.
+    fn via(mut o: Observed, comm: &str, pid: u32, cookie: u64, server: &str) -> Observed {
+        let (Observed::DnsQuery(d) | Observed::DnsResponse(d)) = &mut o else {
+            unreachable!()
+        };
+        d.process = Some(Process {
+            pid,
+            comm: comm.into(),
+            cgroup_id: 3,
+        });
+        d.socket_cookie = cookie;
+        d.server = server.parse().unwrap();
+        o
+    }
+
+    #[test]
+    fn behind_a_local_stub_resolver_lookups_are_the_clients() {
+        const STUB: &str = "127.0.0.53:53";
+        const UPSTREAM: &str = "198.18.0.2:53";
+        let api = [("api.github.com", "A", "198.18.1.10")];
+        let r = report(
+            vec![
+                // curl asks the stub, the stub asks upstream, both get the answer.
+                (S, via(query(1, "api.github.com"), "curl", 10, 1, STUB)),
+                (
+                    S,
+                    via(query(1, "api.github.com"), "resolved", 5, 2, UPSTREAM),
+                ),
+                (
+                    S,
+                    via(response("api.github.com", &api), "resolved", 5, 2, UPSTREAM),
+                ),
+                (
+                    S,
+                    via(response("api.github.com", &api), "curl", 10, 1, STUB),
+                ),
+                // A name upstream never answers: the stub retries, curl gives up once.
+                (2 * S, via(query(3, "ghcr.io"), "curl", 10, 3, STUB)),
+                (2 * S, via(query(4, "ghcr.io"), "resolved", 5, 4, UPSTREAM)),
+                (3 * S, via(query(5, "ghcr.io"), "resolved", 5, 5, UPSTREAM)),
+                // Two clients of the same stub asking for one name are both clients.
+                (4 * S, via(query(6, "github.com"), "git", 20, 6, STUB)),
+                (4 * S, via(query(7, "github.com"), "curl", 10, 7, STUB)),
+                (20 * S, opened(1, "198.18.1.10:443")),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            r.capture.local_resolvers,
+            [Process {
+                pid: 5,
+                comm: "resolved".into(),
+                cgroup_id: 3
+            }]
+        );
+        let api = host(&r, "api.github.com");
+        let comms: Vec<&str> = api.processes.iter().map(|p| p.comm.as_str()).collect();
+        assert_eq!(comms, ["curl"], "the stub is not a user of the host");
+        let ghcr = host(&r, "ghcr.io");
+        assert_eq!(ghcr.reasons[0].code, "dns_timeout");
+        assert_eq!(
+            ghcr.reasons[0].count, 1,
+            "curl's one query, not the stub's two"
+        );
+        assert_eq!(
+            ghcr.reasons[0].process.as_ref().map(|p| p.comm.as_str()),
+            Some("curl")
+        );
+        let github = host(&r, "github.com");
+        assert_eq!(github.reasons[0].count, 2, "git and curl each timed out");
     }
 
     #[test]

@@ -29,6 +29,10 @@
 //! or mDNS path out of the lab), which `ip netns exec` bind-mounts over
 //! `/etc`. Harness readiness probes run from the internet namespace, so the
 //! runner namespace carries only the traffic that the test itself makes.
+//! With [`LabConfig::local_stub_resolver`] the runner instead asks a caching
+//! dnsmasq on 127.0.0.53 inside its own namespace, which forwards to
+//! 198.18.0.2 (a host with systemd-resolved); its readiness probe is the one
+//! query the harness makes in the runner namespace, before any observer runs.
 //!
 //! # DNS behaviour (dnsmasq 2.90, verified by the selftests)
 //!
@@ -180,7 +184,12 @@ pub struct LabConfig {
     tls_reset_servers: Vec<IpAddr>,
     idle_cut_servers: Vec<(IpAddr, f64)>,
     resolver_options: Option<String>,
+    stub_resolver: bool,
 }
+
+/// The address of the runner's local stub resolver (see [`LabConfig::local_stub_resolver`]), as
+/// systemd-resolved listens on it.
+pub const STUB_RESOLVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 53);
 
 /// The DNS upstream that answers SERVFAIL to everything (see [`LabConfig::servfail`]).
 pub const SERVFAIL_UPSTREAM: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
@@ -219,7 +228,17 @@ impl LabConfig {
             tls_reset_servers: Vec::new(),
             idle_cut_servers: Vec::new(),
             resolver_options: None,
+            stub_resolver: false,
         }
+    }
+
+    /// Gives the runner a local caching stub resolver, as on a host with systemd-resolved: a
+    /// dnsmasq in the runner namespace on 127.0.0.53 forwarding to the lab's DNS server, and the
+    /// runner's resolv.conf pointing at it. Clients then ask the stub over loopback and the stub
+    /// asks upstream, so every answer is received twice: by the stub, then by the client.
+    pub fn local_stub_resolver(mut self) -> Self {
+        self.stub_resolver = true;
+        self
     }
 
     /// Runs, on `addr:443`, a TLS server that reads one HTTP request and, instead of answering,
@@ -372,13 +391,14 @@ impl LabConfig {
             etc_dirs: Vec::new(),
             procs: Mutex::new(Vec::new()),
             dnsmasq_pid: 0,
+            stub_resolver_pid: None,
             tls_server_pid: None,
             keep_work_dir: std::env::var_os(KEEP_WORKDIR_ENV).is_some_and(|v| !v.is_empty()),
             torn_down: false,
         };
         // From here on, a panic drops `lab`, which tears down what exists.
         lab.setup_network();
-        lab.write_etc_netns(plan.resolver_options.as_deref());
+        lab.write_etc_netns(plan.resolver_options.as_deref(), plan.stub_resolver);
         let mut cert_addrs = plan.internet_addrs.clone();
         cert_addrs.extend([IpAddr::V4(INTERNET_V4), IpAddr::V6(INTERNET_V6)]);
         let pki = cert::generate(
@@ -391,6 +411,9 @@ impl LabConfig {
         lab.server_cert = pki.server_cert;
         lab.server_key = pki.server_key;
         lab.start_dnsmasq(&plan.dnsmasq_args);
+        if plan.stub_resolver {
+            lab.start_stub_resolver();
+        }
         if !plan.tls_servers.is_empty() {
             lab.start_tls_server(&plan.tls_servers);
         }
@@ -429,6 +452,7 @@ struct Plan {
     tls_reset_servers: Vec<IpAddr>,
     idle_cut_servers: Vec<(IpAddr, f64)>,
     resolver_options: Option<String>,
+    stub_resolver: bool,
 }
 
 impl Plan {
@@ -565,6 +589,7 @@ impl Plan {
             tls_reset_servers: c.tls_reset_servers.clone(),
             idle_cut_servers: c.idle_cut_servers.clone(),
             resolver_options: c.resolver_options.clone(),
+            stub_resolver: c.stub_resolver,
         }
     }
 }
@@ -679,6 +704,7 @@ pub struct Lab {
     etc_dirs: Vec<PathBuf>,
     procs: Mutex<Vec<Tracked>>,
     dnsmasq_pid: u32,
+    stub_resolver_pid: Option<u32>,
     tls_server_pid: Option<u32>,
     keep_work_dir: bool,
     torn_down: bool,
@@ -757,6 +783,11 @@ impl Lab {
     /// Pid of the dnsmasq process.
     pub fn dnsmasq_pid(&self) -> u32 {
         self.dnsmasq_pid
+    }
+
+    /// The runner's stub resolver, when the lab has one ([`LabConfig::local_stub_resolver`]).
+    pub fn stub_resolver_pid(&self) -> Option<u32> {
+        self.stub_resolver_pid
     }
 
     /// Pid of the TLS server process (one process serves every address),
@@ -1068,7 +1099,7 @@ impl Lab {
     /// Writes `/etc/netns/<ns>/{resolv.conf,hosts,nsswitch.conf}` for both
     /// namespaces, so that programs run with `ip netns exec` resolve through
     /// the lab's dnsmasq and only through it.
-    fn write_etc_netns(&mut self, resolver_options: Option<&str>) {
+    fn write_etc_netns(&mut self, resolver_options: Option<&str>, stub_resolver: bool) {
         assert!(
             Path::new("/etc/resolv.conf").exists(),
             "network lab: /etc/resolv.conf does not exist (or is a dangling symlink); \
@@ -1096,7 +1127,16 @@ impl Lab {
         {
             hosts.push_str(&format!("127.0.1.1 {h}\n"));
         }
-        for ns in [self.runner_ns.clone(), self.internet_ns.clone()] {
+        let namespaces = [
+            (self.runner_ns.clone(), stub_resolver),
+            (self.internet_ns.clone(), false),
+        ];
+        for (ns, stub) in namespaces {
+            let nameserver = if stub {
+                IpAddr::V4(STUB_RESOLVER)
+            } else {
+                IpAddr::V4(INTERNET_V4)
+            };
             let dir = Path::new(NETNS_ETC_DIR).join(&ns);
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 panic!("network lab: cannot create {}: {e}", dir.display());
@@ -1106,8 +1146,8 @@ impl Lab {
                 (
                     "resolv.conf",
                     match resolver_options {
-                        Some(o) => format!("nameserver {INTERNET_V4}\noptions {o}\n"),
-                        None => format!("nameserver {INTERNET_V4}\n"),
+                        Some(o) => format!("nameserver {nameserver}\noptions {o}\n"),
+                        None => format!("nameserver {nameserver}\n"),
                     },
                 ),
                 ("hosts", hosts.clone()),
@@ -1127,13 +1167,19 @@ impl Lab {
     /// Spawns a lab-owned server in the internet namespace with stdout and
     /// stderr going to `work_dir/<log>`.
     fn spawn_server(&mut self, what: &str, log: &str, program: &Path, args: &[String]) -> u32 {
+        let cmd = self.internet_command(&program.to_string_lossy());
+        self.spawn_logged(cmd, what, log, args)
+    }
+
+    /// Spawns `cmd args...` as a lab-owned process with stdout and stderr going to
+    /// `work_dir/<log>`.
+    fn spawn_logged(&mut self, mut cmd: Command, what: &str, log: &str, args: &[String]) -> u32 {
         let log_path = self.work_dir.join(log);
         let file = File::create(&log_path)
             .unwrap_or_else(|e| panic!("network lab: cannot create {}: {e}", log_path.display()));
         let err = file
             .try_clone()
             .unwrap_or_else(|e| panic!("network lab: cannot dup log fd: {e}"));
-        let mut cmd = self.internet_command(&program.to_string_lossy());
         cmd.args(args).stdin(Stdio::null()).stdout(file).stderr(err);
         let child = cmd
             .spawn()
@@ -1232,6 +1278,55 @@ impl Lab {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+    }
+
+    /// The runner's caching stub resolver on 127.0.0.53, forwarding to the lab's dnsmasq.
+    fn start_stub_resolver(&mut self) {
+        let w = |f: &str| self.work_dir.join(f).to_string_lossy().into_owned();
+        let args: Vec<String> = vec![
+            "--keep-in-foreground".into(),
+            "--conf-file=/dev/null".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--no-poll".into(),
+            "--bind-interfaces".into(),
+            format!("--listen-address={STUB_RESOLVER}"),
+            "--port=53".into(),
+            format!("--server={INTERNET_V4}"),
+            "--user=root".into(),
+            "--group=root".into(),
+            "--log-queries".into(),
+            format!("--pid-file={}", w("stub.pid")),
+            format!("--log-facility={}", w("stub.log")),
+        ];
+        let cmd = self.runner_command(&self.tools.dnsmasq.to_string_lossy());
+        let pid = self.spawn_logged(cmd, "stub resolver", "stub.stderr", &args);
+        self.stub_resolver_pid = Some(pid);
+        let server = SocketAddr::new(IpAddr::V4(STUB_RESOLVER), 53);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive(pid, "stub resolver", &["stub.stderr", "stub.log"]);
+            // Before any observer starts: this probe is the only harness traffic in the runner.
+            let r = sys::in_netns(&self.runner_ns, || {
+                dns::query(
+                    server,
+                    "lab-readiness-probe.invalid",
+                    RecordType::A,
+                    Duration::from_millis(200),
+                )
+            });
+            let last_err = match r {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) | Err(e) => e,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "network lab: the stub resolver does not answer on {server} after \
+                 {READY_TIMEOUT:?} (last error: {last_err}); log: {}",
+                std::fs::read_to_string(self.work_dir.join("stub.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -219,6 +219,18 @@ pub fn capture_facts(report: &Report) -> Vec<(&'static str, String)> {
             format!("{} (beyond the report's limit)", c.flows_dropped),
         ),
         ("Unreadable event-log lines", c.unreadable_lines.to_string()),
+        (
+            "Local resolvers",
+            if c.local_resolvers.is_empty() {
+                "none seen".to_owned()
+            } else {
+                c.local_resolvers
+                    .iter()
+                    .map(|p| format!("{} (pid {})", p.comm, p.pid))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
     ]
 }
 
