@@ -25,8 +25,26 @@ pub const CONFIG_FLAGS: u32 = 0;
 /// Index in `CONFIG` of the byte offset of `sk_err` in the kernel's `struct sock` (from BTF;
 /// 0 when unknown). The TCP programs read a closing socket's error there.
 pub const CONFIG_SK_ERR_OFFSET: u32 = 1;
+/// Index in `CONFIG` of the byte offset of `skc_v6_daddr` in `struct sock` (from BTF; 0 when
+/// unknown: IPv6 flows are then not adopted). `skc_v6_rcv_saddr` follows it.
+pub const CONFIG_SK_V6_DADDR_OFFSET: u32 = 2;
+/// Index in `CONFIG` of the adoption switch: when 1, a TCP socket on a watched destination port
+/// that moves payload while established but is not in `FLOWS` (it connected before the capture,
+/// or was evicted) is adopted: added to `FLOWS` and announced with `KIND_FLOW_ADOPT`. User space
+/// sets it only after checking the `struct sock_common` layout the programs read (see
+/// `SKC_*_OFFSET`).
+pub const CONFIG_ADOPT: u32 = 3;
 /// Number of entries in `CONFIG`.
 pub const CONFIG_ENTRIES: u32 = 4;
+
+/// Offsets in `struct sock_common` (at the start of `struct sock`), unchanged since Linux 2.6 and
+/// checked against BTF before adoption is switched on.
+pub const SKC_DADDR_OFFSET: usize = 0;
+pub const SKC_RCV_SADDR_OFFSET: usize = 4;
+pub const SKC_DPORT_OFFSET: usize = 12;
+pub const SKC_NUM_OFFSET: usize = 14;
+pub const SKC_FAMILY_OFFSET: usize = 16;
+pub const SKC_STATE_OFFSET: usize = 18;
 
 /// Events lost because the ring buffer was full.
 pub const COUNTER_RINGBUF_FULL: u32 = 0;
@@ -58,6 +76,9 @@ pub const KIND_FLOW_OPEN: u32 = 1;
 pub const KIND_FLOW_ESTABLISHED: u32 = 2;
 pub const KIND_FLOW_CLOSE: u32 = 3;
 pub const KIND_SOCK_ERROR: u32 = 4;
+/// A flow already established when first seen (it connected before the capture): a `FlowEvent`
+/// whose `ts_syn_ns` and `ts_established_ns` are the adoption time.
+pub const KIND_FLOW_ADOPT: u32 = 6;
 pub const KIND_DNS: u32 = 5;
 
 /// `AF_INET` and `AF_INET6` as the kernel reports them.
@@ -143,7 +164,7 @@ pub struct Flow {
     pub sk_err: i32,
 }
 
-/// `KIND_FLOW_OPEN`, `KIND_FLOW_ESTABLISHED` and `KIND_FLOW_CLOSE`.
+/// `KIND_FLOW_OPEN`, `KIND_FLOW_ESTABLISHED`, `KIND_FLOW_CLOSE` and `KIND_FLOW_ADOPT`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct FlowEvent {

@@ -19,9 +19,9 @@ use aya::{
     Ebpf,
 };
 use observer_ebpf::{
-    Flow, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP, CONFIG_SK_ERR_OFFSET, COUNTERS_MAP,
-    COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL, EVENTS_MAP, FLOWS_MAP, WATCH_PORTS_MAP,
-    WATCH_PORTS_MAX,
+    Flow, CONFIG_ADOPT, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP, CONFIG_SK_ERR_OFFSET,
+    CONFIG_SK_V6_DADDR_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL, EVENTS_MAP,
+    FLOWS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -301,7 +301,8 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError
     flags
         .set(CONFIG_FLAGS, value, 0)
         .map_err(map_err(CONFIG_MAP))?;
-    match sk_err_offset() {
+    let btf = KernelBtf::load();
+    match btf.sk_err_offset() {
         Ok(offset) => flags
             .set(CONFIG_SK_ERR_OFFSET, offset, 0)
             .map_err(map_err(CONFIG_MAP))?,
@@ -310,6 +311,22 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError
              error of a socket is then known only from sock:inet_sk_error_report, which can \
              miss it"
         ),
+    }
+    // Adopting flows that connected before the capture needs the sock_common layout the
+    // programs read; with all ports watched it stays off (inbound connections would be adopted).
+    if !config.all_ports {
+        match btf.sock_common_layout() {
+            Ok(v6_daddr) => {
+                flags
+                    .set(CONFIG_SK_V6_DADDR_OFFSET, v6_daddr.unwrap_or(0), 0)
+                    .map_err(map_err(CONFIG_MAP))?;
+                flags.set(CONFIG_ADOPT, 1, 0).map_err(map_err(CONFIG_MAP))?;
+            }
+            Err(why) => eprintln!(
+                "observer: warning: flows open before the capture started will not be \
+                 adopted ({why})"
+            ),
+        }
     }
     let mut ports = HashMap::<_, u16, u8>::try_from(
         ebpf.map_mut(WATCH_PORTS_MAP)
@@ -322,22 +339,73 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError
     Ok(())
 }
 
-/// Byte offset of `sk_err` in the running kernel's `struct sock`, from its BTF.
-fn sk_err_offset() -> Result<u32, String> {
-    use btf_rs::{Btf, Type};
-    let btf = Btf::from_file("/sys/kernel/btf/vmlinux").map_err(|e| e.to_string())?;
-    for ty in btf
-        .resolve_types_by_name("sock")
-        .map_err(|e| e.to_string())?
-    {
-        let Type::Struct(sock) = ty else { continue };
-        for member in &sock.members {
-            if btf.resolve_name(member).is_ok_and(|n| n == "sk_err") {
-                return Ok(member.bit_offset() / 8);
-            }
-        }
+/// The running kernel's BTF, for the offsets the programs read sockets at.
+struct KernelBtf(Result<btf_rs::Btf, String>);
+
+impl KernelBtf {
+    fn load() -> Self {
+        Self(btf_rs::Btf::from_file("/sys/kernel/btf/vmlinux").map_err(|e| e.to_string()))
     }
-    Err("no member sk_err in struct sock".to_owned())
+
+    /// Byte offsets of the named direct members of `struct name` (absent ones are left out).
+    fn members(&self, name: &str, wanted: &[&str]) -> Result<Vec<(String, u32)>, String> {
+        use btf_rs::Type;
+        let btf = self.0.as_ref().map_err(Clone::clone)?;
+        for ty in btf.resolve_types_by_name(name).map_err(|e| e.to_string())? {
+            let Type::Struct(st) = ty else { continue };
+            return Ok(st
+                .members
+                .iter()
+                .filter_map(|m| {
+                    let n = btf.resolve_name(m).ok()?;
+                    wanted
+                        .contains(&n.as_str())
+                        .then(|| (n, m.bit_offset() / 8))
+                })
+                .collect());
+        }
+        Err(format!("no struct {name} in the kernel's BTF"))
+    }
+
+    /// Byte offset of `sk_err` in `struct sock`.
+    fn sk_err_offset(&self) -> Result<u32, String> {
+        self.members("sock", &["sk_err"])?
+            .first()
+            .map(|(_, offset)| *offset)
+            .ok_or_else(|| "no member sk_err in struct sock".to_owned())
+    }
+
+    /// Checks that `struct sock_common` has the layout of `SKC_*_OFFSET` (family and state
+    /// where expected, at the start of `struct sock`) and returns the offset of `skc_v6_daddr`
+    /// when `skc_v6_rcv_saddr` follows it (None: IPv6 flows are not adopted).
+    fn sock_common_layout(&self) -> Result<Option<u32>, String> {
+        let common = self.members(
+            "sock_common",
+            &[
+                "skc_family",
+                "skc_state",
+                "skc_v6_daddr",
+                "skc_v6_rcv_saddr",
+            ],
+        )?;
+        let at = |name: &str| common.iter().find(|(n, _)| n == name).map(|(_, o)| *o);
+        let family = (at("skc_family"), SKC_FAMILY_OFFSET as u32);
+        let state = (at("skc_state"), SKC_STATE_OFFSET as u32);
+        if family.0 != Some(family.1) || state.0 != Some(state.1) {
+            return Err(format!(
+                "struct sock_common has skc_family at {:?} and skc_state at {:?}, not {} and {}",
+                family.0, state.0, family.1, state.1
+            ));
+        }
+        let sock = self.members("sock", &["__sk_common"])?;
+        if sock.first().map(|(_, o)| *o) != Some(0) {
+            return Err("struct sock does not start with __sk_common".to_owned());
+        }
+        Ok(match (at("skc_v6_daddr"), at("skc_v6_rcv_saddr")) {
+            (Some(d), Some(s)) if s == d + 16 => Some(d),
+            _ => None,
+        })
+    }
 }
 
 /// Loads and attaches one program; the error says what failed.

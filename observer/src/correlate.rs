@@ -25,6 +25,8 @@ pub const DNS_TIMEOUT_NS: u64 = 3_000_000_000;
 const MAX_PENDING_QUERIES: usize = 65_536;
 /// Local resolvers remembered (systemd-resolved, dnsmasq, dockerd's embedded DNS, ...).
 const MAX_LOCAL_RESOLVERS: usize = 64;
+/// Adopted flows still waiting for a DNS answer that names their address.
+const MAX_UNNAMED_ADOPTED: usize = 4096;
 
 /// A DNS query waiting for its response.
 #[derive(Clone, Debug)]
@@ -52,6 +54,8 @@ pub struct FlowEntry {
     pub dst: SocketAddr,
     pub destination: Destination,
     pub opened_ns: u64,
+    /// Connected before the capture: `opened_ns` is when it was first seen moving payload.
+    pub adopted: bool,
     pub established_ns: Option<u64>,
     pub closed_ns: Option<u64>,
     pub outcome: Option<Outcome>,
@@ -116,6 +120,9 @@ pub struct Correlator {
     local_asks: HashMap<String, (u64, u32, SocketAddr)>,
     /// Processes seen forwarding their clients' queries (see [`Correlator::local_resolvers`]).
     local_resolvers: Vec<Process>,
+    /// Adopted flows not named yet: their DNS answer came before the capture, so a later answer
+    /// for their address names them.
+    unnamed_adopted: Vec<u64>,
     sinkholes: Vec<std::net::IpAddr>,
     /// Bytes per reading instant, per host (name, or address when unresolved) and per group.
     host_series: HashMap<String, Series>,
@@ -157,6 +164,7 @@ impl Correlator {
             timeouts: std::collections::BTreeMap::new(),
             local_asks: HashMap::new(),
             local_resolvers: Vec::new(),
+            unnamed_adopted: Vec::new(),
             sinkholes: Vec::new(),
             host_series: HashMap::new(),
             group_series: HashMap::new(),
@@ -417,6 +425,9 @@ impl Correlator {
                     &d.questions,
                     &d.answers,
                 );
+                if !self.unnamed_adopted.is_empty() {
+                    self.name_adopted_flows(ts_ns, &d.answers);
+                }
             }
             Observed::DnsQuery(d) => {
                 if let (Some(id), Some(q)) = (d.id, d.questions.first()) {
@@ -443,13 +454,25 @@ impl Correlator {
                 src,
                 dst,
                 destination,
+                adopted,
             } => {
                 let entry = self.entry(*flow_id, ts_ns, process, *src, *dst);
+                let mut unnamed = false;
                 *destination = Some(match entry {
-                    Some(e) => e.destination.clone(),
+                    Some(e) => {
+                        if *adopted {
+                            e.adopted = true;
+                            e.established_ns.get_or_insert(ts_ns);
+                            unnamed = e.destination.name.is_none();
+                        }
+                        e.destination.clone()
+                    }
                     // Beyond the flows kept, a flow is still named for the event stream.
                     None => self.destination(*dst, ts_ns, process),
                 });
+                if unnamed && self.unnamed_adopted.len() < MAX_UNNAMED_ADOPTED {
+                    self.unnamed_adopted.push(*flow_id);
+                }
             }
             Observed::FlowEstablished {
                 flow_id,
@@ -486,6 +509,7 @@ impl Correlator {
                 if let Some(e) = entry {
                     e.src = c.src;
                     e.closed_ns = Some(ts_ns);
+                    e.adopted |= c.adopted;
                     if c.established && e.established_ns.is_none() {
                         e.established_ns = Some(ts_ns);
                     }
@@ -541,6 +565,7 @@ impl Correlator {
             dst,
             destination,
             opened_ns: ts_ns,
+            adopted: false,
             established_ns: None,
             closed_ns: None,
             outcome: None,
@@ -579,6 +604,37 @@ impl Correlator {
             groups,
             name_expired: resolution.expired,
         }
+    }
+
+    /// Names the adopted flows whose address a DNS answer just gave. Their rates before count
+    /// under the address; the host's and groups' rates count them from here.
+    fn name_adopted_flows(&mut self, ts_ns: u64, answers: &[crate::dns::Answer]) {
+        let addresses: Vec<std::net::IpAddr> = answers
+            .iter()
+            .filter(|a| a.rtype == "A" || a.rtype == "AAAA")
+            .filter_map(|a| a.data.parse().ok())
+            .collect();
+        if addresses.is_empty() {
+            return;
+        }
+        let mut still = Vec::with_capacity(self.unnamed_adopted.len());
+        for flow_id in std::mem::take(&mut self.unnamed_adopted) {
+            let Some(&i) = self.index.get(&flow_id) else {
+                continue;
+            };
+            let (dst, process) = (self.flows[i].dst, self.flows[i].process.clone());
+            if !addresses.contains(&dst.ip().to_canonical()) {
+                still.push(flow_id);
+                continue;
+            }
+            let destination = self.destination(dst, ts_ns, &process);
+            if destination.name.is_some() {
+                self.flows[i].destination = destination;
+            } else {
+                still.push(flow_id);
+            }
+        }
+        self.unnamed_adopted = still;
     }
 
     /// Whether a destination belongs to a group the runner cannot work without (`required` in
@@ -674,6 +730,7 @@ pub(crate) mod tests {
             src: "198.18.0.1:40000".parse().unwrap(),
             dst: dst.parse().unwrap(),
             destination: None,
+            adopted: false,
             outcome: if !established {
                 Outcome::Refused
             } else if received == 0 {
@@ -703,6 +760,7 @@ pub(crate) mod tests {
             src: "198.18.0.1:0".parse().unwrap(),
             dst: dst.parse().unwrap(),
             destination: None,
+            adopted: false,
         }
     }
 
@@ -712,6 +770,43 @@ pub(crate) mod tests {
             Observed::FlowClosed(c) => c.destination.clone().unwrap(),
             other => panic!("not a flow event: {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_adopted_flow_is_named_by_a_later_answer_for_its_address() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let Observed::FlowOpened {
+            flow_id,
+            process,
+            src,
+            dst,
+            ..
+        } = opened(1, "198.18.1.12:443")
+        else {
+            unreachable!()
+        };
+        let mut adopted = Observed::FlowOpened {
+            flow_id,
+            process,
+            src,
+            dst,
+            destination: None,
+            adopted: true,
+        };
+        c.observe(S, &mut adopted);
+        assert_eq!(destination_of(&adopted).class, DestinationClass::Unresolved);
+        assert!(c.flows()[0].adopted && c.flows()[0].established_ns == Some(S));
+        // An answer for another address changes nothing; one for its address names it.
+        let name = "broker.actions.githubusercontent.com";
+        c.observe(2 * S, &mut response(name, &[(name, "A", "198.18.1.99")]));
+        assert_eq!(c.flows()[0].destination.name, None);
+        c.observe(3 * S, &mut response(name, &[(name, "A", "198.18.1.12")]));
+        let d = &c.flows()[0].destination;
+        assert_eq!(d.name.as_deref(), Some(name));
+        assert_eq!(d.class, DestinationClass::Declared);
+        let mut close = closed(1, "198.18.1.12:443", true, 10, 10);
+        c.observe(4 * S, &mut close);
+        assert_eq!(destination_of(&close).name.as_deref(), Some(name));
     }
 
     #[test]
@@ -824,6 +919,7 @@ pub(crate) mod tests {
             src: "198.18.0.1:40000".parse().unwrap(),
             dst: "198.18.1.1:443".parse().unwrap(),
             destination: None,
+            adopted: false,
             outcome: Outcome::Closed,
             closed_by: Some(ClosedBy::Local),
             error: None,

@@ -65,7 +65,8 @@ pub enum Observed {
         all_ports: bool,
         probes: Vec<ProbeStatus>,
     },
-    /// A process sent a SYN to a watched port.
+    /// A process sent a SYN to a watched port, or (`adopted`) moved payload on a connection
+    /// established before the capture started.
     FlowOpened {
         flow_id: u64,
         process: Process,
@@ -73,6 +74,9 @@ pub enum Observed {
         dst: SocketAddr,
         #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
         destination: Option<Destination>,
+        /// Connected before the capture: its handshake was not seen, its bytes count from here.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        adopted: bool,
     },
     /// The handshake completed.
     FlowEstablished {
@@ -126,6 +130,9 @@ pub struct FlowClosed {
     pub dst: SocketAddr,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<Destination>,
+    /// Connected before the capture (see `FlowOpened::adopted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_by: Option<ClosedBy>,

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_ebpf::{
     DnsEvent, Flow, FlowEvent, Owner, SockErrorEvent, Tuple, AF_INET, AF_INET6, DNS_FLAG_INGRESS,
-    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_CLOSE,
-    KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
+    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_ADOPT,
+    KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,8 @@ pub enum KernelEvent {
     FlowOpen(FlowRecord),
     FlowEstablished(FlowRecord),
     FlowClose(FlowRecord),
+    /// A flow first seen established, moving payload: it connected before the capture.
+    FlowAdopt(FlowRecord),
     SockError(SockError),
     Dns(DnsPacket),
 }
@@ -159,7 +161,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             .ok_or(DecodeError::Short(bytes.len()))?,
     );
     match kind {
-        KIND_FLOW_OPEN | KIND_FLOW_ESTABLISHED | KIND_FLOW_CLOSE => {
+        KIND_FLOW_OPEN | KIND_FLOW_ESTABLISHED | KIND_FLOW_CLOSE | KIND_FLOW_ADOPT => {
             let ev: FlowEvent = read(kind, bytes)?;
             check_family(ev.flow.tuple.family)?;
             let record = FlowRecord {
@@ -170,6 +172,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             Ok(match kind {
                 KIND_FLOW_OPEN => KernelEvent::FlowOpen(record),
                 KIND_FLOW_ESTABLISHED => KernelEvent::FlowEstablished(record),
+                KIND_FLOW_ADOPT => KernelEvent::FlowAdopt(record),
                 _ => KernelEvent::FlowClose(record),
             })
         }

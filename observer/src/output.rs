@@ -125,8 +125,13 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             src,
             dst,
             destination,
+            adopted,
         } => (
-            "flow-opened",
+            if *adopted {
+                "flow-adopted"
+            } else {
+                "flow-opened"
+            },
             proc_label(process),
             format!(
                 "#{flow_id} {src} -> {}",
@@ -376,6 +381,7 @@ mod tests {
             src: "198.18.0.1:40000".parse().unwrap(),
             dst: "198.18.1.10:443".parse().unwrap(),
             destination: None,
+            adopted: false,
             outcome: Outcome::Closed,
             closed_by: Some(ClosedBy::Peer),
             error: None,

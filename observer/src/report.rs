@@ -198,6 +198,10 @@ pub struct FlowReport {
     pub bytes_received: u64,
     pub opened_at: Option<String>,
     pub closed_at: Option<String>,
+    /// Connected before the capture started: `opened_at` is when it was first seen moving
+    /// payload, and bytes count from there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
     /// What the runner uses the destination for, when its name tells.
     pub function: Option<String>,
     #[serde(default)]
@@ -789,6 +793,7 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
         bytes_received: f.bytes_received,
         opened_at: rfc3339(f.opened_ns),
         closed_at: f.closed_ns.and_then(rfc3339),
+        adopted: f.adopted,
         function: f
             .destination
             .name

@@ -29,6 +29,8 @@ pub type Timed = (u64, Observed);
 struct OpenFlow {
     id: u64,
     flow: Flow,
+    /// Connected before the capture (adopted when it first moved payload).
+    adopted: bool,
     reported: (u64, u64),
     /// When the counters were last read (or the flow opened).
     last_poll_ns: u64,
@@ -38,6 +40,7 @@ struct PendingClose {
     ts_ns: u64,
     id: u64,
     flow: Flow,
+    adopted: bool,
     error: Option<i32>,
     /// When the counters were last read before the close.
     last_poll_ns: u64,
@@ -76,7 +79,8 @@ impl Tracker {
     pub fn on_event(&mut self, event: KernelEvent) -> Vec<Timed> {
         self.stats.events += 1;
         match event {
-            KernelEvent::FlowOpen(r) => vec![self.open_flow(r)],
+            KernelEvent::FlowOpen(r) => vec![self.open_flow(r, false)],
+            KernelEvent::FlowAdopt(r) => vec![self.open_flow(r, true)],
             KernelEvent::FlowEstablished(r) => self.established(r).into_iter().collect(),
             KernelEvent::FlowClose(r) => {
                 self.close_flow(r);
@@ -151,7 +155,7 @@ impl Tracker {
         out
     }
 
-    fn open_flow(&mut self, r: FlowRecord) -> Timed {
+    fn open_flow(&mut self, r: FlowRecord, adopted: bool) -> Timed {
         let id = self.next_id;
         self.next_id += 1;
         let ends = endpoints(&r.flow.tuple);
@@ -161,6 +165,7 @@ impl Tracker {
             OpenFlow {
                 id,
                 flow: r.flow,
+                adopted,
                 reported: (0, 0),
                 last_poll_ns: r.ts_ns,
             },
@@ -173,6 +178,7 @@ impl Tracker {
                 src: ends.src,
                 dst: ends.dst,
                 destination: None,
+                adopted,
             },
         )
     }
@@ -192,6 +198,7 @@ impl Tracker {
                     OpenFlow {
                         id,
                         flow: r.flow,
+                        adopted: false,
                         reported: (0, 0),
                         last_poll_ns: r.ts_ns,
                     },
@@ -219,10 +226,10 @@ impl Tracker {
 
     fn close_flow(&mut self, r: FlowRecord) {
         let id = self.id_for(&r);
-        let last_poll_ns = self
+        let (last_poll_ns, adopted) = self
             .open
             .remove(&r.key)
-            .map_or(r.flow.ts_syn_ns, |o| o.last_poll_ns);
+            .map_or((r.flow.ts_syn_ns, false), |o| (o.last_poll_ns, o.adopted));
         let ends = endpoints(&r.flow.tuple);
         let error = self
             .errors
@@ -235,6 +242,7 @@ impl Tracker {
             ts_ns: r.ts_ns,
             id,
             flow: r.flow,
+            adopted,
             error,
             last_poll_ns,
         });
@@ -367,6 +375,7 @@ fn closed(c: &PendingClose) -> Timed {
             src: ends.src,
             dst: ends.dst,
             destination: None,
+            adopted: c.adopted,
             outcome,
             closed_by,
             error: c.error.map(errno_name),
@@ -376,7 +385,7 @@ fn closed(c: &PendingClose) -> Timed {
             retransmits: flow.retransmits,
             bytes_sent: flow.bytes_sent,
             bytes_received: flow.bytes_received,
-            connect_ms: established
+            connect_ms: (established && !c.adopted)
                 .then(|| ms(flow.ts_established_ns.saturating_sub(flow.ts_syn_ns))),
             duration_ms: ms(c.ts_ns.saturating_sub(flow.ts_syn_ns)),
             idle_ms: {
@@ -441,6 +450,37 @@ mod tests {
                 _ => None,
             })
             .expect("a flow_closed")
+    }
+
+    #[test]
+    fn a_flow_adopted_mid_way_is_established_and_has_no_connect_time() {
+        let mut t = Tracker::new();
+        let mut f = flow(40001);
+        // As the kernel adopts it: first seen established, with the bytes of that first read.
+        f.ts_syn_ns = 5000 * MS;
+        f.ts_established_ns = 5000 * MS;
+        f.states_seen = 1 << TCP_ESTABLISHED;
+        f.bytes_received = 1200;
+        let out = t.on_event(KernelEvent::FlowAdopt(rec(5000, f)));
+        assert!(matches!(
+            out[0].1,
+            Observed::FlowOpened {
+                flow_id: 1,
+                adopted: true,
+                ..
+            }
+        ));
+        f.bytes_received = 4000;
+        assert!(t.on_snapshot(0xabc, &f, 5500 * MS).is_some());
+        f.states_seen |= 1 << TCP_CLOSE_WAIT | 1 << TCP_CLOSE;
+        t.on_event(KernelEvent::FlowClose(rec(6000, f)));
+        let out = t.flush();
+        let c = closed_of(&out);
+        assert!(c.adopted && c.established);
+        assert_eq!(c.connect_ms, None, "its handshake was not seen");
+        assert_eq!(c.closed_by, Some(ClosedBy::Peer));
+        assert_eq!(c.bytes_received, 4000);
+        assert_eq!(c.duration_ms, 1000.0, "from the adoption");
     }
 
     #[test]

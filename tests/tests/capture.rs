@@ -11,7 +11,7 @@ use std::{
 
 use observer_tests::{
     observer::{observer_bin, of_kind, Observer},
-    require_root_or_skip, LabConfig,
+    require_root_or_skip, LabConfig, RecordType,
 };
 use serde_json::Value;
 
@@ -384,4 +384,86 @@ fn the_observer_detaches_everything_when_interrupted() {
         "programs still loaded after the observer exited: {:?}",
         loaded()
     );
+}
+
+#[test]
+fn a_flow_open_before_the_capture_is_adopted_when_it_moves_payload() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("adopt")
+        .a("api.github.com", API)
+        .tls_server(IpAddr::V4(API))
+        .start();
+    let dst = format!("{API}:443");
+    // The runner's pattern: one kept-alive connection carrying request after request. The first
+    // request is sent before the capture starts; its answer and the rest come after.
+    let base = "https://api.github.com";
+    let urls = [
+        format!("{base}/sleep/2"),
+        format!("{base}/bytes/100000"),
+        format!("{base}/sleep/1.5"),
+        format!("{base}/bytes/150000"),
+    ];
+    let ca = lab.ca_file().to_string_lossy().into_owned();
+    let mut args: Vec<&str> = vec!["-q", "--cacert", &ca, "-sS", "--noproxy", "*"];
+    args.extend_from_slice(&["-w", "%{num_connects} "]);
+    for url in &urls {
+        args.extend_from_slice(&["-o", "/dev/null", url]);
+    }
+    let (curl, events, stderr) = std::thread::scope(|s| {
+        let client = s.spawn(|| lab.run_in_runner("curl", &args));
+        std::thread::sleep(Duration::from_millis(1000));
+        let observer = Observer::watch(&["--ports", "443"]);
+        // Once adopted, a later DNS answer for its address names it.
+        let adopted = observer.wait_for(Duration::from_secs(5), |e| {
+            e["event"] == "flow_opened" && e["adopted"] == true
+        });
+        if adopted.is_some() {
+            let answer = lab.dns_query("api.github.com", RecordType::A);
+            assert!(!answer.answers.is_empty(), "{answer:?}");
+        }
+        let curl = client.join().expect("the client thread");
+        observer.wait_for(Duration::from_secs(10), |e| {
+            e["event"] == "flow_closed" && e["dst"] == dst
+        });
+        let (events, stderr) = observer.stop_with_stderr();
+        (curl, events, stderr)
+    });
+    let out = String::from_utf8_lossy(&curl.stdout);
+    assert!(curl.status.success(), "curl failed: {curl:?}");
+    assert_eq!(out.trim(), "1 0 0 0", "one connection for every request");
+
+    let opened = of_kind(&events, "flow_opened");
+    assert_eq!(opened.len(), 1, "{events:#?}\n{stderr}");
+    assert_eq!(opened[0]["adopted"], true, "{:#}", opened[0]);
+    assert_eq!(opened[0]["process"]["comm"], "curl");
+    assert_eq!(opened[0]["dst"], dst);
+    assert!(
+        of_kind(&events, "flow_established").is_empty(),
+        "its handshake was before the capture"
+    );
+    let closed = closed_flow_to(&events, &dst);
+    assert_eq!(closed["adopted"], true, "{closed:#}");
+    assert_successful(closed);
+    assert!(closed.get("connect_ms").is_none(), "{closed:#}");
+    assert_eq!(closed["flow_id"], opened[0]["flow_id"]);
+    assert_eq!(
+        opened[0]["class"], "unresolved",
+        "its DNS answer came before the capture"
+    );
+    assert_eq!(
+        closed["name"], "api.github.com",
+        "named by the later answer: {closed:#}"
+    );
+    assert_eq!(closed["class"], "declared");
+    // Bytes count from the adoption: the later requests and every answer (the first one's
+    // request went out before the capture).
+    let received = closed["bytes_received"].as_u64().unwrap_or_default();
+    assert!(
+        (250_000..260_000).contains(&received),
+        "received {received}: {closed:#}"
+    );
+    let sent = closed["bytes_sent"].as_u64().unwrap_or_default();
+    assert!(sent > 0, "the later requests: {closed:#}");
 }

@@ -4,25 +4,29 @@
 //! - `tcp:tcp_receive_reset`: RST received;
 //! - `sock:inet_sk_error_report`: the error the socket reported (ECONNREFUSED, ETIMEDOUT, ...);
 //! - `sock:sock_send_length` / `sock:sock_recv_length`: payload bytes, added to counters in
-//!   `FLOWS` that user space reads every second (no event per packet).
+//!   `FLOWS` that user space reads every second (no event per packet); an established socket on
+//!   a watched port that is not in `FLOWS` yet (it connected before the capture) is adopted there.
 //!
 //! Field offsets come from `/sys/kernel/tracing/events/<category>/<name>/format`.
 
 use core::ptr::addr_of_mut;
 
+use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use observer_ebpf::{
-    Flow, FlowEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6, COUNTER_RINGBUF_FULL,
-    KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR, TCP_CLOSE,
+    Flow, FlowEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6, CONFIG_ADOPT,
+    CONFIG_SK_V6_DADDR_OFFSET, COUNTER_RINGBUF_FULL, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE,
+    KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR, SKC_DADDR_OFFSET, SKC_DPORT_OFFSET,
+    SKC_FAMILY_OFFSET, SKC_NUM_OFFSET, SKC_RCV_SADDR_OFFSET, SKC_STATE_OFFSET, TCP_CLOSE,
     TCP_ESTABLISHED, TCP_SYN_SENT,
 };
 
 use super::{
-    maps::{count, port_watched, sk_err_offset, submit_flags, EVENTS, FLOWS},
+    maps::{count, port_watched, sk_err_offset, submit_flags, CONFIG, EVENTS, FLOWS, WATCH_PORTS},
     owner::current_owner,
 };
 
@@ -268,6 +272,9 @@ fn try_bytes(ctx: &TracePointContext, sent: bool) -> Result<(), i64> {
     }
     let key: u64 = field(ctx, SL_SK)?;
     let Some(flow) = FLOWS.get_ptr_mut(&key) else {
+        if CONFIG.get(CONFIG_ADOPT).copied().unwrap_or(0) == 1 {
+            let _ = adopt(key, sent, ret as u64);
+        }
         return Ok(());
     };
     // SAFETY: pointer into the map value. Each direction has its own counter, and one socket's
@@ -282,6 +289,70 @@ fn try_bytes(ctx: &TracePointContext, sent: bool) -> Result<(), i64> {
             (*flow).bytes_received += ret as u64;
             (*flow).ts_last_recv_ns = now;
         }
+    }
+    Ok(())
+}
+
+/// Reads a field of the socket at `sk`.
+#[inline(always)]
+fn sk_field<T>(sk: u64, offset: usize) -> Result<T, i64> {
+    // SAFETY: a read through the kernel's checked copy; a bad address gives an error.
+    unsafe { bpf_probe_read_kernel((sk as usize + offset) as *const T) }.map_err(i64::from)
+}
+
+/// Adopts the socket `sk`, which just moved `bytes` of payload, if it is an established TCP
+/// connection to a port named in `WATCH_PORTS` (not with all ports watched: an accepted inbound
+/// connection could not be told from an outbound one).
+#[inline(always)]
+fn adopt(sk: u64, sent: bool, bytes: u64) -> Result<(), i64> {
+    if u32::from(sk_field::<u8>(sk, SKC_STATE_OFFSET)?) != TCP_ESTABLISHED {
+        return Ok(());
+    }
+    let dport = u16::from_be(sk_field::<u16>(sk, SKC_DPORT_OFFSET)?);
+    // SAFETY: read-only lookup of a plain value.
+    if unsafe { WATCH_PORTS.get(&dport).is_none() } {
+        return Ok(());
+    }
+    let mut tuple = Tuple {
+        family: sk_field(sk, SKC_FAMILY_OFFSET)?,
+        sport: sk_field(sk, SKC_NUM_OFFSET)?,
+        dport,
+        ..Tuple::default()
+    };
+    if tuple.family == AF_INET {
+        let d: [u8; 4] = sk_field(sk, SKC_DADDR_OFFSET)?;
+        let s: [u8; 4] = sk_field(sk, SKC_RCV_SADDR_OFFSET)?;
+        tuple.daddr[..4].copy_from_slice(&d);
+        tuple.saddr[..4].copy_from_slice(&s);
+    } else if tuple.family == AF_INET6 {
+        let offset = CONFIG.get(CONFIG_SK_V6_DADDR_OFFSET).copied().unwrap_or(0) as usize;
+        if offset == 0 || offset >= 4096 {
+            return Ok(());
+        }
+        tuple.daddr = sk_field(sk, offset)?;
+        tuple.saddr = sk_field(sk, offset + 16)?;
+    } else {
+        return Ok(());
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let mut flow = Flow {
+        tuple,
+        owner: current_owner(),
+        ts_syn_ns: now,
+        ts_established_ns: now,
+        states_seen: 1 << TCP_ESTABLISHED,
+        ..Flow::default()
+    };
+    if sent {
+        flow.bytes_sent = bytes;
+        flow.ts_last_send_ns = now;
+    } else {
+        flow.bytes_received = bytes;
+        flow.ts_last_recv_ns = now;
+    }
+    // Only the first of concurrent adopters (a send and a receive on two CPUs) announces it.
+    if FLOWS.insert(&sk, &flow, BPF_NOEXIST.into()).is_ok() {
+        emit_flow(KIND_FLOW_ADOPT, sk, &flow, now);
     }
     Ok(())
 }

@@ -243,6 +243,7 @@ fn degraded() -> App {
                 src: "198.18.0.1:0".parse().expect("address"),
                 dst: pipelines.parse().expect("address"),
                 destination: None,
+                adopted: false,
             },
         ),
     ];
@@ -260,6 +261,7 @@ fn degraded() -> App {
             src: "198.18.0.1:40100".parse().expect("address"),
             dst: pipelines.parse().expect("address"),
             destination: None,
+            adopted: false,
             outcome: Outcome::Closed,
             closed_by: Some(ClosedBy::Peer),
             error: None,

@@ -1189,8 +1189,15 @@ fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'static>> {
         )));
     }
     lines.push(Line::from(state));
-    let mut times = format!("opened {}", clock_ms(f.opened_ns));
-    if let Some(e) = f.established_ns {
+    let mut times = if f.adopted {
+        format!(
+            "connected before the capture, seen from {} (bytes count from there)",
+            clock_ms(f.opened_ns)
+        )
+    } else {
+        format!("opened {}", clock_ms(f.opened_ns))
+    };
+    if let Some(e) = f.established_ns.filter(|_| !f.adopted) {
         times.push_str(&format!(
             " · established +{}",
             millis(e.saturating_sub(f.opened_ns))

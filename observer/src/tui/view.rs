@@ -225,6 +225,8 @@ pub struct FlowRow {
     pub name_expired: bool,
     pub state: FlowState,
     pub opened_ns: u64,
+    /// Connected before the capture: `opened_ns` is its adoption.
+    pub adopted: bool,
     pub established_ns: Option<u64>,
     pub closed_ns: Option<u64>,
     pub outcome: Option<Outcome>,
@@ -519,6 +521,7 @@ fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
         name_expired: f.destination.name_expired,
         state,
         opened_ns: f.opened_ns,
+        adopted: f.adopted,
         established_ns: f.established_ns,
         closed_ns: f.closed_ns,
         outcome: f.outcome,
