@@ -305,12 +305,13 @@ fn sk_field<T>(sk: u64, offset: usize) -> Result<T, i64> {
 /// connection could not be told from an outbound one).
 #[inline(always)]
 fn adopt(sk: u64, sent: bool, bytes: u64) -> Result<(), i64> {
-    if u32::from(sk_field::<u8>(sk, SKC_STATE_OFFSET)?) != TCP_ESTABLISHED {
-        return Ok(());
-    }
+    // The port first: most sockets that get here are on other ports (servers, local services).
     let dport = u16::from_be(sk_field::<u16>(sk, SKC_DPORT_OFFSET)?);
     // SAFETY: read-only lookup of a plain value.
     if unsafe { WATCH_PORTS.get(&dport).is_none() } {
+        return Ok(());
+    }
+    if u32::from(sk_field::<u8>(sk, SKC_STATE_OFFSET)?) != TCP_ESTABLISHED {
         return Ok(());
     }
     let mut tuple = Tuple {

@@ -23,9 +23,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::report::{
-    GroupReport, GroupVerdict, HostReport, Reason, Report, Status, UndeclaredReport, Verdict,
-    SCHEMA_VERSION,
+use crate::{
+    report::{
+        GroupReport, GroupVerdict, HostReport, Reason, Report, Status, UndeclaredReport, Verdict,
+        SCHEMA_VERSION,
+    },
+    throughput::{RateStats, ThroughputStats},
 };
 
 use super::{is_failing, status_word, Document, Format};
@@ -392,6 +395,7 @@ fn merge_groups(inputs: &[Input]) -> (Vec<GroupReport>, Vec<Breakdown>) {
         group.flows = present().map(|g| g.flows).sum();
         group.bytes_sent = present().map(|g| g.bytes_sent).sum();
         group.bytes_received = present().map(|g| g.bytes_received).sum();
+        group.throughput = combine_throughput(present().map(|g| &g.throughput));
         let runners = inputs
             .iter()
             .zip(&entries)
@@ -439,6 +443,7 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
         host.flows = present().map(|h| h.flows).sum();
         host.bytes_sent = present().map(|h| h.bytes_sent).sum();
         host.bytes_received = present().map(|h| h.bytes_received).sum();
+        host.throughput = combine_throughput(present().map(|h| &h.throughput));
         host.processes = sorted_union(present().map(|h| h.processes.iter().cloned()));
         host.first_seen = present().fold(None, |t, h| pick_time(t, h.first_seen.as_ref(), false));
         host.last_seen = present().fold(None, |t, h| pick_time(t, h.last_seen.as_ref(), true));
@@ -459,6 +464,36 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
         breakdown.push(Breakdown { key: name, runners });
     }
     (hosts, breakdown)
+}
+
+/// An entry's throughput across runners. Extremes, samples, active time and bytes combine
+/// exactly; medians do not add up, so `median_bps` and `p95_bps` are those of the runner with the
+/// lowest median: the slowest runner, by which a fleet is judged.
+fn combine_throughput<'a>(all: impl Iterator<Item = &'a ThroughputStats>) -> ThroughputStats {
+    let (sent, received): (Vec<_>, Vec<_>) = all.map(|t| (&t.sent, &t.received)).unzip();
+    ThroughputStats {
+        sent: combine_rates(sent.into_iter().flatten()),
+        received: combine_rates(received.into_iter().flatten()),
+    }
+}
+
+fn combine_rates<'a>(rates: impl Iterator<Item = &'a RateStats>) -> Option<RateStats> {
+    let rates: Vec<&RateStats> = rates.collect();
+    let slowest = rates
+        .iter()
+        .min_by(|a, b| a.median_bps.total_cmp(&b.median_bps))?;
+    Some(RateStats {
+        min_bps: rates
+            .iter()
+            .map(|r| r.min_bps)
+            .fold(f64::INFINITY, f64::min),
+        median_bps: slowest.median_bps,
+        p95_bps: slowest.p95_bps,
+        max_bps: rates.iter().map(|r| r.max_bps).fold(0.0, f64::max),
+        samples: rates.iter().map(|r| r.samples).sum(),
+        active_s: (rates.iter().map(|r| r.active_s).sum::<f64>() * 1e3).round() / 1e3,
+        bytes: rates.iter().map(|r| r.bytes).sum(),
+    })
 }
 
 fn sorted_union<T: Ord>(lists: impl IntoIterator<Item = impl IntoIterator<Item = T>>) -> Vec<T> {
@@ -498,6 +533,7 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
         u.flows = present().map(|u| u.flows).sum();
         u.bytes_sent = present().map(|u| u.bytes_sent).sum();
         u.bytes_received = present().map(|u| u.bytes_received).sum();
+        u.throughput = combine_throughput(present().map(|u| &u.throughput));
         u.processes = sorted_union(present().map(|u| u.processes.iter().cloned()));
         u.first_seen = present().fold(None, |t, e| pick_time(t, e.first_seen.as_ref(), false));
         u.last_seen = present().fold(None, |t, e| pick_time(t, e.last_seen.as_ref(), true));
@@ -775,6 +811,44 @@ mod tests {
         assert!(labels_for(&paths(&["a.json", "a.json"]), &[]).is_err());
         assert!(labels_for(&paths(&["a.json", "b.json"]), &["x".into(), "x".into()]).is_err());
         assert!(labels_for(&paths(&["a.json"]), &[" ".into()]).is_err());
+    }
+
+    #[test]
+    fn throughput_combines_exactly_where_it_can_and_keeps_the_slowest_median() {
+        let rates = |min: f64, median: f64, max: f64, samples: usize, bytes: u64| RateStats {
+            min_bps: min,
+            median_bps: median,
+            p95_bps: median * 1.5,
+            max_bps: max,
+            samples,
+            active_s: 1.25,
+            bytes,
+        };
+        let fast = ThroughputStats {
+            sent: None,
+            received: Some(rates(900.0, 2000.0, 5000.0, 10, 40_000)),
+        };
+        let slow = ThroughputStats {
+            sent: Some(rates(10.0, 20.0, 30.0, 2, 100)),
+            received: Some(rates(500.0, 800.0, 6000.0, 4, 9_000)),
+        };
+        let merged = combine_throughput([&fast, &slow].into_iter());
+        let received = merged.received.expect("received");
+        assert_eq!(
+            (received.min_bps, received.max_bps),
+            (500.0, 6000.0),
+            "extremes over runners"
+        );
+        assert_eq!((received.median_bps, received.p95_bps), (800.0, 1200.0));
+        assert_eq!(
+            (received.samples, received.active_s, received.bytes),
+            (14, 2.5, 49_000)
+        );
+        assert_eq!(merged.sent, slow.sent, "one runner sent: its figures");
+        assert_eq!(
+            combine_throughput(std::iter::empty()),
+            ThroughputStats::default()
+        );
     }
 
     #[test]
