@@ -14,7 +14,11 @@
 
 use std::fmt::Write as _;
 
-use crate::report::Status;
+use crate::{
+    output::rate,
+    report::Status,
+    throughput::{RateStats, ThroughputStats, DEFAULT_MIN_BPS},
+};
 
 use super::{
     bytes, capture_facts, headline, status_word,
@@ -372,6 +376,101 @@ fn bars(label: &str, sent: u64, received: u64, scale_max: u64) -> String {
     svg
 }
 
+/// The lowest rate on the throughput scale (1 kbit/s); lower rates sit at its left edge.
+const RATE_SCALE_MIN: f64 = 1e3;
+
+/// The throughput scale's top: the next power of ten above the fastest rate, at least 10 Mbit/s.
+fn rate_scale_max(fastest_bps: f64) -> f64 {
+    10f64
+        .powf(fastest_bps.max(1e7).log10().ceil())
+        .max(RATE_SCALE_MIN * 10.0)
+}
+
+/// Horizontal position of a rate on a logarithmic scale from `RATE_SCALE_MIN` to `max`.
+fn rate_x(bps: f64, max: f64, left: f64) -> f64 {
+    let span = max.log10() - RATE_SCALE_MIN.log10();
+    let at = (bps.max(RATE_SCALE_MIN).log10() - RATE_SCALE_MIN.log10()) / span;
+    left + at.clamp(0.0, 1.0) * BAR_WIDTH
+}
+
+/// Active-rate statistics of each direction (docs/throughput.md) on a logarithmic scale: a thin
+/// line from the slowest to the fastest interval, a box from the median to the 95th percentile,
+/// a tick at the median, and a dashed line at GitHub's 70 kbit/s minimum. Each row says its
+/// figures in words, so the chart needs neither colour nor hovering.
+fn rate_ranges(label: &str, t: &ThroughputStats, scale_max: f64) -> String {
+    let (left, row) = (70.0, 22.0);
+    let height = row * 2.0 + 18.0;
+    let words = |word: &str, r: Option<&RateStats>| match r {
+        Some(r) => format!(
+            "{word}: median {}, p95 {} ({} intervals)",
+            rate(r.median_bps),
+            rate(r.p95_bps),
+            r.samples
+        ),
+        None => format!("{word}: no active interval measured"),
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 480 {height}\" width=\"480\" \
+         height=\"{height}\" role=\"img\" aria-label=\"{title}\"><title>{title}</title>",
+        title = escape(&format!(
+            "{label} throughput: {}; {}",
+            words("sent", t.sent.as_ref()),
+            words("received", t.received.as_ref())
+        ))
+    );
+    for (n, (class, word, stats)) in [
+        ("sent", "sent", t.sent.as_ref()),
+        ("received", "received", t.received.as_ref()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let y = n as f64 * row + 2.0;
+        let _ = write!(svg, "<text x=\"0\" y=\"{:.1}\">{word}</text>", y + 12.5);
+        let Some(r) = stats else {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\">no active interval</text>",
+                left + 6.0,
+                y + 12.5
+            );
+            continue;
+        };
+        let x = |bps: f64| rate_x(bps, scale_max, left);
+        let (lo, med, p95, hi) = (x(r.min_bps), x(r.median_bps), x(r.p95_bps), x(r.max_bps));
+        let _ = write!(
+            svg,
+            "<line class=\"axis\" x1=\"{lo:.1}\" y1=\"{mid:.1}\" x2=\"{hi:.1}\" y2=\"{mid:.1}\"/>\
+             <rect class=\"{class}\" x=\"{med:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"16\"/>\
+             <line class=\"axis\" x1=\"{med:.1}\" y1=\"{y:.1}\" x2=\"{med:.1}\" y2=\"{bottom:.1}\" \
+             stroke-width=\"2\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty:.1}\">{median}</text>",
+            mid = y + 8.0,
+            w = (p95 - med).max(2.0),
+            bottom = y + 16.0,
+            tx = (hi + 6.0).min(left + BAR_WIDTH + 6.0),
+            ty = y + 12.5,
+            median = escape(&rate(r.median_bps)),
+        );
+    }
+    let axis_y = row * 2.0 + 4.0;
+    let minimum = rate_x(DEFAULT_MIN_BPS, scale_max, left);
+    let _ = write!(
+        svg,
+        "<line class=\"axis\" x1=\"{left}\" y1=\"{axis_y}\" x2=\"{right}\" y2=\"{axis_y}\"/>\
+         <line class=\"axis\" x1=\"{minimum:.1}\" y1=\"0\" x2=\"{minimum:.1}\" y2=\"{axis_y}\" \
+         stroke-dasharray=\"3 3\"/>\
+         <text x=\"{left}\" y=\"{ty}\">{lo}</text>\
+         <text x=\"{minimum:.1}\" y=\"{ty}\" text-anchor=\"middle\">70 kbit/s</text>\
+         <text x=\"{right}\" y=\"{ty}\" text-anchor=\"end\">{hi}</text></svg>",
+        right = left + BAR_WIDTH,
+        ty = axis_y + 13.0,
+        lo = escape(&rate(RATE_SCALE_MIN)),
+        hi = escape(&rate(scale_max)),
+    );
+    svg
+}
+
 /// One group's figure: a caption with its status, and its chart panels.
 fn group_figure(title: &str, id: &str, status: Status, panels: &[String]) -> String {
     format!(
@@ -386,9 +485,13 @@ fn group_figure(title: &str, id: &str, status: Status, panels: &[String]) -> Str
 fn traffic(html: &mut String, doc: &Document) {
     let r = &doc.report;
     html.push_str(
-        "<section id=\"traffic\">\n<h2>Traffic by group</h2>\n<p class=\"muted\">TCP payload \
-         bytes of the flows to each group's hosts over the capture window, on one scale. A name \
-         in several groups counts in each.</p>\n<div class=\"charts\">\n",
+        "<section id=\"traffic\">\n<h2>Traffic by group</h2>\n<p class=\"muted\">For each \
+         group: the TCP payload bytes of the flows to its hosts over the capture window (all \
+         groups on one scale), and their throughput while transferring (active rate, \
+         docs/throughput.md) on a logarithmic scale: the line spans the slowest to the fastest \
+         interval, the box the median to the 95th percentile, the dashed line is GitHub's \
+         70 kbit/s minimum. A name in several groups counts in each.</p>\n<div \
+         class=\"charts\">\n",
     );
     let scale_max = r
         .groups
@@ -396,8 +499,19 @@ fn traffic(html: &mut String, doc: &Document) {
         .map(|g| g.bytes_sent.max(g.bytes_received))
         .max()
         .unwrap_or(0);
+    let fastest = r
+        .groups
+        .iter()
+        .flat_map(|g| [&g.throughput.sent, &g.throughput.received])
+        .flatten()
+        .map(|s| s.max_bps)
+        .fold(0.0, f64::max);
+    let rate_max = rate_scale_max(fastest);
     for g in &r.groups {
-        let panels = [bars(&g.title, g.bytes_sent, g.bytes_received, scale_max)];
+        let panels = [
+            bars(&g.title, g.bytes_sent, g.bytes_received, scale_max),
+            rate_ranges(&g.title, &g.throughput, rate_max),
+        ];
         html.push_str(&group_figure(&g.title, &g.id, g.status, &panels));
     }
     html.push_str("</div>\n</section>\n");
@@ -467,6 +581,53 @@ mod tests {
         assert_eq!(escape("a&b \"c\""), "a&amp;b &quot;c&quot;");
         assert_eq!(escape("bell\u{7}"), "bell\u{FFFD}");
         assert_eq!(escape("api.github.com"), "api.github.com");
+    }
+
+    #[test]
+    fn throughput_ranges_sit_on_a_log_scale_and_say_their_figures() {
+        let stats = |min: f64, median: f64, p95: f64, max: f64| RateStats {
+            min_bps: min,
+            median_bps: median,
+            p95_bps: p95,
+            max_bps: max,
+            samples: 7,
+            active_s: 1.0,
+            bytes: 1000,
+        };
+        let t = ThroughputStats {
+            sent: None,
+            received: Some(stats(1e4, 1e5, 1e6, 1e7)),
+        };
+        let max = rate_scale_max(1e7);
+        assert_eq!(max, 1e7, "1 kbit/s to 10 Mbit/s: four decades");
+        let svg = rate_ranges("Essential <x>", &t, max);
+        // 70 + 320 * (decades above 1 kbit/s) / 4.
+        for x in [
+            "x1=\"150.0\"",
+            "x=\"230.0\" y=\"24.0\" width=\"80.0\"",
+            "x2=\"390.0\"",
+        ] {
+            assert!(svg.contains(x), "{x} in {svg}");
+        }
+        assert!(
+            svg.contains("received: median 100.0 kbit/s, p95 1.0 Mbit/s (7 intervals)"),
+            "{svg}"
+        );
+        assert!(svg.contains("sent: no active interval measured"), "{svg}");
+        assert!(
+            svg.contains(">70 kbit/s<") && svg.contains("stroke-dasharray"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("Essential &lt;x&gt;") && !svg.contains("<x>"),
+            "{svg}"
+        );
+        assert_eq!(rate_scale_max(2.3e10), 1e11);
+        assert_eq!(
+            rate_x(10.0, 1e7, 70.0),
+            70.0,
+            "below the scale: its left edge"
+        );
     }
 
     #[test]
