@@ -1251,33 +1251,46 @@ impl Lab {
             SocketAddr::new(IpAddr::V4(INTERNET_V4), 53),
             SocketAddr::new(IpAddr::V6(INTERNET_V6), 53),
         ];
+        // Probe from the internet namespace so the runner sees no harness traffic.
+        let ns = self.internet_ns.clone();
         for server in servers {
-            loop {
-                self.check_alive(pid, "dnsmasq", &["dnsmasq.stderr", "dnsmasq.log"]);
-                // Probe from the internet namespace so the runner sees no
-                // harness traffic.
-                let r = sys::in_netns(&self.internet_ns, || {
-                    dns::query(
-                        server,
-                        "lab-readiness-probe.invalid",
-                        RecordType::A,
-                        Duration::from_millis(200),
-                    )
-                });
-                let last_err = match r {
-                    Ok(Ok(_)) => break,
-                    Ok(Err(e)) | Err(e) => e,
-                };
-                if Instant::now() >= deadline {
-                    panic!(
-                        "network lab: dnsmasq does not answer on {server} after {READY_TIMEOUT:?} \
-                         (last error: {last_err}); stderr: {}",
-                        std::fs::read_to_string(self.work_dir.join("dnsmasq.stderr"))
-                            .unwrap_or_default()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            self.wait_dns_ready((pid, "dnsmasq", "dnsmasq"), &ns, server, deadline);
+        }
+    }
+
+    /// Waits until the lab-owned DNS server `pid` (`what`, logging to `<log>.stderr` and
+    /// `<log>.log` in the work directory) answers a probe sent to `server` from namespace `ns`;
+    /// panics with its logs if it exits or is still silent at `deadline`.
+    fn wait_dns_ready(
+        &mut self,
+        (pid, what, log): (u32, &str, &str),
+        ns: &str,
+        server: SocketAddr,
+        deadline: Instant,
+    ) {
+        let (stderr, log) = (format!("{log}.stderr"), format!("{log}.log"));
+        loop {
+            self.check_alive(pid, what, &[&stderr, &log]);
+            let r = sys::in_netns(ns, || {
+                dns::query(
+                    server,
+                    "lab-readiness-probe.invalid",
+                    RecordType::A,
+                    Duration::from_millis(200),
+                )
+            });
+            let last_err = match r {
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) | Err(e) => e,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "network lab: {what} does not answer on {server} after {READY_TIMEOUT:?} (last \
+                 error: {last_err}); stderr: {}; log: {}",
+                std::fs::read_to_string(self.work_dir.join(&stderr)).unwrap_or_default(),
+                std::fs::read_to_string(self.work_dir.join(&log)).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -1304,30 +1317,10 @@ impl Lab {
         let pid = self.spawn_logged(cmd, "stub resolver", "stub.stderr", &args);
         self.stub_resolver_pid = Some(pid);
         let server = SocketAddr::new(IpAddr::V4(STUB_RESOLVER), 53);
+        // Before any observer starts: this probe is the only harness traffic in the runner.
+        let ns = self.runner_ns.clone();
         let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            self.check_alive(pid, "stub resolver", &["stub.stderr", "stub.log"]);
-            // Before any observer starts: this probe is the only harness traffic in the runner.
-            let r = sys::in_netns(&self.runner_ns, || {
-                dns::query(
-                    server,
-                    "lab-readiness-probe.invalid",
-                    RecordType::A,
-                    Duration::from_millis(200),
-                )
-            });
-            let last_err = match r {
-                Ok(Ok(_)) => return,
-                Ok(Err(e)) | Err(e) => e,
-            };
-            assert!(
-                Instant::now() < deadline,
-                "network lab: the stub resolver does not answer on {server} after \
-                 {READY_TIMEOUT:?} (last error: {last_err}); log: {}",
-                std::fs::read_to_string(self.work_dir.join("stub.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_dns_ready((pid, "stub resolver", "stub"), &ns, server, deadline);
     }
 
     fn start_tls_server(&mut self, addrs: &[IpAddr]) {
