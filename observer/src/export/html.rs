@@ -460,7 +460,7 @@ fn rate_ranges(label: &str, t: &ThroughputStats, scale_max: f64) -> String {
         "<line class=\"axis\" x1=\"{left}\" y1=\"{axis_y}\" x2=\"{right}\" y2=\"{axis_y}\"/>\
          <line class=\"axis\" x1=\"{minimum:.1}\" y1=\"0\" x2=\"{minimum:.1}\" y2=\"{axis_y}\" \
          stroke-dasharray=\"3 3\"/>\
-         <text x=\"{left}\" y=\"{ty}\">{lo}</text>\
+         <text x=\"0\" y=\"{ty}\">rate</text><text x=\"{left}\" y=\"{ty}\">{lo}</text>\
          <text x=\"{minimum:.1}\" y=\"{ty}\" text-anchor=\"middle\">70 kbit/s</text>\
          <text x=\"{right}\" y=\"{ty}\" text-anchor=\"end\">{hi}</text></svg>",
         right = left + BAR_WIDTH,
