@@ -14,7 +14,7 @@ use crate::{
 use super::Document;
 
 /// The columns, in order (after `runner` for merged reports).
-pub const COLUMNS: [&str; 22] = [
+pub const COLUMNS: [&str; 23] = [
     "flow_id",
     "opened_at",
     "closed_at",
@@ -36,6 +36,7 @@ pub const COLUMNS: [&str; 22] = [
     "retransmits",
     "bytes_sent",
     "bytes_received",
+    "adopted",
     "capture_complete",
 ];
 
@@ -97,6 +98,7 @@ fn flow_fields(f: &FlowReport) -> Vec<String> {
         f.retransmits.to_string(),
         f.bytes_sent.to_string(),
         f.bytes_received.to_string(),
+        f.adopted.to_string(),
     ]
 }
 
