@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the cost of observing, measured in the network lab.
 //!
 //! In one run, alternating "without" and "with" the observer (`observer watch --json`, output to
-//! a file), twice each:
+//! a file), in five rounds (each ratio is the median of the rounds' ratios):
 //! - bulk TCP throughput over the veth (iperf3 on port 443, a watched port);
 //! - short HTTPS connections per second (TCP, a TLS 1.3 handshake with the lab's certificate, a
 //!   small request, the answer, close; 2 threads), as the runner makes them, and the same in
@@ -38,7 +38,7 @@ const BULK: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 51);
 const HTTPS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 52);
 const PHASE: Duration = Duration::from_secs(4);
 /// Rounds of without/with, alternating; ratios are taken per round, then their median.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn main() {
     let lab = LabConfig::new("bench")
