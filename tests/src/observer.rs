@@ -156,6 +156,15 @@ impl Drop for Observer {
     }
 }
 
+/// The `hosts[]` entry of a report for `name`; panics with the hosts when there is none.
+#[track_caller]
+pub fn report_host<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["hosts"]
+        .as_array()
+        .and_then(|h| h.iter().find(|h| h["name"] == name))
+        .unwrap_or_else(|| panic!("no host {name} in {:#}", report["hosts"]))
+}
+
 /// Events of one kind.
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == kind).collect()

@@ -8,7 +8,7 @@ use std::{
 };
 
 use observer_tests::{
-    observer::{observer_bin, Recording},
+    observer::{observer_bin, report_host, Recording},
     require_root_or_skip, LabConfig,
 };
 use serde_json::Value;
@@ -19,13 +19,6 @@ const CODELOAD: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 13);
 const NPM: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 14);
 const HARD_CODED: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 15);
 const PIPELINES: &str = "pipelines.actions.githubusercontent.com";
-
-fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["hosts"]
-        .as_array()
-        .and_then(|h| h.iter().find(|h| h["name"] == name))
-        .unwrap_or_else(|| panic!("no host {name} in {:#}", report["hosts"]))
-}
 
 fn group<'a>(report: &'a Value, id: &str) -> &'a Value {
     report["groups"]
@@ -80,7 +73,7 @@ fn a_runner_workload_is_named_grouped_and_reported_exactly() {
         report["capture"]
     );
 
-    let api = host(&report, "api.github.com");
+    let api = report_host(&report, "api.github.com");
     assert_eq!(api["status"], "ok");
     assert_eq!(api["pattern"], "api.github.com");
     assert_eq!(strings(&api["groups"]), ["essential", "wildcard-summary"]);
@@ -89,7 +82,7 @@ fn a_runner_workload_is_named_grouped_and_reported_exactly() {
     assert!(api["bytes_received"].as_u64() > Some(0));
     assert_eq!(api["processes"][0]["comm"], "curl");
 
-    let pipelines = host(&report, PIPELINES);
+    let pipelines = report_host(&report, PIPELINES);
     assert_eq!(pipelines["status"], "ok");
     assert_eq!(pipelines["pattern"], "*.actions.githubusercontent.com");
     assert_eq!(
@@ -102,7 +95,7 @@ fn a_runner_workload_is_named_grouped_and_reported_exactly() {
     );
     assert_eq!(strings(&pipelines["addresses"]), [CDN.to_string()]);
 
-    let codeload = host(&report, "codeload.github.com");
+    let codeload = report_host(&report, "codeload.github.com");
     assert_eq!(codeload["status"], "ok");
     assert_eq!(
         strings(&codeload["groups"]),
@@ -115,8 +108,8 @@ fn a_runner_workload_is_named_grouped_and_reported_exactly() {
         "ghcr.io",
         "results-receiver.actions.githubusercontent.com",
     ] {
-        assert_eq!(host(&report, unseen)["status"], "unseen", "{unseen}");
-        assert_eq!(host(&report, unseen)["flows"], 0);
+        assert_eq!(report_host(&report, unseen)["status"], "unseen", "{unseen}");
+        assert_eq!(report_host(&report, unseen)["flows"], 0);
     }
     // Every documented exact name has an entry, observed or not; wildcard members only when seen.
     let names: Vec<&str> = report["hosts"]

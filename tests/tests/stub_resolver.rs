@@ -5,8 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use observer_tests::{observer::Recording, require_root_or_skip, LabConfig};
-use serde_json::Value;
+use observer_tests::{
+    observer::{report_host, Recording},
+    require_root_or_skip, LabConfig,
+};
 
 const API: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 10);
 const CDN: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 12);
@@ -69,7 +71,7 @@ fn behind_a_local_stub_resolver_the_report_speaks_of_the_clients() {
         "ghcr.io",
         "codeload.github.com",
     ] {
-        let h = host(&report, name);
+        let h = report_host(&report, name);
         let processes = h["processes"].as_array().expect("processes");
         assert!(
             !processes.is_empty() && processes.iter().all(|p| p["comm"] == "curl"),
@@ -78,10 +80,10 @@ fn behind_a_local_stub_resolver_the_report_speaks_of_the_clients() {
     }
 
     // Names, chains and groups as without a stub.
-    let api = host(&report, "api.github.com");
+    let api = report_host(&report, "api.github.com");
     assert_eq!(api["status"], "ok");
     assert_eq!(api["flows"], 1);
-    let pipelines = host(&report, PIPELINES);
+    let pipelines = report_host(&report, PIPELINES);
     assert_eq!(pipelines["status"], "ok");
     assert_eq!(
         pipelines["cname_chain"],
@@ -95,7 +97,7 @@ fn behind_a_local_stub_resolver_the_report_speaks_of_the_clients() {
 
     // Each failure once, for curl: the answer the stub relayed, or curl's own unanswered
     // queries (A and AAAA, one attempt each), not the stub's retries upstream.
-    let reason = |name: &str| host(&report, name)["reasons"][0].clone();
+    let reason = |name: &str| report_host(&report, name)["reasons"][0].clone();
     for (name, code) in [
         ("ghcr.io", "dns_nxdomain"),
         ("codeload.github.com", "dns_servfail"),
@@ -112,11 +114,4 @@ fn behind_a_local_stub_resolver_the_report_speaks_of_the_clients() {
     assert_eq!(timeout["code"], "dns_timeout", "{timeout:#}");
     assert_eq!(timeout["count"], 2, "{timeout:#}");
     assert_eq!(timeout["process"]["comm"], "curl", "{timeout:#}");
-}
-
-fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["hosts"]
-        .as_array()
-        .and_then(|h| h.iter().find(|h| h["name"] == name))
-        .unwrap_or_else(|| panic!("no host {name} in {:#}", report["hosts"]))
 }

@@ -7,18 +7,14 @@ use std::{
     time::Duration,
 };
 
-use observer_tests::{observer::Recording, require_root_or_skip, LabConfig};
+use observer_tests::{
+    observer::{report_host, Recording},
+    require_root_or_skip, LabConfig,
+};
 use serde_json::Value;
 
 fn v4(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 1, last)
-}
-
-fn host<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["hosts"]
-        .as_array()
-        .and_then(|h| h.iter().find(|h| h["name"] == name))
-        .unwrap_or_else(|| panic!("no host {name}"))
 }
 
 fn codes(h: &Value) -> Vec<&str> {
@@ -59,7 +55,7 @@ fn a_download_at_40_kbit_per_s_is_slow_throughput() {
         return;
     }
     let (report, flow) = shaped_download("slow", "40kbit", 40_000);
-    let objects = host(&report, "objects.githubusercontent.com");
+    let objects = report_host(&report, "objects.githubusercontent.com");
     assert_eq!(objects["status"], "degraded", "{objects:#}");
     assert_eq!(codes(objects), ["slow_throughput"]);
     let detail = objects["reasons"][0]["detail"].as_str().unwrap_or_default();
@@ -93,7 +89,7 @@ fn a_download_at_2_mbit_per_s_is_measured_within_15_percent_and_not_flagged() {
         return;
     }
     let (report, flow) = shaped_download("fast", "2mbit", 1_500_000);
-    let objects = host(&report, "objects.githubusercontent.com");
+    let objects = report_host(&report, "objects.githubusercontent.com");
     assert_eq!(objects["status"], "ok", "{objects:#}");
     let median = flow["throughput"]["received"]["median_bps"]
         .as_f64()
@@ -161,7 +157,7 @@ fn a_long_poll_answered_is_healthy_and_one_cut_short_is_long_poll_cut() {
     let (report, stderr) = recording.stop();
     assert_eq!(report["capture"]["complete"], true, "{stderr}");
 
-    let healthy = host(&report, broker);
+    let healthy = report_host(&report, broker);
     assert_eq!(
         (healthy["status"].as_str(), codes(healthy)),
         (Some("ok"), vec![]),
@@ -180,7 +176,7 @@ fn a_long_poll_answered_is_healthy_and_one_cut_short_is_long_poll_cut() {
     );
     assert!(poll["long_poll"]["requests"].as_u64() >= Some(2));
 
-    let cut = host(&report, pipelines);
+    let cut = report_host(&report, pipelines);
     assert_eq!(cut["status"], "degraded", "{cut:#}");
     assert_eq!(codes(cut), ["long_poll_cut"]);
     let detail = cut["reasons"][0]["detail"].as_str().unwrap_or_default();
