@@ -100,11 +100,7 @@ fn egress(doc: &mut Doc, plan: &Plan, sections: &[&Section], active: bool, evide
                 notes.push(render::section_title(section));
                 first = false;
             }
-            notes.extend(if evidence {
-                render::undeclared_notes(rule, &plan.default_ports)
-            } else {
-                render::rule_notes(rule)
-            });
+            notes.extend(render::notes(rule, evidence, &plan.default_ports));
             let index = match by_ports.iter().position(|(p, _)| *p == ports) {
                 Some(i) => i,
                 None => {

@@ -85,11 +85,7 @@ fn notes(doc: &mut Doc, plan: &Plan, sections: &[Section], out: &mut Vec<String>
         doc.comment("");
         doc.comment(render::section_title(section));
         for rule in &section.rules {
-            if evidence {
-                doc.comments(&render::undeclared_notes(rule, &plan.default_ports));
-            } else {
-                doc.comments(&render::rule_notes(rule));
-            }
+            doc.comments(&render::notes(rule, evidence, &plan.default_ports));
             if let Some(note) = render::expansion_note(rule, SYNTAX) {
                 doc.comment(format!("  {note}"));
             }

@@ -158,7 +158,7 @@ pub fn render(cx: &Context<'_>) -> String {
                 "{tool} -A {CHAIN} -p tcp {port_match} -m set --match-set {} dst -m comment \
                  --comment \"{}\" -j ACCEPT",
                 set.name,
-                shorten(&set.comment)
+                render::shorten(&set.comment, MAX_COMMENT)
             ),
         );
     }
@@ -233,7 +233,7 @@ fn write_set(doc: &mut Doc, set: &IpSet) {
             format!(
                 "ipset add {} {address} comment \"{}\"",
                 set.name,
-                shorten(who)
+                render::shorten(who, MAX_COMMENT)
             ),
         );
     }
@@ -247,17 +247,6 @@ fn shared_notes(doc: &mut Doc, set: &IpSet, active: &BTreeMap<IpAddr, String>) {
             ));
         }
     }
-}
-
-fn shorten(text: &str) -> String {
-    if text.len() <= MAX_COMMENT {
-        return text.to_owned();
-    }
-    let mut cut = MAX_COMMENT - 3;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &text[..cut])
 }
 
 /// ipset names: `runner_` + the site with `_` for dots + `_v4`, shortened with a hash to fit

@@ -96,11 +96,7 @@ fn sections(doc: &mut Doc, cx: &Context<'_>, sections: &[Section], active: bool,
         doc.blank();
         doc.comment(render::section_title(section));
         for rule in &section.rules {
-            if evidence {
-                doc.comments(&render::undeclared_notes(rule, &cx.plan.default_ports));
-            } else {
-                doc.comments(&render::rule_notes(rule));
-            }
+            doc.comments(&render::notes(rule, evidence, &cx.plan.default_ports));
             if let Some(note) = render::expansion_note(rule, SYNTAX) {
                 doc.comment(format!("  {note}"));
             }

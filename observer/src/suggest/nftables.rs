@@ -297,7 +297,10 @@ fn write_sets(doc: &mut Doc, sets: &[AddressSet], active: bool, rules: &mut Vec<
                 doc.maybe(
                     active,
                     "\t\t\t",
-                    format!("{address} comment \"{}\"{comma}", shorten(names)),
+                    format!(
+                        "{address} comment \"{}\"{comma}",
+                        render::shorten(names, MAX_COMMENT)
+                    ),
                 );
             }
             doc.maybe(active, "\t\t", "}");
@@ -310,7 +313,7 @@ fn write_sets(doc: &mut Doc, sets: &[AddressSet], active: bool, rules: &mut Vec<
                 "{family} daddr @{} tcp dport {} accept comment \"{}\"",
                 set.name,
                 port_list(&set.ports),
-                shorten(&set.comment)
+                render::shorten(&set.comment, MAX_COMMENT)
             ),
         ));
     }
@@ -342,18 +345,6 @@ fn port_list(ports: &BTreeSet<u16>) -> String {
     } else {
         format!("{{ {} }}", list.join(", "))
     }
-}
-
-/// A comment that fits nft's limit.
-fn shorten(text: &str) -> String {
-    if text.len() <= MAX_COMMENT {
-        return text.to_owned();
-    }
-    let mut cut = MAX_COMMENT - 3;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &text[..cut])
 }
 
 /// The dnsmasq line that fills a site's sets.

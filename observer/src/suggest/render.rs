@@ -318,6 +318,29 @@ pub fn undeclared_notes(rule: &Rule, fallback: &BTreeSet<u16>) -> Vec<String> {
     lines
 }
 
+/// The comment lines of a rule: the full evidence of each name for an undeclared rule
+/// (`evidence`), the brief notes of a GitHub rule otherwise.
+pub fn notes(rule: &Rule, evidence: bool, fallback: &BTreeSet<u16>) -> Vec<String> {
+    if evidence {
+        undeclared_notes(rule, fallback)
+    } else {
+        rule_notes(rule)
+    }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary, ending in `...`), for the
+/// length limits of comments in rule files (nft, ipset).
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max - 3;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &text[..cut])
+}
+
 /// The comment line of an unresolved address.
 pub fn unresolved_note(u: &Unresolved, fallback: &BTreeSet<u16>) -> String {
     let ports = if u.seen.ports.is_empty() {

@@ -149,11 +149,7 @@ fn acls(
         doc.blank();
         doc.comment(render::section_title(section));
         for rule in &section.rules {
-            if evidence {
-                doc.comments(&render::undeclared_notes(rule, &plan.default_ports));
-            } else {
-                doc.comments(&render::rule_notes(rule));
-            }
+            doc.comments(&render::notes(rule, evidence, &plan.default_ports));
             for entry in render::entries(rule, SYNTAX) {
                 let line = match entry {
                     Entry::Exact(name) => {
