@@ -226,7 +226,7 @@ pub fn capture_facts(report: &Report) -> Vec<(&'static str, String)> {
             } else {
                 c.local_resolvers
                     .iter()
-                    .map(|p| format!("{} (pid {})", p.comm, p.pid))
+                    .map(process_label)
                     .collect::<Vec<_>>()
                     .join(", ")
             },
@@ -365,5 +365,35 @@ mod tests {
         );
         assert_eq!(when(Some("yesterday")), "yesterday");
         assert_eq!(when(None), "—");
+    }
+
+    #[test]
+    fn local_resolvers_are_named_like_every_other_process() {
+        let mut report = crate::report::build(&crate::correlate::Correlator::new(
+            crate::catalog::Catalog::builtin(),
+        ));
+        let fact = |r: &Report| {
+            capture_facts(r)
+                .into_iter()
+                .find(|(what, _)| *what == "Local resolvers")
+                .map(|(_, value)| value)
+        };
+        assert_eq!(fact(&report).as_deref(), Some("none seen"));
+        report.capture.local_resolvers = vec![
+            Process {
+                pid: 512,
+                comm: "systemd-resolve".into(),
+                cgroup_id: 1,
+            },
+            Process {
+                pid: 900,
+                comm: "dnsmasq".into(),
+                cgroup_id: 1,
+            },
+        ];
+        assert_eq!(
+            fact(&report).as_deref(),
+            Some("systemd-resolve[512], dnsmasq[900]")
+        );
     }
 }
