@@ -266,8 +266,8 @@ impl Correlator {
         &self.local_resolvers
     }
 
-    fn is_local_resolver(&self, process: Option<&Process>) -> bool {
-        process.is_some_and(|p| self.local_resolvers.iter().any(|r| r.pid == p.pid))
+    fn is_local_resolver(&self, process: &Process) -> bool {
+        self.local_resolvers.iter().any(|r| r.pid == process.pid)
     }
 
     /// Notes a query of `process` for `name` to `server`; returns whether it is a local
@@ -292,7 +292,7 @@ impl Correlator {
                     && ts_ns.saturating_sub(at) <= DNS_TIMEOUT_NS
             });
         if forwards
-            && !self.is_local_resolver(Some(process))
+            && !self.is_local_resolver(process)
             && self.local_resolvers.len() < MAX_LOCAL_RESOLVERS
         {
             self.local_resolvers.push(process.clone());
@@ -305,7 +305,7 @@ impl Correlator {
             self.local_asks
                 .insert(name.to_owned(), (ts_ns, process.pid, server));
         }
-        forwards || self.is_local_resolver(Some(process))
+        forwards || self.is_local_resolver(process)
     }
 
     /// DNS queries never answered, per name, as judged at the last observation.
@@ -413,10 +413,7 @@ impl Correlator {
                     self.answered.insert(q.name.clone(), ts_ns);
                 }
                 // A local resolver's answer is its client's: the client receives it next.
-                let process = d
-                    .process
-                    .as_ref()
-                    .filter(|p| !self.is_local_resolver(Some(p)));
+                let process = d.process.as_ref().filter(|p| !self.is_local_resolver(p));
                 self.names.observe_answers(
                     ts_ns,
                     process,
