@@ -417,6 +417,45 @@ mod tests {
     }
 
     #[test]
+    fn an_adopted_flow_says_so_in_both_formats() {
+        let Observed::FlowClosed(c) = closed() else {
+            unreachable!()
+        };
+        let opened = |adopted| Observed::FlowOpened {
+            flow_id: c.flow_id,
+            process: c.process.clone(),
+            src: c.src,
+            dst: c.dst,
+            destination: None,
+            adopted,
+        };
+        assert_eq!(
+            text_line(T, &opened(true)),
+            "08:00:00.000  flow-adopted      curl[42]              #3 198.18.0.1:40000 -> 198.18.1.10:443"
+        );
+        assert!(text_line(T, &opened(false)).contains("  flow-opened  "));
+        let json = json_line(T, &opened(true));
+        assert!(
+            json.ends_with(r#""dst":"198.18.1.10:443","adopted":true}"#),
+            "{json}"
+        );
+        assert!(!json_line(T, &opened(false)).contains("adopted"));
+        assert_eq!(parse_line(&json), Ok((T, opened(true))));
+        let mut adopted_close = c.clone();
+        adopted_close.adopted = true;
+        adopted_close.connect_ms = None;
+        let line = json_line(T, &Observed::FlowClosed(adopted_close.clone()));
+        assert!(
+            line.contains(r#""adopted":true"#) && !line.contains("connect_ms"),
+            "{line}"
+        );
+        assert_eq!(
+            parse_line(&line),
+            Ok((T, Observed::FlowClosed(adopted_close)))
+        );
+    }
+
+    #[test]
     fn lines_read_back_as_written() {
         let line = json_line(T + 1_500_000, &closed());
         assert_eq!(parse_line(&line), Ok((T + 1_500_000, closed())));

@@ -405,3 +405,34 @@ fn small_and_odd_sizes_do_not_panic() {
     }
     assert!(frame(&app, 30, 8).contains("needs at least"));
 }
+
+#[test]
+fn an_adopted_flow_says_when_it_was_first_seen() {
+    let s = 1_000_000_000;
+    let broker = "198.18.1.20:443";
+    let mut app = live(
+        vec![
+            (
+                T0 + s,
+                Observed::FlowOpened {
+                    flow_id: 1,
+                    process: runner(),
+                    src: "198.18.0.1:40000".parse().expect("address"),
+                    dst: broker.parse().expect("address"),
+                    destination: None,
+                    adopted: true,
+                },
+            ),
+            (T0 + 2 * s, progress(1, broker, 700, 3_000)),
+        ],
+        T0 + 3 * s,
+    );
+    focus(&mut app, Panel::Flows);
+    key(&mut app, KeyCode::Enter);
+    let screen = frame(&app, 160, 48);
+    assert!(
+        screen.contains("connected before the capture, seen from"),
+        "{screen}"
+    );
+    assert!(!screen.contains("established +"), "{screen}");
+}
