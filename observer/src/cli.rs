@@ -4,7 +4,9 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{capture::CaptureConfig, catalog::Catalog, export::Format};
+use observer::{
+    capture::CaptureConfig, catalog::Catalog, export::Format, suggest::Format as RuleFormat,
+};
 
 /// See which GitHub hosts a self-hosted Actions runner reaches, which are blocked and how,
 /// from eBPF probes in the kernel.
@@ -33,11 +35,11 @@ pub enum Command {
     /// Firewall rules to paste (squid, nftables, iptables, harden-runner, Cilium, Suricata, Azure
     /// Firewall, AWS Network Firewall, plain list) that allow what the runner used and nothing
     /// more; or, with --diff-meta, what was used against a saved GET /meta response.
-    Suggest(crate::suggest::SuggestArgs),
+    Suggest(SuggestArgs),
     /// The live terminal UI: the verdict, every group and host with its status and rates,
     /// undeclared destinations, flows, and what changed; or a recorded event log replayed
     /// (`--replay EVENTS`, no root needed). Keys: `?`.
-    Tui(crate::tui::TuiArgs),
+    Tui(TuiArgs),
 }
 
 /// What to capture, and for how long.
@@ -260,6 +262,88 @@ pub struct CatalogCmdArgs {
     pub catalog: CatalogArgs,
 }
 
+/// `observer suggest` options.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["report", "events"])))]
+pub struct SuggestArgs {
+    /// The audit report to make rules from (`observer record --out`, `observer report`); `-`
+    /// for stdin.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// An event log (`observer record --events`, `watch --json`): the report is built from it
+    /// first, with the catalog options below.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// The rule syntax to write (docs/rules.md).
+    #[arg(long, value_enum, default_value_t = RuleFormat::Domains)]
+    pub format: RuleFormat,
+
+    /// Where to write the rules; `-` for stdout.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub out: PathBuf,
+
+    /// Also allow the CNAME targets seen in DNS answers, marked as names that may change (some
+    /// firewalls check every name of a chain).
+    #[arg(long)]
+    pub follow_cnames: bool,
+
+    /// Make the undeclared names and unresolved addresses active rules (they are written
+    /// commented out by default, each with its evidence, to review).
+    #[arg(long)]
+    pub include_undeclared: bool,
+
+    /// Instead of rules, compare what was used with the `domains.actions_inbound` section of a
+    /// saved `GET /meta` response: observed but undocumented, documented but never used.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["format", "follow_cnames", "include_undeclared"])]
+    pub diff_meta: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// `observer tui` options.
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Play a recorded event log (`observer record --events`, `observer watch --json`) instead
+    /// of capturing; needs no root.
+    #[arg(
+        long,
+        value_name = "EVENTS",
+        conflicts_with_all = ["ports", "all_ports", "duration"]
+    )]
+    pub replay: Option<PathBuf>,
+
+    /// Replay speed: 1 plays at the recorded pace, 10 ten times faster, 0 as fast as possible
+    /// (the final state then stays on screen).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1.0,
+        value_parser = parse_speed,
+        requires = "replay"
+    )]
+    pub speed: f64,
+
+    /// Where `e` (the report) and `s` (rule suggestions) write their files.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub export_dir: PathBuf,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{text:?} is not a speed (0, or a positive factor)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +479,34 @@ mod tests {
             report(&["./merge"]).unwrap().events,
             Some(PathBuf::from("./merge"))
         );
+    }
+
+    fn tui(args: &[&str]) -> Result<TuiArgs, clap::Error> {
+        let argv = ["observer", "tui"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Tui(t) => Ok(t),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_parse_and_conflict() {
+        let live = tui(&["--ports", "443,8443", "--duration", "5"]).unwrap();
+        assert_eq!(live.replay, None);
+        assert_eq!(live.capture.ports, Some(vec![443, 8443]));
+        assert_eq!(live.export_dir, PathBuf::from("."));
+        let replay = tui(&["--replay", "ev.jsonl", "--speed", "0"]).unwrap();
+        assert_eq!(replay.replay, Some(PathBuf::from("ev.jsonl")));
+        assert_eq!(replay.speed, 0.0);
+        assert_eq!(tui(&["--replay", "ev.jsonl"]).unwrap().speed, 1.0);
+        for bad in [
+            &["--speed", "2"][..],
+            &["--replay", "x", "--speed", "-1"],
+            &["--replay", "x", "--speed", "inf"],
+            &["--replay", "x", "--duration", "5"],
+            &["--replay", "x", "--all-ports"],
+        ] {
+            assert!(tui(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    correlate::{Correlator, DnsTimeouts, FlowEntry},
-    events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
-    kernel::Process,
-    names::{NameRecord, NamesStats},
-    throughput::{runner_function, ThroughputStats, SLOW_MIN_BYTES},
+    capture::record::Process,
+    pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
+    pipeline::events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
+    pipeline::names::{NameRecord, NamesStats},
+    pipeline::throughput::{runner_function, ThroughputStats, SLOW_MIN_BYTES},
 };
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -312,10 +312,10 @@ pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String
                 "slow_throughput",
                 format!(
                     "{word} {} at a median {} over {:.1} s (minimum {})",
-                    crate::output::bytes(stats.bytes),
-                    crate::output::rate(stats.median_bps),
+                    crate::format::bytes(stats.bytes),
+                    crate::format::rate(stats.median_bps),
                     stats.active_s,
-                    crate::output::rate(limits.min_bps)
+                    crate::format::rate(limits.min_bps)
                 ),
             ));
         }
@@ -697,7 +697,7 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
-fn series_stats(series: Option<&crate::throughput::Series>) -> ThroughputStats {
+fn series_stats(series: Option<&crate::pipeline::throughput::Series>) -> ThroughputStats {
     series.map(|s| s.throughput().stats()).unwrap_or_default()
 }
 
@@ -870,8 +870,8 @@ mod tests {
     use super::*;
     use crate::{
         catalog::Catalog,
-        correlate::tests::{closed, opened, query, response},
-        events::Observed,
+        pipeline::correlate::tests::{closed, opened, query, response},
+        pipeline::events::Observed,
     };
 
     const S: u64 = 1_000_000_000;

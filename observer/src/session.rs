@@ -10,11 +10,11 @@ use tokio::{
 };
 
 use crate::{
+    capture::clock::{monotonic_ns, Clock},
+    capture::record::decode,
     capture::{Capture, CaptureConfig},
-    events::{CaptureStats, Observed},
-    kernel::decode,
-    output::{monotonic_ns, Clock},
-    tracker::Tracker,
+    pipeline::events::{CaptureStats, Observed},
+    pipeline::tracker::Tracker,
 };
 
 /// How often held-back observations are released.

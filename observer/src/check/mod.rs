@@ -57,14 +57,6 @@ use resolve::RESOLV_CONF;
 /// Version of the `--json` output; changes only when a field changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Exit status: every host of the required groups is reachable (some may be degraded).
-pub const EXIT_RUNNER_CAN_WORK: u8 = 0;
-/// Exit status: a host of a required group is blocked.
-pub const EXIT_ESSENTIAL_BLOCKED: u8 = 10;
-/// Exit status: no essential host is blocked, but one is reachable only with a certificate that
-/// does not verify (a TLS-intercepting proxy whose CA the machine does not trust).
-pub const EXIT_ESSENTIAL_UNTRUSTED: u8 = 11;
-
 /// The stable reason codes, shared with the audit report (docs/report.md).
 pub mod code {
     /// The resolver answered NXDOMAIN: the name does not exist (for this resolver).

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 
 use super::{
     summary::{group_checks, verdict},
-    AddrCheck, HostCheck, EXIT_ESSENTIAL_BLOCKED,
+    AddrCheck, HostCheck,
 };
-use crate::{catalog::Catalog, report::Status};
+use crate::{catalog::Catalog, exit, report::Status};
 
 /// The status as the table prints it: problems in capitals.
 fn status_word(status: Status) -> &'static str {
@@ -164,7 +164,7 @@ pub fn render_table(results: &[HostCheck], catalog: &Catalog) -> String {
     let verdict = verdict(results, catalog);
     out.push('\n');
     let _ = writeln!(out, "VERDICT: {}", verdict.summary);
-    if verdict.exit_code == EXIT_ESSENTIAL_BLOCKED && !verdict.untrusted_essential.is_empty() {
+    if verdict.exit_code == exit::ESSENTIAL_BLOCKED && !verdict.untrusted_essential.is_empty() {
         let _ = writeln!(
             out,
             "Essential hosts whose certificates do not verify: {}",

@@ -16,7 +16,7 @@ use hickory_proto::{
 use tokio::net::UdpSocket;
 
 use super::{code, seconds, CheckError, Context, DnsCheck};
-use crate::dns::{decode_message, normalize_name, DnsMessage};
+use crate::pipeline::dns::{decode_message, normalize_name, DnsMessage};
 
 /// Where the system's resolver is configured.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -565,7 +565,7 @@ mod tests {
             questions: Vec::new(),
             answers: answers
                 .iter()
-                .map(|&(name, rtype, data)| crate::dns::Answer {
+                .map(|&(name, rtype, data)| crate::pipeline::dns::Answer {
                     name: name.to_owned(),
                     rtype: rtype.to_owned(),
                     ttl: 60,

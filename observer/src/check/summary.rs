@@ -2,11 +2,8 @@
 
 use serde::Serialize;
 
-use super::{
-    HostCheck, EXIT_ESSENTIAL_BLOCKED, EXIT_ESSENTIAL_UNTRUSTED, EXIT_RUNNER_CAN_WORK,
-    SCHEMA_VERSION,
-};
-use crate::{catalog::Catalog, report::Status};
+use super::{HostCheck, SCHEMA_VERSION};
+use crate::{catalog::Catalog, exit, report::Status};
 
 /// The `--json` document.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -143,7 +140,7 @@ pub(super) fn verdict(results: &[HostCheck], catalog: &Catalog) -> Verdict {
         .collect();
     let (exit_code, summary) = if !blocked_essential.is_empty() {
         (
-            EXIT_ESSENTIAL_BLOCKED,
+            exit::ESSENTIAL_BLOCKED,
             format!(
                 "runner CANNOT work: essential hosts blocked: {}",
                 blocked_essential.join(", ")
@@ -151,7 +148,7 @@ pub(super) fn verdict(results: &[HostCheck], catalog: &Catalog) -> Verdict {
         )
     } else if !untrusted_essential.is_empty() {
         (
-            EXIT_ESSENTIAL_UNTRUSTED,
+            exit::ESSENTIAL_UNTRUSTED,
             format!(
                 "runner CANNOT work: essential hosts answer with certificates that do not verify \
                  (a TLS-intercepting proxy whose CA is not trusted?): {}",
@@ -159,10 +156,10 @@ pub(super) fn verdict(results: &[HostCheck], catalog: &Catalog) -> Verdict {
             ),
         )
     } else {
-        (EXIT_RUNNER_CAN_WORK, "runner can work".to_owned())
+        (exit::OK, "runner can work".to_owned())
     };
     Verdict {
-        runner_can_work: exit_code == EXIT_RUNNER_CAN_WORK,
+        runner_can_work: exit_code == exit::OK,
         exit_code,
         summary,
         blocked_essential,

@@ -43,7 +43,7 @@ pub fn target(catalog: &Catalog, name: &str, representative_of: Option<&str>) ->
         }
     }
     Target {
-        name: crate::dns::normalize_name(name),
+        name: crate::pipeline::dns::normalize_name(name),
         groups,
         representative_of: representative_of.map(str::to_owned),
     }

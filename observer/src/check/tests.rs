@@ -25,7 +25,7 @@ use tokio::{
 };
 
 use super::*;
-use crate::catalog::Catalog;
+use crate::{catalog::Catalog, exit};
 
 // ---------------------------------------------------------------------------------------------
 // Local servers and contexts.
@@ -110,7 +110,7 @@ impl DnsServer {
                 let Some(question) = query.queries().first().cloned() else {
                     continue;
                 };
-                let name = crate::dns::normalize_name(&question.name().to_ascii());
+                let name = crate::pipeline::dns::normalize_name(&question.name().to_ascii());
                 log.lock().expect("log").push(name.clone());
                 let mut response = Message::new();
                 response
@@ -525,7 +525,7 @@ fn exit_code_rules() {
             &["runner-updates", "wildcard-summary"],
         ),
     ];
-    assert_eq!(exit_code(&all_ok, &catalog), EXIT_RUNNER_CAN_WORK);
+    assert_eq!(exit_code(&all_ok, &catalog), exit::OK);
 
     // Optional groups never change the exit code.
     let optional_blocked = vec![
@@ -536,7 +536,7 @@ fn exit_code_rules() {
         ),
         untrusted("github-cloud.s3.amazonaws.com", &["lfs"]),
     ];
-    assert_eq!(exit_code(&optional_blocked, &catalog), EXIT_RUNNER_CAN_WORK);
+    assert_eq!(exit_code(&optional_blocked, &catalog), exit::OK);
     let v = build_report(&optional_blocked, &catalog).verdict;
     assert!(v.runner_can_work);
     // The wildcard summary is not a feature of its own.
@@ -553,7 +553,7 @@ fn exit_code_rules() {
         dns_ok(&addresses),
         addresses,
     )];
-    assert_eq!(exit_code(&degraded, &catalog), EXIT_RUNNER_CAN_WORK);
+    assert_eq!(exit_code(&degraded, &catalog), exit::OK);
     assert_eq!(
         build_report(&degraded, &catalog).verdict.warnings,
         ["github.com"]
@@ -565,7 +565,7 @@ fn exit_code_rules() {
     ];
     assert_eq!(
         exit_code(&essential_blocked, &catalog),
-        EXIT_ESSENTIAL_BLOCKED
+        exit::ESSENTIAL_BLOCKED
     );
     let v = build_report(&essential_blocked, &catalog).verdict;
     assert_eq!(
@@ -580,7 +580,7 @@ fn exit_code_rules() {
     let essential_untrusted = vec![untrusted("github.com", &["essential"])];
     assert_eq!(
         exit_code(&essential_untrusted, &catalog),
-        EXIT_ESSENTIAL_UNTRUSTED
+        exit::ESSENTIAL_UNTRUSTED
     );
     assert!(
         !build_report(&essential_untrusted, &catalog)
@@ -589,7 +589,7 @@ fn exit_code_rules() {
     );
 
     // Nothing checked: nothing is known to be blocked.
-    assert_eq!(exit_code(&[], &catalog), EXIT_RUNNER_CAN_WORK);
+    assert_eq!(exit_code(&[], &catalog), exit::OK);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -834,7 +834,7 @@ async fn whole_check_against_local_servers() {
 
     let catalog = small_catalog();
     // wrong.test is essential and untrusted.
-    assert_eq!(exit_code(&results, &catalog), EXIT_ESSENTIAL_BLOCKED);
+    assert_eq!(exit_code(&results, &catalog), exit::ESSENTIAL_BLOCKED);
 }
 
 #[tokio::test]

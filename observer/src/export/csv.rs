@@ -7,7 +7,7 @@
 //! leading `'`: names come from DNS answers and are treated as hostile.
 
 use crate::{
-    events::{ClosedBy, DestinationClass},
+    pipeline::events::{ClosedBy, DestinationClass},
     report::FlowReport,
 };
 

@@ -15,9 +15,9 @@
 use std::fmt::Write as _;
 
 use crate::{
-    output::rate,
+    format::rate,
+    pipeline::throughput::{RateStats, ThroughputStats, DEFAULT_MIN_BPS},
     report::Status,
-    throughput::{RateStats, ThroughputStats, DEFAULT_MIN_BPS},
 };
 
 use super::{

@@ -24,11 +24,11 @@ use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
+    pipeline::throughput::{RateStats, ThroughputStats},
     report::{
         GroupReport, GroupVerdict, HostReport, Reason, Report, Status, UndeclaredReport, Verdict,
         SCHEMA_VERSION,
     },
-    throughput::{RateStats, ThroughputStats},
 };
 
 use super::{is_failing, status_word, Document, Format};
@@ -122,7 +122,7 @@ pub fn run(paths: &[PathBuf], labels: &[String], out: &Path, format: Format) -> 
         });
     }
     let doc = merge(inputs)?;
-    crate::record::write_document(&doc, out, format)
+    super::write_document(&doc, out, format)
 }
 
 /// Reads a JSON report, refusing another schema version and already merged reports.

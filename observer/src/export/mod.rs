@@ -14,11 +14,16 @@ pub mod merge;
 mod redact;
 mod table;
 
+use std::path::Path;
+
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::Process,
-    report::{Report, Status},
+    capture::record::Process,
+    outfile::write_out,
+    pipeline::correlate::Correlator,
+    report::{self, Report, Status},
 };
 
 pub use merge::Merged;
@@ -83,6 +88,28 @@ pub fn render(doc: &Document, format: Format) -> anyhow::Result<String> {
         Format::Html => html::render(doc),
         Format::Csv => csv::render(doc),
     })
+}
+
+/// Writes the report of everything the correlator saw in `format` to `out` (`-` for stdout),
+/// atomically.
+pub fn write_report(correlator: &mut Correlator, out: &Path, format: Format) -> anyhow::Result<()> {
+    correlator.finish();
+    write_document(&Document::single(report::build(correlator)), out, format)
+}
+
+/// Renders a report (or a merge of reports) in `format` and writes it to `out` (`-` for
+/// stdout), atomically: a temporary file beside it, then a rename, so a reader never sees half
+/// a report. An incomplete capture is also said on stderr, whatever the format.
+pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Result<()> {
+    let text = render(doc, format).context("cannot render the report")?;
+    let capture = &doc.report.capture;
+    if !capture.complete {
+        eprintln!(
+            "observer: the report is incomplete: {}",
+            capture.incomplete_because.join("; ")
+        );
+    }
+    write_out(out, &text, "the report")
 }
 
 /// Redacts, in place, the report's text that comes from processes and sockets: task names and
@@ -176,7 +203,7 @@ pub fn process_label(p: &Process) -> String {
 
 /// Byte counts as people read them (`1.5 KiB`).
 pub fn bytes(n: u64) -> String {
-    crate::output::bytes(n)
+    crate::format::bytes(n)
 }
 
 /// One line per fact about the capture's completeness, for every human-readable format.
@@ -267,7 +294,7 @@ pub fn flow_is_problem(f: &crate::report::FlowReport) -> bool {
 
 impl FlowCounts {
     pub fn of(report: &Report) -> Self {
-        use crate::events::{DestinationClass, Outcome};
+        use crate::pipeline::events::{DestinationClass, Outcome};
         let flows = &report.flows;
         let outcomes = [
             Outcome::Closed,
@@ -369,7 +396,7 @@ mod tests {
 
     #[test]
     fn local_resolvers_are_named_like_every_other_process() {
-        let mut report = crate::report::build(&crate::correlate::Correlator::new(
+        let mut report = crate::report::build(&crate::pipeline::correlate::Correlator::new(
             crate::catalog::Catalog::builtin(),
         ));
         let fact = |r: &Report| {

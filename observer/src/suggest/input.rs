@@ -7,7 +7,7 @@
 
 use std::{
     fs::File,
-    io::{BufReader, Read as _},
+    io::Read as _,
     net::{IpAddr, SocketAddr},
     path::Path,
 };
@@ -15,7 +15,7 @@ use std::{
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::{cli::CatalogArgs, record, report};
+use crate::{eventlog, options::CatalogOptions, report};
 
 /// The parts of an audit report (docs/report.md) that rules are made from.
 #[derive(Clone, Debug, Deserialize)]
@@ -194,15 +194,9 @@ fn is_event_log(text: &str) -> bool {
 }
 
 /// Builds the report of an event log, as `observer report EVENTS` would.
-pub fn report_of_events(path: &Path, catalog: &CatalogArgs) -> anyhow::Result<ReportView> {
+pub fn report_of_events(path: &Path, catalog: &CatalogOptions) -> anyhow::Result<ReportView> {
     let mut correlator = catalog.correlator()?;
-    let file = File::open(path)
-        .with_context(|| format!("cannot open the event log {}", path.display()))?;
-    record::replay(
-        BufReader::new(file),
-        &path.display().to_string(),
-        &mut correlator,
-    )?;
+    eventlog::replay_file(path, &mut correlator)?;
     correlator.finish();
     let built = report::build(&correlator);
     let value = serde_json::to_value(&built).context("cannot serialise the report")?;

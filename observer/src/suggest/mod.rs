@@ -26,49 +26,42 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 
-use crate::cli::CatalogArgs;
+use crate::options::CatalogOptions;
+
+/// What `observer suggest` reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// An audit report (`-` for stdin).
+    Report(PathBuf),
+    /// An event log, whose report is built first with the catalog options.
+    Events(PathBuf),
+}
+
+/// What `observer suggest` writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Rules in a firewall's syntax.
+    Rules {
+        format: Format,
+        /// Also allow the CNAME targets seen in DNS answers.
+        follow_cnames: bool,
+        /// Make undeclared destinations active rules (commented out otherwise).
+        include_undeclared: bool,
+    },
+    /// What was used against the `domains.actions_inbound` of a saved `GET /meta` response.
+    DiffMeta(PathBuf),
+}
 
 /// `observer suggest` options.
-#[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["report", "events"])))]
-pub struct SuggestArgs {
-    /// The audit report to make rules from (`observer record --out`, `observer report`); `-`
-    /// for stdin.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-
-    /// An event log (`observer record --events`, `watch --json`): the report is built from it
-    /// first, with the catalog options below.
-    #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
-
-    /// The rule syntax to write (docs/rules.md).
-    #[arg(long, value_enum, default_value_t = Format::Domains)]
-    pub format: Format,
-
-    /// Where to write the rules; `-` for stdout.
-    #[arg(long, value_name = "FILE", default_value = "-")]
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub input: Input,
+    pub action: Action,
+    /// Where to write; `-` for stdout.
     pub out: PathBuf,
-
-    /// Also allow the CNAME targets seen in DNS answers, marked as names that may change (some
-    /// firewalls check every name of a chain).
-    #[arg(long)]
-    pub follow_cnames: bool,
-
-    /// Make the undeclared names and unresolved addresses active rules (they are written
-    /// commented out by default, each with its evidence, to review).
-    #[arg(long)]
-    pub include_undeclared: bool,
-
-    /// Instead of rules, compare what was used with the `domains.actions_inbound` section of a
-    /// saved `GET /meta` response: observed but undocumented, documented but never used.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["format", "follow_cnames", "include_undeclared"])]
-    pub diff_meta: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub catalog: CatalogArgs,
+    pub catalog: CatalogOptions,
 }
 
 /// Rule syntaxes.
@@ -104,39 +97,42 @@ impl Format {
 }
 
 /// Runs `observer suggest`.
-pub fn run(args: &SuggestArgs) -> anyhow::Result<()> {
-    let catalog = args.catalog.load()?;
-    let (report, source) = match (&args.report, &args.events) {
-        (Some(path), _) => (input::read_report_file(path)?, file_name(path)),
-        (None, Some(path)) => (
-            input::report_of_events(path, &args.catalog)?,
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    let catalog = options.catalog.load()?;
+    let (report, source) = match &options.input {
+        Input::Report(path) => (input::read_report_file(path)?, file_name(path)),
+        Input::Events(path) => (
+            input::report_of_events(path, &options.catalog)?,
             file_name(path),
         ),
-        (None, None) => anyhow::bail!("give --report FILE or --events FILE"),
     };
-    let text = match &args.diff_meta {
-        Some(meta) => {
+    let text = match &options.action {
+        Action::DiffMeta(meta) => {
             let text = fs::read_to_string(meta)
                 .with_context(|| format!("cannot read the /meta response {}", meta.display()))?;
             let documented = meta_diff::parse_meta(&meta.display().to_string(), &text)?;
             meta_diff::render(&report, &documented, &source, &file_name(meta))
         }
-        None => {
-            let options = plan::Options {
-                follow_cnames: args.follow_cnames,
-                include_undeclared: args.include_undeclared,
+        &Action::Rules {
+            format,
+            follow_cnames,
+            include_undeclared,
+        } => {
+            let plan_options = plan::Options {
+                follow_cnames,
+                include_undeclared,
             };
-            let plan = plan::build(&report, &catalog, options);
+            let plan = plan::build(&report, &catalog, plan_options);
             for skipped in &plan.skipped {
                 eprintln!(
                     "observer: {source}: {:?} left out: not a host name ({})",
                     skipped.text, skipped.why
                 );
             }
-            render(&plan, args.format, &source)
+            render(&plan, format, &source)
         }
     };
-    crate::output::write_out(&args.out, &text, "the rules")
+    crate::outfile::write_out(&options.out, &text, "the rules")
 }
 
 /// The rules of a plan in one format.

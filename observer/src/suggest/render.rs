@@ -230,8 +230,8 @@ pub fn evidence(seen: &Seen, ports: &BTreeSet<u16>) -> String {
         ));
         parts.push(format!(
             "{} sent, {} received",
-            crate::output::bytes(seen.bytes_sent),
-            crate::output::bytes(seen.bytes_received)
+            crate::format::bytes(seen.bytes_sent),
+            crate::format::bytes(seen.bytes_received)
         ));
     }
     if !seen.processes.is_empty() {

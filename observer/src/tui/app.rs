@@ -676,7 +676,7 @@ impl App {
 
 /// Rates of one flow over `window` ending at `now`, from its counters at earlier views: the
 /// bytes moved since the last mark at or before the window's start, divided by the window (as
-/// [`crate::throughput::Series::rate`] does). A flow opened inside the window started at zero.
+/// [`crate::pipeline::throughput::Series::rate`] does). A flow opened inside the window started at zero.
 fn flow_rate(marks: &VecDeque<Mark>, opened_ns: u64, now: u64, window: u64) -> (f64, f64) {
     let Some(last) = marks.back() else {
         return (0.0, 0.0);
@@ -836,11 +836,11 @@ mod tests {
     use super::*;
     use crate::{
         catalog::Catalog,
-        correlate::{
+        pipeline::correlate::{
             tests::{closed, opened, response},
             Correlator,
         },
-        events::Observed,
+        pipeline::events::Observed,
         tui::view::build,
     };
 

@@ -22,7 +22,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{Args, FromArgMatches as _};
 use ratatui::crossterm::event::Event;
 use tokio::{
     signal::unix::{signal, SignalKind},
@@ -30,8 +29,10 @@ use tokio::{
 };
 
 use crate::{
-    cli::{CaptureArgs, CatalogArgs},
-    export::Format,
+    capture::CaptureConfig,
+    export::{self, Format},
+    options::CatalogOptions,
+    suggest,
 };
 
 use app::{App, Effect, Mode, Msg};
@@ -43,80 +44,57 @@ const TICK: Duration = Duration::from_millis(250);
 /// so that a huge capture keeps the lock (and the capture waiting) a small share of the time.
 const BUILD_BACKOFF: u32 = 3;
 
-/// `observer tui` options.
-#[derive(Debug, Args)]
-pub struct TuiArgs {
-    /// Play a recorded event log (`observer record --events`, `observer watch --json`) instead
-    /// of capturing; needs no root.
-    #[arg(
-        long,
-        value_name = "EVENTS",
-        conflicts_with_all = ["ports", "all_ports", "duration"]
-    )]
-    pub replay: Option<PathBuf>,
-
-    /// Replay speed: 1 plays at the recorded pace, 10 ten times faster, 0 as fast as possible
-    /// (the final state then stays on screen).
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 1.0,
-        value_parser = parse_speed,
-        requires = "replay"
-    )]
-    pub speed: f64,
-
-    /// Where `e` (the report) and `s` (rule suggestions) write their files.
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub export_dir: PathBuf,
-
-    #[command(flatten)]
-    pub capture: CaptureArgs,
-
-    #[command(flatten)]
-    pub catalog: CatalogArgs,
+/// Where the TUI's observations come from.
+#[derive(Clone, Debug)]
+pub enum Feed {
+    /// The live capture, until `q` or the duration.
+    Live {
+        config: CaptureConfig,
+        duration: Option<Duration>,
+    },
+    /// A recorded event log played at `speed` (0: as fast as possible).
+    Replay { path: PathBuf, speed: f64 },
 }
 
-fn parse_speed(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(format!("{text:?} is not a speed (0, or a positive factor)")),
-    }
+/// `observer tui` options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub feed: Feed,
+    /// Where `e` (the report) and `s` (rule suggestions) write their files.
+    pub export_dir: PathBuf,
+    pub catalog: CatalogOptions,
 }
 
 /// Runs `observer tui` until `q` (or SIGINT, SIGTERM, SIGHUP).
-pub fn run(args: &TuiArgs) -> anyhow::Result<()> {
+pub fn run(options: &Options) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "observer tui needs a terminal; without one use `observer watch` or `observer record`"
         );
     }
-    let correlator = args.catalog.correlator()?;
-    let (mut source, mode) = match &args.replay {
-        Some(path) => (
-            Source::replay(path, args.speed, correlator)?,
+    let correlator = options.catalog.correlator()?;
+    let (mut source, mode) = match &options.feed {
+        Feed::Replay { path, speed } => (
+            Source::replay(path, *speed, correlator)?,
             Mode::Replay {
                 source: path.file_name().map_or_else(
                     || path.display().to_string(),
                     |n| n.to_string_lossy().into(),
                 ),
-                speed: args.speed,
+                speed: *speed,
             },
         ),
-        None => {
-            let config = args.capture.config(correlator.catalog());
-            (
-                Source::live(config, args.capture.duration(), correlator)?,
-                Mode::Live,
-            )
-        }
+        Feed::Live { config, duration } => (
+            Source::live(config.clone(), *duration, correlator)?,
+            Mode::Live,
+        ),
     };
     let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let shown = runtime.block_on(ui_loop(&source.shared, mode, colour, args));
+    let shown = runtime.block_on(ui_loop(&source.shared, mode, colour, options));
     // The screen is back; stop the capture (or replay) and say why it failed, if it did.
     let stopped = source.join();
     shown.and(stopped)
@@ -126,13 +104,13 @@ async fn ui_loop(
     shared: &Mutex<Shared>,
     mode: Mode,
     colour: bool,
-    args: &TuiArgs,
+    options: &Options,
 ) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let now = lock(shared)?.now_ns();
-    let mut app = App::new(mode, colour, args.export_dir.clone(), now);
+    let mut app = App::new(mode, colour, options.export_dir.clone(), now);
     let mut guard = terminal::enter().context("cannot set up the terminal")?;
     let mut input = terminal::Input::start().context("cannot read the keyboard")?;
     let mut views = Views::default();
@@ -152,7 +130,7 @@ async fn ui_loop(
                         if effect == Effect::Quit {
                             break;
                         }
-                        let done = perform(effect, shared, &args.catalog);
+                        let done = perform(effect, shared, &options.catalog);
                         // Anything written to stderr meanwhile is painted over.
                         guard.terminal.clear()?;
                         app.update(Msg::Done(done));
@@ -210,12 +188,11 @@ impl Views {
 fn perform(
     effect: Effect,
     shared: &Mutex<Shared>,
-    catalog: &CatalogArgs,
+    catalog: &CatalogOptions,
 ) -> Result<String, String> {
     let write_report = |path: &Path| -> Result<(), String> {
         let mut s = lock(shared).map_err(|e| format!("{e:#}"))?;
-        crate::record::write_report(&mut s.correlator, path, Format::Json)
-            .map_err(|e| format!("{e:#}"))
+        export::write_report(&mut s.correlator, path, Format::Json).map_err(|e| format!("{e:#}"))
     };
     match effect {
         Effect::Quit => Ok(String::new()),
@@ -228,8 +205,17 @@ fn perform(
             let report = unused(report);
             let rules = unused(rules);
             write_report(&report)?;
-            let args = suggest_args(&report, &rules, catalog).map_err(|e| format!("{e:#}"))?;
-            crate::suggest::run(&args).map_err(|e| format!("{e:#}"))?;
+            let options = suggest::Options {
+                input: suggest::Input::Report(report.clone()),
+                action: suggest::Action::Rules {
+                    format: suggest::Format::Domains,
+                    follow_cnames: false,
+                    include_undeclared: false,
+                },
+                out: rules.clone(),
+                catalog: catalog.clone(),
+            };
+            suggest::run(&options).map_err(|e| format!("{e:#}"))?;
             Ok(format!(
                 "wrote {} (rules) and {} (report)",
                 rules.display(),
@@ -237,32 +223,6 @@ fn perform(
             ))
         }
     }
-}
-
-/// `observer suggest --report REPORT --out RULES` with the same catalog, as parsed from its
-/// own command line (so that options added to it keep their defaults).
-fn suggest_args(
-    report: &Path,
-    rules: &Path,
-    catalog: &CatalogArgs,
-) -> anyhow::Result<crate::suggest::SuggestArgs> {
-    let mut argv: Vec<std::ffi::OsString> = vec![
-        "suggest".into(),
-        "--report".into(),
-        report.into(),
-        "--out".into(),
-        rules.into(),
-    ];
-    for file in &catalog.catalog {
-        argv.extend(["--catalog".into(), file.into()]);
-    }
-    for file in &catalog.meta {
-        argv.extend(["--meta".into(), file.into()]);
-    }
-    let command =
-        <crate::suggest::SuggestArgs as Args>::augment_args(clap::Command::new("suggest"));
-    let matches = command.try_get_matches_from(argv)?;
-    Ok(crate::suggest::SuggestArgs::from_arg_matches(&matches)?)
 }
 
 /// `path`, or `path-2`, `path-3`, ... when it exists.
@@ -285,39 +245,9 @@ fn unused(path: PathBuf) -> PathBuf {
 }
 
 #[cfg(test)]
-mod cli_tests {
+mod export_tests {
     use super::*;
-    use crate::{catalog::Catalog, cli::Cli, correlate::Correlator};
-    use clap::Parser as _;
-
-    fn tui(args: &[&str]) -> Result<TuiArgs, clap::Error> {
-        let argv = ["observer", "tui"].iter().chain(args);
-        match Cli::try_parse_from(argv)?.command {
-            crate::cli::Command::Tui(t) => Ok(t),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn options_parse_and_conflict() {
-        let live = tui(&["--ports", "443,8443", "--duration", "5"]).unwrap();
-        assert_eq!(live.replay, None);
-        assert_eq!(live.capture.ports, Some(vec![443, 8443]));
-        assert_eq!(live.export_dir, PathBuf::from("."));
-        let replay = tui(&["--replay", "ev.jsonl", "--speed", "0"]).unwrap();
-        assert_eq!(replay.replay, Some(PathBuf::from("ev.jsonl")));
-        assert_eq!(replay.speed, 0.0);
-        assert_eq!(tui(&["--replay", "ev.jsonl"]).unwrap().speed, 1.0);
-        for bad in [
-            &["--speed", "2"][..],
-            &["--replay", "x", "--speed", "-1"],
-            &["--replay", "x", "--speed", "inf"],
-            &["--replay", "x", "--duration", "5"],
-            &["--replay", "x", "--all-ports"],
-        ] {
-            assert!(tui(bad).is_err(), "{bad:?}");
-        }
-    }
+    use crate::{catalog::Catalog, pipeline::correlate::Correlator};
 
     #[test]
     fn e_and_s_write_the_report_and_the_rules() {
@@ -326,12 +256,11 @@ mod cli_tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/runner-workload.jsonl"
         );
-        let file = std::fs::File::open(fixture).unwrap();
-        crate::record::replay(std::io::BufReader::new(file), "fixture", &mut c).unwrap();
+        crate::eventlog::replay_file(Path::new(fixture), &mut c).unwrap();
         let shared = Mutex::new(Shared::finished(c));
         let dir = std::env::temp_dir().join(format!("observer-tui-export-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let catalog = tui(&[]).unwrap().catalog;
+        let catalog = CatalogOptions::default();
         let report = dir.join("observer-report-x.json");
         let said = perform(Effect::ExportReport(report.clone()), &shared, &catalog).unwrap();
         assert_eq!(said, format!("wrote {} (report)", report.display()));

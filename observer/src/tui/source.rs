@@ -18,7 +18,8 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    capture::CaptureConfig, correlate::Correlator, events::Observed, output::parse_line, session,
+    capture::CaptureConfig, eventlog::parse_line, pipeline::correlate::Correlator,
+    pipeline::events::Observed, session,
 };
 
 use super::app::{SourceState, SourceStatus};

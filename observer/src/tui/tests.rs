@@ -15,13 +15,13 @@ use ratatui::{
 };
 
 use crate::{
+    capture::record::Process,
     catalog::Catalog,
-    correlate::{
+    pipeline::correlate::{
         tests::{closed, opened, response},
         Correlator,
     },
-    events::{ClosedBy, FlowClosed, Observed, Outcome},
-    kernel::Process,
+    pipeline::events::{ClosedBy, FlowClosed, Observed, Outcome},
 };
 
 use super::{
@@ -97,7 +97,7 @@ fn workload() -> App {
     let text = std::fs::read_to_string(FIXTURE).expect("fixture");
     let events: Vec<(u64, Observed)> = text
         .lines()
-        .map(|l| crate::output::parse_line(l).expect("a fixture line"))
+        .map(|l| crate::eventlog::parse_line(l).expect("a fixture line"))
         .collect();
     let first = events.iter().map(|e| e.0).min().expect("events");
     let last = events.iter().map(|e| e.0).max().expect("events");
@@ -126,7 +126,7 @@ fn started() -> Observed {
         cgroup: "/sys/fs/cgroup".into(),
         ports: vec![443],
         all_ports: false,
-        probes: vec![crate::events::ProbeStatus {
+        probes: vec![crate::pipeline::events::ProbeStatus {
             program: "tcp_set_state".into(),
             hook: "tracepoint sock/inet_sock_set_state".into(),
             attached: true,

@@ -19,9 +19,9 @@ use ratatui::{
 use time::OffsetDateTime;
 
 use crate::{
-    output::{bytes, rate},
+    format::{bytes, rate},
+    pipeline::throughput::{RateStats, ThroughputStats},
     report::Status,
-    throughput::{RateStats, ThroughputStats},
 };
 
 use super::{
@@ -1139,9 +1139,9 @@ pub fn explain(code: &str) -> &'static str {
 
 fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'static>> {
     let class = match f.class {
-        crate::events::DestinationClass::Declared => f.groups.join(", "),
-        crate::events::DestinationClass::Undeclared => "undeclared".to_owned(),
-        crate::events::DestinationClass::Unresolved => "unresolved".to_owned(),
+        crate::pipeline::events::DestinationClass::Declared => f.groups.join(", "),
+        crate::pipeline::events::DestinationClass::Undeclared => "undeclared".to_owned(),
+        crate::pipeline::events::DestinationClass::Unresolved => "unresolved".to_owned(),
     };
     let mut lines = vec![Line::from(vec![
         Span::styled(
@@ -1172,8 +1172,8 @@ fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'static>> {
     }
     if let Some(by) = f.closed_by {
         state.push(Span::raw(match by {
-            crate::events::ClosedBy::Local => ", closed by this host",
-            crate::events::ClosedBy::Peer => ", closed by the far side",
+            crate::pipeline::events::ClosedBy::Local => ", closed by this host",
+            crate::pipeline::events::ClosedBy::Peer => ", closed by the far side",
         }));
     }
     if let Some(e) = &f.error {

@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    correlate::{series_key, Correlator, FlowEntry},
-    events::{ClosedBy, DestinationClass, Outcome},
-    kernel::Process,
+    capture::record::Process,
+    pipeline::correlate::{series_key, Correlator, FlowEntry},
+    pipeline::events::{ClosedBy, DestinationClass, Outcome},
+    pipeline::throughput::{Series, ThroughputStats},
     report::{self, Reason, Status},
-    throughput::{Series, ThroughputStats},
 };
 
 /// One second, in nanoseconds.
@@ -306,7 +306,7 @@ impl Snapshot {
                 failing_features: Vec::new(),
             },
             capture: CaptureHealth::default(),
-            min_bps: crate::throughput::DEFAULT_MIN_BPS,
+            min_bps: crate::pipeline::throughput::DEFAULT_MIN_BPS,
             groups: Vec::new(),
             hosts: Vec::new(),
             undeclared: Vec::new(),
@@ -597,8 +597,8 @@ mod tests {
     use super::*;
     use crate::{
         catalog::Catalog,
-        correlate::tests::{closed, opened, response},
-        events::Observed,
+        pipeline::correlate::tests::{closed, opened, response},
+        pipeline::events::Observed,
     };
 
     const T0: u64 = 1_795_766_400 * SECOND;

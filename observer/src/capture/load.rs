@@ -25,7 +25,7 @@ use observer_ebpf::{
 };
 use tokio::io::unix::AsyncFd;
 
-use crate::{events::ProbeStatus, mountinfo::cgroup2_mount};
+use crate::{capture::mountinfo::cgroup2_mount, pipeline::events::ProbeStatus};
 
 /// The compiled kernel programs (built by build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer-ebpf"));

@@ -8,13 +8,13 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use crate::{
+    capture::record::Process,
     catalog::Catalog,
-    events::{
+    pipeline::events::{
         CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome, ProbeStatus,
     },
-    kernel::Process,
-    names::NameCache,
-    throughput::{Series, Throughput, DEFAULT_MIN_BPS},
+    pipeline::names::NameCache,
+    pipeline::throughput::{Series, Throughput, DEFAULT_MIN_BPS},
 };
 
 /// Flows kept for the report; later flows are counted, not kept.
@@ -605,7 +605,7 @@ impl Correlator {
 
     /// Names the adopted flows whose address a DNS answer just gave. Their rates before count
     /// under the address; the host's and groups' rates count them from here.
-    fn name_adopted_flows(&mut self, ts_ns: u64, answers: &[crate::dns::Answer]) {
+    fn name_adopted_flows(&mut self, ts_ns: u64, answers: &[crate::pipeline::dns::Answer]) {
         let addresses: Vec<std::net::IpAddr> = answers
             .iter()
             .filter(|a| a.rtype == "A" || a.rtype == "AAAA")
@@ -661,8 +661,8 @@ impl Correlator {
 pub(crate) mod tests {
     use super::*;
     use crate::{
-        dns::{Answer, Question},
-        events::{DnsObserved, FlowClosed},
+        pipeline::dns::{Answer, Question},
+        pipeline::events::{DnsObserved, FlowClosed},
     };
 
     const S: u64 = 1_000_000_000;

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    dns::{Answer, Question},
-    kernel::Process,
+    capture::record::Process,
+    pipeline::dns::{Answer, Question},
 };
 
 /// How a TCP flow ended.

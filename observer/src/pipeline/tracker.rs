@@ -11,9 +11,13 @@ use std::collections::{HashMap, VecDeque};
 use observer_ebpf::{Flow, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
 
 use crate::{
-    dns::decode_message,
-    events::{errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, Observed, Outcome},
-    kernel::{endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, Process, SockError},
+    capture::record::{
+        endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, Process, SockError,
+    },
+    pipeline::dns::decode_message,
+    pipeline::events::{
+        errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, Observed, Outcome,
+    },
 };
 
 /// How long a closed flow waits for its socket error before it is reported.

@@ -1,4 +1,4 @@
-//! `observer check`: the active preflight (see `check`), watched by the kernel capture when the
+//! `observer check`: the active preflight (see `observer::check`), watched by the kernel capture when the
 //! observer has the privileges for it, so every failed attempt comes with what the kernel saw
 //! (retransmitted SYNs, a RST, the ICMP error).
 
@@ -10,14 +10,15 @@ use std::{
 
 use serde::Serialize;
 
-use crate::{
+use observer::{
     capture::{Capture, CaptureConfig},
     check::{self, CheckOptions, CheckReport, HostCheck},
-    cli::CheckArgs,
-    correlate::{Correlator, FlowEntry},
-    events::Outcome,
+    pipeline::correlate::{Correlator, FlowEntry},
+    pipeline::events::Outcome,
     session,
 };
+
+use crate::cli::CheckArgs;
 
 /// What the kernel saw of the check's own connections to one host.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -55,7 +56,7 @@ struct KernelHost {
 
 /// Runs the check; returns the exit status (docs/check.md).
 pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
-    let catalog = args.catalog.load()?;
+    let catalog = args.catalog.options().load()?;
     let targets: Vec<check::Target> = if args.hosts.is_empty() {
         check::default_targets(&catalog)
     } else {

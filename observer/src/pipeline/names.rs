@@ -42,10 +42,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 #[cfg(test)]
-use crate::dns::DnsMessage;
+use crate::pipeline::dns::DnsMessage;
 use crate::{
-    dns::{normalize_name, Answer, Question},
-    kernel::Process,
+    capture::record::Process,
+    pipeline::dns::{normalize_name, Answer, Question},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;

@@ -1,0 +1,41 @@
+//! `observer record`: a live, headless capture fed to the correlator; the audit report is
+//! written when it ends (whatever ended it), and optionally the event log as it goes.
+
+use std::{fs::File, io::BufWriter};
+
+use anyhow::Context as _;
+use observer::{eventlog::Sink, export, session};
+
+use crate::cli::RecordArgs;
+
+pub async fn run(args: &RecordArgs) -> anyhow::Result<()> {
+    let mut correlator = args.catalog.options().correlator()?;
+    let config = args.capture.config(correlator.catalog());
+    let mut log = match &args.events {
+        Some(path) => Some(Sink::new(
+            BufWriter::new(
+                File::create(path)
+                    .with_context(|| format!("cannot create the event log {}", path.display()))?,
+            ),
+            true,
+        )),
+        None => None,
+    };
+    let captured = session::run(
+        &config,
+        session::after(args.capture.duration()),
+        |mut batch| {
+            for (ts, observed) in &mut batch {
+                correlator.observe(*ts, observed);
+            }
+            if let Some(log) = &mut log {
+                log.write(&batch).context("cannot write the event log")?;
+            }
+            Ok(())
+        },
+    )
+    .await;
+    // Whatever happened, what was captured is written.
+    let written = export::write_report(&mut correlator, &args.out, args.format);
+    captured.and(written)
+}

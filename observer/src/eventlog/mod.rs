@@ -1,0 +1,228 @@
+//! The event log: one JSON object per line, as `observer watch --json` prints and
+//! `observer record --events` keeps (docs/events.md). Written by [`Sink`] (JSON, or the aligned
+//! text of [`text`]), read back by [`parse_line`] and [`replay`], which feeds a recorded capture
+//! to the correlator exactly as the live capture did.
+
+pub mod text;
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader, Write},
+    path::Path,
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+use crate::{format::datetime, pipeline::correlate::Correlator, pipeline::events::Observed};
+pub use text::text_line;
+
+/// Reads one line of an event log (what `watch --json` prints) back: its time in nanoseconds
+/// since the Unix epoch and the observation. The error says what is wrong with the line.
+pub fn parse_line(line: &str) -> Result<(u64, Observed), String> {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let ts = value
+        .as_object_mut()
+        .and_then(|o| o.remove("ts"))
+        .ok_or("no \"ts\" field")?;
+    let ts = ts.as_str().ok_or("\"ts\" is not a string")?;
+    let at = OffsetDateTime::parse(ts, &Rfc3339).map_err(|e| format!("bad time {ts:?}: {e}"))?;
+    let unix_ns = u64::try_from(at.unix_timestamp_nanos()).map_err(|_| "time before 1970")?;
+    let observed = serde_json::from_value(value).map_err(|e| format!("not an event: {e}"))?;
+    Ok((unix_ns, observed))
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    #[serde(flatten)]
+    observed: &'a Observed,
+}
+
+/// Formats one observation at `unix_ns` as a JSON line (no newline).
+pub fn json_line(unix_ns: u64, observed: &Observed) -> String {
+    let ts = datetime(unix_ns).format(&Rfc3339).unwrap_or_default();
+    serde_json::to_string(&Line { ts, observed }).unwrap_or_else(|e| {
+        format!(r#"{{"event":"error","error":"cannot serialise an event: {e}"}}"#)
+    })
+}
+
+/// Where observations go.
+pub struct Sink<W: Write> {
+    out: W,
+    json: bool,
+}
+
+impl<W: Write> Sink<W> {
+    pub fn new(out: W, json: bool) -> Self {
+        Self { out, json }
+    }
+
+    /// Writes observations; a closed pipe (`observer watch | head`) is reported as BrokenPipe.
+    pub fn write<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = &'a (u64, Observed)>,
+    ) -> io::Result<()> {
+        for (ts, observed) in items {
+            let ts = *ts;
+            let line = if self.json {
+                json_line(ts, observed)
+            } else {
+                text_line(ts, observed)
+            };
+            writeln!(self.out, "{line}")?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Feeds an event log file to the correlator (see [`replay`]).
+pub fn replay_file(path: &Path, correlator: &mut Correlator) -> anyhow::Result<()> {
+    let file = File::open(path)
+        .with_context(|| format!("cannot open the event log {}", path.display()))?;
+    replay(
+        BufReader::new(file),
+        &path.display().to_string(),
+        correlator,
+    )
+}
+
+/// Feeds every readable line of an event log to the correlator. Unreadable lines are reported on
+/// stderr (the first few) and counted in the report; they never stop the replay.
+pub fn replay(
+    input: impl BufRead,
+    source: &str,
+    correlator: &mut Correlator,
+) -> anyhow::Result<()> {
+    const SHOWN: u64 = 5;
+    let mut bad = 0u64;
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {source}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&line) {
+            Ok((ts, mut observed)) => correlator.observe(ts, &mut observed),
+            Err(problem) => {
+                bad += 1;
+                correlator.note_unreadable_line();
+                if bad <= SHOWN {
+                    eprintln!("observer: {source} line {}: {problem}; skipped", n + 1);
+                }
+            }
+        }
+    }
+    if bad > SHOWN {
+        eprintln!("observer: {source}: {bad} unreadable lines in all, skipped");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        capture::record::Process,
+        pipeline::events::{ClosedBy, FlowClosed, Outcome},
+    };
+
+    fn closed() -> Observed {
+        Observed::FlowClosed(Box::new(FlowClosed {
+            flow_id: 3,
+            process: Process {
+                pid: 42,
+                comm: "curl".into(),
+                cgroup_id: 1,
+            },
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "198.18.1.10:443".parse().unwrap(),
+            destination: None,
+            adopted: false,
+            outcome: Outcome::Closed,
+            closed_by: Some(ClosedBy::Peer),
+            error: None,
+            established: true,
+            rst_received: false,
+            syn_retransmits: 0,
+            retransmits: 0,
+            bytes_sent: 1_050_000,
+            bytes_received: 2048,
+            connect_ms: Some(0.25),
+            duration_ms: 31.5,
+            idle_ms: None,
+            since_poll_ms: 0.0,
+        }))
+    }
+
+    const T: u64 = 1_795_766_400_000_000_000;
+
+    #[test]
+    fn json_lines_are_stable() {
+        assert_eq!(
+            json_line(T + 1_500_000, &closed()),
+            r#"{"ts":"2026-11-27T08:00:00.0015Z","event":"flow_closed","flow_id":3,"process":{"pid":42,"comm":"curl","cgroup_id":1},"src":"198.18.0.1:40000","dst":"198.18.1.10:443","outcome":"closed","closed_by":"peer","established":true,"rst_received":false,"syn_retransmits":0,"retransmits":0,"bytes_sent":1050000,"bytes_received":2048,"connect_ms":0.25,"duration_ms":31.5,"since_poll_ms":0.0}"#
+        );
+    }
+
+    #[test]
+    fn text_lines_are_aligned_and_readable() {
+        assert_eq!(
+            text_line(T + 1_500_000, &closed()),
+            "08:00:00.001  flow-closed       curl[42]              #3 198.18.0.1:40000 -> 198.18.1.10:443  closed by peer  sent 1.0 MiB  received 2.0 KiB  in 32 ms"
+        );
+    }
+
+    #[test]
+    fn an_adopted_flow_says_so_in_both_formats() {
+        let Observed::FlowClosed(c) = closed() else {
+            unreachable!()
+        };
+        let opened = |adopted| Observed::FlowOpened {
+            flow_id: c.flow_id,
+            process: c.process.clone(),
+            src: c.src,
+            dst: c.dst,
+            destination: None,
+            adopted,
+        };
+        assert_eq!(
+            text_line(T, &opened(true)),
+            "08:00:00.000  flow-adopted      curl[42]              #3 198.18.0.1:40000 -> 198.18.1.10:443"
+        );
+        assert!(text_line(T, &opened(false)).contains("  flow-opened  "));
+        let json = json_line(T, &opened(true));
+        assert!(
+            json.ends_with(r#""dst":"198.18.1.10:443","adopted":true}"#),
+            "{json}"
+        );
+        assert!(!json_line(T, &opened(false)).contains("adopted"));
+        assert_eq!(parse_line(&json), Ok((T, opened(true))));
+        let mut adopted_close = c.clone();
+        adopted_close.adopted = true;
+        adopted_close.connect_ms = None;
+        let line = json_line(T, &Observed::FlowClosed(adopted_close.clone()));
+        assert!(
+            line.contains(r#""adopted":true"#) && !line.contains("connect_ms"),
+            "{line}"
+        );
+        assert_eq!(
+            parse_line(&line),
+            Ok((T, Observed::FlowClosed(adopted_close)))
+        );
+    }
+
+    #[test]
+    fn lines_read_back_as_written() {
+        let line = json_line(T + 1_500_000, &closed());
+        assert_eq!(parse_line(&line), Ok((T + 1_500_000, closed())));
+        assert!(parse_line("{").unwrap_err().starts_with("not JSON"));
+        assert_eq!(
+            parse_line(r#"{"event":"flow_closed"}"#),
+            Err("no \"ts\" field".into())
+        );
+        let unknown = r#"{"ts":"2026-11-27T08:00:00Z","event":"from_the_future"}"#;
+        assert!(parse_line(unknown).unwrap_err().starts_with("not an event"));
+    }
+}

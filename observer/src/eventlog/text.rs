@@ -1,0 +1,205 @@
+//! The human-readable form of event-log lines: what `observer watch` prints without `--json`,
+//! one aligned line per observation.
+
+use crate::{
+    capture::record::Process,
+    format::{bytes, datetime, rate},
+    pipeline::events::{Destination, DestinationClass, DnsObserved, Observed},
+};
+
+/// Formats one observation as an aligned, human-readable line (no newline).
+pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
+    let t = datetime(unix_ns);
+    let ts = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    );
+    let (kind, who, rest) = match observed {
+        Observed::CaptureStarted {
+            cgroup,
+            ports,
+            all_ports,
+            probes,
+        } => {
+            let attached = probes.iter().filter(|p| p.attached).count();
+            let ports = if *all_ports {
+                "all ports".to_owned()
+            } else {
+                ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let mut rest = format!(
+                "{attached}/{} probes attached to {cgroup}; TCP ports {ports}",
+                probes.len()
+            );
+            for p in probes.iter().filter(|p| !p.attached) {
+                rest.push_str(&format!(
+                    "; NOT attached: {} ({}): {}",
+                    p.program,
+                    p.hook,
+                    p.error.as_deref().unwrap_or("?")
+                ));
+            }
+            ("capture-started", String::new(), rest)
+        }
+        Observed::FlowOpened {
+            flow_id,
+            process,
+            src,
+            dst,
+            destination,
+            adopted,
+        } => (
+            if *adopted {
+                "flow-adopted"
+            } else {
+                "flow-opened"
+            },
+            proc_label(process),
+            format!(
+                "#{flow_id} {src} -> {}",
+                dest_label(*dst, destination.as_ref())
+            ),
+        ),
+        Observed::FlowEstablished {
+            flow_id,
+            process,
+            src,
+            dst,
+            connect_ms,
+            destination,
+        } => (
+            "flow-established",
+            proc_label(process),
+            format!(
+                "#{flow_id} {src} -> {}  connect {connect_ms:.1} ms",
+                dest_label(*dst, destination.as_ref())
+            ),
+        ),
+        Observed::FlowProgress {
+            flow_id,
+            dst,
+            bytes_sent,
+            bytes_received,
+            sent_bps,
+            received_bps,
+            ..
+        } => (
+            "flow-progress",
+            String::new(),
+            format!(
+                "#{flow_id} -> {dst}  sent {} ({})  received {} ({})",
+                bytes(*bytes_sent),
+                rate(*sent_bps),
+                bytes(*bytes_received),
+                rate(*received_bps)
+            ),
+        ),
+        Observed::FlowClosed(c) => {
+            let mut how = c.outcome.as_str().to_owned();
+            if let Some(by) = c.closed_by {
+                how.push_str(match by {
+                    crate::pipeline::events::ClosedBy::Local => " by local",
+                    crate::pipeline::events::ClosedBy::Peer => " by peer",
+                });
+            }
+            if let Some(e) = &c.error {
+                how.push_str(&format!(" ({e})"));
+            }
+            if c.syn_retransmits > 0 {
+                how.push_str(&format!(", {} SYN retransmits", c.syn_retransmits));
+            }
+            (
+                "flow-closed",
+                proc_label(&c.process),
+                format!(
+                    "#{} {} -> {}  {how}  sent {}  received {}  in {:.0} ms",
+                    c.flow_id,
+                    c.src,
+                    dest_label(c.dst, c.destination.as_ref()),
+                    bytes(c.bytes_sent),
+                    bytes(c.bytes_received),
+                    c.duration_ms
+                ),
+            )
+        }
+        Observed::SocketError { src, dst, error } => (
+            "socket-error",
+            String::new(),
+            format!("{src} -> {dst}  {error}"),
+        ),
+        Observed::DnsQuery(d) => ("dns-query", dns_who(d), dns_text(d)),
+        Observed::DnsResponse(d) => ("dns-response", dns_who(d), dns_text(d)),
+        Observed::CaptureStats(s) => (
+            "capture-stats",
+            String::new(),
+            format!(
+                "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied",
+                s.events, s.lost_events, s.undecodable_events, s.malformed_dns, s.dns_skipped
+            ),
+        ),
+    };
+    format!("{ts}  {kind:<16}  {who:<20}  {rest}")
+        .trim_end()
+        .to_owned()
+}
+
+/// `dst (name [groups])`, `dst (name, undeclared)` or `dst (unresolved)`.
+fn dest_label(dst: std::net::SocketAddr, destination: Option<&Destination>) -> String {
+    let Some(d) = destination else {
+        return dst.to_string();
+    };
+    match (&d.name, d.class) {
+        (Some(name), DestinationClass::Declared) => {
+            format!("{dst} ({name} [{}])", d.groups.join(","))
+        }
+        (Some(name), _) => format!("{dst} ({name}, undeclared)"),
+        (None, _) => format!("{dst} (unresolved)"),
+    }
+}
+
+fn proc_label(p: &Process) -> String {
+    format!("{}[{}]", p.comm, p.pid)
+}
+
+fn dns_who(d: &DnsObserved) -> String {
+    d.process
+        .as_ref()
+        .map(proc_label)
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn dns_text(d: &DnsObserved) -> String {
+    let q = d
+        .questions
+        .iter()
+        .map(|q| format!("{} {}", q.name, q.rtype))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut s = format!("{} {q}", d.server);
+    if let Some(rcode) = &d.rcode {
+        s.push_str(&format!("  {rcode}"));
+    }
+    for a in &d.answers {
+        s.push_str(&format!(
+            "  {} {} {} (ttl {})",
+            a.name, a.rtype, a.data, a.ttl
+        ));
+    }
+    if d.tc {
+        s.push_str("  [TC]");
+    }
+    if d.capture_cut {
+        s.push_str("  [cut at 512 bytes]");
+    }
+    if let Some(e) = &d.decode_error {
+        s.push_str(&format!("  [{e}]"));
+    }
+    s
+}
