@@ -11,8 +11,9 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     capture::record::Process,
+    capture::ProbeStatus,
     pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
-    pipeline::events::{ClosedBy, DestinationClass, Outcome, ProbeStatus},
+    pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::names::{NameRecord, NamesStats},
     pipeline::throughput::{runner_function, ThroughputStats, SLOW_MIN_BYTES},
 };

@@ -25,7 +25,9 @@ use observer_ebpf::{
 };
 use tokio::io::unix::AsyncFd;
 
-use crate::{capture::mountinfo::cgroup2_mount, pipeline::events::ProbeStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::capture::mountinfo::cgroup2_mount;
 
 /// The compiled kernel programs (built by build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer-ebpf"));
@@ -141,6 +143,18 @@ impl Hook {
             }
         }
     }
+}
+
+/// A probe and whether it is attached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// Program name in the object file.
+    pub program: String,
+    /// Where it attaches (`tracepoint sock/inet_sock_set_state`, `cgroup_skb ingress ...`).
+    pub hook: String,
+    pub attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A running capture.

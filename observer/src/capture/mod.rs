@@ -10,4 +10,4 @@ pub mod load;
 pub mod mountinfo;
 pub mod record;
 
-pub use load::{Capture, CaptureConfig, CaptureError};
+pub use load::{Capture, CaptureConfig, CaptureError, ProbeStatus};

@@ -8,11 +8,9 @@
 use std::{collections::HashMap, net::SocketAddr};
 
 use crate::{
-    capture::record::Process,
+    capture::{record::Process, ProbeStatus},
     catalog::Catalog,
-    pipeline::events::{
-        CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome, ProbeStatus,
-    },
+    pipeline::events::{CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome},
     pipeline::names::NameCache,
     pipeline::throughput::{Series, Throughput, DEFAULT_MIN_BPS},
 };

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    capture::record::Process,
+    capture::{record::Process, ProbeStatus},
     pipeline::dns::{Answer, Question},
 };
 
@@ -213,18 +213,6 @@ pub struct DnsObserved {
     /// Why (part of) the message could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
-}
-
-/// A probe and whether it is attached.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeStatus {
-    /// Program name in the object file.
-    pub program: String,
-    /// Where it attaches (`tracepoint sock/inet_sock_set_state`, `cgroup_skb ingress ...`).
-    pub hook: String,
-    pub attached: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Capture health counters.

@@ -126,7 +126,7 @@ fn started() -> Observed {
         cgroup: "/sys/fs/cgroup".into(),
         ports: vec![443],
         all_ports: false,
-        probes: vec![crate::pipeline::events::ProbeStatus {
+        probes: vec![crate::capture::ProbeStatus {
             program: "tcp_set_state".into(),
             hook: "tracepoint sock/inet_sock_set_state".into(),
             attached: true,
