@@ -30,7 +30,7 @@ use crate::{
     },
 };
 
-use super::{is_failing, status_word, Document, Format};
+use super::{Document, Format};
 
 /// The `merged` section of a merged report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,23 +203,6 @@ pub fn labels_for(paths: &[PathBuf], given: &[String]) -> anyhow::Result<Vec<Str
     Ok(labels)
 }
 
-/// Severity for "worst across runners": `unseen` is no evidence, so any other status wins.
-fn severity(status: Status) -> u8 {
-    match status {
-        Status::Unseen => 0,
-        Status::Ok => 1,
-        Status::Degraded => 2,
-        Status::Blocked => 3,
-    }
-}
-
-fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
-    statuses
-        .into_iter()
-        .max_by_key(|s| severity(*s))
-        .unwrap_or(Status::Unseen)
-}
-
 /// The entries of every input grouped by key, in order of first appearance: for each key, the
 /// entry of each input (None where an input has no such entry).
 fn by_key<'a, T>(
@@ -390,7 +373,7 @@ fn merge_groups(inputs: &[Input]) -> (Vec<GroupReport>, Vec<Breakdown>) {
         let Some(mut group) = present().next().cloned() else {
             continue;
         };
-        group.status = worst(present().map(|g| g.status));
+        group.status = Status::worst(present().map(|g| g.status));
         group.hosts = union(present().map(|g| g.hosts.iter().cloned()));
         group.failing_hosts = union(present().map(|g| g.failing_hosts.iter().cloned()));
         group.flows = present().map(|g| g.flows).sum();
@@ -433,7 +416,7 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
         let Some(mut host) = present().next().cloned() else {
             continue;
         };
-        host.status = worst(present().map(|h| h.status));
+        host.status = Status::worst(present().map(|h| h.status));
         host.groups = union(present().map(|h| h.groups.iter().cloned()));
         host.reasons = merge_reasons(present().map(|h| h.reasons.as_slice()));
         host.addresses = sorted_union(present().map(|h| h.addresses.iter().copied()));
@@ -523,7 +506,7 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
         let Some(mut u) = present().next().cloned() else {
             continue;
         };
-        u.status = worst(present().map(|u| u.status));
+        u.status = Status::worst(present().map(|u| u.status));
         u.reasons = merge_reasons(present().map(|u| u.reasons.as_slice()));
         u.addresses = sorted_union(present().map(|u| u.addresses.iter().copied()));
         u.ports = sorted_union(present().map(|u| u.ports.iter().copied()));
@@ -649,7 +632,7 @@ fn merge_verdict(
     let failing_on = |runners: &[RunnerStatus]| -> Vec<String> {
         runners
             .iter()
-            .filter(|r| r.status.is_some_and(is_failing))
+            .filter(|r| r.status.is_some_and(Status::is_failing))
             .map(|r| r.runner.clone())
             .collect()
     };
@@ -691,7 +674,7 @@ fn merge_verdict(
         .collect();
     verdict.failing_features = groups
         .iter()
-        .filter(|g| !g.required && !g.summary && is_failing(g.status))
+        .filter(|g| !g.required && !g.summary && g.status.is_failing())
         .filter_map(explain)
         .collect();
 
@@ -757,12 +740,7 @@ fn merge_verdict(
                     .and_then(|i| group_breakdown.get(i))
                     .map(|b| failing_on(&b.runners))
                     .unwrap_or_default();
-                format!(
-                    "{} ({} on {})",
-                    f.title,
-                    status_word(f.status),
-                    on.join(", ")
-                )
+                format!("{} ({} on {})", f.title, f.status.word(), on.join(", "))
             })
             .collect();
         sentences.push(format!("Features that will fail: {}.", features.join(", ")));
@@ -776,11 +754,20 @@ mod tests {
 
     #[test]
     fn worst_status_ignores_unseen() {
-        assert_eq!(worst([Status::Ok, Status::Unseen]), Status::Ok);
-        assert_eq!(worst([Status::Ok, Status::Blocked]), Status::Blocked);
-        assert_eq!(worst([Status::Degraded, Status::Blocked]), Status::Blocked);
-        assert_eq!(worst([Status::Unseen, Status::Degraded]), Status::Degraded);
-        assert_eq!(worst([]), Status::Unseen);
+        assert_eq!(Status::worst([Status::Ok, Status::Unseen]), Status::Ok);
+        assert_eq!(
+            Status::worst([Status::Ok, Status::Blocked]),
+            Status::Blocked
+        );
+        assert_eq!(
+            Status::worst([Status::Degraded, Status::Blocked]),
+            Status::Blocked
+        );
+        assert_eq!(
+            Status::worst([Status::Unseen, Status::Degraded]),
+            Status::Degraded
+        );
+        assert_eq!(Status::worst([]), Status::Unseen);
     }
 
     #[test]

@@ -16,8 +16,10 @@ use crate::{
 
 use super::{
     classify::{self, failure, success, warning},
-    rfc3339, CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Reason,
-    Report, Status, UndeclaredReport, Verdict, SCHEMA_VERSION,
+    rfc3339,
+    vocab::Reason as Code,
+    CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Reason, Report,
+    Status, UndeclaredReport, Verdict, SCHEMA_VERSION,
 };
 
 /// The occurrences of one reason.
@@ -56,20 +58,20 @@ impl Tally {
         self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
     }
 
-    fn reason(&mut self, code: &'static str, ns: u64, process: Option<&Process>) {
+    fn reason(&mut self, code: Code, ns: u64, process: Option<&Process>) {
         self.occurrence(code, 1, ns, ns, process.cloned(), None);
     }
 
     fn occurrence(
         &mut self,
-        code: &'static str,
+        code: Code,
         count: u64,
         first: u64,
         last: u64,
         process: Option<Process>,
         detail: Option<String>,
     ) {
-        let r = self.reasons.entry(code).or_insert(Occurrences {
+        let r = self.reasons.entry(code.as_str()).or_insert(Occurrences {
             count: 0,
             first_ns: first,
             last_ns: last,
@@ -129,7 +131,7 @@ impl Tally {
         self.seen(t.last_ns);
         self.failures += t.count;
         self.occurrence(
-            "dns_timeout",
+            Code::DnsTimeout,
             t.count,
             t.first_ns,
             t.last_ns,
@@ -264,7 +266,7 @@ pub fn build(c: &Correlator) -> Report {
                 hosts.iter().filter(|h| h.groups.contains(&g.id)).collect();
             let failing: Vec<String> = members
                 .iter()
-                .filter(|h| matches!(h.status, Status::Blocked | Status::Degraded))
+                .filter(|h| h.status.is_failing())
                 .map(|h| h.name.clone())
                 .collect();
             let exact_blocked = members
@@ -328,12 +330,10 @@ fn verdict(groups: &[GroupReport], hosts: &[HostReport]) -> Verdict {
     let required: Vec<GroupVerdict> = groups.iter().filter(|g| g.required).map(explain).collect();
     let failing_features: Vec<GroupVerdict> = groups
         .iter()
-        .filter(|g| {
-            !g.required && !g.summary && matches!(g.status, Status::Blocked | Status::Degraded)
-        })
+        .filter(|g| !g.required && !g.summary && g.status.is_failing())
         .map(explain)
         .collect();
-    let failed = |g: &GroupVerdict| matches!(g.status, Status::Blocked | Status::Degraded);
+    let failed = |g: &GroupVerdict| g.status.is_failing();
     let runner_can_work = if required.iter().any(failed) {
         Some(false)
     } else if !required.is_empty() && required.iter().all(|g| g.status == Status::Ok) {
@@ -364,7 +364,7 @@ fn verdict(groups: &[GroupReport], hosts: &[HostReport]) -> Verdict {
     if !failing_features.is_empty() {
         let titles: Vec<String> = failing_features
             .iter()
-            .map(|f| format!("{} ({})", f.title, status_word(f.status)))
+            .map(|f| format!("{} ({})", f.title, f.status.word()))
             .collect();
         summary.push_str(&format!(" Features that will fail: {}.", titles.join(", ")));
     }
@@ -373,15 +373,6 @@ fn verdict(groups: &[GroupReport], hosts: &[HostReport]) -> Verdict {
         summary,
         required,
         failing_features,
-    }
-}
-
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Degraded => "degraded",
-        Status::Blocked => "blocked",
-        Status::Unseen => "unseen",
     }
 }
 

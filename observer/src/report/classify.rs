@@ -11,19 +11,19 @@ use crate::{
     pipeline::throughput::SLOW_MIN_BYTES,
 };
 
-use super::Status;
+use super::{vocab::Reason, Status};
 
 /// Whether a flow is a failed attempt to reach its destination, and the reason code. A flow
 /// that was established and received data reached its destination, however it ended: servers
 /// often reset a connection they are done with.
-pub fn failure(flow: &FlowEntry) -> Option<&'static str> {
+pub fn failure(flow: &FlowEntry) -> Option<Reason> {
     let outcome = flow.outcome?;
     let established = flow.established_ns.is_some();
     match outcome {
-        Outcome::Refused => Some("tcp_reset"),
-        Outcome::Unreachable => Some("tcp_unreachable"),
-        Outcome::Timeout if !established => Some("tcp_timeout"),
-        Outcome::Error if !established => Some("tcp_error"),
+        Outcome::Refused => Some(Reason::TcpReset),
+        Outcome::Unreachable => Some(Reason::TcpUnreachable),
+        Outcome::Timeout if !established => Some(Reason::TcpTimeout),
+        Outcome::Error if !established => Some(Reason::TcpError),
         _ if !established || flow.bytes_received > 0 => None,
         // Cut by the far side after the client spoke and before any answer: the signature of
         // SNI-filtering firewalls.
@@ -31,9 +31,9 @@ pub fn failure(flow: &FlowEntry) -> Option<&'static str> {
             if flow.bytes_sent > 0
                 && (outcome == Outcome::Reset || flow.closed_by == Some(ClosedBy::Peer)) =>
         {
-            Some("tls_reset")
+            Some(Reason::TlsReset)
         }
-        Outcome::Reset | Outcome::Timeout | Outcome::Error => Some("connection_reset"),
+        Outcome::Reset | Outcome::Timeout | Outcome::Error => Some(Reason::ConnectionReset),
         Outcome::Closed | Outcome::Aborted => None,
     }
 }
@@ -44,7 +44,7 @@ pub fn success(flow: &FlowEntry) -> bool {
 }
 
 /// A flow that worked, but not well: too slow for the runner, or a long poll cut short.
-pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String)> {
+pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(Reason, String)> {
     let limits = c.limits();
     if flow.established_ns.is_none() || failure(flow).is_some() {
         return None;
@@ -64,7 +64,7 @@ pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String
             && idle_ms < long_poll_ms * 0.9
         {
             return Some((
-                "long_poll_cut",
+                Reason::LongPollCut,
                 format!(
                     "cut after {:.1} s idle by the far side (the runner's long poll waits {:.0} s)",
                     idle_ms / 1e3,
@@ -82,7 +82,7 @@ pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String
         };
         if stats.bytes >= SLOW_MIN_BYTES && stats.median_bps < limits.min_bps {
             return Some((
-                "slow_throughput",
+                Reason::SlowThroughput,
                 format!(
                     "{word} {} at a median {} over {:.1} s (minimum {})",
                     crate::format::bytes(stats.bytes),
@@ -103,17 +103,17 @@ pub fn dns_failure(
     record: &NameRecord,
     flows: u64,
     is_sinkhole: impl Fn(IpAddr) -> bool,
-) -> Option<&'static str> {
+) -> Option<Reason> {
     match record.rcode.as_deref() {
-        Some("NXDOMAIN") => Some("dns_nxdomain"),
-        Some("SERVFAIL") => Some("dns_servfail"),
-        Some("REFUSED") => Some("dns_refused"),
+        Some("NXDOMAIN") => Some(Reason::DnsNxdomain),
+        Some("SERVFAIL") => Some(Reason::DnsServfail),
+        Some("REFUSED") => Some(Reason::DnsRefused),
         Some("NOERROR")
             if !record.addresses.is_empty() && record.addresses.iter().all(|a| is_sinkhole(*a)) =>
         {
-            Some("dns_sinkhole")
+            Some(Reason::DnsSinkhole)
         }
-        Some("NOERROR") if record.addresses.is_empty() && flows == 0 => Some("dns_no_address"),
+        Some("NOERROR") if record.addresses.is_empty() && flows == 0 => Some(Reason::DnsNoAddress),
         _ => None,
     }
 }

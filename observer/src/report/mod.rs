@@ -11,8 +11,21 @@ pub mod build;
 pub mod classify;
 pub mod read;
 pub mod schema;
+pub mod vocab;
 
 pub use build::build;
-pub use classify::{failure, warning};
 pub use read::{parse, read, ReadError};
 pub use schema::*;
+
+/// [`classify::failure`] as its wire code, for views that keep codes as text.
+pub fn failure(flow: &crate::pipeline::correlate::FlowEntry) -> Option<&'static str> {
+    classify::failure(flow).map(vocab::Reason::as_str)
+}
+
+/// [`classify::warning`] with its wire code, for views that keep codes as text.
+pub fn warning(
+    flow: &crate::pipeline::correlate::FlowEntry,
+    c: &crate::pipeline::correlate::Correlator,
+) -> Option<(&'static str, String)> {
+    classify::warning(flow, c).map(|(code, detail)| (code.as_str(), detail))
+}

@@ -4,7 +4,7 @@
 
 use crate::{
     catalog::{Catalog, HostPattern},
-    report::{Reason, Report, Status},
+    report::{vocab::Reason, Reason as ReasonCount, Report, Status},
 };
 
 use super::render::Doc;
@@ -129,17 +129,16 @@ pub fn render(report: &Report, meta: &[HostPattern], source: &str, meta_name: &s
 }
 
 /// `ok, 2 flows`, `blocked (dns_nxdomain), no flow`.
-fn brief(status: Status, flows: u64, reasons: &[Reason]) -> String {
+fn brief(status: Status, flows: u64, reasons: &[ReasonCount]) -> String {
     let word = match status {
-        Status::Ok => "ok",
-        Status::Degraded => "degraded",
-        Status::Blocked => "blocked",
+        // Resolved, never connected to: more telling here than `unseen`.
         Status::Unseen => "resolved only",
+        other => other.word(),
     };
     let codes: Vec<String> = reasons
         .iter()
         .map(|r| super::clean(&r.code))
-        .filter(|c| !matches!(c.as_str(), "slow_throughput" | "long_poll_cut"))
+        .filter(|c| !Reason::is_warning_code(c))
         .collect();
     let mut text = word.to_owned();
     if !codes.is_empty() {

@@ -27,7 +27,7 @@ use std::{
 
 use crate::{
     catalog::{Catalog, HostPattern, DEFAULT_PORT},
-    report::{self, HostReport, Process, Report, Status, UndeclaredReport},
+    report::{self, vocab::Reason, HostReport, Process, Report, Status, UndeclaredReport},
 };
 
 use super::domain::{self, Rotating};
@@ -130,7 +130,7 @@ pub struct Seen {
 impl Seen {
     /// Failed attempts in the capture: the admin must open it.
     pub fn blocked(&self) -> bool {
-        matches!(self.status, Status::Blocked | Status::Degraded)
+        self.status.is_failing()
     }
 
     /// Resolved, never connected to.
@@ -263,7 +263,7 @@ fn reason_codes(reasons: &[report::Reason]) -> Vec<String> {
     let mut codes: Vec<String> = Vec::new();
     for r in reasons {
         // Warnings about hosts that work (slow transfers, cut long polls) are not failures.
-        if matches!(r.code.as_str(), "slow_throughput" | "long_poll_cut") {
+        if Reason::is_warning_code(&r.code) {
             continue;
         }
         let code = super::clean(&r.code);
@@ -292,7 +292,7 @@ fn chain(names: &[String]) -> Vec<String> {
 
 fn seen_host(h: &HostReport, name: String, ports: BTreeSet<u16>) -> Seen {
     let reasons = reason_codes(&h.reasons);
-    let sinkholed = reasons.iter().any(|r| r == "dns_sinkhole");
+    let sinkholed = reasons.iter().any(|r| r == Reason::DnsSinkhole.as_str());
     Seen {
         name,
         status: h.status,
@@ -315,7 +315,7 @@ fn seen_host(h: &HostReport, name: String, ports: BTreeSet<u16>) -> Seen {
 
 fn seen_undeclared(u: &UndeclaredReport, name: String) -> Seen {
     let reasons = reason_codes(&u.reasons);
-    let sinkholed = reasons.iter().any(|r| r == "dns_sinkhole");
+    let sinkholed = reasons.iter().any(|r| r == Reason::DnsSinkhole.as_str());
     Seen {
         name,
         status: u.status,
