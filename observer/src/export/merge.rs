@@ -145,8 +145,9 @@ fn merge_error(file: &str, e: ReadError) -> anyhow::Error {
         ReadError::Stdin(error) | ReadError::Open { error, .. } | ReadError::Read { error, .. } => {
             anyhow::Error::new(error).context(format!("cannot read the report {file}"))
         }
-        ReadError::NotJson { error, .. } => anyhow::Error::new(error).context(not_json()),
-        ReadError::EventLog { .. } => anyhow::anyhow!(not_json()),
+        ReadError::NotJson { error, .. } | ReadError::EventLog { error, .. } => {
+            anyhow::Error::new(error).context(not_json())
+        }
         ReadError::OtherSchemaVersion { found, .. } if found.as_u64().is_some() => anyhow::anyhow!(
             "{file} has schema_version {found}, but this observer reads schema_version \
              {SCHEMA_VERSION}: reports of different schema versions cannot be merged"

@@ -36,8 +36,12 @@ pub enum ReadError {
         #[source]
         error: io::Error,
     },
+    /// `error` is why the text does not read as one JSON value.
     #[error("{file}: an event log, not a report: give it with --events {file}")]
-    EventLog { file: String },
+    EventLog {
+        file: String,
+        error: serde_json::Error,
+    },
     #[error(
         "{file}: not JSON ({error}); give the report written by `observer record --out` or \
          `observer report`, or the event log with --events"
@@ -101,7 +105,10 @@ pub fn checked_value(source: &str, text: &str) -> Result<Value, ReadError> {
     let file = || source.to_owned();
     let value: Value = serde_json::from_str(text).map_err(|error| {
         if is_event_log(text) {
-            ReadError::EventLog { file: file() }
+            ReadError::EventLog {
+                file: file(),
+                error,
+            }
         } else {
             ReadError::NotJson {
                 file: file(),
@@ -139,4 +146,68 @@ fn is_event_log(text: &str) -> bool {
         .next()
         .and_then(|line| serde_json::from_str::<Value>(line).ok())
         .is_some_and(|first| first.get("event").is_some() && first.get("ts").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/suggest-report.json");
+
+    #[test]
+    fn a_report_reads_back_as_written() {
+        let report = parse("fixture", FIXTURE).unwrap();
+        assert_eq!(report.hosts.len(), 21);
+        let again = serde_json::to_string(&report).unwrap();
+        assert_eq!(parse("again", &again).unwrap(), report);
+    }
+
+    #[test]
+    fn a_report_of_an_older_build_without_newer_fields_reads() {
+        let mut value: Value = serde_json::from_str(FIXTURE).unwrap();
+        let strip = |entry: &mut Value, fields: &[&str]| {
+            let object = entry.as_object_mut().unwrap();
+            for field in fields {
+                object.remove(*field);
+            }
+        };
+        let newer = [
+            "throughput",
+            "function",
+            "summary",
+            "adopted",
+            "idle_ms",
+            "long_poll",
+        ];
+        for list in ["groups", "hosts", "undeclared", "flows"] {
+            for entry in value[list].as_array_mut().unwrap() {
+                strip(entry, &newer);
+                for reason in entry["reasons"].as_array_mut().into_iter().flatten() {
+                    strip(reason, &["detail", "process"]);
+                }
+            }
+        }
+        strip(
+            &mut value["capture"],
+            &["name_cache", "local_resolvers", "dns_skipped"],
+        );
+        let report = parse("older", &value.to_string()).unwrap();
+        assert_eq!(report.flows.len(), 35);
+        assert!(report.flows.iter().all(|f| f.long_poll.is_none()));
+        assert_eq!(report.capture.name_cache, Default::default());
+    }
+
+    #[test]
+    fn another_schema_version_is_refused_by_variant() {
+        let err = parse("r.json", r#"{"schema_version": 2}"#).unwrap_err();
+        assert!(
+            matches!(&err, ReadError::OtherSchemaVersion { found, .. } if found == 2),
+            "{err}"
+        );
+        let log = "{\"ts\": 1, \"event\": \"capture_started\"}\n{\"ts\": 2, \"event\": \"x\"}\n";
+        assert_eq!(
+            parse("events.jsonl", log).unwrap_err().to_string(),
+            "events.jsonl: an event log, not a report: give it with --events events.jsonl"
+        );
+    }
 }
