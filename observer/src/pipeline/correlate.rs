@@ -128,6 +128,12 @@ pub struct Correlator {
     limits: Limits,
     /// Drop each flow when it closes (`watch` needs only the open ones; reports need all).
     forget_closed: bool,
+    /// Positions (in `flows`) of the flows not closed yet.
+    open: std::collections::BTreeSet<usize>,
+    /// Positions of the closed flows, in the order they closed (not kept when forgetting them).
+    closed_journal: Vec<usize>,
+    /// Times a flow changed after it had closed (a late reading, a second close, a late name).
+    settled_changes: u64,
 }
 
 /// Thresholds of the throughput and long-poll judgements.
@@ -168,6 +174,9 @@ impl Correlator {
             group_series: HashMap::new(),
             limits: Limits::default(),
             forget_closed: false,
+            open: std::collections::BTreeSet::new(),
+            closed_journal: Vec::new(),
+            settled_changes: 0,
         }
     }
 
@@ -183,9 +192,14 @@ impl Correlator {
         let Some(i) = self.index.remove(&flow_id) else {
             return;
         };
+        let last = self.flows.len() - 1;
         self.flows.swap_remove(i);
+        self.open.remove(&i);
         if let Some(moved) = self.flows.get(i) {
             self.index.insert(moved.flow_id, i);
+            if self.open.remove(&last) {
+                self.open.insert(i);
+            }
         }
     }
 
@@ -364,6 +378,34 @@ impl Correlator {
         &self.flows
     }
 
+    /// The flows not closed yet, with their positions in [`Correlator::flows`], in the order
+    /// they opened.
+    pub fn open_flows(&self) -> impl Iterator<Item = (usize, &FlowEntry)> {
+        self.open.iter().map(|&i| (i, &self.flows[i]))
+    }
+
+    /// Positions in [`Correlator::flows`] of the closed flows, in the order they closed: a live
+    /// view folds the ones past its cursor and never reads a closed flow twice. Empty when
+    /// closed flows are forgotten.
+    pub fn closed_journal(&self) -> &[usize] {
+        &self.closed_journal
+    }
+
+    /// How many times a flow changed after it had closed (rare: a reading or a name that came
+    /// late). A view that folded closed flows once folds them again when this moves.
+    pub fn settled_changes(&self) -> u64 {
+        self.settled_changes
+    }
+
+    /// Notes an event about `flow_id`: a change to a settled flow when it had closed.
+    fn touch(&mut self, flow_id: u64) {
+        if let Some(&i) = self.index.get(&flow_id) {
+            if self.flows[i].closed_ns.is_some() {
+                self.settled_changes += 1;
+            }
+        }
+    }
+
     pub fn capture(&self) -> &CaptureInfo {
         &self.capture
     }
@@ -378,6 +420,13 @@ impl Correlator {
     pub fn observe(&mut self, ts_ns: u64, observed: &mut Observed) {
         self.capture.started_ns.get_or_insert(ts_ns);
         self.capture.ended_ns = Some(self.capture.ended_ns.map_or(ts_ns, |t| t.max(ts_ns)));
+        match observed {
+            Observed::FlowOpened { flow_id, .. }
+            | Observed::FlowEstablished { flow_id, .. }
+            | Observed::FlowProgress { flow_id, .. } => self.touch(*flow_id),
+            Observed::FlowClosed(c) => self.touch(c.flow_id),
+            _ => {}
+        }
         match observed {
             Observed::CaptureStarted {
                 ports,
@@ -520,6 +569,11 @@ impl Correlator {
                     c.destination = Some(self.destination(c.dst, ts_ns, &c.process));
                 }
                 if let Some(&i) = self.index.get(&c.flow_id) {
+                    if self.open.remove(&i) && !self.forget_closed {
+                        self.closed_journal.push(i);
+                    }
+                }
+                if let Some(&i) = self.index.get(&c.flow_id) {
                     // The last interval: from the last reading to the close.
                     let interval_ns = (c.since_poll_ms * 1e6) as u64;
                     self.read_counters(i, ts_ns, c.bytes_sent, c.bytes_received, interval_ns);
@@ -553,6 +607,7 @@ impl Correlator {
         }
         let destination = self.destination(dst, ts_ns, process);
         self.index.insert(flow_id, self.flows.len());
+        self.open.insert(self.flows.len());
         self.flows.push(FlowEntry {
             flow_id,
             process: process.clone(),
@@ -624,6 +679,9 @@ impl Correlator {
             }
             let destination = self.destination(dst, ts_ns, &process);
             if destination.name.is_some() {
+                if self.flows[i].closed_ns.is_some() {
+                    self.settled_changes += 1;
+                }
                 self.flows[i].destination = destination;
             } else {
                 still.push(flow_id);

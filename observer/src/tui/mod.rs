@@ -8,6 +8,7 @@
 //! app, one module per panel. Keys come from their own thread ([`terminal`]).
 
 mod app;
+mod digest;
 mod log;
 mod rates;
 mod source;
@@ -44,7 +45,8 @@ use source::{lock, Shared, Source};
 /// How often the screen is redrawn with a fresh view.
 const TICK: Duration = Duration::from_millis(250);
 /// A view that took this long to build is rebuilt at most every `BUILD_BACKOFF` times as long,
-/// so that a huge capture keeps the lock (and the capture waiting) a small share of the time.
+/// so that a capture with many open flows keeps the lock (and the capture waiting) a small share
+/// of the time.
 const BUILD_BACKOFF: u32 = 3;
 
 /// Where the TUI's observations come from.
@@ -161,6 +163,8 @@ struct Views {
     generation: Option<u64>,
     now_ns: u64,
     next_build: Option<Instant>,
+    /// The closed flows folded so far: a view costs the open flows and those closed since.
+    digest: digest::Digest,
 }
 
 impl Views {
@@ -175,7 +179,7 @@ impl Views {
         let due = self.next_build.is_none_or(|t| Instant::now() >= t);
         if changed && due {
             let started = Instant::now();
-            let view = view::build(&s.correlator, now, s.observations);
+            let view = view::build_with(&mut self.digest, &s.correlator, now, s.observations);
             self.generation = Some(s.generation);
             drop(s);
             let cost = started.elapsed();

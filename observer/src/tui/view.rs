@@ -1,23 +1,25 @@
 //! What the TUI shows, built from the correlator at one instant: the verdict, capture health,
 //! one row per group, host, undeclared destination and recent flow, with live rates.
 //!
-//! [`build`] is a pure function of the correlator and "now" (nanoseconds since the Unix epoch:
-//! the wall clock when live, the replay's clock otherwise), so every frame can be rebuilt in
-//! tests from a recorded event log. Text that comes from the network or from processes (DNS
+//! [`build_with`] is a pure function of the correlator, the [`Digest`] of the closed flows it
+//! already read, and "now" (nanoseconds since the Unix epoch: the wall clock when live, the
+//! replay's clock otherwise), so every frame can be rebuilt in tests from a recorded event log.
+//! It does not build the report (`report::build` reads every flow, and stays for the `e`
+//! export): its rows come from per-destination tallies ([`super::digest`]) judged by the
+//! report's own rules, so a tick costs the open flows and the groups and names, not the closed
+//! flows kept. Text that comes from the network or from processes (DNS
 //! names, process names) is made printable here, once: nothing that reaches the terminal can be
 //! an escape sequence.
-
-use std::collections::HashMap;
-
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     capture::record::Process,
     pipeline::correlate::{series_key, Correlator, FlowEntry},
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
-    pipeline::throughput::{Series, ThroughputStats},
-    report::{self, Reason, Status},
+    pipeline::throughput::{runner_function, Series, ThroughputStats},
+    report::{self, Status},
 };
+
+use super::digest::{Digest, Tally};
 
 /// One second, in nanoseconds.
 pub const SECOND: u64 = 1_000_000_000;
@@ -57,8 +59,6 @@ impl VerdictState {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
     pub state: VerdictState,
-    /// The report's sentence.
-    pub summary: String,
     /// Required groups that fail, with their failing hosts: `api.github.com (tcp_reset)`.
     pub because: Vec<String>,
     /// Optional groups that are blocked or degraded (their ids).
@@ -78,8 +78,6 @@ pub struct CaptureHealth {
     pub unattached: Vec<String>,
     pub lost_events: u64,
     pub undecodable_events: u64,
-    pub complete: bool,
-    pub incomplete_because: Vec<String>,
 }
 
 /// Rates in bits per second.
@@ -301,7 +299,6 @@ impl Snapshot {
             observations: 0,
             verdict: Verdict {
                 state: VerdictState::Unknown,
-                summary: String::new(),
                 because: Vec::new(),
                 failing_features: Vec::new(),
             },
@@ -316,37 +313,133 @@ impl Snapshot {
     }
 }
 
-/// Builds the view of everything the correlator has seen, with rates at `now_ns`.
+/// Builds the view of everything the correlator has seen, with rates at `now_ns`, from
+/// scratch (reading every flow once): what tests compare frames and kept digests with. The UI
+/// loop keeps a [`Digest`] and calls [`build_with`], so that a tick reads only the flows open or
+/// closed since the last.
+#[cfg(test)]
 pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
-    let r = report::build(c);
-    let verdict = Verdict {
-        state: match r.verdict.runner_can_work {
-            Some(true) => VerdictState::CanWork,
-            Some(false)
-                if r.verdict
-                    .required
+    build_with(&mut Digest::default(), c, now_ns, observations)
+}
+
+/// A documented host (or observed member of a documented wildcard) before it becomes a row.
+struct Host<'t> {
+    name: &'t str,
+    pattern: String,
+    groups: Vec<String>,
+    tally: &'t Tally,
+}
+
+/// Builds the view from `digest` brought up to date with the correlator: the rows read as the
+/// report's (`report::build`) do, from the same classification, without building it.
+pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
+    let tallies = digest.tallies(c);
+    let catalog = c.catalog();
+
+    // Documented exact names first (catalog order), then observed members of wildcards; the
+    // other names and the unresolved addresses are undeclared (as in the report).
+    let empty = Tally::default();
+    let exact = catalog.exact_names();
+    let mut hosts: Vec<Host> = exact
+        .iter()
+        .map(|&name| Host {
+            name,
+            pattern: name.to_owned(),
+            groups: c.groups_for(name, None),
+            tally: tallies.by_name.get(name).unwrap_or(&empty),
+        })
+        .collect();
+    let mut undeclared: Vec<(Option<&str>, String, &Tally)> = Vec::new();
+    for (name, tally) in &tallies.by_name {
+        if exact.contains(&name.as_str()) {
+            continue;
+        }
+        let groups = c.groups_for(name, None);
+        // Declared by name, but every flow went to a port no group lists: still undeclared.
+        let only_other_ports = tally.flows > 0 && !tallies.declared_names.contains(name);
+        if groups.is_empty() || only_other_ports {
+            undeclared.push((Some(name), name.clone(), tally));
+            continue;
+        }
+        // The most specific wildcard that matched.
+        let pattern = catalog
+            .matches(name)
+            .iter()
+            .map(|m| m.pattern.as_str())
+            .max_by_key(|p| p.len())
+            .unwrap_or_default()
+            .to_owned();
+        hosts.push(Host {
+            name,
+            pattern,
+            groups,
+            tally,
+        });
+    }
+    for (addr, tally) in &tallies.unresolved {
+        undeclared.push((None, addr.to_string(), tally));
+    }
+    // Loudest first, as the report sorts them.
+    undeclared.sort_by(|a, b| {
+        let loud = |t: &Tally| (t.flows, t.bytes_sent + t.bytes_received);
+        (loud(b.2), &a.0)
+            .cmp(&(loud(a.2), &b.0))
+            .then_with(|| a.2.addresses.cmp(&b.2.addresses))
+    });
+
+    let groups: Vec<GroupRow> = catalog
+        .groups()
+        .iter()
+        .map(|g| {
+            let members: Vec<&Host> = hosts.iter().filter(|h| h.groups.contains(&g.id)).collect();
+            let count = |wanted: &[Status]| {
+                members
                     .iter()
-                    .any(|g| g.status == Status::Blocked) =>
-            {
-                VerdictState::Blocked
+                    .filter(|h| wanted.contains(&h.tally.status()))
+                    .count()
+            };
+            let failing: Vec<String> = members
+                .iter()
+                .filter(|h| matches!(h.tally.status(), Status::Blocked | Status::Degraded))
+                .map(|h| clean(h.name))
+                .collect();
+            let exact_blocked = members.iter().any(|h| {
+                h.tally.status() == Status::Blocked && !crate::catalog::is_wildcard(&h.pattern)
+            });
+            let status = if exact_blocked {
+                Status::Blocked
+            } else if !failing.is_empty() {
+                Status::Degraded
+            } else if members.iter().any(|h| h.tally.status() == Status::Ok) {
+                Status::Ok
+            } else {
+                Status::Unseen
+            };
+            let series = c.group_series(&g.id);
+            GroupRow {
+                id: clean(&g.id),
+                title: clean(&g.title),
+                required: g.required,
+                summary: g.summary,
+                status,
+                members: members.len(),
+                reached: count(&[Status::Ok, Status::Degraded]),
+                blocked: count(&[Status::Blocked]),
+                failing,
+                flows: members.iter().map(|h| h.tally.flows).sum(),
+                bytes_sent: members.iter().map(|h| h.tally.bytes_sent).sum(),
+                bytes_received: members.iter().map(|h| h.tally.bytes_received).sum(),
+                rates: Rates::of(series, now_ns),
+                history: history(series, now_ns),
+                throughput: series.map(|s| s.throughput().stats()).unwrap_or_default(),
             }
-            Some(false) => VerdictState::Degraded,
-            None => VerdictState::Unknown,
-        },
-        summary: clean(&r.verdict.summary),
-        because: r
-            .verdict
-            .required
-            .iter()
-            .flat_map(|g| g.because.iter().map(|b| clean(b)))
-            .collect(),
-        failing_features: r
-            .verdict
-            .failing_features
-            .iter()
-            .map(|g| clean(&g.group))
-            .collect(),
-    };
+        })
+        .collect();
+
+    let verdict = verdict(
+        &catalog.groups().iter().zip(&groups).collect::<Vec<_>>(),
+        &hosts,
+    );
     let info = c.capture();
     let capture = CaptureHealth {
         started_ns: info.started_ns,
@@ -370,133 +463,127 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
             .collect(),
         lost_events: info.stats.lost_events,
         undecodable_events: info.stats.undecodable_events,
-        complete: r.capture.complete,
-        incomplete_because: r.capture.incomplete_because.clone(),
     };
 
-    let hosts: Vec<HostRow> = r
-        .hosts
+    let hosts = hosts
         .iter()
         .map(|h| HostRow {
-            label: clean(&h.name),
-            unresolved: false,
             pattern: Some(clean(&h.pattern)),
             groups: h.groups.clone(),
-            status: h.status,
-            reasons: reasons(&h.reasons),
-            addresses: h.addresses.iter().map(ToString::to_string).collect(),
-            ports: Vec::new(),
-            cname_chain: h.cname_chain.iter().map(|n| clean(n)).collect(),
-            flows: h.flows,
-            bytes_sent: h.bytes_sent,
-            bytes_received: h.bytes_received,
-            processes: h.processes.iter().map(process_label).collect(),
-            function: h.function.clone(),
-            first_ns: parse_time(h.first_seen.as_deref()),
-            last_ns: parse_time(h.last_seen.as_deref()),
-            rates: Rates::of(c.host_series(&h.name), now_ns),
-            throughput: h.throughput.clone(),
+            function: h
+                .tally
+                .function
+                .or_else(|| runner_function(h.name))
+                .map(str::to_owned),
+            ..host_row(c, h.name, h.tally, now_ns)
         })
         .collect();
-    let undeclared: Vec<HostRow> = r
-        .undeclared
+    let undeclared = undeclared
         .iter()
-        .map(|u| {
-            let key = u.name.clone().unwrap_or_else(|| {
-                u.addresses
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            });
-            HostRow {
-                label: clean(&key),
-                unresolved: u.name.is_none(),
-                pattern: None,
-                groups: Vec::new(),
-                status: u.status,
-                reasons: reasons(&u.reasons),
-                addresses: u.addresses.iter().map(ToString::to_string).collect(),
-                ports: u.ports.clone(),
-                cname_chain: u.cname_chain.iter().map(|n| clean(n)).collect(),
-                flows: u.flows,
-                bytes_sent: u.bytes_sent,
-                bytes_received: u.bytes_received,
-                processes: u.processes.iter().map(process_label).collect(),
-                function: None,
-                first_ns: parse_time(u.first_seen.as_deref()),
-                last_ns: parse_time(u.last_seen.as_deref()),
-                rates: Rates::of(c.host_series(&key), now_ns),
-                throughput: u.throughput.clone(),
-            }
+        .map(|(name, key, tally)| HostRow {
+            unresolved: name.is_none(),
+            ports: tally.ports.iter().copied().collect(),
+            ..host_row(c, key, tally, now_ns)
         })
         .collect();
 
-    let status_of: HashMap<&str, Status> = r
-        .hosts
-        .iter()
-        .map(|h| (h.name.as_str(), h.status))
+    let flows = digest
+        .shown_flows(c)
+        .into_iter()
+        .map(|f| flow_row(f, c))
         .collect();
-    let groups = r
-        .groups
-        .iter()
-        .map(|g| {
-            let count = |wanted: &[Status]| {
-                g.hosts
-                    .iter()
-                    .filter(|h| {
-                        status_of
-                            .get(h.as_str())
-                            .is_some_and(|s| wanted.contains(s))
-                    })
-                    .count()
-            };
-            let series = c.group_series(&g.id);
-            GroupRow {
-                id: clean(&g.id),
-                title: clean(&g.title),
-                required: g.required,
-                summary: g.summary,
-                status: g.status,
-                members: g.hosts.len(),
-                reached: count(&[Status::Ok, Status::Degraded]),
-                blocked: count(&[Status::Blocked]),
-                failing: g.failing_hosts.iter().map(|h| clean(h)).collect(),
-                flows: g.flows,
-                bytes_sent: g.bytes_sent,
-                bytes_received: g.bytes_received,
-                rates: Rates::of(series, now_ns),
-                history: history(series, now_ns),
-                throughput: g.throughput.clone(),
-            }
-        })
-        .collect();
-
-    let limits = c.limits();
-    let all = c.flows();
-    let mut kept: Vec<&FlowEntry> = Vec::new();
-    let mut closed = 0;
-    for f in all.iter().rev() {
-        if f.closed_ns.is_none() {
-            kept.push(f);
-        } else if closed < MAX_CLOSED_FLOWS {
-            closed += 1;
-            kept.push(f);
-        }
-    }
-    kept.reverse();
-    let flows = kept.into_iter().map(|f| flow_row(f, c)).collect();
-
     Snapshot {
         now_ns,
         observations,
         verdict,
         capture,
-        min_bps: limits.min_bps,
+        min_bps: c.limits().min_bps,
         groups,
         hosts,
         undeclared,
         flows,
-        flows_total: all.len(),
+        flows_total: c.flows().len(),
+    }
+}
+
+/// The verdict from the groups' statuses, as the report judges it: can the runner work, which
+/// required hosts fail and why, which optional features fail.
+fn verdict(groups: &[(&crate::catalog::Group, &GroupRow)], hosts: &[Host]) -> Verdict {
+    let required: Vec<&GroupRow> = groups
+        .iter()
+        .filter(|(g, _)| g.required)
+        .map(|(_, row)| *row)
+        .collect();
+    let failed = |s: Status| matches!(s, Status::Blocked | Status::Degraded);
+    let state = if required.iter().any(|g| failed(g.status)) {
+        if required.iter().any(|g| g.status == Status::Blocked) {
+            VerdictState::Blocked
+        } else {
+            VerdictState::Degraded
+        }
+    } else if !required.is_empty() && required.iter().all(|g| g.status == Status::Ok) {
+        VerdictState::CanWork
+    } else {
+        VerdictState::Unknown
+    };
+    let because = groups
+        .iter()
+        .filter(|(g, _)| g.required)
+        .flat_map(|(g, _)| {
+            hosts
+                .iter()
+                .filter(|h| h.groups.contains(&g.id) && failed(h.tally.status()))
+                .map(|h| {
+                    let codes: Vec<&str> = h.tally.reasons.keys().copied().collect();
+                    clean(&format!("{} ({})", h.name, codes.join(", ")))
+                })
+        })
+        .collect();
+    let failing_features = groups
+        .iter()
+        .filter(|(g, row)| !g.required && !g.summary && failed(row.status))
+        .map(|(g, _)| clean(&g.id))
+        .collect();
+    Verdict {
+        state,
+        because,
+        failing_features,
+    }
+}
+
+/// The row of a destination known by `key` (its name, or its address), as an undeclared one.
+fn host_row(c: &Correlator, key: &str, t: &Tally, now_ns: u64) -> HostRow {
+    let series = c.host_series(key);
+    HostRow {
+        label: clean(key),
+        unresolved: false,
+        pattern: None,
+        groups: Vec::new(),
+        status: t.status(),
+        reasons: t
+            .reasons
+            .iter()
+            .map(|(code, o)| ReasonRow {
+                code: clean(code),
+                count: o.count,
+                first_ns: Some(o.first_ns),
+                last_ns: Some(o.last_ns),
+                process: o.process.as_ref().map(process_label),
+                detail: o.detail.as_deref().map(clean),
+            })
+            .collect(),
+        addresses: t.addresses.iter().map(ToString::to_string).collect(),
+        ports: Vec::new(),
+        cname_chain: t.cname_chain().iter().map(|n| clean(n)).collect(),
+        flows: t.flows,
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        processes: t.processes.iter().map(process_label).collect(),
+        function: None,
+        first_ns: t.first_ns,
+        last_ns: t.last_ns,
+        rates: Rates::of(series, now_ns),
+        throughput: series.map(|s| s.throughput().stats()).unwrap_or_default(),
     }
 }
 
@@ -551,24 +638,6 @@ fn history(series: Option<&Series>, now_ns: u64) -> Vec<f64> {
             up.max(down)
         })
         .collect()
-}
-
-fn reasons(list: &[Reason]) -> Vec<ReasonRow> {
-    list.iter()
-        .map(|r| ReasonRow {
-            code: clean(&r.code),
-            count: r.count,
-            first_ns: parse_time(r.first_seen.as_deref()),
-            last_ns: parse_time(r.last_seen.as_deref()),
-            process: r.process.as_ref().map(process_label),
-            detail: r.detail.as_deref().map(clean),
-        })
-        .collect()
-}
-
-fn parse_time(text: Option<&str>) -> Option<u64> {
-    let t = OffsetDateTime::parse(text?, &Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
 /// `curl[4420]`.

@@ -1,0 +1,518 @@
+//! The evidence behind the TUI's rows, kept up to date a flow at a time, so that a tick costs
+//! the open flows, the flows closed since the last tick, the names and the groups — never the
+//! closed flows kept (up to `MAX_FLOWS`). `report::build` reads every flow; the view cannot
+//! afford that four times a second on a runner that has been busy for hours.
+//!
+//! A closed flow no longer changes (the correlator says when one does: a late reading or a late
+//! name, and then everything is folded again), so [`Digest`] folds each one once, when it
+//! appears in the correlator's closed journal, into per-destination tallies; the open flows are
+//! added to a copy at every tick. Flows are judged by the report's own functions
+//! ([`report::failure`], [`report::warning`]) and tallied by the report's rules, in the same
+//! order, so the rows read exactly as the exported report does.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::{
+    capture::record::Process,
+    pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
+    pipeline::events::DestinationClass,
+    pipeline::names::NameRecord,
+    pipeline::throughput::runner_function,
+    report::{self, Status},
+};
+
+use super::view::MAX_CLOSED_FLOWS;
+
+/// The occurrences of one reason, with the position of the flow that set the latest one (the
+/// report takes the last flow in list order among those at the same instant).
+#[derive(Clone, Debug)]
+pub struct Occurrences {
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Position of the latest flow occurrence (`usize::MAX` once DNS set it).
+    last_at: usize,
+    pub process: Option<Process>,
+    pub detail: Option<String>,
+}
+
+/// The evidence about one destination (a name, or an address no DNS answer named).
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub flows: u64,
+    successes: u64,
+    failures: u64,
+    warnings: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub addresses: BTreeSet<IpAddr>,
+    pub ports: BTreeSet<u16>,
+    pub processes: BTreeSet<Process>,
+    /// The chain of the first flow (in list order) that had one; DNS overrides it.
+    cname: Option<(usize, Vec<String>)>,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    pub reasons: BTreeMap<&'static str, Occurrences>,
+    pub function: Option<&'static str>,
+}
+
+impl Tally {
+    fn seen(&mut self, ns: u64) {
+        self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
+        self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
+    }
+
+    /// One occurrence of `code` by the flow at position `at` (flows), or by DNS (`usize::MAX`,
+    /// folded after every flow as the report does).
+    fn occurrence(
+        &mut self,
+        code: &'static str,
+        count: u64,
+        (first, last, at): (u64, u64, usize),
+        process: Option<Process>,
+        detail: Option<String>,
+    ) {
+        let r = self.reasons.entry(code).or_insert(Occurrences {
+            count: 0,
+            first_ns: first,
+            last_ns: last,
+            last_at: at,
+            process: None,
+            detail: None,
+        });
+        r.count += count;
+        r.first_ns = r.first_ns.min(first);
+        let newer = (last, at) >= (r.last_ns, r.last_at);
+        if newer || r.process.is_none() {
+            if newer {
+                (r.last_ns, r.last_at) = (last, at);
+            }
+            if process.is_some() {
+                r.process = process;
+            }
+            if detail.is_some() {
+                r.detail = detail;
+            }
+        }
+    }
+
+    /// The flow at position `at` of the correlator's list.
+    fn add_flow(&mut self, at: usize, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
+        self.flows += 1;
+        self.function = self
+            .function
+            .or(f.destination.name.as_deref().and_then(runner_function));
+        self.bytes_sent += f.bytes_sent;
+        self.bytes_received += f.bytes_received;
+        self.addresses.insert(f.dst.ip());
+        self.ports.insert(f.dst.port());
+        self.processes.insert(f.process.clone());
+        if !f.destination.cname_chain.is_empty() && self.cname.as_ref().is_none_or(|(i, _)| at < *i)
+        {
+            self.cname = Some((at, f.destination.cname_chain.clone()));
+        }
+        self.seen(f.opened_ns);
+        if let Some(closed) = f.closed_ns {
+            self.seen(closed);
+        }
+        if sinkhole {
+            // As in the report: a connection to a sinkhole proves nothing about the real host.
+            return;
+        }
+        let when = f.closed_ns.unwrap_or(f.opened_ns);
+        if let Some(code) = report::failure(f) {
+            self.failures += 1;
+            self.occurrence(code, 1, (when, when, at), Some(f.process.clone()), None);
+        } else if f.established_ns.is_some() {
+            self.successes += 1;
+            if let Some((code, detail)) = report::warning(f, c) {
+                self.warnings += 1;
+                let process = Some(f.process.clone());
+                self.occurrence(code, 1, (when, when, at), process, Some(detail));
+            }
+        }
+    }
+
+    fn add_timeouts(&mut self, t: &DnsTimeouts) {
+        self.seen(t.first_ns);
+        self.seen(t.last_ns);
+        self.failures += t.count;
+        let span = (t.first_ns, t.last_ns, usize::MAX);
+        self.occurrence("dns_timeout", t.count, span, t.process.clone(), None);
+    }
+
+    fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
+        self.addresses.extend(record.addresses.iter().copied());
+        self.processes.extend(record.processes.iter().cloned());
+        if !record.cname_chain.is_empty() {
+            // Later than any flow's.
+            self.cname = Some((usize::MAX, record.cname_chain.clone()));
+        }
+        self.seen(record.first_seen_ns);
+        self.seen(record.last_seen_ns);
+        let code = match record.rcode.as_deref() {
+            Some("NXDOMAIN") => Some("dns_nxdomain"),
+            Some("SERVFAIL") => Some("dns_servfail"),
+            Some("REFUSED") => Some("dns_refused"),
+            Some("NOERROR")
+                if !record.addresses.is_empty()
+                    && record.addresses.iter().all(|a| is_sinkhole(*a)) =>
+            {
+                Some("dns_sinkhole")
+            }
+            Some("NOERROR") if record.addresses.is_empty() && self.flows == 0 => {
+                Some("dns_no_address")
+            }
+            _ => None,
+        };
+        if let Some(code) = code {
+            self.failures += 1;
+            let at = (record.last_seen_ns, record.last_seen_ns, usize::MAX);
+            self.occurrence(code, 1, at, record.processes.first().cloned(), None);
+        }
+    }
+
+    /// The report's status rule.
+    pub fn status(&self) -> Status {
+        match (self.successes, self.failures) {
+            (0, 0) => Status::Unseen,
+            (0, _) => Status::Blocked,
+            (_, 0) if self.warnings == 0 => Status::Ok,
+            _ => Status::Degraded,
+        }
+    }
+
+    pub fn cname_chain(&self) -> &[String] {
+        self.cname.as_ref().map_or(&[], |(_, chain)| chain)
+    }
+}
+
+/// Tallies per destination, as the report keys them.
+#[derive(Clone, Debug, Default)]
+pub struct Tallies {
+    /// By the name flows reached (and names DNS answered or timed out).
+    pub by_name: BTreeMap<String, Tally>,
+    /// Flows to addresses no DNS answer named.
+    pub unresolved: BTreeMap<IpAddr, Tally>,
+    /// Names at least one flow reached on a port a group lists.
+    pub declared_names: BTreeSet<String>,
+}
+
+impl Tallies {
+    fn add_flow(&mut self, at: usize, f: &FlowEntry, c: &Correlator) {
+        match &f.destination.name {
+            Some(name) => {
+                if f.destination.class == DestinationClass::Declared {
+                    self.declared_names.insert(name.clone());
+                }
+                let sinkhole = c.is_sinkhole(f.dst.ip());
+                self.by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .add_flow(at, f, sinkhole, c);
+            }
+            None => self
+                .unresolved
+                .entry(f.dst.ip())
+                .or_default()
+                .add_flow(at, f, false, c),
+        }
+    }
+}
+
+/// The closed flows folded so far, and the most recent ones the flow table shows.
+#[derive(Debug, Default)]
+pub struct Digest {
+    /// Entries of the correlator's closed journal folded.
+    folded: usize,
+    /// The correlator's `settled_changes` when they were.
+    changes: u64,
+    settled: Tallies,
+    /// Positions of the `MAX_CLOSED_FLOWS` closed flows latest in the list.
+    recent_closed: BTreeSet<usize>,
+    /// Flows read by the last [`Digest::tallies`]: the open ones and those closed since.
+    pub flows_read: usize,
+}
+
+impl Digest {
+    /// Folds the flows closed since the last call (all of them again if a closed flow changed),
+    /// then returns the tallies with the open flows, the names and the DNS timeouts added.
+    pub fn tallies(&mut self, c: &Correlator) -> Tallies {
+        if c.settled_changes() != self.changes || c.closed_journal().len() < self.folded {
+            *self = Self::default();
+            self.changes = c.settled_changes();
+        }
+        let flows = c.flows();
+        let journal = &c.closed_journal()[self.folded..];
+        self.flows_read = journal.len();
+        for &i in journal {
+            self.settled.add_flow(i, &flows[i], c);
+            self.recent_closed.insert(i);
+            if self.recent_closed.len() > MAX_CLOSED_FLOWS {
+                self.recent_closed.pop_first();
+            }
+        }
+        self.folded = c.closed_journal().len();
+
+        let mut t = self.settled.clone();
+        for (i, f) in c.open_flows() {
+            self.flows_read += 1;
+            t.add_flow(i, f, c);
+        }
+        for record in c.names().names() {
+            let tally = t.by_name.entry(record.name.clone()).or_default();
+            tally.add_dns(record, |a| c.is_sinkhole(a));
+        }
+        for (name, timeouts) in c.dns_timeouts() {
+            t.by_name
+                .entry(name.clone())
+                .or_default()
+                .add_timeouts(timeouts);
+        }
+        t
+    }
+
+    /// The flows the table shows: every open flow and the most recent closed ones, in list
+    /// (opening) order.
+    pub fn shown_flows<'c>(&self, c: &'c Correlator) -> Vec<&'c FlowEntry> {
+        let flows = c.flows();
+        let mut positions: Vec<usize> = c.open_flows().map(|(i, _)| i).collect();
+        positions.extend(self.recent_closed.iter().copied());
+        positions.sort_unstable();
+        positions.into_iter().map(|i| &flows[i]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        catalog::Catalog,
+        pipeline::correlate::tests::{closed, opened, query, response},
+        pipeline::events::Observed,
+        report::Report,
+        tui::view::{build, build_with, HostRow, Rates, Snapshot, VerdictState, SECOND},
+    };
+
+    const T0: u64 = 1_795_766_400 * SECOND;
+
+    /// Every row the view shows says what the report says about the same destination.
+    fn agrees(v: &Snapshot, r: &Report) {
+        let same = |row: &HostRow, name: &str, reasons: &[report::Reason], what: &str| {
+            assert_eq!(row.label, name, "{what}");
+            let codes: Vec<(&str, u64)> = row
+                .reasons
+                .iter()
+                .map(|x| (x.code.as_str(), x.count))
+                .collect();
+            let want: Vec<(&str, u64)> =
+                reasons.iter().map(|x| (x.code.as_str(), x.count)).collect();
+            assert_eq!(codes, want, "{what} {name}");
+            for (x, y) in row.reasons.iter().zip(reasons) {
+                assert_eq!(x.first_ns.and_then(report::rfc3339), y.first_seen);
+                assert_eq!(x.last_ns.and_then(report::rfc3339), y.last_seen);
+                let process = y.process.as_ref().map(super::super::view::process_label);
+                assert_eq!(x.process, process, "{what} {name} {}", x.code);
+                assert_eq!(x.detail, y.detail);
+            }
+        };
+        assert_eq!(v.hosts.len(), r.hosts.len());
+        for (row, h) in v.hosts.iter().zip(&r.hosts) {
+            same(row, &h.name, &h.reasons, "host");
+            assert_eq!(row.status, h.status, "{}", h.name);
+            assert_eq!(row.pattern.as_deref(), Some(h.pattern.as_str()));
+            assert_eq!(row.groups, h.groups);
+            assert_eq!((row.flows, row.bytes_sent), (h.flows, h.bytes_sent));
+            assert_eq!(row.bytes_received, h.bytes_received);
+            assert_eq!(row.cname_chain, h.cname_chain);
+            assert_eq!(row.function, h.function);
+            assert_eq!(row.first_ns.and_then(report::rfc3339), h.first_seen);
+            assert_eq!(row.last_ns.and_then(report::rfc3339), h.last_seen);
+            assert_eq!(row.addresses.len(), h.addresses.len());
+            assert_eq!(row.processes.len(), h.processes.len());
+            assert_eq!(row.throughput, h.throughput);
+        }
+        assert_eq!(v.undeclared.len(), r.undeclared.len());
+        for (row, u) in v.undeclared.iter().zip(&r.undeclared) {
+            let key = u.name.clone().unwrap_or_else(|| u.addresses[0].to_string());
+            same(row, &key, &u.reasons, "undeclared");
+            assert_eq!(row.status, u.status);
+            assert_eq!(row.unresolved, u.name.is_none());
+            assert_eq!((row.flows, row.ports.clone()), (u.flows, u.ports.clone()));
+            assert_eq!(row.cname_chain, u.cname_chain);
+        }
+        assert_eq!(v.groups.len(), r.groups.len());
+        for (row, g) in v.groups.iter().zip(&r.groups) {
+            assert_eq!((&row.id, row.status), (&g.id, g.status));
+            assert_eq!(row.failing, g.failing_hosts);
+            assert_eq!((row.members, row.flows), (g.hosts.len(), g.flows));
+            assert_eq!(row.throughput, g.throughput);
+        }
+        let because: Vec<String> = r
+            .verdict
+            .required
+            .iter()
+            .flat_map(|g| g.because.clone())
+            .collect();
+        assert_eq!(v.verdict.because, because);
+        let features: Vec<&str> = r
+            .verdict
+            .failing_features
+            .iter()
+            .map(|g| g.group.as_str())
+            .collect();
+        assert_eq!(v.verdict.failing_features, features);
+        let state = match r.verdict.runner_can_work {
+            Some(true) => VerdictState::CanWork,
+            Some(false)
+                if r.verdict
+                    .required
+                    .iter()
+                    .any(|g| g.status == Status::Blocked) =>
+            {
+                VerdictState::Blocked
+            }
+            Some(false) => VerdictState::Degraded,
+            None => VerdictState::Unknown,
+        };
+        assert_eq!(v.verdict.state, state);
+        let shown: Vec<u64> = v.flows.iter().map(|f| f.flow_id).collect();
+        let all: Vec<u64> = r.flows.iter().map(|f| f.flow_id).collect();
+        assert_eq!(shown, all, "few flows: the view shows them all, in order");
+    }
+
+    /// Feeds `events` one at a time; after each, the view kept up to date tick by tick equals
+    /// the view built from scratch, and both agree with the report.
+    fn replay_checking(events: Vec<(u64, Observed)>) -> Correlator {
+        let mut c = Correlator::new(Catalog::builtin());
+        let mut digest = Digest::default();
+        for (ts, mut o) in events {
+            c.observe(ts, &mut o);
+            let kept = build_with(&mut digest, &c, ts, 1);
+            assert_eq!(kept, build(&c, ts, 1), "at {ts}");
+            agrees(&kept, &report::build(&c));
+        }
+        c
+    }
+
+    #[test]
+    fn the_recorded_workload_reads_as_its_report_at_every_event() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/runner-workload.jsonl"
+        ))
+        .unwrap();
+        let events: Vec<(u64, Observed)> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| crate::eventlog::parse_line(l).unwrap())
+            .collect();
+        let c = replay_checking(events);
+        assert!(c.closed_journal().len() > 3, "the fixture closes flows");
+    }
+
+    #[test]
+    fn failures_dns_errors_and_late_changes_read_as_the_report() {
+        let nx = {
+            let Observed::DnsResponse(mut d) = response("ghcr.io", &[]) else {
+                unreachable!()
+            };
+            d.rcode = Some("NXDOMAIN".into());
+            Observed::DnsResponse(d)
+        };
+        let late = Observed::FlowProgress {
+            flow_id: 2,
+            dst: "198.18.1.10:443".parse().unwrap(),
+            bytes_sent: 900,
+            bytes_received: 9_000,
+            interval_ms: 1000.0,
+            sent_bps: 0.0,
+            received_bps: 0.0,
+        };
+        let c = replay_checking(vec![
+            (
+                T0,
+                response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]),
+            ),
+            (T0, opened(1, "198.18.1.10:443")),
+            // Two failures at the same instant: the later in the list names the process.
+            (T0 + SECOND, closed(1, "198.18.1.10:443", false, 0, 0)),
+            (T0 + SECOND, opened(2, "198.18.1.10:443")),
+            (T0 + SECOND, opened(3, "198.18.1.10:443")),
+            (T0 + 2 * SECOND, closed(3, "198.18.1.10:443", false, 0, 0)),
+            (
+                T0 + 2 * SECOND,
+                closed(2, "198.18.1.10:443", true, 10, 2000),
+            ),
+            // A reading after the close: folded again.
+            (T0 + 3 * SECOND, late),
+            (T0 + 3 * SECOND, nx),
+            (
+                T0 + 3 * SECOND,
+                query(7, "results-receiver.actions.githubusercontent.com"),
+            ),
+            (T0 + 4 * SECOND, opened(4, "198.18.9.9:443")),
+            (T0 + 5 * SECOND, closed(4, "198.18.9.9:443", true, 10, 0)),
+            (T0 + 9 * SECOND, opened(5, "198.18.9.8:80")),
+        ]);
+        assert!(c.settled_changes() > 0);
+    }
+
+    /// A correlator holding `closed` closed flows to api.github.com and one open flow.
+    fn holding(closed_flows: u64) -> Correlator {
+        let mut c = Correlator::new(Catalog::builtin());
+        let api = "198.18.1.10:443";
+        let mut o = response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]);
+        c.observe(T0, &mut o);
+        for id in 1..=closed_flows {
+            c.observe(T0 + id, &mut opened(id, api));
+            c.observe(T0 + id, &mut closed(id, api, true, 100, 1000));
+        }
+        c.observe(T0 + SECOND, &mut opened(u64::MAX, api));
+        c
+    }
+
+    #[test]
+    fn a_tick_reads_the_open_flows_not_the_closed_ones() {
+        let mut rows = Vec::new();
+        for closed_flows in [10, 10_000] {
+            let c = holding(closed_flows);
+            let mut digest = Digest::default();
+            let first = build_with(&mut digest, &c, T0 + SECOND, 1);
+            assert_eq!(digest.flows_read, closed_flows as usize + 1, "folded once");
+            // The next tick: nothing closed since, only the open flow is read.
+            let next = build_with(&mut digest, &c, T0 + 2 * SECOND, 1);
+            assert_eq!(digest.flows_read, 1);
+            let api = next
+                .hosts
+                .iter()
+                .find(|h| h.label == "api.github.com")
+                .unwrap();
+            assert_eq!(
+                api.flows,
+                closed_flows + 1,
+                "every closed flow still counts"
+            );
+            // The same rows (but for the rates, taken at another instant).
+            let still = |v: &Snapshot| -> Vec<HostRow> {
+                v.hosts
+                    .iter()
+                    .map(|h| HostRow {
+                        rates: Rates::default(),
+                        ..h.clone()
+                    })
+                    .collect()
+            };
+            assert_eq!(still(&first), still(&next));
+            rows.push((next.groups.len(), next.hosts.len(), next.undeclared.len()));
+            assert_eq!(
+                next.flows.len(),
+                (closed_flows as usize).min(MAX_CLOSED_FLOWS) + 1,
+                "the table keeps the recent closed flows and the open one"
+            );
+            assert_eq!(next.flows.last().map(|f| f.flow_id), Some(u64::MAX));
+        }
+        assert_eq!(rows[0], rows[1], "as many group, host and undeclared rows");
+    }
+}
