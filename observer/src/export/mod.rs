@@ -109,7 +109,7 @@ pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Res
             capture.incomplete_because.join("; ")
         );
     }
-    write_out(out, &text, "the report")
+    Ok(write_out(out, &text, "the report")?)
 }
 
 /// Redacts, in place, the report's text that comes from processes and sockets: task names and

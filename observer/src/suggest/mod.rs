@@ -132,7 +132,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             render(&plan, format, &source)
         }
     };
-    crate::outfile::write_out(&options.out, &text, "the rules")
+    Ok(crate::outfile::write_out(&options.out, &text, "the rules")?)
 }
 
 /// The rules of a plan in one format.
