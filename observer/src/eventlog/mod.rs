@@ -15,7 +15,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::{format::datetime, pipeline::correlate::Correlator, pipeline::events::Observed};
+use crate::{
+    format::datetime, pipeline::correlate::Correlator, pipeline::events::Observed, sanitize,
+};
 pub use text::text_line;
 
 /// Reads one line of an event log (what `watch --json` prints) back: its time in nanoseconds
@@ -109,13 +111,22 @@ pub fn replay(
                 bad += 1;
                 correlator.note_unreadable_line();
                 if bad <= SHOWN {
-                    eprintln!("observer: {source} line {}: {problem}; skipped", n + 1);
+                    // The problem may quote the line (an unknown event name): sanitized.
+                    eprintln!(
+                        "observer: {} line {}: {}; skipped",
+                        sanitize::line(source),
+                        n + 1,
+                        sanitize::line(&problem)
+                    );
                 }
             }
         }
     }
     if bad > SHOWN {
-        eprintln!("observer: {source}: {bad} unreadable lines in all, skipped");
+        eprintln!(
+            "observer: {}: {bad} unreadable lines in all, skipped",
+            sanitize::line(source)
+        );
     }
     Ok(())
 }
@@ -125,7 +136,7 @@ mod tests {
     use super::*;
     use crate::{
         capture::record::Process,
-        pipeline::events::{ClosedBy, FlowClosed, Outcome},
+        pipeline::events::{ClosedBy, DnsObserved, FlowClosed, Outcome},
     };
 
     fn closed() -> Observed {
@@ -211,6 +222,48 @@ mod tests {
             parse_line(&line),
             Ok((T, Observed::FlowClosed(adopted_close)))
         );
+    }
+
+    #[test]
+    fn hostile_names_and_answers_cannot_act_on_the_terminal() {
+        use crate::pipeline::dns::{decode_message, tests::response};
+        use hickory_proto::{
+            op::ResponseCode,
+            rr::{rdata::TXT, Name, RData, Record},
+        };
+        // A TXT answer with an escape sequence and a forged line, as a server sends it.
+        let txt = Record::from_rdata(
+            "evil.example.".parse::<Name>().unwrap(),
+            60,
+            RData::TXT(TXT::new(vec![
+                "\u{1b}[2J\n08:00:00.000  flow-closed  forged".to_owned(),
+            ])),
+        );
+        let message =
+            decode_message(&response("evil.example.", ResponseCode::NoError, vec![txt])).unwrap();
+        let dns = DnsObserved {
+            process: Some(Process {
+                pid: 7,
+                comm: "\u{1b}]0;pwned\u{7}\u{9b}2J".into(),
+                cgroup_id: 1,
+            }),
+            cgroup_id: 1,
+            socket_cookie: 1,
+            server: "198.18.0.53:53".parse().unwrap(),
+            client: "198.18.0.1:5353".parse().unwrap(),
+            payload_len: 100,
+            capture_cut: false,
+            id: Some(message.id),
+            rcode: Some(message.rcode),
+            tc: false,
+            questions: message.questions,
+            answers: message.answers,
+            decode_error: None,
+        };
+        let line = text_line(T, &Observed::DnsResponse(Box::new(dns)));
+        assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");
+        assert!(line.contains("\\x1b]0;pwned\\x07\\x9b2J[7]"), "{line}");
+        assert!(line.contains("\\x1b[2J"), "{line}");
     }
 
     #[test]

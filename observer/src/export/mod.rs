@@ -104,9 +104,10 @@ pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Res
     let text = render(doc, format).context("cannot render the report")?;
     let capture = &doc.report.capture;
     if !capture.complete {
+        // The reasons come from the report, which may come from anywhere (a merge): sanitized.
         eprintln!(
             "observer: the report is incomplete: {}",
-            capture.incomplete_because.join("; ")
+            crate::sanitize::line(&capture.incomplete_because.join("; "))
         );
     }
     Ok(write_out(out, &text, "the report")?)
