@@ -31,7 +31,14 @@ pub fn parse_line(line: &str) -> Result<(u64, Observed), String> {
         .ok_or("no \"ts\" field")?;
     let ts = ts.as_str().ok_or("\"ts\" is not a string")?;
     let at = OffsetDateTime::parse(ts, &Rfc3339).map_err(|e| format!("bad time {ts:?}: {e}"))?;
-    let unix_ns = u64::try_from(at.unix_timestamp_nanos()).map_err(|_| "time before 1970")?;
+    let nanos = at.unix_timestamp_nanos();
+    let unix_ns = u64::try_from(nanos).map_err(|_| {
+        if nanos < 0 {
+            format!("time out of range: {ts} is before 1970")
+        } else {
+            format!("time out of range: {ts} is after 2554 (nanoseconds since 1970 overflow)")
+        }
+    })?;
     let observed = serde_json::from_value(value).map_err(|e| format!("not an event: {e}"))?;
     Ok((unix_ns, observed))
 }
@@ -100,12 +107,16 @@ pub fn replay(
 ) -> anyhow::Result<()> {
     const SHOWN: u64 = 5;
     let mut bad = 0u64;
-    for (n, line) in input.lines().enumerate() {
+    // Lines are read as bytes and decoded one by one: a line that is not UTF-8 is skipped like
+    // any unreadable line, where `lines()` would stop the whole replay at it.
+    for (n, line) in input.split(b'\n').enumerate() {
         let line = line.with_context(|| format!("cannot read {source}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line(&line) {
+        let parsed = match std::str::from_utf8(&line) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => parse_line(line),
+            Err(e) => Err(format!("not UTF-8 text: {e}")),
+        };
+        match parsed {
             Ok((ts, mut observed)) => correlator.observe(ts, &mut observed),
             Err(problem) => {
                 bad += 1;
@@ -267,6 +278,23 @@ mod tests {
     }
 
     #[test]
+    fn a_line_that_is_not_utf8_is_skipped_not_fatal() {
+        let good = json_line(T, &closed());
+        let mut log = Vec::new();
+        log.extend_from_slice(good.as_bytes());
+        log.extend_from_slice(b"\n{\"ts\":\"2026-11-27T08:00:00Z\",\"event\":\"\xff\"}\r\n\n");
+        log.extend_from_slice(good.replace("\"flow_id\":3", "\"flow_id\":4").as_bytes());
+        let mut correlator = crate::options::CatalogOptions::default()
+            .correlator()
+            .unwrap();
+        replay(&log[..], "test", &mut correlator).expect("the replay goes on");
+        correlator.finish();
+        let report = crate::report::build(&correlator);
+        assert_eq!(report.capture.unreadable_lines, 1);
+        assert_eq!(report.flows.len(), 2, "both good lines were read");
+    }
+
+    #[test]
     fn lines_read_back_as_written() {
         let line = json_line(T + 1_500_000, &closed());
         assert_eq!(parse_line(&line), Ok((T + 1_500_000, closed())));
@@ -274,6 +302,14 @@ mod tests {
         assert_eq!(
             parse_line(r#"{"event":"flow_closed"}"#),
             Err("no \"ts\" field".into())
+        );
+        assert_eq!(
+            parse_line(r#"{"ts":"2600-01-01T00:00:00Z","event":"capture_stats"}"#),
+            Err("time out of range: 2600-01-01T00:00:00Z is after 2554 (nanoseconds since 1970 overflow)".into())
+        );
+        assert_eq!(
+            parse_line(r#"{"ts":"1969-12-31T23:59:59Z","event":"capture_stats"}"#),
+            Err("time out of range: 1969-12-31T23:59:59Z is before 1970".into())
         );
         let unknown = r#"{"ts":"2026-11-27T08:00:00Z","event":"from_the_future"}"#;
         assert!(parse_line(unknown).unwrap_err().starts_with("not an event"));
