@@ -25,6 +25,7 @@ pub mod options;
 pub mod outfile;
 pub mod pipeline;
 pub mod report;
+pub mod sanitize;
 pub mod session;
 pub mod suggest;
 pub mod tui;

@@ -17,7 +17,8 @@ fn main() -> ExitCode {
             // The reader of our output went away (`observer watch | head`): not a failure.
             None => ExitCode::from(exit::OK),
             Some(code) => {
-                eprintln!("observer: {e:#}");
+                // Errors quote files and answers: nothing in them may act on the terminal.
+                eprintln!("observer: {}", observer::sanitize::lines(&format!("{e:#}")));
                 ExitCode::from(code)
             }
         },

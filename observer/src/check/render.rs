@@ -6,7 +6,7 @@ use super::{
     summary::{group_checks, verdict},
     AddrCheck, HostCheck,
 };
-use crate::{catalog::Catalog, exit, report::Status};
+use crate::{catalog::Catalog, exit, report::Status, sanitize};
 
 /// The status as the table prints it: problems in capitals.
 fn status_word(status: Status) -> &'static str {
@@ -30,8 +30,13 @@ fn address_cell(address: &AddrCheck) -> String {
     }
 }
 
-/// Rows as aligned columns; the last column is not padded and no line ends with spaces.
+/// Rows as aligned columns; the last column is not padded and no line ends with spaces. Each
+/// cell is one sanitized line ([`sanitize::line`]).
 fn columns(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| sanitize::line(c).into_owned()).collect())
+        .collect();
     let count = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..count)
         .map(|i| {
@@ -67,7 +72,8 @@ fn or_dash(items: &[String], separator: &str) -> String {
 }
 
 /// The table: one line per host, the details of failures, the wildcards and how they were
-/// checked, one line per group, and the verdict.
+/// checked, one line per group, and the verdict. Server and proxy errors, names and catalog
+/// text are shown sanitized, one line each ([`sanitize::line`]).
 pub fn render_table(results: &[HostCheck], catalog: &Catalog) -> String {
     let mut out = String::new();
 
@@ -113,7 +119,7 @@ pub fn render_table(results: &[HostCheck], catalog: &Catalog) -> String {
     if !details.is_empty() {
         out.push_str("\nDETAILS\n");
         for line in details {
-            out.push_str(&line);
+            out.push_str(&sanitize::line(&line));
             out.push('\n');
         }
     }
@@ -162,27 +168,27 @@ pub fn render_table(results: &[HostCheck], catalog: &Catalog) -> String {
 
     let verdict = verdict(results, catalog);
     out.push('\n');
-    let _ = writeln!(out, "VERDICT: {}", verdict.summary);
+    let mut tail = vec![format!("VERDICT: {}", verdict.summary)];
     if verdict.exit_code == exit::ESSENTIAL_BLOCKED && !verdict.untrusted_essential.is_empty() {
-        let _ = writeln!(
-            out,
+        tail.push(format!(
             "Essential hosts whose certificates do not verify: {}",
             verdict.untrusted_essential.join(", ")
-        );
+        ));
     }
     if !verdict.failing_features.is_empty() {
-        let _ = writeln!(
-            out,
+        tail.push(format!(
             "Features that will fail: {}",
             verdict.failing_features.join(", ")
-        );
+        ));
     }
     if !verdict.warnings.is_empty() {
-        let _ = writeln!(
-            out,
+        tail.push(format!(
             "Warnings (degraded, still usable): {}",
             verdict.warnings.join(", ")
-        );
+        ));
+    }
+    for line in tail {
+        let _ = writeln!(out, "{}", sanitize::line(&line));
     }
     out
 }

@@ -978,3 +978,38 @@ fn durations_in_words() {
     assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
     assert_eq!(millis(Duration::from_micros(12_345)), 12.3);
 }
+
+#[test]
+fn what_a_server_says_cannot_act_on_the_terminal() {
+    // A TLS error quoting the server, and a host name, with escape sequences and a line break.
+    let addresses = vec![tls_failed(
+        "192.0.2.2",
+        code::TLS_RESET,
+        "alert from \u{1b}[2Jserver\nVERDICT: runner can work",
+    )];
+    let results = vec![host(
+        "evil\u{9b}2J.example",
+        &["essential"],
+        dns_ok(&addresses),
+        addresses,
+    )];
+    let table = render_table(&results, &small_catalog());
+    assert!(
+        !table.chars().any(|c| observer_unsafe(c) && c != '\n'),
+        "{table:?}"
+    );
+    assert!(
+        table.contains("\\x1b[2Jserver\\nVERDICT: runner can work"),
+        "{table}"
+    );
+    assert!(table.contains("evil\\x9b2J.example"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("VERDICT")).count(),
+        1,
+        "{table}"
+    );
+}
+
+fn observer_unsafe(c: char) -> bool {
+    crate::sanitize::is_unsafe(c)
+}

@@ -138,7 +138,8 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     } else {
         let mut text = check::render_table(&results, &catalog);
         text.push_str(&kernel_table(kernel.as_ref()));
-        text
+        // What servers, proxies and the kernel said is shown sanitized.
+        observer::sanitize::lines(&text).into_owned()
     };
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),

@@ -39,6 +39,15 @@ fn block_on<T>(task: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<
 }
 
 impl CatalogArgs {
+    /// The files these flags read (an output must not be one of them).
+    pub fn inputs(&self) -> Vec<&std::path::Path> {
+        self.catalog
+            .iter()
+            .chain(&self.meta)
+            .map(std::path::PathBuf::as_path)
+            .collect()
+    }
+
     /// The catalog options these flags say.
     pub fn options(&self) -> CatalogOptions {
         CatalogOptions {

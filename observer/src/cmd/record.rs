@@ -4,11 +4,12 @@
 use std::{fs::File, io::BufWriter};
 
 use anyhow::Context as _;
-use observer::{eventlog::Sink, export, session};
+use observer::{eventlog::Sink, export, outfile, session};
 
 use crate::cli::RecordArgs;
 
 pub async fn run(args: &RecordArgs) -> anyhow::Result<()> {
+    outfile::refuse_input(&args.out, &args.catalog.inputs())?;
     let mut correlator = args.catalog.options().correlator()?;
     let config = args.capture.config(correlator.catalog());
     let mut log = match &args.events {
@@ -21,6 +22,8 @@ pub async fn run(args: &RecordArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    // The event log now exists: the report must not be written over it.
+    outfile::refuse_input(&args.out, args.events.as_slice())?;
     let captured = session::run(
         &config,
         session::after(args.capture.duration()),

@@ -1,6 +1,9 @@
 //! `observer suggest`: firewall rules (or a `/meta` comparison) from a report or an event log.
 
-use observer::suggest::{self, Action, Input, Options};
+use observer::{
+    outfile,
+    suggest::{self, Action, Input, Options},
+};
 
 use crate::cli::SuggestArgs;
 
@@ -10,6 +13,15 @@ pub fn run(args: &SuggestArgs) -> anyhow::Result<()> {
         (None, Some(path)) => Input::Events(path.clone()),
         (None, None) => anyhow::bail!("give --report FILE or --events FILE"),
     };
+    let mut inputs = args.catalog.inputs();
+    inputs.extend(
+        args.report
+            .iter()
+            .chain(&args.events)
+            .chain(&args.diff_meta)
+            .map(std::path::PathBuf::as_path),
+    );
+    outfile::refuse_input(&args.out, &inputs)?;
     let action = match &args.diff_meta {
         Some(meta) => Action::DiffMeta(meta.clone()),
         None => Action::Rules {

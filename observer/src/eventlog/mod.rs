@@ -15,7 +15,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
-use crate::{format::datetime, pipeline::correlate::Correlator, pipeline::events::Observed};
+use crate::{
+    format::datetime, pipeline::correlate::Correlator, pipeline::events::Observed, sanitize,
+};
 pub use text::text_line;
 
 /// Reads one line of an event log (what `watch --json` prints) back: its time in nanoseconds
@@ -29,7 +31,14 @@ pub fn parse_line(line: &str) -> Result<(u64, Observed), String> {
         .ok_or("no \"ts\" field")?;
     let ts = ts.as_str().ok_or("\"ts\" is not a string")?;
     let at = OffsetDateTime::parse(ts, &Rfc3339).map_err(|e| format!("bad time {ts:?}: {e}"))?;
-    let unix_ns = u64::try_from(at.unix_timestamp_nanos()).map_err(|_| "time before 1970")?;
+    let nanos = at.unix_timestamp_nanos();
+    let unix_ns = u64::try_from(nanos).map_err(|_| {
+        if nanos < 0 {
+            format!("time out of range: {ts} is before 1970")
+        } else {
+            format!("time out of range: {ts} is after 2554 (nanoseconds since 1970 overflow)")
+        }
+    })?;
     let observed = serde_json::from_value(value).map_err(|e| format!("not an event: {e}"))?;
     Ok((unix_ns, observed))
 }
@@ -98,24 +107,37 @@ pub fn replay(
 ) -> anyhow::Result<()> {
     const SHOWN: u64 = 5;
     let mut bad = 0u64;
-    for (n, line) in input.lines().enumerate() {
+    // Lines are read as bytes and decoded one by one: a line that is not UTF-8 is skipped like
+    // any unreadable line, where `lines()` would stop the whole replay at it.
+    for (n, line) in input.split(b'\n').enumerate() {
         let line = line.with_context(|| format!("cannot read {source}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line(&line) {
+        let parsed = match std::str::from_utf8(&line) {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => parse_line(line),
+            Err(e) => Err(format!("not UTF-8 text: {e}")),
+        };
+        match parsed {
             Ok((ts, mut observed)) => correlator.observe(ts, &mut observed),
             Err(problem) => {
                 bad += 1;
                 correlator.note_unreadable_line();
                 if bad <= SHOWN {
-                    eprintln!("observer: {source} line {}: {problem}; skipped", n + 1);
+                    // The problem may quote the line (an unknown event name): sanitized.
+                    eprintln!(
+                        "observer: {} line {}: {}; skipped",
+                        sanitize::line(source),
+                        n + 1,
+                        sanitize::line(&problem)
+                    );
                 }
             }
         }
     }
     if bad > SHOWN {
-        eprintln!("observer: {source}: {bad} unreadable lines in all, skipped");
+        eprintln!(
+            "observer: {}: {bad} unreadable lines in all, skipped",
+            sanitize::line(source)
+        );
     }
     Ok(())
 }
@@ -125,7 +147,7 @@ mod tests {
     use super::*;
     use crate::{
         capture::record::Process,
-        pipeline::events::{ClosedBy, FlowClosed, Outcome},
+        pipeline::events::{ClosedBy, DnsObserved, FlowClosed, Outcome},
     };
 
     fn closed() -> Observed {
@@ -214,6 +236,65 @@ mod tests {
     }
 
     #[test]
+    fn hostile_names_and_answers_cannot_act_on_the_terminal() {
+        use crate::pipeline::dns::{decode_message, tests::response};
+        use hickory_proto::{
+            op::ResponseCode,
+            rr::{rdata::TXT, Name, RData, Record},
+        };
+        // A TXT answer with an escape sequence and a forged line, as a server sends it.
+        let txt = Record::from_rdata(
+            "evil.example.".parse::<Name>().unwrap(),
+            60,
+            RData::TXT(TXT::new(vec![
+                "\u{1b}[2J\n08:00:00.000  flow-closed  forged".to_owned(),
+            ])),
+        );
+        let message =
+            decode_message(&response("evil.example.", ResponseCode::NoError, vec![txt])).unwrap();
+        let dns = DnsObserved {
+            process: Some(Process {
+                pid: 7,
+                comm: "\u{1b}]0;pwned\u{7}\u{9b}2J".into(),
+                cgroup_id: 1,
+            }),
+            cgroup_id: 1,
+            socket_cookie: 1,
+            server: "198.18.0.53:53".parse().unwrap(),
+            client: "198.18.0.1:5353".parse().unwrap(),
+            payload_len: 100,
+            capture_cut: false,
+            id: Some(message.id),
+            rcode: Some(message.rcode),
+            tc: false,
+            questions: message.questions,
+            answers: message.answers,
+            decode_error: None,
+        };
+        let line = text_line(T, &Observed::DnsResponse(Box::new(dns)));
+        assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");
+        assert!(line.contains("\\x1b]0;pwned\\x07\\x9b2J[7]"), "{line}");
+        assert!(line.contains("\\x1b[2J"), "{line}");
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_skipped_not_fatal() {
+        let good = json_line(T, &closed());
+        let mut log = Vec::new();
+        log.extend_from_slice(good.as_bytes());
+        log.extend_from_slice(b"\n{\"ts\":\"2026-11-27T08:00:00Z\",\"event\":\"\xff\"}\r\n\n");
+        log.extend_from_slice(good.replace("\"flow_id\":3", "\"flow_id\":4").as_bytes());
+        let mut correlator = crate::options::CatalogOptions::default()
+            .correlator()
+            .unwrap();
+        replay(&log[..], "test", &mut correlator).expect("the replay goes on");
+        correlator.finish();
+        let report = crate::report::build(&correlator);
+        assert_eq!(report.capture.unreadable_lines, 1);
+        assert_eq!(report.flows.len(), 2, "both good lines were read");
+    }
+
+    #[test]
     fn lines_read_back_as_written() {
         let line = json_line(T + 1_500_000, &closed());
         assert_eq!(parse_line(&line), Ok((T + 1_500_000, closed())));
@@ -221,6 +302,14 @@ mod tests {
         assert_eq!(
             parse_line(r#"{"event":"flow_closed"}"#),
             Err("no \"ts\" field".into())
+        );
+        assert_eq!(
+            parse_line(r#"{"ts":"2600-01-01T00:00:00Z","event":"capture_stats"}"#),
+            Err("time out of range: 2600-01-01T00:00:00Z is after 2554 (nanoseconds since 1970 overflow)".into())
+        );
+        assert_eq!(
+            parse_line(r#"{"ts":"1969-12-31T23:59:59Z","event":"capture_stats"}"#),
+            Err("time out of range: 1969-12-31T23:59:59Z is before 1970".into())
         );
         let unknown = r#"{"ts":"2026-11-27T08:00:00Z","event":"from_the_future"}"#;
         assert!(parse_line(unknown).unwrap_err().starts_with("not an event"));

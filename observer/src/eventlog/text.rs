@@ -7,7 +7,9 @@ use crate::{
     pipeline::events::{Destination, DestinationClass, DnsObserved, Observed},
 };
 
-/// Formats one observation as an aligned, human-readable line (no newline).
+/// Formats one observation as an aligned, human-readable line (no newline). Names, process
+/// names and answer data come from the wire or from any process: the line is sanitized
+/// ([`crate::sanitize::line`]) so that none of them can act on the terminal or forge a line.
 pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
     let t = datetime(unix_ns);
     let ts = format!(
@@ -145,9 +147,8 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             ),
         ),
     };
-    format!("{ts}  {kind:<16}  {who:<20}  {rest}")
-        .trim_end()
-        .to_owned()
+    let line = format!("{ts}  {kind:<16}  {who:<20}  {rest}");
+    crate::sanitize::line(line.trim_end()).into_owned()
 }
 
 /// `dst (name [groups])`, `dst (name, undeclared)` or `dst (unresolved)`.

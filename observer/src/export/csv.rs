@@ -3,8 +3,9 @@
 //!
 //! Every row carries `capture_complete`, so a filtered or partial extract still says whether the
 //! capture behind it was complete. A merged report has a first column `runner`. Text that a
-//! spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) gets a
-//! leading `'`: names come from DNS answers and are treated as hostile.
+//! spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab or CR at the start of the field,
+//! or after a character a spreadsheet may split cells on: `;` `,` `|`, tab, line breaks) gets a
+//! `'` before it: names come from DNS answers and are treated as hostile.
 
 use crate::{
     pipeline::events::{ClosedBy, DestinationClass},
@@ -102,13 +103,26 @@ fn flow_fields(f: &FlowReport) -> Vec<String> {
     ]
 }
 
-/// Text that a spreadsheet must not read as a formula.
+/// Characters that make a spreadsheet cell a formula when they start it.
+const FORMULA: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+/// Characters a spreadsheet may split a field on (its import dialog offers them as separators),
+/// each starting a new cell.
+const SPLITS: [char; 6] = [';', ',', '\t', '|', '\r', '\n'];
+
+/// Text that a spreadsheet must not read as a formula: a `'` goes before a formula character
+/// that starts the field, or that starts a cell the spreadsheet may split off (`x;=1+1` with
+/// `;` as separator becomes `x;'=1+1`).
 fn text(value: &str) -> String {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
+    let mut out = String::with_capacity(value.len());
+    let mut cell_start = true;
+    for c in value.chars() {
+        if cell_start && FORMULA.contains(&c) {
+            out.push('\'');
+        }
+        out.push(c);
+        cell_start = SPLITS.contains(&c);
     }
+    out
 }
 
 /// One field, quoted when RFC 4180 requires it.
@@ -156,5 +170,14 @@ mod tests {
         assert_eq!(text("@evil"), "'@evil");
         assert_eq!(text("curl"), "curl");
         assert_eq!(field(&text("=1+2,3")), "\"'=1+2,3\"");
+        // A cell a spreadsheet splits off on another separator is guarded too.
+        assert_eq!(text("x;=1+1"), "x;'=1+1");
+        assert_eq!(text("a,@SUM(1)|+2\t-3"), "a,'@SUM(1)|'+2\t'-3");
+        assert_eq!(text("line\n=cmd"), "line\n'=cmd");
+        assert_eq!(text("a;b;c-d"), "a;b;c-d");
+        assert_eq!(
+            text("github.com;api.github.com"),
+            "github.com;api.github.com"
+        );
     }
 }

@@ -43,23 +43,62 @@ pub fn render(doc: &Document) -> String {
     md
 }
 
-/// Escapes text for Markdown, inline and inside table cells: ASCII punctuation that could
-/// start markup (emphasis, links, HTML, tables, code, math, mentions, references) gets a
-/// backslash, line breaks and other control characters become a space or U+FFFD.
+/// Escapes text for Markdown, inline, inside table cells and at the start of a line: ASCII
+/// punctuation that could start markup (emphasis, links, images, HTML, tables, code, math,
+/// mentions, references, headings) gets a backslash; so do the `:` of `://` and the `.` of a
+/// leading `www.` (GitHub turns bare URLs into live links), and a leading `-`, `+`, `=` or
+/// `1.` (a list, a setext heading or a rule when the text starts a line); line breaks and other
+/// control characters become a space or U+FFFD.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    let mut chars = text.char_indices().peekable();
+    if starts_block(text) {
+        out.push('\\');
+    }
+    while let Some((i, c)) = chars.next() {
+        let rest = &text[i + c.len_utf8()..];
+        let word_start = text[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|p| !p.is_alphanumeric());
         match c {
             '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '#' | '$' | '@' => {
                 out.push('\\');
                 out.push(c);
+            }
+            ':' if rest.starts_with("//") => out.push_str("\\:"),
+            'w' | 'W'
+                if word_start && rest.get(..3).is_some_and(|r| r.eq_ignore_ascii_case("ww.")) =>
+            {
+                out.push(c);
+                out.push_str(&rest[..2]);
+                out.push_str("\\.");
+                chars.nth(2);
             }
             '\n' | '\r' | '\t' => out.push(' '),
             c if c.is_control() => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
+    // An ordered-list marker `1.`/`1)` escapes its punctuation, not its digits.
+    if let Some(marker) = ordered_list_marker(&out) {
+        out.insert(marker, '\\');
+    }
     out
+}
+
+/// Whether text starting a line would open a block: a list item, a setext underline or a
+/// thematic break (`-`, `+`, `=`).
+fn starts_block(text: &str) -> bool {
+    text.starts_with(['-', '+', '='])
+}
+
+/// The byte offset of the `.` or `)` of a leading ordered-list marker (`12. `, `3)`), if any.
+fn ordered_list_marker(text: &str) -> Option<usize> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let after = text[digits..].chars().nth(1);
+    (digits > 0 && text[digits..].starts_with(['.', ')']) && after.is_none_or(char::is_whitespace))
+        .then_some(digits)
 }
 
 /// A status as a symbol and a word.
@@ -114,7 +153,7 @@ fn cell(cell: &Cell) -> String {
                     "{} ×{} (last {}{by})",
                     escape(&reason.code),
                     reason.count,
-                    reason.last
+                    escape(&reason.last)
                 )
             })
             .collect::<Vec<_>>()
@@ -327,7 +366,7 @@ mod tests {
         assert_eq!(escape("api.github.com"), "api.github.com");
         assert_eq!(escape("a|b"), "a\\|b");
         assert_eq!(escape("*x*_y_"), "\\*x\\*\\_y\\_");
-        assert_eq!(escape("[click](http://evil)"), "\\[click\\](http://evil)");
+        assert_eq!(escape("[click](http://evil)"), "\\[click\\](http\\://evil)");
         assert_eq!(
             escape("<script>alert(1)</script>"),
             "\\<script\\>alert(1)\\</script\\>"
@@ -339,6 +378,35 @@ mod tests {
         assert_eq!(escape("a\\b"), "a\\\\b");
         assert_eq!(escape("line\nbreak\u{7}"), "line break\u{FFFD}");
         assert_eq!(escape("&amp;"), "\\&amp;");
+    }
+
+    #[test]
+    fn links_images_headings_and_lists_stay_text() {
+        assert_eq!(escape("https://evil.example/x"), "https\\://evil.example/x");
+        assert_eq!(escape("see www.evil.example"), "see www\\.evil.example");
+        assert_eq!(escape("awww.example"), "awww.example");
+        assert_eq!(
+            escape("![x](https://e.example/p.png)"),
+            "!\\[x\\](https\\://e.example/p.png)"
+        );
+        assert_eq!(escape("- item"), "\\- item");
+        assert_eq!(escape("==="), "\\===");
+        assert_eq!(escape("+ x"), "\\+ x");
+        assert_eq!(escape("1. first"), "1\\. first");
+        assert_eq!(escape("12)"), "12\\)");
+        assert_eq!(escape("# heading"), "\\# heading");
+        // Names, addresses and times have nothing to escape.
+        for plain in [
+            "192.0.2.1",
+            "1.5 MiB",
+            "2026-11-27 07:07:34.720",
+            "api.github.com",
+        ] {
+            assert_eq!(escape(plain), plain);
+        }
+        // No input panics (multi-byte text after a `w`).
+        assert_eq!(escape("wé"), "wé");
+        assert_eq!(escape("wwé"), "wwé");
     }
 
     #[test]

@@ -104,12 +104,13 @@ pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Res
     let text = render(doc, format).context("cannot render the report")?;
     let capture = &doc.report.capture;
     if !capture.complete {
+        // The reasons come from the report, which may come from anywhere (a merge): sanitized.
         eprintln!(
             "observer: the report is incomplete: {}",
-            capture.incomplete_because.join("; ")
+            crate::sanitize::line(&capture.incomplete_because.join("; "))
         );
     }
-    write_out(out, &text, "the report")
+    Ok(write_out(out, &text, "the report")?)
 }
 
 /// Redacts, in place, the report's text that comes from processes and sockets: task names and

@@ -42,7 +42,7 @@ pub struct ReasonCell {
 pub enum Cell {
     /// Text (untrusted: escaped by every format).
     Text(String),
-    /// A time or time window ([`when`]): Markdown writes it as is, HTML escapes it.
+    /// A time or time window ([`when`]); from the report, so escaped by every format.
     Time(String),
     /// A cell followed by a parenthesised side note (`name (as pattern)`), muted in HTML.
     Noted(Box<Cell>, String),

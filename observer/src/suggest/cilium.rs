@@ -110,9 +110,13 @@ fn egress(doc: &mut Doc, plan: &Plan, sections: &[&Section], active: bool, evide
             };
             for entry in render::entries(rule, SYNTAX) {
                 let line = match entry {
-                    Entry::Exact(name) => format!("- matchName: {name}"),
-                    Entry::Subdomains(domain) => format!("- matchPattern: \"*.{domain}\""),
-                    Entry::Rotating(shape) => format!("- matchPattern: \"{}\"", shape.glob()),
+                    Entry::Exact(name) => format!("- matchName: {}", yaml_string(name)),
+                    Entry::Subdomains(domain) => {
+                        format!("- matchPattern: {}", yaml_string(&format!("*.{domain}")))
+                    }
+                    Entry::Rotating(shape) => {
+                        format!("- matchPattern: {}", yaml_string(&shape.glob()))
+                    }
                 };
                 by_ports[index].1.push(Selector {
                     notes: std::mem::take(&mut notes),
@@ -132,6 +136,88 @@ fn egress(doc: &mut Doc, plan: &Plan, sections: &[&Section], active: bool, evide
         for port in ports {
             doc.maybe(active, "    ", format!("        - port: \"{port}\""));
             doc.maybe(active, "    ", "          protocol: TCP");
+        }
+    }
+}
+
+/// A YAML double-quoted scalar: always a string, whatever it looks like unquoted (`null`,
+/// `true`, `0x1f`, `1e3`, `~`); `"` and `\\` escaped, control characters as `\\xNN`/`\\uNNNN`.
+fn yaml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() || u32::from(c) == 0xFEFF => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{catalog::Catalog, suggest};
+
+    /// The fixture report with undeclared names that YAML would read as other types unquoted.
+    fn report_with_names(names: &[&str]) -> String {
+        let text = include_str!("../../tests/fixtures/suggest-report.json");
+        let mut report: serde_json::Value = serde_json::from_str(text).unwrap();
+        let template = report["undeclared"][0].clone();
+        let undeclared = report["undeclared"].as_array_mut().unwrap();
+        for name in names {
+            let mut u = template.clone();
+            u["name"] = serde_json::Value::from(*name);
+            undeclared.push(u);
+        }
+        report.to_string()
+    }
+
+    #[test]
+    fn yaml_strings_stay_strings() {
+        assert_eq!(yaml_string("api.github.com"), "\"api.github.com\"");
+        assert_eq!(yaml_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        for text in [
+            "null", "true", "0x1f", "1e3", "~", "yes", "a: b", "#x", "\"q\"", "\u{85}",
+        ] {
+            let parsed: String = serde_norway::from_str(&yaml_string(text)).unwrap();
+            assert_eq!(parsed, text);
+        }
+    }
+
+    #[test]
+    fn every_selector_parses_back_as_the_string_written() {
+        let names = ["null", "true", "0x1f", "1e3", "yes.no"];
+        let text = report_with_names(&names);
+        let yaml = suggest::rules_of_report_text(
+            "r.json",
+            &text,
+            &Catalog::builtin(),
+            suggest::Format::Cilium,
+            false,
+            true,
+        )
+        .unwrap();
+        let policy: serde_norway::Value = serde_norway::from_str(&yaml).expect("valid YAML");
+        let mut match_names = Vec::new();
+        for rule in policy["spec"]["egress"].as_sequence().unwrap() {
+            for fqdn in rule["toFQDNs"].as_sequence().into_iter().flatten() {
+                if let Some(name) = fqdn.get("matchName") {
+                    match_names.push(name.as_str().expect("a string").to_owned());
+                }
+            }
+        }
+        for name in names {
+            assert!(
+                match_names.iter().any(|n| n == name),
+                "{name} missing or not a string: {match_names:?}\n{yaml}"
+            );
         }
     }
 }

@@ -124,15 +124,16 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             };
             let plan = plan::build(&report, &catalog, plan_options);
             for skipped in &plan.skipped {
-                eprintln!(
-                    "observer: {source}: {:?} left out: not a host name ({})",
+                let message = format!(
+                    "{source}: {:?} left out: not a host name ({})",
                     skipped.text, skipped.why
                 );
+                eprintln!("observer: {}", crate::sanitize::line(&message));
             }
             render(&plan, format, &source)
         }
     };
-    crate::outfile::write_out(&options.out, &text, "the rules")
+    Ok(crate::outfile::write_out(&options.out, &text, "the rules")?)
 }
 
 /// The rules of a plan in one format.

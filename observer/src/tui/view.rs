@@ -654,10 +654,17 @@ pub fn status_word(s: Status) -> &'static str {
     }
 }
 
-/// Text safe to put on a terminal: control characters (escape sequences, newlines) become `?`.
+/// Text safe to put on a terminal: what [`crate::sanitize::is_unsafe`] names (control
+/// characters, escape sequences, newlines, bidirectional overrides) becomes `?`, one cell each.
 pub fn clean(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            if crate::sanitize::is_unsafe(c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
