@@ -1,214 +1,27 @@
-//! Building the report from the correlator's state: one tally of evidence per destination,
-//! then hosts, undeclared destinations, groups, the verdict and the capture section.
-
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+//! Building the report from the correlator's state: one tally of evidence per destination
+//! ([`super::tally`]), then hosts, undeclared destinations, groups, the verdict and the capture
+//! section.
 
 use crate::{
-    capture::record::Process,
-    pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
-    pipeline::events::DestinationClass,
-    pipeline::names::NameRecord,
+    pipeline::correlate::{Correlator, FlowEntry},
     pipeline::throughput::{runner_function, ThroughputStats},
 };
 
 use super::{
-    classify::{self, failure, success, warning},
     rfc3339,
-    vocab::Reason as Code,
-    CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Reason, Report,
-    Status, UndeclaredReport, Verdict, SCHEMA_VERSION,
+    tally::{Tallies, Tally},
+    CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Report, Status,
+    UndeclaredReport, Verdict, SCHEMA_VERSION,
 };
-
-/// The occurrences of one reason.
-#[derive(Clone, Debug)]
-struct Occurrences {
-    count: u64,
-    first_ns: u64,
-    last_ns: u64,
-    process: Option<Process>,
-    detail: Option<String>,
-}
-
-/// Accumulates the evidence about one destination.
-#[derive(Default)]
-struct Tally {
-    flows: u64,
-    successes: u64,
-    failures: u64,
-    bytes_sent: u64,
-    bytes_received: u64,
-    addresses: BTreeSet<IpAddr>,
-    ports: BTreeSet<u16>,
-    processes: BTreeSet<Process>,
-    cname_chain: Vec<String>,
-    first_ns: Option<u64>,
-    last_ns: Option<u64>,
-    reasons: BTreeMap<&'static str, Occurrences>,
-    /// Attempts that worked, but not well (slow, cut long polls).
-    warnings: u64,
-    function: Option<&'static str>,
-}
-
-impl Tally {
-    fn seen(&mut self, ns: u64) {
-        self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
-        self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
-    }
-
-    fn reason(&mut self, code: Code, ns: u64, process: Option<&Process>) {
-        self.occurrence(code, 1, ns, ns, process.cloned(), None);
-    }
-
-    fn occurrence(
-        &mut self,
-        code: Code,
-        count: u64,
-        first: u64,
-        last: u64,
-        process: Option<Process>,
-        detail: Option<String>,
-    ) {
-        let r = self.reasons.entry(code.as_str()).or_insert(Occurrences {
-            count: 0,
-            first_ns: first,
-            last_ns: last,
-            process: None,
-            detail: None,
-        });
-        r.count += count;
-        r.first_ns = r.first_ns.min(first);
-        if last >= r.last_ns || r.process.is_none() {
-            r.last_ns = r.last_ns.max(last);
-            if process.is_some() {
-                r.process = process;
-            }
-            if detail.is_some() {
-                r.detail = detail;
-            }
-        }
-    }
-
-    fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
-        self.flows += 1;
-        self.function = self
-            .function
-            .or(f.destination.name.as_deref().and_then(runner_function));
-        self.bytes_sent += f.bytes_sent;
-        self.bytes_received += f.bytes_received;
-        self.addresses.insert(f.dst.ip());
-        self.ports.insert(f.dst.port());
-        self.processes.insert(f.process.clone());
-        if self.cname_chain.is_empty() {
-            self.cname_chain.clone_from(&f.destination.cname_chain);
-        }
-        self.seen(f.opened_ns);
-        if let Some(closed) = f.closed_ns {
-            self.seen(closed);
-        }
-        if sinkhole {
-            // A connection to a DNS filter's sinkhole proves nothing about the real host; the
-            // answer itself is counted as `dns_sinkhole`.
-            return;
-        }
-        if let Some(code) = failure(f) {
-            self.failures += 1;
-            self.reason(code, f.closed_ns.unwrap_or(f.opened_ns), Some(&f.process));
-        } else if success(f) {
-            self.successes += 1;
-            if let Some((code, detail)) = warning(f, c) {
-                self.warnings += 1;
-                let at = f.closed_ns.unwrap_or(f.opened_ns);
-                self.occurrence(code, 1, at, at, Some(f.process.clone()), Some(detail));
-            }
-        }
-    }
-
-    fn add_timeouts(&mut self, t: &DnsTimeouts) {
-        self.seen(t.first_ns);
-        self.seen(t.last_ns);
-        self.failures += t.count;
-        self.occurrence(
-            Code::DnsTimeout,
-            t.count,
-            t.first_ns,
-            t.last_ns,
-            t.process.clone(),
-            None,
-        );
-    }
-
-    fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
-        self.addresses.extend(record.addresses.iter().copied());
-        self.processes.extend(record.processes.iter().cloned());
-        if !record.cname_chain.is_empty() {
-            self.cname_chain.clone_from(&record.cname_chain);
-        }
-        self.seen(record.first_seen_ns);
-        self.seen(record.last_seen_ns);
-        let code = classify::dns_failure(record, self.flows, is_sinkhole);
-        if let Some(code) = code {
-            self.failures += 1;
-            self.reason(code, record.last_seen_ns, record.processes.first());
-        }
-    }
-
-    fn status(&self) -> Status {
-        classify::status(self.successes, self.failures, self.warnings)
-    }
-
-    fn reasons(&self) -> Vec<Reason> {
-        self.reasons
-            .iter()
-            .map(|(code, o)| Reason {
-                code: (*code).to_owned(),
-                count: o.count,
-                first_seen: rfc3339(o.first_ns),
-                last_seen: rfc3339(o.last_ns),
-                process: o.process.clone(),
-                detail: o.detail.clone(),
-            })
-            .collect()
-    }
-}
 
 /// Builds the report of everything the correlator has seen.
 pub fn build(c: &Correlator) -> Report {
     let catalog = c.catalog();
-    // Flows by the name they reached, and by address for unresolved ones.
-    let mut by_name: BTreeMap<String, Tally> = BTreeMap::new();
-    let mut unresolved: BTreeMap<IpAddr, Tally> = BTreeMap::new();
-    let mut declared_names: BTreeSet<String> = BTreeSet::new();
-    for f in c.flows() {
-        match &f.destination.name {
-            Some(name) => {
-                if f.destination.class == DestinationClass::Declared {
-                    declared_names.insert(name.clone());
-                }
-                let sinkhole = c.is_sinkhole(f.dst.ip());
-                by_name
-                    .entry(name.clone())
-                    .or_default()
-                    .add_flow(f, sinkhole, c);
-            }
-            None => unresolved
-                .entry(f.dst.ip())
-                .or_default()
-                .add_flow(f, false, c),
-        }
-    }
-    for record in c.names().names() {
-        let tally = by_name.entry(record.name.clone()).or_default();
-        tally.add_dns(record, |a| c.is_sinkhole(a));
-    }
-    for (name, timeouts) in c.dns_timeouts() {
-        by_name
-            .entry(name.clone())
-            .or_default()
-            .add_timeouts(timeouts);
-    }
+    let Tallies {
+        by_name,
+        unresolved,
+        declared_names,
+    } = Tallies::of(c);
 
     // Documented exact names first (catalog order), then observed members of wildcards.
     let mut hosts: Vec<HostReport> = Vec::new();
@@ -394,7 +207,7 @@ fn host_report(
         status: t.status(),
         reasons: t.reasons(),
         addresses: t.addresses.iter().copied().collect(),
-        cname_chain: t.cname_chain.clone(),
+        cname_chain: t.cname_chain().to_vec(),
         flows: t.flows,
         bytes_sent: t.bytes_sent,
         bytes_received: t.bytes_received,
@@ -419,7 +232,7 @@ fn undeclared_report(
         name,
         addresses: t.addresses.iter().copied().collect(),
         ports: t.ports.iter().copied().collect(),
-        cname_chain: t.cname_chain.clone(),
+        cname_chain: t.cname_chain().to_vec(),
         flows: t.flows,
         bytes_sent: t.bytes_sent,
         bytes_received: t.bytes_received,
@@ -546,8 +359,11 @@ fn capture_section(c: &Correlator) -> CaptureSection {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
     use crate::{
+        capture::record::Process,
         catalog::Catalog,
         pipeline::correlate::tests::{closed, opened, query, response},
         pipeline::events::Observed,

@@ -3,6 +3,8 @@
 //!
 //! - [`schema`]: the serde types, shared by every writer and reader of a report;
 //! - [`classify`]: whether a flow or a DNS answer failed, and why (reason codes, statuses);
+//! - [`tally`]: the evidence per destination (flows, DNS answers, timeouts), shared with the
+//!   TUI;
 //! - [`build`](mod@build): the report of the correlator's state;
 //! - [`read`](mod@read): reading a report file back, checking its `schema_version` once for
 //!   every reader (`observer suggest`, `observer report merge`).
@@ -11,21 +13,9 @@ pub mod build;
 pub mod classify;
 pub mod read;
 pub mod schema;
+pub mod tally;
 pub mod vocab;
 
 pub use build::build;
 pub use read::{parse, read, ReadError};
 pub use schema::*;
-
-/// [`classify::failure`] as its wire code, for views that keep codes as text.
-pub fn failure(flow: &crate::pipeline::correlate::FlowEntry) -> Option<&'static str> {
-    classify::failure(flow).map(vocab::Reason::as_str)
-}
-
-/// [`classify::warning`] with its wire code, for views that keep codes as text.
-pub fn warning(
-    flow: &crate::pipeline::correlate::FlowEntry,
-    c: &crate::pipeline::correlate::Correlator,
-) -> Option<(&'static str, String)> {
-    classify::warning(flow, c).map(|(code, detail)| (code.as_str(), detail))
-}

@@ -7,12 +7,10 @@ use std::path::PathBuf;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::report::Status;
-
 use super::{
     log::{LogEntry, VerdictLog},
     rates::RateTracker,
-    view::{status_word, FlowRow, FlowState, GroupRow, HostRow, Rates, Snapshot, SECOND},
+    view::{FlowRow, FlowState, GroupRow, HostRow, Rates, Snapshot, SECOND},
 };
 
 /// Closed flows stay in the flow table this long, unless `t` keeps them all.
@@ -467,12 +465,12 @@ impl App {
         self.view
             .groups
             .iter()
-            .filter(|g| self.matches(&[&g.id, &g.title, status_word(g.status)]))
+            .filter(|g| self.matches(&[&g.id, &g.title, g.status.word()]))
             .collect()
     }
 
     fn host_matches(&self, h: &HostRow) -> bool {
-        let mut hay: Vec<&str> = vec![&h.label, status_word(h.status)];
+        let mut hay: Vec<&str> = vec![&h.label, h.status.word()];
         hay.extend(h.groups.iter().map(String::as_str));
         hay.extend(h.reasons.iter().map(|r| r.code.as_str()));
         hay.extend(h.processes.iter().map(String::as_str));
@@ -489,7 +487,7 @@ impl App {
             .iter()
             .filter(|h| self.host_matches(h))
             .collect();
-        hosts.sort_by_key(|h| severity(h.status));
+        hosts.sort_by_key(|h| std::cmp::Reverse(h.status.severity()));
         hosts
     }
 
@@ -563,15 +561,6 @@ impl App {
     }
 }
 
-fn severity(s: Status) -> u8 {
-    match s {
-        Status::Blocked => 0,
-        Status::Degraded => 1,
-        Status::Ok => 2,
-        Status::Unseen => 3,
-    }
-}
-
 fn state_rank(s: FlowState) -> u8 {
     match s {
         FlowState::Failed => 0,
@@ -591,6 +580,7 @@ mod tests {
             Correlator,
         },
         pipeline::events::Observed,
+        report::Status,
         tui::log::Level,
         tui::view::build,
     };

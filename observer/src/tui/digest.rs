@@ -6,220 +6,18 @@
 //! A closed flow no longer changes (the correlator says when one does: a late reading or a late
 //! name, and then everything is folded again), so [`Digest`] folds each one once, when it
 //! appears in the correlator's closed journal, into per-destination tallies; the open flows are
-//! added to a copy at every tick. Flows are judged by the report's own functions
-//! ([`report::failure`], [`report::warning`]) and tallied by the report's rules, in the same
-//! order, so the rows read exactly as the exported report does.
+//! added to a copy at every tick. The tallies are the report's own ([`Tallies`]: each flow
+//! brings its position in the list, so the order it is folded in does not matter), so the rows
+//! read exactly as the exported report does.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeSet;
 
 use crate::{
-    capture::record::Process,
-    pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
-    pipeline::events::DestinationClass,
-    pipeline::names::NameRecord,
-    pipeline::throughput::runner_function,
-    report::{self, Status},
+    pipeline::correlate::{Correlator, FlowEntry},
+    report::tally::Tallies,
 };
 
 use super::view::MAX_CLOSED_FLOWS;
-
-/// The occurrences of one reason, with the position of the flow that set the latest one (the
-/// report takes the last flow in list order among those at the same instant).
-#[derive(Clone, Debug)]
-pub struct Occurrences {
-    pub count: u64,
-    pub first_ns: u64,
-    pub last_ns: u64,
-    /// Position of the latest flow occurrence (`usize::MAX` once DNS set it).
-    last_at: usize,
-    pub process: Option<Process>,
-    pub detail: Option<String>,
-}
-
-/// The evidence about one destination (a name, or an address no DNS answer named).
-#[derive(Clone, Debug, Default)]
-pub struct Tally {
-    pub flows: u64,
-    successes: u64,
-    failures: u64,
-    warnings: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub addresses: BTreeSet<IpAddr>,
-    pub ports: BTreeSet<u16>,
-    pub processes: BTreeSet<Process>,
-    /// The chain of the first flow (in list order) that had one; DNS overrides it.
-    cname: Option<(usize, Vec<String>)>,
-    pub first_ns: Option<u64>,
-    pub last_ns: Option<u64>,
-    pub reasons: BTreeMap<&'static str, Occurrences>,
-    pub function: Option<&'static str>,
-}
-
-impl Tally {
-    fn seen(&mut self, ns: u64) {
-        self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
-        self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
-    }
-
-    /// One occurrence of `code` by the flow at position `at` (flows), or by DNS (`usize::MAX`,
-    /// folded after every flow as the report does).
-    fn occurrence(
-        &mut self,
-        code: &'static str,
-        count: u64,
-        (first, last, at): (u64, u64, usize),
-        process: Option<Process>,
-        detail: Option<String>,
-    ) {
-        let r = self.reasons.entry(code).or_insert(Occurrences {
-            count: 0,
-            first_ns: first,
-            last_ns: last,
-            last_at: at,
-            process: None,
-            detail: None,
-        });
-        r.count += count;
-        r.first_ns = r.first_ns.min(first);
-        let newer = (last, at) >= (r.last_ns, r.last_at);
-        if newer || r.process.is_none() {
-            if newer {
-                (r.last_ns, r.last_at) = (last, at);
-            }
-            if process.is_some() {
-                r.process = process;
-            }
-            if detail.is_some() {
-                r.detail = detail;
-            }
-        }
-    }
-
-    /// The flow at position `at` of the correlator's list.
-    fn add_flow(&mut self, at: usize, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
-        self.flows += 1;
-        self.function = self
-            .function
-            .or(f.destination.name.as_deref().and_then(runner_function));
-        self.bytes_sent += f.bytes_sent;
-        self.bytes_received += f.bytes_received;
-        self.addresses.insert(f.dst.ip());
-        self.ports.insert(f.dst.port());
-        self.processes.insert(f.process.clone());
-        if !f.destination.cname_chain.is_empty() && self.cname.as_ref().is_none_or(|(i, _)| at < *i)
-        {
-            self.cname = Some((at, f.destination.cname_chain.clone()));
-        }
-        self.seen(f.opened_ns);
-        if let Some(closed) = f.closed_ns {
-            self.seen(closed);
-        }
-        if sinkhole {
-            // As in the report: a connection to a sinkhole proves nothing about the real host.
-            return;
-        }
-        let when = f.closed_ns.unwrap_or(f.opened_ns);
-        if let Some(code) = report::failure(f) {
-            self.failures += 1;
-            self.occurrence(code, 1, (when, when, at), Some(f.process.clone()), None);
-        } else if f.established_ns.is_some() {
-            self.successes += 1;
-            if let Some((code, detail)) = report::warning(f, c) {
-                self.warnings += 1;
-                let process = Some(f.process.clone());
-                self.occurrence(code, 1, (when, when, at), process, Some(detail));
-            }
-        }
-    }
-
-    fn add_timeouts(&mut self, t: &DnsTimeouts) {
-        self.seen(t.first_ns);
-        self.seen(t.last_ns);
-        self.failures += t.count;
-        let span = (t.first_ns, t.last_ns, usize::MAX);
-        self.occurrence("dns_timeout", t.count, span, t.process.clone(), None);
-    }
-
-    fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
-        self.addresses.extend(record.addresses.iter().copied());
-        self.processes.extend(record.processes.iter().cloned());
-        if !record.cname_chain.is_empty() {
-            // Later than any flow's.
-            self.cname = Some((usize::MAX, record.cname_chain.clone()));
-        }
-        self.seen(record.first_seen_ns);
-        self.seen(record.last_seen_ns);
-        let code = match record.rcode.as_deref() {
-            Some("NXDOMAIN") => Some("dns_nxdomain"),
-            Some("SERVFAIL") => Some("dns_servfail"),
-            Some("REFUSED") => Some("dns_refused"),
-            Some("NOERROR")
-                if !record.addresses.is_empty()
-                    && record.addresses.iter().all(|a| is_sinkhole(*a)) =>
-            {
-                Some("dns_sinkhole")
-            }
-            Some("NOERROR") if record.addresses.is_empty() && self.flows == 0 => {
-                Some("dns_no_address")
-            }
-            _ => None,
-        };
-        if let Some(code) = code {
-            self.failures += 1;
-            let at = (record.last_seen_ns, record.last_seen_ns, usize::MAX);
-            self.occurrence(code, 1, at, record.processes.first().cloned(), None);
-        }
-    }
-
-    /// The report's status rule.
-    pub fn status(&self) -> Status {
-        match (self.successes, self.failures) {
-            (0, 0) => Status::Unseen,
-            (0, _) => Status::Blocked,
-            (_, 0) if self.warnings == 0 => Status::Ok,
-            _ => Status::Degraded,
-        }
-    }
-
-    pub fn cname_chain(&self) -> &[String] {
-        self.cname.as_ref().map_or(&[], |(_, chain)| chain)
-    }
-}
-
-/// Tallies per destination, as the report keys them.
-#[derive(Clone, Debug, Default)]
-pub struct Tallies {
-    /// By the name flows reached (and names DNS answered or timed out).
-    pub by_name: BTreeMap<String, Tally>,
-    /// Flows to addresses no DNS answer named.
-    pub unresolved: BTreeMap<IpAddr, Tally>,
-    /// Names at least one flow reached on a port a group lists.
-    pub declared_names: BTreeSet<String>,
-}
-
-impl Tallies {
-    fn add_flow(&mut self, at: usize, f: &FlowEntry, c: &Correlator) {
-        match &f.destination.name {
-            Some(name) => {
-                if f.destination.class == DestinationClass::Declared {
-                    self.declared_names.insert(name.clone());
-                }
-                let sinkhole = c.is_sinkhole(f.dst.ip());
-                self.by_name
-                    .entry(name.clone())
-                    .or_default()
-                    .add_flow(at, f, sinkhole, c);
-            }
-            None => self
-                .unresolved
-                .entry(f.dst.ip())
-                .or_default()
-                .add_flow(at, f, false, c),
-        }
-    }
-}
 
 /// The closed flows folded so far, and the most recent ones the flow table shows.
 #[derive(Debug, Default)]
@@ -260,16 +58,7 @@ impl Digest {
             self.flows_read += 1;
             t.add_flow(i, f, c);
         }
-        for record in c.names().names() {
-            let tally = t.by_name.entry(record.name.clone()).or_default();
-            tally.add_dns(record, |a| c.is_sinkhole(a));
-        }
-        for (name, timeouts) in c.dns_timeouts() {
-            t.by_name
-                .entry(name.clone())
-                .or_default()
-                .add_timeouts(timeouts);
-        }
+        t.add_dns(c);
         t
     }
 
@@ -291,7 +80,7 @@ mod tests {
         catalog::Catalog,
         pipeline::correlate::tests::{closed, opened, query, response},
         pipeline::events::Observed,
-        report::Report,
+        report::{self, Report, Status},
         tui::view::{build, build_with, HostRow, Rates, Snapshot, VerdictState, SECOND},
     };
 

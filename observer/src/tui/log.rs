@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::report::Status;
 
-use super::view::{status_word, HostRow, ReasonRow, Snapshot, VerdictState};
+use super::view::{HostRow, ReasonRow, Snapshot, VerdictState};
 
 /// Entries kept in the event log.
 pub const MAX_LOG: usize = 1_000;
@@ -153,7 +153,7 @@ pub fn diff(before: Option<&Snapshot>, after: &Snapshot) -> Vec<(Level, String)>
                 };
                 let word = match (old_status, h.status) {
                     (Status::Unseen, Status::Ok) => "reached".to_owned(),
-                    (_, s) => format!("{} → {}", status_word(old_status), status_word(s)),
+                    (_, s) => format!("{} → {}", old_status.word(), s.word()),
                 };
                 let mut text = format!("{}: {word}", h.label);
                 if !new.is_empty() {

@@ -16,10 +16,10 @@ use crate::{
     pipeline::correlate::{series_key, Correlator, FlowEntry},
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::throughput::{runner_function, Series, ThroughputStats},
-    report::{self, Status},
+    report::{classify, tally::Tally, vocab::Reason, Status},
 };
 
-use super::digest::{Digest, Tally};
+use super::digest::Digest;
 
 /// One second, in nanoseconds.
 pub const SECOND: u64 = 1_000_000_000;
@@ -236,9 +236,9 @@ pub struct FlowRow {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     /// The reason code when the flow failed to reach its destination.
-    pub failure: Option<&'static str>,
+    pub failure: Option<Reason>,
     /// A flow that worked, but not well: `slow_throughput` or `long_poll_cut`, with evidence.
-    pub warning: Option<(&'static str, String)>,
+    pub warning: Option<(Reason, String)>,
     pub idle_ms: Option<f64>,
     pub throughput: ThroughputStats,
 }
@@ -256,10 +256,10 @@ impl FlowRow {
     /// The outcome column: the failure or warning code, else how the flow ended.
     pub fn outcome_word(&self) -> String {
         if let Some(code) = self.failure {
-            return code.to_owned();
+            return code.as_str().to_owned();
         }
         if let Some((code, _)) = &self.warning {
-            return (*code).to_owned();
+            return code.as_str().to_owned();
         }
         match self.outcome {
             None => "-".to_owned(),
@@ -588,7 +588,7 @@ fn host_row(c: &Correlator, key: &str, t: &Tally, now_ns: u64) -> HostRow {
 }
 
 fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
-    let failure = report::failure(f);
+    let failure = classify::failure(f);
     let state = match (f.closed_ns, f.established_ns) {
         (Some(_), _) if failure.is_some() => FlowState::Failed,
         (Some(_), _) => FlowState::Closed,
@@ -620,7 +620,7 @@ fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
         bytes_sent: f.bytes_sent,
         bytes_received: f.bytes_received,
         failure,
-        warning: report::warning(f, c).map(|(code, detail)| (code, clean(&detail))),
+        warning: classify::warning(f, c).map(|(code, detail)| (code, clean(&detail))),
         idle_ms: f.idle_ms,
         throughput: f.throughput.stats(),
     }
@@ -643,15 +643,6 @@ fn history(series: Option<&Series>, now_ns: u64) -> Vec<f64> {
 /// `curl[4420]`.
 pub fn process_label(p: &Process) -> String {
     clean(&format!("{}[{}]", p.comm, p.pid))
-}
-
-pub fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Degraded => "degraded",
-        Status::Blocked => "blocked",
-        Status::Unseen => "unseen",
-    }
 }
 
 /// Text safe to put on a terminal: what [`crate::sanitize::is_unsafe`] names (control

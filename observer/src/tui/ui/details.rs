@@ -12,14 +12,13 @@ use ratatui::{
 use crate::{
     format::{bytes, rate},
     pipeline::throughput::{RateStats, ThroughputStats},
-    report::Status,
+    report::{vocab::Reason, Status},
     tui::app::{App, Panel},
     tui::log::LogEntry,
-    tui::view::{status_word, FlowRow, FlowState, GroupRow, HostRow, Rates},
+    tui::view::{FlowRow, FlowState, GroupRow, HostRow, Rates},
 };
 
 use super::{
-    status_label,
     text::{age, clock_ms, millis},
     Theme,
 };
@@ -86,7 +85,7 @@ pub(super) fn label(text: &str, theme: Theme) -> Span<'static> {
 }
 
 pub(super) fn status_span(s: Status, theme: Theme) -> Span<'static> {
-    Span::styled(status_label(s), theme.status(s))
+    Span::styled(s.shouted(), theme.status(s))
 }
 
 pub(super) fn rates_text(r: &Rates) -> String {
@@ -195,7 +194,7 @@ pub(super) fn group_details(app: &App, g: &GroupRow, theme: Theme) -> Vec<Line<'
         .flat_map(|h| {
             [
                 Span::raw(format!("{} ", h.label)),
-                Span::styled(status_word(h.status), theme.status(h.status)),
+                Span::styled(h.status.word(), theme.status(h.status)),
                 Span::raw("  "),
             ]
         })
@@ -238,14 +237,15 @@ pub(super) fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
             .as_deref()
             .map(|p| format!(" · {p}"))
             .unwrap_or_default();
-        let evidence = r
-            .detail
-            .clone()
-            .unwrap_or_else(|| explain(&r.code).to_owned());
+        let evidence = r.detail.clone().unwrap_or_else(|| {
+            Reason::from_code(&r.code)
+                .map_or("", Reason::explain)
+                .to_owned()
+        });
         lines.push(Line::from(vec![
             Span::styled(
                 format!("{} ×{}", r.code, r.count),
-                theme.status(if is_warning(&r.code) {
+                theme.status(if Reason::is_warning_code(&r.code) {
                     Status::Degraded
                 } else {
                     Status::Blocked
@@ -296,31 +296,6 @@ pub(super) fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
         Span::raw(format!("{seen}{by}")),
     ]));
     lines
-}
-
-pub(super) fn is_warning(code: &str) -> bool {
-    matches!(code, "slow_throughput" | "long_poll_cut")
-}
-
-/// What a reason code means (docs/report.md).
-pub fn explain(code: &str) -> &'static str {
-    match code {
-        "tcp_reset" => "RST in answer to the SYN: nothing listens, or a firewall rejects with tcp reset",
-        "tcp_timeout" => "the SYN was never answered: a firewall drops it, or the route is broken",
-        "tcp_unreachable" => "ICMP unreachable or administratively prohibited",
-        "tcp_error" => "another socket error before the handshake completed",
-        "tls_reset" => "the far side cut the connection right after the client's TLS hello: an SNI-filtering firewall",
-        "connection_reset" => "established, then reset or timed out before any data came back",
-        "dns_nxdomain" => "the DNS answer was NXDOMAIN: the name does not exist for this resolver",
-        "dns_servfail" => "the DNS answer was SERVFAIL",
-        "dns_refused" => "the DNS server refused to answer",
-        "dns_timeout" => "DNS queries were never answered",
-        "dns_sinkhole" => "the DNS answer was a filter's sinkhole address (0.0.0.0, ::, or --sinkhole)",
-        "dns_no_address" => "the name resolved to no address and no connection was made",
-        "slow_throughput" => "a transfer moved below the minimum rate",
-        "long_poll_cut" => "an idle connection was cut by the far side before the long poll's answer",
-        _ => "",
-    }
 }
 
 pub(super) fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'static>> {
@@ -422,14 +397,14 @@ pub(super) fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'st
     if let Some(code) = f.failure {
         lines.push(Line::from(vec![
             label("failure", theme),
-            Span::styled(code, theme.status(Status::Blocked)),
-            Span::raw(format!(": {}", explain(code))),
+            Span::styled(code.as_str(), theme.status(Status::Blocked)),
+            Span::raw(format!(": {}", code.explain())),
         ]));
     }
     if let Some((code, detail)) = &f.warning {
         lines.push(Line::from(vec![
             label("warning", theme),
-            Span::styled(*code, theme.status(Status::Degraded)),
+            Span::styled(code.as_str(), theme.status(Status::Degraded)),
             Span::raw(format!(": {detail}")),
         ]));
     }

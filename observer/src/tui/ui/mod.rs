@@ -93,16 +93,6 @@ impl Theme {
     }
 }
 
-/// The status as a word, upper case when it needs attention.
-pub fn status_label(s: Status) -> &'static str {
-    match s {
-        Status::Blocked => "BLOCKED",
-        Status::Degraded => "DEGRADED",
-        Status::Ok => "ok",
-        Status::Unseen => "unseen",
-    }
-}
-
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();

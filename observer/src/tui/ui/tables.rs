@@ -17,7 +17,6 @@ use crate::{
 
 use super::{
     sparkline::sparkline,
-    status_label,
     text::{age, clock, fit, short_bytes, short_rate},
     Theme, MARK,
 };
@@ -131,7 +130,7 @@ pub(super) fn groups_table(
         .into_iter()
         .map(|g| {
             let mut cells = vec![
-                Cell::new(status_label(g.status)).style(theme.status(g.status)),
+                Cell::new(g.status.shouted()).style(theme.status(g.status)),
                 Cell::new(group_label(g)),
                 Cell::new(format!("{}/{}", g.reached, g.members)),
                 Cell::new(if g.blocked > 0 {
@@ -243,7 +242,7 @@ pub(super) fn hosts_table(
         .into_iter()
         .map(|h| {
             let mut cells = vec![
-                Cell::new(status_label(h.status)).style(theme.status(h.status)),
+                Cell::new(h.status.shouted()).style(theme.status(h.status)),
                 Cell::new(fit(&h.label, cols.get(1).copied().unwrap_or(20))),
                 Cell::new(fit(&h.reason_codes(), cols.get(2).copied().unwrap_or(10))),
                 Cell::new(h.flows.to_string()),

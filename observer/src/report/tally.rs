@@ -1,0 +1,254 @@
+//! The evidence about each destination, tallied from flows, DNS answers and DNS timeouts: what
+//! the report's hosts and undeclared destinations are made of, and what the TUI's rows show.
+//!
+//! One implementation serves both: `report::build` folds every flow in list order, the TUI's
+//! digest folds each closed flow once and adds the open ones at every tick. So a tally must not
+//! depend on the order flows are added in: each flow brings its position in the correlator's
+//! list, and where the report takes "the latest" (a reason's process and detail among
+//! occurrences at the same instant, the first flow's CNAME chain), the position decides, as it
+//! would in list order. DNS evidence is added after the flows and counts as later than any.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use crate::{
+    capture::record::Process,
+    pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
+    pipeline::events::DestinationClass,
+    pipeline::names::NameRecord,
+    pipeline::throughput::runner_function,
+};
+
+use super::{
+    classify::{self, failure, success, warning},
+    rfc3339,
+    vocab::Reason as Code,
+    Reason, Status,
+};
+
+/// The position DNS evidence takes: after every flow.
+const AFTER_FLOWS: usize = usize::MAX;
+
+/// The occurrences of one reason.
+#[derive(Clone, Debug)]
+pub struct Occurrences {
+    pub count: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Position of the latest occurrence ([`AFTER_FLOWS`] once DNS set it).
+    last_at: usize,
+    pub process: Option<Process>,
+    pub detail: Option<String>,
+}
+
+/// The evidence about one destination (a name, or an address no DNS answer named).
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub flows: u64,
+    successes: u64,
+    failures: u64,
+    /// Attempts that worked, but not well (slow, cut long polls).
+    warnings: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub addresses: BTreeSet<IpAddr>,
+    pub ports: BTreeSet<u16>,
+    pub processes: BTreeSet<Process>,
+    /// The chain of the first flow (in list order) that had one; DNS overrides it.
+    cname: Option<(usize, Vec<String>)>,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+    /// By wire code.
+    pub reasons: BTreeMap<&'static str, Occurrences>,
+    pub function: Option<&'static str>,
+}
+
+impl Tally {
+    fn seen(&mut self, ns: u64) {
+        self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
+        self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
+    }
+
+    /// `count` occurrences of `code` between `first` and `last`, by the flow at position `at`
+    /// (or by DNS, [`AFTER_FLOWS`]).
+    fn occurrence(
+        &mut self,
+        code: Code,
+        count: u64,
+        (first, last, at): (u64, u64, usize),
+        process: Option<Process>,
+        detail: Option<String>,
+    ) {
+        let r = self.reasons.entry(code.as_str()).or_insert(Occurrences {
+            count: 0,
+            first_ns: first,
+            last_ns: last,
+            last_at: at,
+            process: None,
+            detail: None,
+        });
+        r.count += count;
+        r.first_ns = r.first_ns.min(first);
+        let newer = (last, at) >= (r.last_ns, r.last_at);
+        if newer || r.process.is_none() {
+            if newer {
+                (r.last_ns, r.last_at) = (last, at);
+            }
+            if process.is_some() {
+                r.process = process;
+            }
+            if detail.is_some() {
+                r.detail = detail;
+            }
+        }
+    }
+
+    /// The flow at position `at` of the correlator's list.
+    pub fn add_flow(&mut self, at: usize, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
+        self.flows += 1;
+        self.function = self
+            .function
+            .or(f.destination.name.as_deref().and_then(runner_function));
+        self.bytes_sent += f.bytes_sent;
+        self.bytes_received += f.bytes_received;
+        self.addresses.insert(f.dst.ip());
+        self.ports.insert(f.dst.port());
+        self.processes.insert(f.process.clone());
+        if !f.destination.cname_chain.is_empty() && self.cname.as_ref().is_none_or(|(i, _)| at < *i)
+        {
+            self.cname = Some((at, f.destination.cname_chain.clone()));
+        }
+        self.seen(f.opened_ns);
+        if let Some(closed) = f.closed_ns {
+            self.seen(closed);
+        }
+        if sinkhole {
+            // A connection to a DNS filter's sinkhole proves nothing about the real host; the
+            // answer itself is counted as `dns_sinkhole`.
+            return;
+        }
+        let when = f.closed_ns.unwrap_or(f.opened_ns);
+        if let Some(code) = failure(f) {
+            self.failures += 1;
+            self.occurrence(code, 1, (when, when, at), Some(f.process.clone()), None);
+        } else if success(f) {
+            self.successes += 1;
+            if let Some((code, detail)) = warning(f, c) {
+                self.warnings += 1;
+                let process = Some(f.process.clone());
+                self.occurrence(code, 1, (when, when, at), process, Some(detail));
+            }
+        }
+    }
+
+    /// The lookups of the name that were never answered.
+    pub fn add_timeouts(&mut self, t: &DnsTimeouts) {
+        self.seen(t.first_ns);
+        self.seen(t.last_ns);
+        self.failures += t.count;
+        let span = (t.first_ns, t.last_ns, AFTER_FLOWS);
+        self.occurrence(Code::DnsTimeout, t.count, span, t.process.clone(), None);
+    }
+
+    /// What DNS answered for the name.
+    pub fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
+        self.addresses.extend(record.addresses.iter().copied());
+        self.processes.extend(record.processes.iter().cloned());
+        if !record.cname_chain.is_empty() {
+            self.cname = Some((AFTER_FLOWS, record.cname_chain.clone()));
+        }
+        self.seen(record.first_seen_ns);
+        self.seen(record.last_seen_ns);
+        if let Some(code) = classify::dns_failure(record, self.flows, is_sinkhole) {
+            self.failures += 1;
+            let at = (record.last_seen_ns, record.last_seen_ns, AFTER_FLOWS);
+            self.occurrence(code, 1, at, record.processes.first().cloned(), None);
+        }
+    }
+
+    /// The destination's status from its attempts.
+    pub fn status(&self) -> Status {
+        classify::status(self.successes, self.failures, self.warnings)
+    }
+
+    /// The CNAME chain shown for the destination.
+    pub fn cname_chain(&self) -> &[String] {
+        self.cname.as_ref().map_or(&[], |(_, chain)| chain)
+    }
+
+    /// The reasons as the report lists them.
+    pub fn reasons(&self) -> Vec<Reason> {
+        self.reasons
+            .iter()
+            .map(|(code, o)| Reason {
+                code: (*code).to_owned(),
+                count: o.count,
+                first_seen: rfc3339(o.first_ns),
+                last_seen: rfc3339(o.last_ns),
+                process: o.process.clone(),
+                detail: o.detail.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Tallies per destination, keyed as the report keys them.
+#[derive(Clone, Debug, Default)]
+pub struct Tallies {
+    /// By the name flows reached (and names DNS answered or timed out).
+    pub by_name: BTreeMap<String, Tally>,
+    /// Flows to addresses no DNS answer named.
+    pub unresolved: BTreeMap<IpAddr, Tally>,
+    /// Names at least one flow reached on a port a group lists.
+    pub declared_names: BTreeSet<String>,
+}
+
+impl Tallies {
+    /// Every flow of the correlator in list order, then the names and the timeouts.
+    pub fn of(c: &Correlator) -> Self {
+        let mut t = Self::default();
+        for (at, f) in c.flows().iter().enumerate() {
+            t.add_flow(at, f, c);
+        }
+        t.add_dns(c);
+        t
+    }
+
+    /// The flow at position `at` of the correlator's list.
+    pub fn add_flow(&mut self, at: usize, f: &FlowEntry, c: &Correlator) {
+        match &f.destination.name {
+            Some(name) => {
+                if f.destination.class == DestinationClass::Declared {
+                    self.declared_names.insert(name.clone());
+                }
+                let sinkhole = c.is_sinkhole(f.dst.ip());
+                self.by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .add_flow(at, f, sinkhole, c);
+            }
+            None => self
+                .unresolved
+                .entry(f.dst.ip())
+                .or_default()
+                .add_flow(at, f, false, c),
+        }
+    }
+
+    /// The correlator's DNS evidence: every name's answers, then the unanswered lookups (once,
+    /// after the flows).
+    pub fn add_dns(&mut self, c: &Correlator) {
+        for record in c.names().names() {
+            let tally = self.by_name.entry(record.name.clone()).or_default();
+            tally.add_dns(record, |a| c.is_sinkhole(a));
+        }
+        for (name, timeouts) in c.dns_timeouts() {
+            self.by_name
+                .entry(name.clone())
+                .or_default()
+                .add_timeouts(timeouts);
+        }
+    }
+}
