@@ -9,7 +9,7 @@ use crate::{
 
 use super::{
     rfc3339,
-    tally::{Tallies, Tally},
+    tally::{group_status, runner_can_work, Destinations, Tallies, Tally},
     CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Report, Status,
     UndeclaredReport, Verdict, SCHEMA_VERSION,
 };
@@ -17,59 +17,22 @@ use super::{
 /// Builds the report of everything the correlator has seen.
 pub fn build(c: &Correlator) -> Report {
     let catalog = c.catalog();
-    let Tallies {
-        by_name,
-        unresolved,
-        declared_names,
-    } = Tallies::of(c);
+    let tallies = Tallies::of(c);
 
-    // Documented exact names first (catalog order), then observed members of wildcards.
-    let mut hosts: Vec<HostReport> = Vec::new();
-    let empty = Tally::default();
-    for name in catalog.exact_names() {
-        let tally = by_name.get(name).unwrap_or(&empty);
-        hosts.push(host_report(
-            c,
-            name,
-            name.to_owned(),
-            c.groups_for(name, None),
-            tally,
-        ));
-    }
-    let mut undeclared = Vec::new();
-    for (name, tally) in &by_name {
-        let groups = c.groups_for(name, None);
-        let is_exact = catalog.exact_names().contains(&name.as_str());
-        if is_exact {
-            continue;
-        }
-        let patterns: Vec<String> = catalog
-            .matches(name)
-            .iter()
-            .map(|m| m.pattern.as_str().to_owned())
-            .collect();
-        // Declared by name, but every flow went to a port no group lists: still undeclared.
-        let only_other_ports = tally.flows > 0 && !declared_names.contains(name);
-        if groups.is_empty() || only_other_ports {
-            undeclared.push(undeclared_report(c, Some(name.clone()), name, tally));
-            continue;
-        }
-        // The most specific wildcard that matched.
-        let pattern = patterns
-            .iter()
-            .max_by_key(|p| p.len())
-            .cloned()
-            .unwrap_or_default();
-        hosts.push(host_report(c, name, pattern, groups, tally));
-    }
-    for (addr, tally) in &unresolved {
-        undeclared.push(undeclared_report(c, None, &addr.to_string(), tally));
-    }
-    undeclared.sort_by(|a, b| {
-        (b.flows, b.bytes_sent + b.bytes_received, &a.name)
-            .cmp(&(a.flows, a.bytes_sent + a.bytes_received, &b.name))
-            .then_with(|| a.addresses.cmp(&b.addresses))
-    });
+    // Documented exact names first (catalog order), then observed members of wildcards; the
+    // undeclared loudest first.
+    let Destinations {
+        hosts: documented,
+        undeclared: others,
+    } = tallies.destinations(c);
+    let hosts: Vec<HostReport> = documented
+        .into_iter()
+        .map(|h| host_report(c, h.name, h.pattern, h.groups, h.tally))
+        .collect();
+    let undeclared: Vec<UndeclaredReport> = others
+        .into_iter()
+        .map(|u| undeclared_report(c, u.name.map(str::to_owned), &u.key, u.tally))
+        .collect();
 
     let groups: Vec<GroupReport> = catalog
         .groups()
@@ -82,18 +45,11 @@ pub fn build(c: &Correlator) -> Report {
                 .filter(|h| h.status.is_failing())
                 .map(|h| h.name.clone())
                 .collect();
-            let exact_blocked = members
+            let statuses: Vec<(Status, &str)> = members
                 .iter()
-                .any(|h| h.status == Status::Blocked && !crate::catalog::is_wildcard(&h.pattern));
-            let status = if exact_blocked {
-                Status::Blocked
-            } else if !failing.is_empty() {
-                Status::Degraded
-            } else if members.iter().any(|h| h.status == Status::Ok) {
-                Status::Ok
-            } else {
-                Status::Unseen
-            };
+                .map(|h| (h.status, h.pattern.as_str()))
+                .collect();
+            let status = group_status(&statuses);
             GroupReport {
                 id: g.id.clone(),
                 title: g.title.clone(),
@@ -146,14 +102,7 @@ fn verdict(groups: &[GroupReport], hosts: &[HostReport]) -> Verdict {
         .filter(|g| !g.required && !g.summary && g.status.is_failing())
         .map(explain)
         .collect();
-    let failed = |g: &GroupVerdict| g.status.is_failing();
-    let runner_can_work = if required.iter().any(failed) {
-        Some(false)
-    } else if !required.is_empty() && required.iter().all(|g| g.status == Status::Ok) {
-        Some(true)
-    } else {
-        None
-    };
+    let runner_can_work = runner_can_work(&required.iter().map(|g| g.status).collect::<Vec<_>>());
 
     let failing: Vec<String> = required
         .iter()

@@ -252,3 +252,145 @@ impl Tallies {
         }
     }
 }
+
+/// A documented host (an exact name of the catalog, or an observed member of a documented
+/// wildcard) with its evidence.
+#[derive(Debug)]
+pub struct HostEvidence<'t> {
+    pub name: &'t str,
+    /// The catalog pattern that matched it (the name itself for exact names; the most specific
+    /// wildcard otherwise).
+    pub pattern: String,
+    pub groups: Vec<String>,
+    pub tally: &'t Tally,
+}
+
+/// An undeclared destination with its evidence: a name no group documents (or reached only on
+/// ports no group lists), or an address no DNS answer named.
+#[derive(Debug)]
+pub struct UndeclaredEvidence<'t> {
+    /// The name asked for; `None` for an unresolved address.
+    pub name: Option<&'t str>,
+    /// The name, or the address.
+    pub key: String,
+    pub tally: &'t Tally,
+}
+
+/// The destinations as the report lists them: documented hosts (exact names in catalog order,
+/// then observed wildcard members by name) and undeclared ones, loudest first.
+#[derive(Debug)]
+pub struct Destinations<'t> {
+    pub hosts: Vec<HostEvidence<'t>>,
+    pub undeclared: Vec<UndeclaredEvidence<'t>>,
+}
+
+/// The evidence of a documented name no flow, answer or timeout concerned.
+static NOTHING: Tally = Tally {
+    flows: 0,
+    successes: 0,
+    failures: 0,
+    warnings: 0,
+    bytes_sent: 0,
+    bytes_received: 0,
+    addresses: BTreeSet::new(),
+    ports: BTreeSet::new(),
+    processes: BTreeSet::new(),
+    cname: None,
+    first_ns: None,
+    last_ns: None,
+    reasons: BTreeMap::new(),
+    function: None,
+};
+
+impl Tallies {
+    /// Sorts the tallied destinations into documented hosts and undeclared ones.
+    pub fn destinations<'t>(&'t self, c: &'t Correlator) -> Destinations<'t> {
+        let catalog = c.catalog();
+        let exact = catalog.exact_names();
+        let mut hosts: Vec<HostEvidence> = exact
+            .iter()
+            .map(|&name| HostEvidence {
+                name,
+                pattern: name.to_owned(),
+                groups: c.groups_for(name, None),
+                tally: self.by_name.get(name).unwrap_or(&NOTHING),
+            })
+            .collect();
+        let mut undeclared = Vec::new();
+        for (name, tally) in &self.by_name {
+            if exact.contains(&name.as_str()) {
+                continue;
+            }
+            let groups = c.groups_for(name, None);
+            // Declared by name, but every flow went to a port no group lists: still undeclared.
+            let only_other_ports = tally.flows > 0 && !self.declared_names.contains(name);
+            if groups.is_empty() || only_other_ports {
+                undeclared.push(UndeclaredEvidence {
+                    name: Some(name),
+                    key: name.clone(),
+                    tally,
+                });
+                continue;
+            }
+            // The most specific wildcard that matched.
+            let pattern = catalog
+                .matches(name)
+                .iter()
+                .map(|m| m.pattern.as_str())
+                .max_by_key(|p| p.len())
+                .unwrap_or_default()
+                .to_owned();
+            hosts.push(HostEvidence {
+                name,
+                pattern,
+                groups,
+                tally,
+            });
+        }
+        for (addr, tally) in &self.unresolved {
+            undeclared.push(UndeclaredEvidence {
+                name: None,
+                key: addr.to_string(),
+                tally,
+            });
+        }
+        // Loudest first (flows, then bytes), then by name and addresses.
+        undeclared.sort_by(|a, b| {
+            let loud = |t: &Tally| (t.flows, t.bytes_sent + t.bytes_received);
+            (loud(b.tally), &a.name)
+                .cmp(&(loud(a.tally), &b.name))
+                .then_with(|| a.tally.addresses.cmp(&b.tally.addresses))
+        });
+        Destinations { hosts, undeclared }
+    }
+}
+
+/// A group's status from its members' statuses and patterns: blocked when an exact name of it
+/// is blocked (a wildcard member blocked only degrades it: other members may serve), degraded
+/// when a member failed, ok when one was reached, unseen otherwise.
+pub fn group_status(members: &[(Status, &str)]) -> Status {
+    if members
+        .iter()
+        .any(|&(s, pattern)| s == Status::Blocked && !crate::catalog::is_wildcard(pattern))
+    {
+        Status::Blocked
+    } else if members.iter().any(|(s, _)| s.is_failing()) {
+        Status::Degraded
+    } else if members.iter().any(|(s, _)| *s == Status::Ok) {
+        Status::Ok
+    } else {
+        Status::Unseen
+    }
+}
+
+/// Whether the runner can work, from the statuses of the required groups: `Some(false)` when
+/// one failed, `Some(true)` when all were reached without trouble, `None` (unknown) otherwise.
+pub fn runner_can_work(required: &[Status]) -> Option<bool> {
+    if required.iter().any(|s| s.is_failing()) {
+        Some(false)
+    } else if !required.is_empty() && required.iter().all(|s| *s == Status::Ok) {
+        Some(true)
+    } else {
+        None
+    }
+}

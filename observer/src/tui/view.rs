@@ -16,7 +16,12 @@ use crate::{
     pipeline::correlate::{series_key, Correlator, FlowEntry},
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::throughput::{runner_function, Series, ThroughputStats},
-    report::{classify, tally::Tally, vocab::Reason, Status},
+    report::{
+        classify,
+        tally::{group_status, runner_can_work, Destinations, HostEvidence, Tally},
+        vocab::Reason,
+        Status,
+    },
 };
 
 use super::digest::Digest;
@@ -322,76 +327,21 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
     build_with(&mut Digest::default(), c, now_ns, observations)
 }
 
-/// A documented host (or observed member of a documented wildcard) before it becomes a row.
-struct Host<'t> {
-    name: &'t str,
-    pattern: String,
-    groups: Vec<String>,
-    tally: &'t Tally,
-}
-
 /// Builds the view from `digest` brought up to date with the correlator: the rows read as the
 /// report's (`report::build`) do, from the same classification, without building it.
 pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
     let tallies = digest.tallies(c);
     let catalog = c.catalog();
 
-    // Documented exact names first (catalog order), then observed members of wildcards; the
-    // other names and the unresolved addresses are undeclared (as in the report).
-    let empty = Tally::default();
-    let exact = catalog.exact_names();
-    let mut hosts: Vec<Host> = exact
-        .iter()
-        .map(|&name| Host {
-            name,
-            pattern: name.to_owned(),
-            groups: c.groups_for(name, None),
-            tally: tallies.by_name.get(name).unwrap_or(&empty),
-        })
-        .collect();
-    let mut undeclared: Vec<(Option<&str>, String, &Tally)> = Vec::new();
-    for (name, tally) in &tallies.by_name {
-        if exact.contains(&name.as_str()) {
-            continue;
-        }
-        let groups = c.groups_for(name, None);
-        // Declared by name, but every flow went to a port no group lists: still undeclared.
-        let only_other_ports = tally.flows > 0 && !tallies.declared_names.contains(name);
-        if groups.is_empty() || only_other_ports {
-            undeclared.push((Some(name), name.clone(), tally));
-            continue;
-        }
-        // The most specific wildcard that matched.
-        let pattern = catalog
-            .matches(name)
-            .iter()
-            .map(|m| m.pattern.as_str())
-            .max_by_key(|p| p.len())
-            .unwrap_or_default()
-            .to_owned();
-        hosts.push(Host {
-            name,
-            pattern,
-            groups,
-            tally,
-        });
-    }
-    for (addr, tally) in &tallies.unresolved {
-        undeclared.push((None, addr.to_string(), tally));
-    }
-    // Loudest first, as the report sorts them.
-    undeclared.sort_by(|a, b| {
-        let loud = |t: &Tally| (t.flows, t.bytes_sent + t.bytes_received);
-        (loud(b.2), &a.0)
-            .cmp(&(loud(a.2), &b.0))
-            .then_with(|| a.2.addresses.cmp(&b.2.addresses))
-    });
+    // Documented hosts and undeclared destinations, sorted as in the report.
+    let Destinations { hosts, undeclared } = tallies.destinations(c);
 
     let groups: Vec<GroupRow> = catalog
         .groups()
         .iter()
         .map(|g| {
-            let members: Vec<&Host> = hosts.iter().filter(|h| h.groups.contains(&g.id)).collect();
+            let members: Vec<&HostEvidence> =
+                hosts.iter().filter(|h| h.groups.contains(&g.id)).collect();
             let count = |wanted: &[Status]| {
                 members
                     .iter()
@@ -403,18 +353,11 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
                 .filter(|h| matches!(h.tally.status(), Status::Blocked | Status::Degraded))
                 .map(|h| clean(h.name))
                 .collect();
-            let exact_blocked = members.iter().any(|h| {
-                h.tally.status() == Status::Blocked && !crate::catalog::is_wildcard(&h.pattern)
-            });
-            let status = if exact_blocked {
-                Status::Blocked
-            } else if !failing.is_empty() {
-                Status::Degraded
-            } else if members.iter().any(|h| h.tally.status() == Status::Ok) {
-                Status::Ok
-            } else {
-                Status::Unseen
-            };
+            let statuses: Vec<(Status, &str)> = members
+                .iter()
+                .map(|h| (h.tally.status(), h.pattern.as_str()))
+                .collect();
+            let status = group_status(&statuses);
             let series = c.group_series(&g.id);
             GroupRow {
                 id: clean(&g.id),
@@ -480,10 +423,10 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
         .collect();
     let undeclared = undeclared
         .iter()
-        .map(|(name, key, tally)| HostRow {
-            unresolved: name.is_none(),
-            ports: tally.ports.iter().copied().collect(),
-            ..host_row(c, key, tally, now_ns)
+        .map(|u| HostRow {
+            unresolved: u.name.is_none(),
+            ports: u.tally.ports.iter().copied().collect(),
+            ..host_row(c, &u.key, u.tally, now_ns)
         })
         .collect();
 
@@ -508,23 +451,20 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
 
 /// The verdict from the groups' statuses, as the report judges it: can the runner work, which
 /// required hosts fail and why, which optional features fail.
-fn verdict(groups: &[(&crate::catalog::Group, &GroupRow)], hosts: &[Host]) -> Verdict {
+fn verdict(groups: &[(&crate::catalog::Group, &GroupRow)], hosts: &[HostEvidence]) -> Verdict {
     let required: Vec<&GroupRow> = groups
         .iter()
         .filter(|(g, _)| g.required)
         .map(|(_, row)| *row)
         .collect();
     let failed = |s: Status| matches!(s, Status::Blocked | Status::Degraded);
-    let state = if required.iter().any(|g| failed(g.status)) {
-        if required.iter().any(|g| g.status == Status::Blocked) {
+    let state = match runner_can_work(&required.iter().map(|g| g.status).collect::<Vec<_>>()) {
+        Some(false) if required.iter().any(|g| g.status == Status::Blocked) => {
             VerdictState::Blocked
-        } else {
-            VerdictState::Degraded
         }
-    } else if !required.is_empty() && required.iter().all(|g| g.status == Status::Ok) {
-        VerdictState::CanWork
-    } else {
-        VerdictState::Unknown
+        Some(false) => VerdictState::Degraded,
+        Some(true) => VerdictState::CanWork,
+        None => VerdictState::Unknown,
     };
     let because = groups
         .iter()
