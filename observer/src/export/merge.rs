@@ -129,36 +129,27 @@ pub fn run(paths: &[PathBuf], labels: &[String], out: &Path, format: Format) -> 
 pub fn read_report(path: &Path) -> anyhow::Result<Report> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a JSON report (write one with --format json)",
-            path.display()
-        )
-    })?;
+    parse_report(&path.display().to_string(), &text)
+}
+
+/// Parses a JSON report read from `source`, refusing another schema version and already merged
+/// reports.
+pub fn parse_report(source: &str, text: &str) -> anyhow::Result<Report> {
+    let value: Value = serde_json::from_str(text)
+        .with_context(|| format!("{source} is not a JSON report (write one with --format json)"))?;
     match value.get("schema_version").and_then(Value::as_u64) {
-        None => bail!(
-            "{} is not an observer report: it has no schema_version",
-            path.display()
-        ),
+        None => bail!("{source} is not an observer report: it has no schema_version"),
         Some(v) if v != u64::from(SCHEMA_VERSION) => bail!(
-            "{} has schema_version {v}, but this observer reads schema_version {SCHEMA_VERSION}: \
-             reports of different schema versions cannot be merged",
-            path.display()
+            "{source} has schema_version {v}, but this observer reads schema_version {SCHEMA_VERSION}: \
+             reports of different schema versions cannot be merged"
         ),
         Some(_) => {}
     }
     if value.get("merged").is_some() {
-        bail!(
-            "{} is already a merge of reports: merge the runners' own reports instead",
-            path.display()
-        );
+        bail!("{source} is already a merge of reports: merge the runners' own reports instead");
     }
-    serde_json::from_value(value).with_context(|| {
-        format!(
-            "{} does not follow the report schema (docs/report.md)",
-            path.display()
-        )
-    })
+    serde_json::from_value(value)
+        .with_context(|| format!("{source} does not follow the report schema (docs/report.md)"))
 }
 
 /// One label per report: `--label`s in order, or the file stems (the path where stems

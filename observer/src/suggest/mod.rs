@@ -136,6 +136,28 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     Ok(crate::outfile::write_out(&options.out, &text, "the rules")?)
 }
 
+/// The rules in `format` of a report given as text (what `suggest --report` reads), against
+/// `catalog`; for the fuzz targets (tests/fuzz) and tests that feed reports without files.
+pub fn rules_of_report_text(
+    source: &str,
+    text: &str,
+    catalog: &crate::catalog::Catalog,
+    format: Format,
+    follow_cnames: bool,
+    include_undeclared: bool,
+) -> anyhow::Result<String> {
+    let report = input::parse_report(source, text)?;
+    let options = plan::Options {
+        follow_cnames,
+        include_undeclared,
+    };
+    Ok(render(
+        &plan::build(&report, catalog, options),
+        format,
+        source,
+    ))
+}
+
 /// The rules of a plan in one format.
 pub fn render(plan: &plan::Plan, format: Format, source: &str) -> String {
     let context = render::Context {
