@@ -4,8 +4,11 @@
 //!   nightly `rust-src` component, bpf-linker built against Debian's LLVM 22).
 //! - `build`: the release binary at `target/release/observer` (kernel programs included).
 //! - `run -- ARGS`: builds, then runs `observer ARGS` as root.
-//! - `test`: fmt check, clippy with warnings denied, unit tests, then the privileged lab tests.
+//! - `test`: fmt check, clippy with warnings denied, unit tests, a few seconds of each fuzz
+//!   target, then the privileged lab tests.
+//! - `fuzz [--seconds N]`: every fuzz target of tests/fuzz for N seconds each ([`fuzz`]).
 
+mod fuzz;
 mod setup;
 
 use std::{
@@ -42,7 +45,14 @@ enum Task {
     /// The cost of observing, in the network lab (root): throughput, connection and DNS rates
     /// with and without the observer, its CPU time, peak RSS and lost events.
     Bench,
-    /// fmt, clippy, unit tests and the privileged network-lab tests.
+    /// Run every fuzz target (tests/fuzz, nightly, cargo-fuzz installed when missing).
+    Fuzz {
+        /// How long each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+    },
+    /// fmt, clippy, unit tests, a short smoke of each fuzz target and the privileged
+    /// network-lab tests.
     Test {
         /// Only run lab tests whose name contains this filter.
         #[arg(long)]
@@ -64,6 +74,7 @@ fn main() -> Result<()> {
         }
         Task::Test { lab_filter } => test(lab_filter.as_deref()),
         Task::Bench => bench(),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
     }
 }
 
@@ -158,6 +169,8 @@ fn test(lab_filter: Option<&str>) -> Result<()> {
         "observer-tests",
         "--locked",
     ]))?;
+    // A smoke of each fuzz target: 6 targets of 10 s, well under 2 minutes after the build.
+    fuzz::run(10)?;
     check(cargo().args(["build", "--release", "--locked", "-p", "observer"]))?;
 
     let ci = env::var_os("CI").is_some_and(|v| !v.is_empty());

@@ -127,15 +127,20 @@ pub fn run(paths: &[PathBuf], labels: &[String], out: &Path, format: Format) -> 
 /// Reads a JSON report with the report reader ([`crate::report::read`]), refusing another
 /// schema version and already merged reports.
 pub fn read_report(path: &Path) -> anyhow::Result<Report> {
-    let file = path.display().to_string();
-    let in_merge_words = |e| merge_error(&file, e);
-    let value = read::read_text(path)
-        .and_then(|(source, text)| read::checked_value(&source, &text))
-        .map_err(in_merge_words)?;
+    let (file, text) =
+        read::read_text(path).map_err(|e| merge_error(&path.display().to_string(), e))?;
+    parse_report(&file, &text)
+}
+
+/// Parses a JSON report read from `source` with the report reader, refusing another schema
+/// version and already merged reports.
+pub fn parse_report(file: &str, text: &str) -> anyhow::Result<Report> {
+    let in_merge_words = |e| merge_error(file, e);
+    let value = read::checked_value(file, text).map_err(in_merge_words)?;
     if value.get("merged").is_some() {
         bail!("{file} is already a merge of reports: merge the runners' own reports instead");
     }
-    read::from_value(&file, value).map_err(in_merge_words)
+    read::from_value(file, value).map_err(in_merge_words)
 }
 
 /// A reading error in the words of a merge.

@@ -1,0 +1,77 @@
+//! `cargo xtask fuzz [--seconds N]`: every cargo-fuzz target of tests/fuzz (its own workspace,
+//! nightly, libFuzzer), one after the other, each for N seconds, on one core.
+//!
+//! The committed corpus (tests/fuzz/corpus/TARGET) seeds each run and is only read; what a run
+//! learns goes to target/fuzz/corpus/TARGET, kept between runs. A crash stops with the input
+//! saved under tests/fuzz/artifacts/TARGET and the command to reproduce it.
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::{check, workspace_root};
+
+/// The fuzz targets (tests/fuzz/fuzz_targets/*.rs).
+pub const TARGETS: [&str; 6] = ["record", "dns", "event_line", "report", "catalog", "rules"];
+
+/// `cargo fuzz` on the nightly toolchain.
+fn cargo_fuzz() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo", "fuzz"])
+        .env("PATH", crate::setup::tool_path())
+        .current_dir(workspace_root().join("tests"));
+    cmd
+}
+
+/// Installs cargo-fuzz when it is missing.
+fn ensure_cargo_fuzz() -> Result<()> {
+    let present = cargo_fuzz()
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        check(crate::cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// Builds every target, then runs each for `seconds`.
+pub fn run(seconds: u32) -> Result<()> {
+    ensure_cargo_fuzz()?;
+    let root = workspace_root();
+    let target_dir = root.join("target/fuzz");
+    check(
+        cargo_fuzz()
+            .args(["build", "-O", "--fuzz-dir", "fuzz", "--target-dir"])
+            .arg(&target_dir),
+    )?;
+    for target in TARGETS {
+        let learned = target_dir.join("corpus").join(target);
+        std::fs::create_dir_all(&learned)
+            .with_context(|| format!("cannot create {}", learned.display()))?;
+        let seeds = root.join("tests/fuzz/corpus").join(target);
+        let status = cargo_fuzz()
+            .args(["run", "-O", "--fuzz-dir", "fuzz", "--target-dir"])
+            .arg(&target_dir)
+            .arg(target)
+            .arg(&learned)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .args([
+                "-max_len=65536",
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ])
+            .status()
+            .context("cannot start cargo fuzz")?;
+        if !status.success() {
+            bail!(
+                "fuzz target {target} failed ({status}): the input is under \
+                 tests/fuzz/artifacts/{target}; reproduce with `cd tests && cargo +nightly fuzz \
+                 run --fuzz-dir fuzz {target} fuzz/artifacts/{target}/<file>`"
+            );
+        }
+    }
+    Ok(())
+}
