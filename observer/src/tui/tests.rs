@@ -184,6 +184,8 @@ fn progress(id: u64, dst: &str, sent: u64, received: u64) -> Observed {
         interval_ms: 1000.0,
         sent_bps: 0.0,
         received_bps: 0.0,
+        sent_idle_ms: None,
+        received_idle_ms: None,
     }
 }
 
@@ -275,6 +277,8 @@ fn degraded() -> App {
             duration_ms: 13_000.0,
             idle_ms: Some(12_000.0),
             since_poll_ms: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         })),
     ));
     // codeload: 250 kB a second (2 Mbit/s) from 18 s on, still open.
