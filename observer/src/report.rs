@@ -15,7 +15,7 @@ use crate::{
     pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::names::{NameRecord, NamesStats},
-    pipeline::throughput::{runner_function, ThroughputStats, SLOW_MIN_BYTES},
+    pipeline::throughput::{runner_function, ThroughputStats, TransferStats, TransferSummary},
 };
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -133,6 +133,10 @@ pub struct GroupReport {
     /// Active-rate statistics of the group's flows together.
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the group's flows; `slowest` names its flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +160,10 @@ pub struct HostReport {
     /// Active-rate statistics of the host's flows together (docs/throughput.md).
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the host's flows; `slowest` names its flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -175,6 +183,10 @@ pub struct UndeclaredReport {
     pub last_seen: Option<String>,
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the destination's flows; `slowest` names its flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -207,6 +219,10 @@ pub struct FlowReport {
     pub function: Option<String>,
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
     /// Time from the last payload to the close.
     pub idle_ms: Option<f64>,
     /// The rhythm of requests on a long-lived connection to a required group: the runner's long
@@ -301,27 +317,36 @@ pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String
             ));
         }
     }
-    for (word, samples) in [
-        ("received", &flow.throughput.received),
-        ("sent", &flow.throughput.sent),
-    ] {
-        let Some(stats) = samples.stats() else {
-            continue;
-        };
-        if stats.bytes >= SLOW_MIN_BYTES && stats.median_bps < limits.min_bps {
-            return Some((
-                "slow_throughput",
-                format!(
-                    "{word} {} at a median {} over {:.1} s (minimum {})",
-                    crate::format::bytes(stats.bytes),
-                    crate::format::rate(stats.median_bps),
-                    stats.active_s,
-                    crate::format::rate(limits.min_bps)
-                ),
-            ));
+    let transfers = flow.transfers.stats();
+    for (word, summary) in [("received", &transfers.received), ("sent", &transfers.sent)] {
+        if let Some(detail) = slow_transfer(word, summary, flow.flow_id, limits.min_bps) {
+            return Some(("slow_throughput", detail));
         }
     }
     None
+}
+
+/// The evidence of `slow_throughput` when the slowest judged transfer of a direction moved below
+/// `min_bps`: `received 60.3 KiB in 12.1 s at 40.8 kbit/s (bytes read) on flow #2 (minimum 70.0
+/// kbit/s)`.
+pub fn slow_transfer(
+    word: &str,
+    summary: &TransferSummary,
+    flow_id: u64,
+    min_bps: f64,
+) -> Option<String> {
+    let slowest = summary.slowest.as_ref()?;
+    (slowest.rate_bps < min_bps).then(|| {
+        format!(
+            "{word} {} in {:.1} s at {} ({}) on flow #{} (minimum {})",
+            crate::format::bytes(slowest.bytes),
+            slowest.seconds,
+            crate::format::rate(slowest.rate_bps),
+            slowest.evidence.explain(),
+            slowest.flow_id.unwrap_or(flow_id),
+            crate::format::rate(min_bps)
+        )
+    })
 }
 
 /// Accumulates the evidence about one destination.
@@ -341,6 +366,8 @@ struct Tally {
     reasons: BTreeMap<&'static str, Occurrences>,
     /// Attempts that worked, but not well (slow, cut long polls).
     warnings: u64,
+    /// The transfers of all its flows.
+    transfers: TransferStats,
     function: Option<&'static str>,
 }
 
@@ -385,6 +412,8 @@ impl Tally {
 
     fn add_flow(&mut self, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
         self.flows += 1;
+        self.transfers
+            .merge(&f.transfers.stats().of_flow(f.flow_id));
         self.function = self
             .function
             .or(f.destination.name.as_deref().and_then(runner_function));
@@ -604,6 +633,10 @@ pub fn build(c: &Correlator) -> Report {
                 bytes_sent: members.iter().map(|h| h.bytes_sent).sum(),
                 bytes_received: members.iter().map(|h| h.bytes_received).sum(),
                 throughput: series_stats(c.group_series(&g.id)),
+                transfers: members.iter().fold(TransferStats::default(), |mut t, h| {
+                    t.merge(&h.transfers);
+                    t
+                }),
             }
         })
         .collect();
@@ -728,6 +761,7 @@ fn host_report(
             .or_else(|| runner_function(name))
             .map(str::to_owned),
         throughput: series_stats(c.host_series(name)),
+        transfers: t.transfers.clone(),
     }
 }
 
@@ -751,6 +785,7 @@ fn undeclared_report(
         first_seen: t.first_ns.and_then(rfc3339),
         last_seen: t.last_ns.and_then(rfc3339),
         throughput: series_stats(c.host_series(key)),
+        transfers: t.transfers.clone(),
     }
 }
 
@@ -802,6 +837,7 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
             .and_then(runner_function)
             .map(str::to_owned),
         throughput: f.throughput.stats(),
+        transfers: f.transfers.stats().of_flow(f.flow_id),
         idle_ms: f.idle_ms,
         long_poll: long_poll(f, c),
     }
