@@ -286,7 +286,15 @@ pub struct Reading {
 pub struct FlowTransfers {
     pub sent: Transfers,
     pub received: Transfers,
+    /// The start of the flow's first reading (its SYN, for a flow seen from the start).
+    first_ns: Option<u64>,
 }
+
+/// Bytes within this time of a flow's start are its handshake (a TLS server's certificate and
+/// session tickets, the client's Finished): they never turn the conversation. In the lab, a TLS
+/// session ticket reached the client 0.1–0.2 s after the handshake, while an upload through 40
+/// kbit/s still had 60 kB waiting in its socket; taking it for the answer split the upload.
+pub const HANDSHAKE_NS: u64 = 1_000_000_000;
 
 /// The transfers of both directions, as reports show them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -322,16 +330,21 @@ impl FlowTransfers {
     /// poll's time: a longer wait is not an answer).
     pub fn read(&mut self, r: &Reading, answer_within_ns: u64) {
         let from = r.ts_ns.saturating_sub(r.interval_ns);
+        let handshake_until = self
+            .first_ns
+            .get_or_insert(from)
+            .saturating_add(HANDSHAKE_NS);
         let last = |idle: Option<u64>| r.ts_ns.saturating_sub(idle.unwrap_or(0)).max(from);
         let (last_sent, last_received) = (last(r.sent_idle_ns), last(r.received_idle_ns));
         // Without the kernel's timestamps (older event logs), both directions end at the reading;
         // then a direction that moved alone is what turns the conversation.
         let concurrent = r.sent > 0 && r.received > 0 && last_sent == last_received;
+        let turns = |last_ns: u64| !concurrent && last_ns > handshake_until;
         let sent_then = |t: &mut Self| {
             if r.sent > 0 {
                 t.sent
                     .bytes(r.sent, from, last_sent, Evidence::BytesWritten);
-                if !concurrent {
+                if turns(last_sent) {
                     t.received.other(r.sent, last_sent, None);
                 }
             }
@@ -340,7 +353,7 @@ impl FlowTransfers {
             if r.received > 0 {
                 t.received
                     .bytes(r.received, from, last_received, Evidence::BytesRead);
-                if !concurrent {
+                if turns(last_received) {
                     t.sent
                         .other(r.received, last_received, Some(answer_within_ns));
                 }
@@ -651,6 +664,19 @@ mod tests {
         );
         assert!((10.5..=10.7).contains(&slowest.seconds), "{slowest:?}");
         assert_eq!(sent.count, 2, "the close alert is a transfer of its own");
+        // The policer's upload of 90 kB: 66 kB fill the socket, a TLS session ticket comes 0.1 s
+        // later, the rest is written as the socket drains, the answer comes at 18 s: one upload.
+        let t = replay(&[
+            (0.9, 0.9, 66_433, 1_500, Some(0.85), Some(0.75)),
+            (4.9, 1.0, 24_500, 0, Some(0.4), None),
+            (18.9, 1.0, 0, 190, None, Some(0.5)),
+        ]);
+        let slowest = t.stats().sent.slowest.expect("judged");
+        assert_eq!(
+            (slowest.bytes, slowest.evidence),
+            (90_933, Evidence::Answer)
+        );
+        assert!((18.3..=18.5).contains(&slowest.seconds), "{slowest:?}");
         // Without an answer, the last byte written ends it.
         let t = replay(&[(0.938, 0.938, 60_875, 0, Some(0.930), None)]);
         let slowest = t.stats().sent.slowest.expect("judged");
@@ -683,16 +709,22 @@ mod tests {
 
     #[test]
     fn a_long_polls_wait_is_never_transfer_time_and_idle_gaps_end_transfers() {
+        // Two long polls answered after 50 s with 40 kB each (readings every second, only
+        // those with bytes shown).
         let t = replay(&[
             (1.0, 1.0, 1_200, 3_000, Some(0.9), Some(0.95)),
-            (51.0, 50.0, 0, 2_000, None, Some(0.2)),
+            (51.0, 1.0, 0, 40_000, None, Some(0.2)),
+            (53.0, 1.0, 1_200, 0, Some(0.5), None),
+            (103.0, 1.0, 0, 40_000, None, Some(0.5)),
         ]);
         let stats = t.stats();
-        assert_eq!(
-            stats.received.count, 2,
-            "the request turned the conversation"
+        assert_eq!((stats.received.count, stats.received.judged), (3, 2));
+        let slowest = stats.received.slowest.expect("judged");
+        assert!(
+            slowest.seconds < 1.0,
+            "the wait is not transfer time: {slowest:?}"
         );
-        assert_eq!((stats.sent.judged, stats.received.judged), (0, 0));
+        assert_eq!(stats.sent.judged, 0);
         // No turn, but an idle gap of 12 s: two transfers.
         let t = replay(&[
             (1.0, 1.0, 0, 40_000, None, Some(0.5)),
