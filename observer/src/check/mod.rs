@@ -59,48 +59,50 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// The stable reason codes, shared with the audit report (docs/report.md).
 pub mod code {
+    use crate::report::vocab::Reason;
+
     /// The resolver answered NXDOMAIN: the name does not exist (for this resolver).
-    pub const DNS_NXDOMAIN: &str = "dns_nxdomain";
+    pub const DNS_NXDOMAIN: &str = Reason::DnsNxdomain.as_str();
     /// The resolver answered SERVFAIL.
-    pub const DNS_SERVFAIL: &str = "dns_servfail";
+    pub const DNS_SERVFAIL: &str = Reason::DnsServfail.as_str();
     /// The resolver answered REFUSED.
-    pub const DNS_REFUSED: &str = "dns_refused";
+    pub const DNS_REFUSED: &str = Reason::DnsRefused.as_str();
     /// No answer within the timeout, retries included.
-    pub const DNS_TIMEOUT: &str = "dns_timeout";
+    pub const DNS_TIMEOUT: &str = Reason::DnsTimeout.as_str();
     /// An answer of `0.0.0.0`, `::`, a loopback address, or a configured sinkhole address.
-    pub const DNS_SINKHOLE: &str = "dns_sinkhole";
+    pub const DNS_SINKHOLE: &str = Reason::DnsSinkhole.as_str();
     /// NOERROR, but neither A nor AAAA records.
-    pub const DNS_NO_ADDRESS: &str = "dns_no_address";
+    pub const DNS_NO_ADDRESS: &str = Reason::DnsNoAddress.as_str();
     /// Another DNS failure: another response code, a truncated answer, a local socket error.
-    pub const DNS_ERROR: &str = "dns_error";
+    pub const DNS_ERROR: &str = Reason::DnsError.as_str();
     /// The SYN was never answered within the timeout.
-    pub const TCP_TIMEOUT: &str = "tcp_timeout";
+    pub const TCP_TIMEOUT: &str = Reason::TcpTimeout.as_str();
     /// RST in answer to the SYN (connection refused).
-    pub const TCP_RESET: &str = "tcp_reset";
+    pub const TCP_RESET: &str = Reason::TcpReset.as_str();
     /// ICMP unreachable or administratively prohibited, or a local firewall rule
     /// (EHOSTUNREACH, ENETUNREACH, EACCES, EPERM).
-    pub const TCP_UNREACHABLE: &str = "tcp_unreachable";
+    pub const TCP_UNREACHABLE: &str = Reason::TcpUnreachable.as_str();
     /// Another socket error while connecting.
-    pub const TCP_ERROR: &str = "tcp_error";
+    pub const TCP_ERROR: &str = Reason::TcpError.as_str();
     /// An IPv6 address this machine has no route to (ENETUNREACH, EADDRNOTAVAIL): reported, but
     /// not counted against the host, as the runner falls back to the IPv4 addresses.
-    pub const IPV6_UNAVAILABLE: &str = "ipv6_unavailable";
+    pub const IPV6_UNAVAILABLE: &str = Reason::Ipv6Unavailable.as_str();
     /// Reset or closed by the far side after the ClientHello, before any server byte: the
     /// signature of an SNI-filtering firewall.
-    pub const TLS_RESET: &str = "tls_reset";
+    pub const TLS_RESET: &str = Reason::TlsReset.as_str();
     /// The server did not complete the handshake within the timeout.
-    pub const TLS_TIMEOUT: &str = "tls_timeout";
+    pub const TLS_TIMEOUT: &str = Reason::TlsTimeout.as_str();
     /// The server's certificate does not verify for the name: a TLS-intercepting proxy whose CA
     /// is not trusted, or another host answering. The host counts as reached (degraded).
-    pub const TLS_CERT_INVALID: &str = "tls_cert_invalid";
+    pub const TLS_CERT_INVALID: &str = Reason::TlsCertInvalid.as_str();
     /// Another handshake failure: an alert from the server, a protocol error, a reset after the
     /// server had answered.
-    pub const TLS_ERROR: &str = "tls_error";
+    pub const TLS_ERROR: &str = Reason::TlsError.as_str();
     /// The proxy refused the CONNECT (HTTP 403 or 407).
-    pub const PROXY_REFUSED: &str = "proxy_refused";
+    pub const PROXY_REFUSED: &str = Reason::ProxyRefused.as_str();
     /// Any other CONNECT failure: another HTTP status (502, 503, 504...), no answer, a proxy
     /// that cannot be resolved or whose scheme is not supported.
-    pub const PROXY_ERROR: &str = "proxy_error";
+    pub const PROXY_ERROR: &str = Reason::ProxyError.as_str();
 }
 
 /// How to run the check. [`CheckOptions::default`] reads nothing from the environment; the

@@ -11,10 +11,9 @@ use crate::{catalog::Catalog, exit, report::Status};
 /// The status as the table prints it: problems in capitals.
 fn status_word(status: Status) -> &'static str {
     match status {
-        Status::Ok => "ok",
-        Status::Degraded => "DEGRADED",
-        Status::Blocked => "BLOCKED",
+        // Nothing was checked: the check's own word for `unseen`.
         Status::Unseen => "unchecked",
+        other => other.shouted(),
     }
 }
 

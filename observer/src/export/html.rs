@@ -21,7 +21,7 @@ use crate::{
 };
 
 use super::{
-    bytes, capture_facts, headline, status_word,
+    bytes, capture_facts, headline,
     table::{self, Cell, Table},
     unattached_probes, Document, FlowCounts,
 };
@@ -137,7 +137,7 @@ pub fn render(doc: &Document) -> String {
 
 /// A status badge: the word, styled.
 fn badge(status: Status) -> String {
-    let word = status_word(status);
+    let word = status.word();
     format!("<span class=\"status {word}\">{word}</span>")
 }
 

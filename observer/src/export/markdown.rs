@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use crate::report::Status;
 
 use super::{
-    capture_facts, headline, status_word,
+    capture_facts, headline,
     table::{self, Cell, ListStyle, Table},
     unattached_probes, Document, FlowCounts,
 };
@@ -70,7 +70,7 @@ fn status_cell(status: Status) -> String {
         Status::Blocked => "⛔",
         Status::Unseen => "➖",
     };
-    format!("{mark} {}", status_word(status))
+    format!("{mark} {}", status.word())
 }
 
 /// A per-runner status: its word, or `—` when the runner's report has no such entry.

@@ -13,25 +13,24 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    fs,
     net::IpAddr,
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     pipeline::throughput::{RateStats, ThroughputStats},
     report::{
+        read::{self, ReadError},
         GroupReport, GroupVerdict, HostReport, Reason, Report, Status, UndeclaredReport, Verdict,
         SCHEMA_VERSION,
     },
 };
 
-use super::{is_failing, status_word, Document, Format};
+use super::{Document, Format};
 
 /// The `merged` section of a merged report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,40 +124,43 @@ pub fn run(paths: &[PathBuf], labels: &[String], out: &Path, format: Format) -> 
     super::write_document(&doc, out, format)
 }
 
-/// Reads a JSON report, refusing another schema version and already merged reports.
+/// Reads a JSON report with the report reader ([`crate::report::read`]), refusing another
+/// schema version and already merged reports.
 pub fn read_report(path: &Path) -> anyhow::Result<Report> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a JSON report (write one with --format json)",
-            path.display()
-        )
-    })?;
-    match value.get("schema_version").and_then(Value::as_u64) {
-        None => bail!(
-            "{} is not an observer report: it has no schema_version",
-            path.display()
-        ),
-        Some(v) if v != u64::from(SCHEMA_VERSION) => bail!(
-            "{} has schema_version {v}, but this observer reads schema_version {SCHEMA_VERSION}: \
-             reports of different schema versions cannot be merged",
-            path.display()
-        ),
-        Some(_) => {}
-    }
+    let file = path.display().to_string();
+    let in_merge_words = |e| merge_error(&file, e);
+    let value = read::read_text(path)
+        .and_then(|(source, text)| read::checked_value(&source, &text))
+        .map_err(in_merge_words)?;
     if value.get("merged").is_some() {
-        bail!(
-            "{} is already a merge of reports: merge the runners' own reports instead",
-            path.display()
-        );
+        bail!("{file} is already a merge of reports: merge the runners' own reports instead");
     }
-    serde_json::from_value(value).with_context(|| {
-        format!(
-            "{} does not follow the report schema (docs/report.md)",
-            path.display()
-        )
-    })
+    read::from_value(&file, value).map_err(in_merge_words)
+}
+
+/// A reading error in the words of a merge.
+fn merge_error(file: &str, e: ReadError) -> anyhow::Error {
+    let not_json = || format!("{file} is not a JSON report (write one with --format json)");
+    match e {
+        ReadError::Stdin(error) | ReadError::Open { error, .. } | ReadError::Read { error, .. } => {
+            anyhow::Error::new(error).context(format!("cannot read the report {file}"))
+        }
+        ReadError::NotJson { error, .. } | ReadError::EventLog { error, .. } => {
+            anyhow::Error::new(error).context(not_json())
+        }
+        ReadError::OtherSchemaVersion { found, .. } if found.as_u64().is_some() => anyhow::anyhow!(
+            "{file} has schema_version {found}, but this observer reads schema_version \
+             {SCHEMA_VERSION}: reports of different schema versions cannot be merged"
+        ),
+        ReadError::NotObject { .. }
+        | ReadError::NoSchemaVersion { .. }
+        | ReadError::OtherSchemaVersion { .. } => {
+            anyhow::anyhow!("{file} is not an observer report: it has no schema_version")
+        }
+        ReadError::Invalid { error, .. } => anyhow::Error::new(error).context(format!(
+            "{file} does not follow the report schema (docs/report.md)"
+        )),
+    }
 }
 
 /// One label per report: `--label`s in order, or the file stems (the path where stems
@@ -200,23 +202,6 @@ pub fn labels_for(paths: &[PathBuf], given: &[String]) -> anyhow::Result<Vec<Str
         }
     }
     Ok(labels)
-}
-
-/// Severity for "worst across runners": `unseen` is no evidence, so any other status wins.
-fn severity(status: Status) -> u8 {
-    match status {
-        Status::Unseen => 0,
-        Status::Ok => 1,
-        Status::Degraded => 2,
-        Status::Blocked => 3,
-    }
-}
-
-fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
-    statuses
-        .into_iter()
-        .max_by_key(|s| severity(*s))
-        .unwrap_or(Status::Unseen)
 }
 
 /// The entries of every input grouped by key, in order of first appearance: for each key, the
@@ -389,7 +374,7 @@ fn merge_groups(inputs: &[Input]) -> (Vec<GroupReport>, Vec<Breakdown>) {
         let Some(mut group) = present().next().cloned() else {
             continue;
         };
-        group.status = worst(present().map(|g| g.status));
+        group.status = Status::worst(present().map(|g| g.status));
         group.hosts = union(present().map(|g| g.hosts.iter().cloned()));
         group.failing_hosts = union(present().map(|g| g.failing_hosts.iter().cloned()));
         group.flows = present().map(|g| g.flows).sum();
@@ -432,7 +417,7 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
         let Some(mut host) = present().next().cloned() else {
             continue;
         };
-        host.status = worst(present().map(|h| h.status));
+        host.status = Status::worst(present().map(|h| h.status));
         host.groups = union(present().map(|h| h.groups.iter().cloned()));
         host.reasons = merge_reasons(present().map(|h| h.reasons.as_slice()));
         host.addresses = sorted_union(present().map(|h| h.addresses.iter().copied()));
@@ -522,7 +507,7 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
         let Some(mut u) = present().next().cloned() else {
             continue;
         };
-        u.status = worst(present().map(|u| u.status));
+        u.status = Status::worst(present().map(|u| u.status));
         u.reasons = merge_reasons(present().map(|u| u.reasons.as_slice()));
         u.addresses = sorted_union(present().map(|u| u.addresses.iter().copied()));
         u.ports = sorted_union(present().map(|u| u.ports.iter().copied()));
@@ -648,7 +633,7 @@ fn merge_verdict(
     let failing_on = |runners: &[RunnerStatus]| -> Vec<String> {
         runners
             .iter()
-            .filter(|r| r.status.is_some_and(is_failing))
+            .filter(|r| r.status.is_some_and(Status::is_failing))
             .map(|r| r.runner.clone())
             .collect()
     };
@@ -690,7 +675,7 @@ fn merge_verdict(
         .collect();
     verdict.failing_features = groups
         .iter()
-        .filter(|g| !g.required && !g.summary && is_failing(g.status))
+        .filter(|g| !g.required && !g.summary && g.status.is_failing())
         .filter_map(explain)
         .collect();
 
@@ -756,12 +741,7 @@ fn merge_verdict(
                     .and_then(|i| group_breakdown.get(i))
                     .map(|b| failing_on(&b.runners))
                     .unwrap_or_default();
-                format!(
-                    "{} ({} on {})",
-                    f.title,
-                    status_word(f.status),
-                    on.join(", ")
-                )
+                format!("{} ({} on {})", f.title, f.status.word(), on.join(", "))
             })
             .collect();
         sentences.push(format!("Features that will fail: {}.", features.join(", ")));
@@ -775,11 +755,20 @@ mod tests {
 
     #[test]
     fn worst_status_ignores_unseen() {
-        assert_eq!(worst([Status::Ok, Status::Unseen]), Status::Ok);
-        assert_eq!(worst([Status::Ok, Status::Blocked]), Status::Blocked);
-        assert_eq!(worst([Status::Degraded, Status::Blocked]), Status::Blocked);
-        assert_eq!(worst([Status::Unseen, Status::Degraded]), Status::Degraded);
-        assert_eq!(worst([]), Status::Unseen);
+        assert_eq!(Status::worst([Status::Ok, Status::Unseen]), Status::Ok);
+        assert_eq!(
+            Status::worst([Status::Ok, Status::Blocked]),
+            Status::Blocked
+        );
+        assert_eq!(
+            Status::worst([Status::Degraded, Status::Blocked]),
+            Status::Blocked
+        );
+        assert_eq!(
+            Status::worst([Status::Unseen, Status::Degraded]),
+            Status::Degraded
+        );
+        assert_eq!(Status::worst([]), Status::Unseen);
     }
 
     #[test]

@@ -147,21 +147,6 @@ pub fn sanitize(report: &mut Report) {
     }
 }
 
-/// The status as a word (every format shows the word, not only a colour or a symbol).
-pub fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Ok => "ok",
-        Status::Degraded => "degraded",
-        Status::Blocked => "blocked",
-        Status::Unseen => "unseen",
-    }
-}
-
-/// Blocked or degraded.
-pub fn is_failing(status: Status) -> bool {
-    matches!(status, Status::Blocked | Status::Degraded)
-}
-
 /// The verdict in a few words, for a title line.
 pub fn headline(doc: &Document) -> &'static str {
     let verdict = &doc.report.verdict;

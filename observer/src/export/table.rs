@@ -5,7 +5,7 @@
 use crate::report::{GroupVerdict, HostReport, Reason, Status};
 
 use super::{
-    bytes, flow_is_problem, is_failing,
+    bytes, flow_is_problem,
     merge::{Merged, Runner, RunnerStatus},
     process_label, when, Document, MAX_RUNNER_COLUMNS,
 };
@@ -127,7 +127,7 @@ impl<'a> RunnerColumns<'a> {
             return vec![Cell::NotOkOn(
                 per_runner
                     .iter()
-                    .filter(|r| r.status.is_some_and(is_failing))
+                    .filter(|r| r.status.is_some_and(Status::is_failing))
                     .map(|r| (r.runner.clone(), r.status))
                     .collect(),
             )];
@@ -313,7 +313,7 @@ pub fn failing_hosts(doc: &Document, max_rows: usize) -> Option<Table> {
         .hosts
         .iter()
         .enumerate()
-        .filter(|(_, h)| is_failing(h.status))
+        .filter(|(_, h)| h.status.is_failing())
         .collect();
     if failing.is_empty() {
         return None;

@@ -205,6 +205,7 @@ impl Transfers {
         if let Some(t) = &self.open {
             s.add(t, None);
         }
+        s.seconds = (s.seconds * 1e3).round() / 1e3;
         s
     }
 

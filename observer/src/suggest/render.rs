@@ -178,18 +178,9 @@ fn plural(n: u64, word: &str) -> String {
     }
 }
 
-fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Degraded => "DEGRADED",
-        Status::Blocked => "BLOCKED",
-        Status::Unseen => "unseen",
-    }
-}
-
 /// One observed name, briefly: `ok, 2 flows`, `BLOCKED (tcp_reset), 1 flow`.
 pub fn brief(seen: &Seen) -> String {
-    let mut text = String::from(status_word(seen.status));
+    let mut text = String::from(seen.status.shouted());
     if !seen.reasons.is_empty() {
         text.push_str(&format!(" ({})", seen.reasons.join(", ")));
     }
@@ -241,7 +232,7 @@ pub fn evidence(seen: &Seen, ports: &BTreeSet<u16>) -> String {
         parts.push(format!("first seen {first}"));
     }
     if seen.status != Status::Unseen || !seen.reasons.is_empty() {
-        let mut status = status_word(seen.status).to_owned();
+        let mut status = seen.status.shouted().to_owned();
         if !seen.reasons.is_empty() {
             status.push_str(&format!(" ({})", seen.reasons.join(", ")));
         }
