@@ -36,11 +36,11 @@ pub const DEFAULT_MIN_BPS: f64 = 70_000.0;
 pub const SLOW_MIN_BYTES: u64 = 32 * 1024;
 
 /// Idle time that ends a transfer. In the lab, an HTB class of 40 kbit/s with GSO on (the
-/// default) delivered a 60 kB download in lumps of up to 17.4 kB with up to 4.2 s between the
-/// last byte of one lump and the next (3.5 s of idle readings); TBF and a policer delivered every
-/// second. Twice the largest lump gap keeps lumps of paths down to about 20 kbit/s in one
-/// transfer; request/answer turns, not this gap, split a keep-alive client's exchanges.
-pub const TRANSFER_GAP_NS: u64 = 10_000_000_000;
+/// default) delivered downloads in lumps (GSO bursts) of up to 34 kB, up to 6.7 s apart; TBF and
+/// a policer delivered every second. A whole GSO burst (64 KiB) at 40 kbit/s takes 13 s: 15 s
+/// keeps lumps of any size at that rate in one transfer. Request/answer turns, not this gap,
+/// split a keep-alive client's exchanges and the long poll's wait.
+pub const TRANSFER_GAP_NS: u64 = 15_000_000_000;
 
 /// What says when a transfer's bytes had really moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +75,9 @@ pub struct Transfer {
     pub end_ns: u64,
     pub bytes: u64,
     pub evidence: Evidence,
+    /// The bytes before its last reading, and when the last of them moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_last: Option<(u64, u64)>,
 }
 
 impl Transfer {
@@ -86,9 +89,24 @@ impl Transfer {
             / 1e9
     }
 
-    /// Bytes × 8 / duration.
+    /// Bytes × 8 / duration; or, when the bytes before the last reading are at least half of
+    /// them, those bytes over the time until their last one moved. A queueing shaper releases
+    /// its last lump on credit (HTB sends a whole GSO burst once its tokens are positive): in the
+    /// lab, the last reading of a 160 kB download through HTB 40 kbit/s brought 34 kB at once,
+    /// and bytes / duration read 49 kbit/s where the bytes before it read 39 kbit/s. For a
+    /// steady transfer both agree. Uploads ended by the answer keep bytes / duration (the
+    /// answer proves everything arrived).
     pub fn rate_bps(&self) -> f64 {
-        self.bytes as f64 * 8.0 / self.seconds()
+        let whole = self.bytes as f64 * 8.0 / self.seconds();
+        match self.before_last {
+            Some((bytes, until_ns))
+                if self.evidence != Evidence::Answer && bytes * 2 >= self.bytes =>
+            {
+                let secs = until_ns.saturating_sub(self.start_ns).max(MIN_INTERVAL_NS) as f64 / 1e9;
+                bytes as f64 * 8.0 / secs
+            }
+            _ => whole,
+        }
     }
 
     /// Whether it moved enough for its rate to say something about the path (short exchanges
@@ -125,7 +143,8 @@ pub struct TransferSummary {
     /// Bytes and seconds of the judged transfers.
     pub bytes: u64,
     pub seconds: f64,
-    /// The headline rate: bytes × 8 / seconds of the judged transfers; absent without any.
+    /// The headline rate of the judged transfers: their bytes × 8 over the time they took at
+    /// their rates (bytes × 8 / seconds when every one was steady); absent without any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_bps: Option<f64>,
     /// The slowest judged transfer: what `slow_throughput` is judged on.
@@ -144,19 +163,30 @@ pub struct SlowestTransfer {
     pub start_ns: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_id: Option<u64>,
+    /// The runner whose report it comes from, in a merged report (`observer report merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
 }
 
 impl TransferSummary {
+    /// The seconds the judged transfers took at their rates (bytes × 8 / rate, summed).
+    fn effective_s(&self) -> f64 {
+        self.rate_bps
+            .filter(|r| *r > 0.0)
+            .map_or(0.0, |r| self.bytes as f64 * 8.0 / r)
+    }
+
     fn add(&mut self, t: &Transfer, flow_id: Option<u64>) {
         self.count += 1;
         if !t.judged() {
             return;
         }
+        let rate = t.rate_bps();
+        let effective = self.effective_s() + t.bytes as f64 * 8.0 / rate;
         self.judged += 1;
         self.bytes += t.bytes;
         self.seconds += t.seconds();
-        self.rate_bps = Some((self.bytes as f64 * 8.0 / self.seconds).round());
-        let rate = t.rate_bps();
+        self.rate_bps = Some((self.bytes as f64 * 8.0 / effective).round());
         if self.slowest.as_ref().is_none_or(|s| rate < s.rate_bps) {
             self.slowest = Some(SlowestTransfer {
                 bytes: t.bytes,
@@ -165,18 +195,20 @@ impl TransferSummary {
                 evidence: t.evidence,
                 start_ns: t.start_ns,
                 flow_id,
+                runner: None,
             });
         }
     }
 
     /// Adds another flow's transfers (a host's or group's summary is that of its flows).
     pub fn merge(&mut self, other: &TransferSummary) {
+        let effective = self.effective_s() + other.effective_s();
         self.count += other.count;
         self.judged += other.judged;
         self.bytes += other.bytes;
         self.seconds += other.seconds;
-        if self.seconds > 0.0 {
-            self.rate_bps = Some((self.bytes as f64 * 8.0 / self.seconds).round());
+        if effective > 0.0 {
+            self.rate_bps = Some((self.bytes as f64 * 8.0 / effective).round());
         }
         if let Some(o) = &other.slowest {
             if self
@@ -227,6 +259,7 @@ impl Transfers {
                 .is_some_and(|t| from_ns.saturating_sub(t.end_ns) < TRANSFER_GAP_NS);
         match &mut self.open {
             Some(t) if continues => {
+                t.before_last = Some((t.bytes, self.last_byte_ns));
                 t.bytes += bytes;
                 t.end_ns = t.end_ns.max(last_ns);
                 self.last_byte_ns = last_ns;
@@ -239,6 +272,7 @@ impl Transfers {
                     end_ns: last_ns,
                     bytes,
                     evidence,
+                    before_last: None,
                 });
                 self.last_byte_ns = last_ns;
             }
@@ -321,6 +355,17 @@ impl TransferStats {
     pub fn merge(&mut self, other: &TransferStats) {
         self.sent.merge(&other.sent);
         self.received.merge(&other.received);
+    }
+
+    /// Names the runner of the slowest transfers (before merging runners' reports).
+    pub fn of_runner(mut self, runner: &str) -> Self {
+        for s in [&mut self.sent.slowest, &mut self.received.slowest]
+            .into_iter()
+            .flatten()
+        {
+            s.runner = Some(runner.to_owned());
+        }
+        self
     }
 }
 
@@ -726,10 +771,10 @@ mod tests {
             "the wait is not transfer time: {slowest:?}"
         );
         assert_eq!(stats.sent.judged, 0);
-        // No turn, but an idle gap of 12 s: two transfers.
+        // No turn, but an idle gap of 16 s: two transfers.
         let t = replay(&[
             (1.0, 1.0, 0, 40_000, None, Some(0.5)),
-            (13.0, 1.0, 0, 40_000, None, Some(0.5)),
+            (17.5, 1.0, 0, 40_000, None, Some(0.5)),
         ]);
         assert_eq!(t.stats().received.judged, 2);
     }

@@ -15,7 +15,7 @@ use crate::{
     capture::record::Process,
     pipeline::correlate::{series_key, Correlator, FlowEntry},
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
-    pipeline::throughput::{Series, ThroughputStats},
+    pipeline::throughput::{Series, ThroughputStats, TransferStats},
     report::{self, Reason, Status},
 };
 
@@ -130,6 +130,8 @@ pub struct GroupRow {
     /// first.
     pub history: Vec<f64>,
     pub throughput: ThroughputStats,
+    /// Transfers (docs/throughput.md): what `slow_throughput` judges.
+    pub transfers: TransferStats,
 }
 
 /// One failure (or warning) reason of a host, with its timeline.
@@ -167,6 +169,8 @@ pub struct HostRow {
     pub last_ns: Option<u64>,
     pub rates: Rates,
     pub throughput: ThroughputStats,
+    /// Transfers (docs/throughput.md): what `slow_throughput` judges.
+    pub transfers: TransferStats,
 }
 
 impl HostRow {
@@ -243,6 +247,8 @@ pub struct FlowRow {
     pub warning: Option<(&'static str, String)>,
     pub idle_ms: Option<f64>,
     pub throughput: ThroughputStats,
+    /// Transfers (docs/throughput.md): what `slow_throughput` judges.
+    pub transfers: TransferStats,
 }
 
 impl FlowRow {
@@ -396,6 +402,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
             last_ns: parse_time(h.last_seen.as_deref()),
             rates: Rates::of(c.host_series(&h.name), now_ns),
             throughput: h.throughput.clone(),
+            transfers: h.transfers.clone(),
         })
         .collect();
     let undeclared: Vec<HostRow> = r
@@ -427,6 +434,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
                 last_ns: parse_time(u.last_seen.as_deref()),
                 rates: Rates::of(c.host_series(&key), now_ns),
                 throughput: u.throughput.clone(),
+                transfers: u.transfers.clone(),
             }
         })
         .collect();
@@ -467,6 +475,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
                 rates: Rates::of(series, now_ns),
                 history: history(series, now_ns),
                 throughput: g.throughput.clone(),
+                transfers: g.transfers.clone(),
             }
         })
         .collect();
@@ -536,6 +545,7 @@ fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
         warning: report::warning(f, c).map(|(code, detail)| (code, clean(&detail))),
         idle_ms: f.idle_ms,
         throughput: f.throughput.stats(),
+        transfers: f.transfers.stats().of_flow(f.flow_id),
     }
 }
 
