@@ -123,6 +123,7 @@ fn slow_both_ways(tag: &str, shaper: &Shaper, size: u64, fast: u64) -> Value {
         );
         let flow = flow(&report, name);
         let (rate, how) = slowest(flow, direction);
+        eprintln!("{tag}: {name} {direction} at {rate} bit/s ({how})");
         assert!(
             (32_000.0..=48_000.0).contains(&rate),
             "{tag}: {name} {direction} at {rate} bit/s through 40 kbit/s: {:#}",

@@ -440,3 +440,19 @@ fn an_adopted_flow_says_when_it_was_first_seen() {
     );
     assert!(!screen.contains("established +"), "{screen}");
 }
+
+#[test]
+fn a_slow_hosts_details_show_the_transfer_the_verdict_judged() {
+    let mut app = degraded();
+    focus(&mut app, Panel::Hosts);
+    key(&mut app, KeyCode::Enter);
+    let screen = frame(&app, 160, 48);
+    let line = screen
+        .lines()
+        .find(|l| l.contains("transfers"))
+        .unwrap_or_else(|| panic!("no transfers line:\n{screen}"));
+    assert!(
+        line.contains("↓ slowest 40.0 kbit/s (97.7 KiB in 20.0 s, bytes read, #1) of 1"),
+        "{line}"
+    );
+}
