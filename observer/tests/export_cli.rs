@@ -266,6 +266,20 @@ fn report_merge_combines_runners() {
         a["flows"].as_array().map(|f| f.len() * 2)
     );
     assert_eq!(merged["capture"]["complete"], true);
+    // Transfers add up across runners; the slowest names its runner and flow.
+    let judged = merged["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|h| h["transfers"]["received"]["judged"].as_u64() > Some(0))
+        .expect("a host with a judged transfer");
+    let received = &judged["transfers"]["received"];
+    assert_eq!(received["judged"], 2, "one per runner: {received:#}");
+    assert!(
+        ["runner-a", "runner-b"].contains(&received["slowest"]["runner"].as_str().unwrap_or("")),
+        "{received:#}"
+    );
+    assert!(received["slowest"]["flow_id"].is_u64(), "{received:#}");
     // A group only one runner's catalog has: not listed on the other.
     let registries = merged["groups"]
         .as_array()

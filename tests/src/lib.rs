@@ -685,6 +685,39 @@ struct Tracked {
     pidfd: Option<OwnedFd>,
 }
 
+/// Which direction of the path [`Lab::shape`] shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// What the runner receives.
+    Downloads,
+    /// What the runner sends.
+    Uploads,
+}
+
+/// A real shaper, with its parameters as `tc` writes them (`40kbit`, `2mbit`, `4kb`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shaper {
+    /// An HTB class (the usual router or host shaper), with its default burst and queue.
+    Htb {
+        /// As tc writes it: `40kbit`, `2mbit`.
+        rate: String,
+    },
+    /// A token-bucket filter.
+    #[allow(missing_docs, reason = "tc's own parameters")]
+    Tbf {
+        rate: String,
+        burst: String,
+        latency: String,
+    },
+    /// A policer: what exceeds the rate is dropped, not queued (ISP and cloud limits).
+    Police {
+        /// 5,000 bytes/s is 40 kbit/s.
+        bytes_per_s: u32,
+        /// What may pass at once (at least a packet).
+        burst_bytes: u32,
+    },
+}
+
 /// A running network lab; see the [crate docs](crate). Everything it
 /// created is removed by [`Lab::teardown`], which `Drop` calls.
 pub struct Lab {
@@ -1425,6 +1458,83 @@ impl Lab {
             "network lab: tc tbf {rate}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Shapes one direction of the path to and from `server` with a real shaper of the kind
+    /// routers and hosts use; other traffic passes unshaped (so the runner's SYNs and ACKs do not
+    /// wait behind a shaped transfer in the other direction). Downloads are shaped where the
+    /// internet namespace sends (a policer: where the runner receives), uploads where the runner
+    /// sends (a policer: where the internet receives). GSO/TSO stay on, as on any Linux host: a
+    /// queueing shaper then releases whole GSO bursts, in lumps. One shaper per direction.
+    pub fn shape(&self, direction: Direction, shaper: &Shaper, server: Ipv4Addr) {
+        let (sender_ns, dev, receiver_ns, field) = match direction {
+            Direction::Downloads => (
+                &self.internet_ns,
+                &self.internet_veth,
+                &self.runner_ns,
+                "src",
+            ),
+            Direction::Uploads => (&self.runner_ns, &self.runner_veth, &self.internet_ns, "dst"),
+        };
+        let root = [
+            format!("qdisc add dev {dev} root handle 1: htb default 20"),
+            format!("class add dev {dev} parent 1: classid 1:20 htb rate 10gbit"),
+        ];
+        let filter = format!(
+            "filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip {field} {server}/32 \
+             flowid 1:10"
+        );
+        let commands: Vec<String> = match shaper {
+            Shaper::Htb { rate } => [
+                root[0].clone(),
+                root[1].clone(),
+                format!("class add dev {dev} parent 1: classid 1:10 htb rate {rate}"),
+                filter,
+            ]
+            .into(),
+            Shaper::Tbf {
+                rate,
+                burst,
+                latency,
+            } => [
+                root[0].clone(),
+                root[1].clone(),
+                format!("class add dev {dev} parent 1: classid 1:10 htb rate 10gbit"),
+                format!(
+                    "qdisc add dev {dev} parent 1:10 handle 10: tbf rate {rate} burst {burst} \
+                     latency {latency}"
+                ),
+                filter,
+            ]
+            .into(),
+            Shaper::Police {
+                bytes_per_s,
+                burst_bytes,
+            } => {
+                // This kernel has no tc police action; nftables' limit is the same token-bucket
+                // policer (what exceeds is dropped), as firewalls apply it.
+                let ruleset = format!(
+                    "table ip lab_police {{\n  chain pre {{\n    type filter hook prerouting \
+                     priority -300;\n    ip {field}addr {server} limit rate over {bytes_per_s} \
+                     bytes/second burst {burst_bytes} bytes drop\n  }}\n}}\n",
+                    field = &field[..1],
+                );
+                self.nft(self.netns_command(receiver_ns, "nft"), &ruleset);
+                Vec::new()
+            }
+        };
+        for command in commands {
+            let out = self
+                .netns_command(sender_ns, "tc")
+                .args(command.split_whitespace())
+                .output()
+                .unwrap_or_else(|e| panic!("network lab: cannot run tc: {e}"));
+            assert!(
+                out.status.success(),
+                "network lab: tc {command}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// Applies an nftables ruleset (`nft -f -` syntax) in the runner namespace: a host

@@ -175,6 +175,8 @@ mod tests {
             duration_ms: 31.5,
             idle_ms: None,
             since_poll_ms: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         }))
     }
 

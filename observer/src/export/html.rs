@@ -16,7 +16,9 @@ use std::fmt::Write as _;
 
 use crate::{
     format::rate,
-    pipeline::throughput::{RateStats, ThroughputStats, DEFAULT_MIN_BPS},
+    pipeline::throughput::{
+        RateStats, ThroughputStats, TransferStats, TransferSummary, DEFAULT_MIN_BPS,
+    },
     report::Status,
 };
 
@@ -393,19 +395,32 @@ fn rate_x(bps: f64, max: f64, left: f64) -> f64 {
     left + at.clamp(0.0, 1.0) * BAR_WIDTH
 }
 
-/// Active-rate statistics of each direction (docs/throughput.md) on a logarithmic scale: a thin
-/// line from the slowest to the fastest interval, a box from the median to the 95th percentile,
-/// a tick at the median, and a dashed line at GitHub's 70 kbit/s minimum. Each row says its
+/// Each direction's rates (docs/throughput.md) on a logarithmic scale: a thin line from the
+/// slowest to the fastest one-second interval, a box from the median to the 95th percentile, a
+/// tick at the median, a diamond at the slowest transfer of 32 KiB or more (what
+/// `slow_throughput` judges), and a dashed line at GitHub's 70 kbit/s minimum. Each row says its
 /// figures in words, so the chart needs neither colour nor hovering.
-fn rate_ranges(label: &str, t: &ThroughputStats, scale_max: f64) -> String {
+fn rate_ranges(label: &str, t: &ThroughputStats, x: &TransferStats, scale_max: f64) -> String {
     let (left, row) = (70.0, 22.0);
     let height = row * 2.0 + 18.0;
-    let words = |word: &str, r: Option<&RateStats>| match r {
+    let transfer_words = |x: &TransferSummary| match &x.slowest {
+        Some(s) => format!(
+            "; slowest transfer {} ({} in {:.1} s, {}) of {} judged",
+            rate(s.rate_bps),
+            crate::format::bytes(s.bytes),
+            s.seconds,
+            s.evidence.explain(),
+            x.judged
+        ),
+        None => "; no transfer of 32 KiB or more".to_owned(),
+    };
+    let words = |word: &str, r: Option<&RateStats>, x: &TransferSummary| match r {
         Some(r) => format!(
-            "{word}: median {}, p95 {} ({} intervals)",
+            "{word}: median {}, p95 {} ({} intervals){}",
             rate(r.median_bps),
             rate(r.p95_bps),
-            r.samples
+            r.samples,
+            transfer_words(x)
         ),
         None => format!("{word}: no active interval measured"),
     };
@@ -414,13 +429,13 @@ fn rate_ranges(label: &str, t: &ThroughputStats, scale_max: f64) -> String {
          height=\"{height}\" role=\"img\" aria-label=\"{title}\"><title>{title}</title>",
         title = escape(&format!(
             "{label} throughput: {}; {}",
-            words("sent", t.sent.as_ref()),
-            words("received", t.received.as_ref())
+            words("sent", t.sent.as_ref(), &x.sent),
+            words("received", t.received.as_ref(), &x.received)
         ))
     );
-    for (n, (class, word, stats)) in [
-        ("sent", "sent", t.sent.as_ref()),
-        ("received", "received", t.received.as_ref()),
+    for (n, (class, word, stats, transfers)) in [
+        ("sent", "sent", t.sent.as_ref(), &x.sent),
+        ("received", "received", t.received.as_ref(), &x.received),
     ]
     .into_iter()
     .enumerate()
@@ -436,8 +451,13 @@ fn rate_ranges(label: &str, t: &ThroughputStats, scale_max: f64) -> String {
             );
             continue;
         };
-        let x = |bps: f64| rate_x(bps, scale_max, left);
-        let (lo, med, p95, hi) = (x(r.min_bps), x(r.median_bps), x(r.p95_bps), x(r.max_bps));
+        let at = |bps: f64| rate_x(bps, scale_max, left);
+        let (lo, med, p95, hi) = (
+            at(r.min_bps),
+            at(r.median_bps),
+            at(r.p95_bps),
+            at(r.max_bps),
+        );
         let _ = write!(
             svg,
             "<line class=\"axis\" x1=\"{lo:.1}\" y1=\"{mid:.1}\" x2=\"{hi:.1}\" y2=\"{mid:.1}\"/>\
@@ -452,6 +472,21 @@ fn rate_ranges(label: &str, t: &ThroughputStats, scale_max: f64) -> String {
             ty = y + 12.5,
             median = escape(&rate(r.median_bps)),
         );
+        if let Some(s) = &transfers.slowest {
+            let (cx, cy) = (at(s.rate_bps), y + 8.0);
+            let _ = write!(
+                svg,
+                "<polygon class=\"axis\" points=\"{:.1},{:.1} {:.1},{:.1} {:.1},{:.1} {:.1},{:.1}\"/>",
+                cx,
+                cy - 6.0,
+                cx + 5.0,
+                cy,
+                cx,
+                cy + 6.0,
+                cx - 5.0,
+                cy
+            );
+        }
     }
     let axis_y = row * 2.0 + 4.0;
     let minimum = rate_x(DEFAULT_MIN_BPS, scale_max, left);
@@ -489,7 +524,8 @@ fn traffic(html: &mut String, doc: &Document) {
          group: the TCP payload bytes of the flows to its hosts over the capture window (all \
          groups on one scale), and their throughput while transferring (active rate, \
          docs/throughput.md) on a logarithmic scale: the line spans the slowest to the fastest \
-         interval, the box the median to the 95th percentile, the dashed line is GitHub's \
+         interval, the box the median to the 95th percentile, the diamond is the slowest \
+         transfer of 32 KiB or more (what the verdict judges), the dashed line is GitHub's \
          70 kbit/s minimum. A name in several groups counts in each.</p>\n<div \
          class=\"charts\">\n",
     );
@@ -510,7 +546,7 @@ fn traffic(html: &mut String, doc: &Document) {
     for g in &r.groups {
         let panels = [
             bars(&g.title, g.bytes_sent, g.bytes_received, scale_max),
-            rate_ranges(&g.title, &g.throughput, rate_max),
+            rate_ranges(&g.title, &g.throughput, &g.transfers, rate_max),
         ];
         html.push_str(&group_figure(&g.title, &g.id, g.status, &panels));
     }
@@ -600,7 +636,27 @@ mod tests {
         };
         let max = rate_scale_max(1e7);
         assert_eq!(max, 1e7, "1 kbit/s to 10 Mbit/s: four decades");
-        let svg = rate_ranges("Essential <x>", &t, max);
+        let transfers = TransferStats {
+            received: serde_json::from_value(serde_json::json!({
+                "count": 3, "judged": 2, "bytes": 100_000, "seconds": 5.0, "rate_bps": 160_000.0,
+                "slowest": {"bytes": 60_000, "seconds": 12.0, "rate_bps": 40_000.0,
+                            "evidence": "bytes_read", "start_ns": 0, "flow_id": 2}
+            }))
+            .expect("a transfer summary"),
+            ..TransferStats::default()
+        };
+        let svg = rate_ranges("Essential <x>", &t, &transfers, max);
+        assert!(
+            svg.contains(
+                "slowest transfer 40.0 kbit/s (58.6 KiB in 12.0 s, bytes read) of 2 judged"
+            ),
+            "{svg}"
+        );
+        // The diamond at 40 kbit/s: 70 + 320 * log10(40) / 4.
+        assert!(
+            svg.contains("<polygon class=\"axis\" points=\"198.2,"),
+            "{svg}"
+        );
         // 70 + 320 * (decades above 1 kbit/s) / 4.
         for x in [
             "x1=\"150.0\"",

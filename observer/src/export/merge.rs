@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
-    pipeline::throughput::{RateStats, ThroughputStats},
+    pipeline::throughput::{RateStats, ThroughputStats, TransferStats},
     report::{
         read::{self, ReadError},
         GroupReport, GroupVerdict, HostReport, Reason, Report, Status, UndeclaredReport, Verdict,
@@ -386,6 +386,7 @@ fn merge_groups(inputs: &[Input]) -> (Vec<GroupReport>, Vec<Breakdown>) {
         group.bytes_sent = present().map(|g| g.bytes_sent).sum();
         group.bytes_received = present().map(|g| g.bytes_received).sum();
         group.throughput = combine_throughput(present().map(|g| &g.throughput));
+        group.transfers = combine_transfers(inputs, &entries, |g| &g.transfers);
         let runners = inputs
             .iter()
             .zip(&entries)
@@ -434,6 +435,7 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
         host.bytes_sent = present().map(|h| h.bytes_sent).sum();
         host.bytes_received = present().map(|h| h.bytes_received).sum();
         host.throughput = combine_throughput(present().map(|h| &h.throughput));
+        host.transfers = combine_transfers(inputs, &entries, |h| &h.transfers);
         host.processes = sorted_union(present().map(|h| h.processes.iter().cloned()));
         host.first_seen = present().fold(None, |t, h| pick_time(t, h.first_seen.as_ref(), false));
         host.last_seen = present().fold(None, |t, h| pick_time(t, h.last_seen.as_ref(), true));
@@ -465,6 +467,22 @@ fn combine_throughput<'a>(all: impl Iterator<Item = &'a ThroughputStats>) -> Thr
         sent: combine_rates(sent.into_iter().flatten()),
         received: combine_rates(received.into_iter().flatten()),
     }
+}
+
+/// An entry's transfers across runners: counts, bytes and seconds add up (so does the headline
+/// rate), the slowest is the slowest of all and names its runner and flow.
+fn combine_transfers<T>(
+    inputs: &[Input],
+    entries: &[Option<&T>],
+    transfers: impl Fn(&T) -> &TransferStats,
+) -> TransferStats {
+    let mut all = TransferStats::default();
+    for (input, entry) in inputs.iter().zip(entries) {
+        if let Some(e) = entry {
+            all.merge(&transfers(e).clone().of_runner(&input.label));
+        }
+    }
+    all
 }
 
 fn combine_rates<'a>(rates: impl Iterator<Item = &'a RateStats>) -> Option<RateStats> {
@@ -524,6 +542,7 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
         u.bytes_sent = present().map(|u| u.bytes_sent).sum();
         u.bytes_received = present().map(|u| u.bytes_received).sum();
         u.throughput = combine_throughput(present().map(|u| &u.throughput));
+        u.transfers = combine_transfers(inputs, &entries, |u| &u.transfers);
         u.processes = sorted_union(present().map(|u| u.processes.iter().cloned()));
         u.first_seen = present().fold(None, |t, e| pick_time(t, e.first_seen.as_ref(), false));
         u.last_seen = present().fold(None, |t, e| pick_time(t, e.last_seen.as_ref(), true));

@@ -12,7 +12,7 @@ use crate::{
     catalog::Catalog,
     pipeline::events::{CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome},
     pipeline::names::NameCache,
-    pipeline::throughput::{Series, Throughput, DEFAULT_MIN_BPS},
+    pipeline::throughput::{FlowTransfers, Reading, Series, Throughput, DEFAULT_MIN_BPS},
 };
 
 /// Flows kept for the report; later flows are counted, not kept.
@@ -66,12 +66,27 @@ pub struct FlowEntry {
     pub bytes_received: u64,
     /// Active-rate samples of both directions.
     pub throughput: Throughput,
+    /// Transfers of both directions: what `slow_throughput` is judged on.
+    pub transfers: FlowTransfers,
     /// Counters at the last reading, to turn totals into intervals.
     pub read: (u64, u64),
     /// Readings in which the process sent something (its requests), most recent last.
     pub send_times: Vec<u64>,
     /// Time from the last payload to the close.
     pub idle_ms: Option<f64>,
+}
+
+/// The timing of one reading: its interval, and the time from each direction's last byte to it.
+#[derive(Clone, Copy, Debug)]
+struct Idle {
+    interval_ns: u64,
+    sent_ms: Option<f64>,
+    received_ms: Option<f64>,
+}
+
+/// Milliseconds from an event (never negative, never beyond u64) to nanoseconds.
+fn ms_to_ns(ms: f64) -> u64 {
+    (ms.max(0.0) * 1e6) as u64
 }
 
 /// Send times kept per flow (for the long-poll cadence).
@@ -224,8 +239,11 @@ impl Correlator {
     }
 
     /// Adds one reading of flow `i`'s counters: totals `sent`/`received` at `ts_ns`, after
-    /// `interval_ns`.
-    fn read_counters(&mut self, i: usize, ts_ns: u64, sent: u64, received: u64, interval_ns: u64) {
+    /// `interval_ns`, with the time since the last byte of each direction when known.
+    fn read_counters(&mut self, i: usize, ts_ns: u64, totals: (u64, u64), idle: Idle) {
+        let (sent, received) = totals;
+        let interval_ns = idle.interval_ns;
+        let long_poll_ns = self.limits.long_poll_ns;
         let e = &mut self.flows[i];
         let ds = sent.saturating_sub(e.read.0);
         let dr = received.saturating_sub(e.read.1);
@@ -237,6 +255,17 @@ impl Correlator {
         }
         e.throughput.sent.add(ds, interval_ns);
         e.throughput.received.add(dr, interval_ns);
+        e.transfers.read(
+            &Reading {
+                ts_ns,
+                interval_ns,
+                sent: ds,
+                received: dr,
+                sent_idle_ns: idle.sent_ms.map(ms_to_ns),
+                received_idle_ns: idle.received_ms.map(ms_to_ns),
+            },
+            long_poll_ns,
+        );
         if ds > 0 {
             if e.send_times.len() == MAX_SEND_TIMES {
                 e.send_times.remove(0);
@@ -541,11 +570,17 @@ impl Correlator {
                 bytes_sent,
                 bytes_received,
                 interval_ms,
+                sent_idle_ms,
+                received_idle_ms,
                 ..
             } => {
                 if let Some(&i) = self.index.get(flow_id) {
-                    let interval_ns = (*interval_ms * 1e6) as u64;
-                    self.read_counters(i, ts_ns, *bytes_sent, *bytes_received, interval_ns);
+                    let idle = Idle {
+                        interval_ns: ms_to_ns(*interval_ms),
+                        sent_ms: *sent_idle_ms,
+                        received_ms: *received_idle_ms,
+                    };
+                    self.read_counters(i, ts_ns, (*bytes_sent, *bytes_received), idle);
                 }
             }
             Observed::FlowClosed(c) => {
@@ -575,8 +610,12 @@ impl Correlator {
                 }
                 if let Some(&i) = self.index.get(&c.flow_id) {
                     // The last interval: from the last reading to the close.
-                    let interval_ns = (c.since_poll_ms * 1e6) as u64;
-                    self.read_counters(i, ts_ns, c.bytes_sent, c.bytes_received, interval_ns);
+                    let idle = Idle {
+                        interval_ns: ms_to_ns(c.since_poll_ms),
+                        sent_ms: c.sent_idle_ms,
+                        received_ms: c.received_idle_ms,
+                    };
+                    self.read_counters(i, ts_ns, (c.bytes_sent, c.bytes_received), idle);
                 }
                 if self.forget_closed {
                     self.forget(c.flow_id);
@@ -627,6 +666,7 @@ impl Correlator {
             bytes_sent: 0,
             bytes_received: 0,
             throughput: Throughput::default(),
+            transfers: FlowTransfers::default(),
             read: (0, 0),
             send_times: Vec::new(),
             idle_ms: None,
@@ -803,6 +843,8 @@ pub(crate) mod tests {
             duration_ms: 1.0,
             idle_ms: None,
             since_poll_ms: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         }))
     }
 
@@ -986,6 +1028,8 @@ pub(crate) mod tests {
             duration_ms: 2000.0,
             idle_ms: None,
             since_poll_ms: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         }));
         c.observe(4 * S, &mut closed);
         assert_eq!(destination_of(&closed).name.as_deref(), Some("github.com"));

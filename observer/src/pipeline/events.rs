@@ -103,6 +103,13 @@ pub enum Observed {
         sent_bps: f64,
         #[serde(default)]
         received_bps: f64,
+        /// Time from the last byte the process wrote (read) to this reading, from the kernel's
+        /// per-flow timestamps: when a transfer really ended, not just in which second. Absent
+        /// in event logs of older versions, and for a direction that never moved payload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_idle_ms: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        received_idle_ms: Option<f64>,
     },
     /// The flow ended.
     FlowClosed(Box<FlowClosed>),
@@ -154,6 +161,12 @@ pub struct FlowClosed {
     /// Time from the last reading of the counters to the close (the last, partial interval).
     #[serde(default)]
     pub since_poll_ms: f64,
+    /// Time from the last byte written (read) to the close, per direction: where the last
+    /// transfer ended, and whether the peer's answer came before the process's last words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_idle_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_idle_ms: Option<f64>,
 }
 
 /// What a flow's destination address is, from the DNS answers seen and the host-group catalog.

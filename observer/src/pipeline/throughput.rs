@@ -13,6 +13,14 @@
 //! Statistics of the active rate: minimum, median, 95th percentile and maximum of the samples,
 //! with the bytes and the active seconds behind them. Memory is bounded: the most recent
 //! `MAX_SAMPLES` samples per flow, host and group are kept.
+//!
+//! The verdict (`slow_throughput`) and the headline rate do not come from those samples but from
+//! *transfers*: shapers deliver in lumps (an HTB class releases whole GSO bursts, seconds apart
+//! at 40 kbit/s), so one-second slices of a slow transfer read as fast lumps and empty seconds.
+//! A transfer is one direction's bytes from the first byte after an idle gap (or after a turn of
+//! the conversation) to the last byte before the next: its rate is bytes / duration, lumps and
+//! gaps inside it included. See [`FlowTransfers`] and docs/throughput.md for the lab evidence
+//! behind [`TRANSFER_GAP_NS`].
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -26,6 +34,400 @@ pub const MIN_INTERVAL_NS: u64 = 20_000_000;
 pub const DEFAULT_MIN_BPS: f64 = 70_000.0;
 /// A direction must move at least this much for its rate to be judged slow.
 pub const SLOW_MIN_BYTES: u64 = 32 * 1024;
+
+/// Idle time that ends a transfer. In the lab, an HTB class of 40 kbit/s with GSO on (the
+/// default) delivered downloads in lumps (GSO bursts) of up to 34 kB, up to 6.7 s apart; TBF and
+/// a policer delivered every second. A whole GSO burst (64 KiB) at 40 kbit/s takes 13 s: 15 s
+/// keeps lumps of any size at that rate in one transfer. Request/answer turns, not this gap,
+/// split a keep-alive client's exchanges and the long poll's wait.
+pub const TRANSFER_GAP_NS: u64 = 15_000_000_000;
+
+/// What says when a transfer's bytes had really moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// The process read the bytes: they had arrived (downloads).
+    BytesRead,
+    /// The process wrote the bytes into its socket, and no answer followed: the kernel may still
+    /// have been sending them after the last write, so the rate is an upper bound (uploads).
+    BytesWritten,
+    /// The process wrote the bytes, and the peer's answer came after them: the transfer runs
+    /// until the answer, which the peer sends once it has read everything (uploads).
+    Answer,
+}
+
+impl Evidence {
+    /// How a report's reader reads it, e.g. in a reason's detail.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::BytesRead => "bytes read",
+            Self::BytesWritten => "bytes written, no answer",
+            Self::Answer => "bytes written until the peer's answer",
+        }
+    }
+}
+
+/// One transfer of one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Wall-clock nanoseconds of the (estimated) first byte and of the last byte.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub bytes: u64,
+    pub evidence: Evidence,
+    /// The bytes before its last lump (the bytes after its last idle second), and when that
+    /// lump came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_last: Option<(u64, u64)>,
+}
+
+impl Transfer {
+    /// Seconds from the first byte to the last (at least [`MIN_INTERVAL_NS`]).
+    pub fn seconds(&self) -> f64 {
+        self.end_ns
+            .saturating_sub(self.start_ns)
+            .max(MIN_INTERVAL_NS) as f64
+            / 1e9
+    }
+
+    /// Bytes × 8 / duration; or, when the transfer paused for a second or more and the bytes
+    /// before its last pause are at least half of it, those bytes over the time until the lump
+    /// after the pause came. A queueing shaper releases each lump once its tokens allow, the
+    /// last one on credit (HTB sends a whole GSO burst once its tokens are positive): in the
+    /// lab, a 160 kB download through HTB 40 kbit/s ended with 40 kB in two readings after 6 s
+    /// of silence, and bytes / duration read 49–50 kbit/s where the bytes before the last lump
+    /// read 38 kbit/s. A steady transfer never pauses. Uploads ended by the answer keep bytes /
+    /// duration (the answer proves everything arrived).
+    pub fn rate_bps(&self) -> f64 {
+        let whole = self.bytes as f64 * 8.0 / self.seconds();
+        match self.before_last {
+            Some((bytes, until_ns))
+                if self.evidence != Evidence::Answer && bytes * 2 >= self.bytes =>
+            {
+                let secs = until_ns.saturating_sub(self.start_ns).max(MIN_INTERVAL_NS) as f64 / 1e9;
+                bytes as f64 * 8.0 / secs
+            }
+            _ => whole,
+        }
+    }
+
+    /// Whether it moved enough for its rate to say something about the path (short exchanges
+    /// say more about latency).
+    pub fn judged(&self) -> bool {
+        self.bytes >= SLOW_MIN_BYTES
+    }
+}
+
+/// The transfers of one direction: the one in progress, and a summary of the others (memory
+/// stays constant however long the flow lives).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transfers {
+    open: Option<Transfer>,
+    /// The last byte of this direction in the open transfer (its end may reach the answer).
+    last_byte_ns: u64,
+    /// The other direction moved after the open transfer's last byte (a request, an answer),
+    /// last at this time: the next byte starts a new transfer, not before it.
+    turned_ns: Option<u64>,
+    done: TransferSummary,
+}
+
+/// Idle time inside a transfer after which the next bytes are a new lump (an empty reading).
+const PAUSE_NS: u64 = 1_000_000_000;
+
+/// Bytes the peer must send after an upload for them to be its answer: a TLS close alert (24
+/// to 31 bytes) before an idle connection's close is not one, an HTTP status line is.
+pub const MIN_ANSWER_BYTES: u64 = 32;
+
+/// The transfers of one direction, as reports show them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferSummary {
+    /// Transfers, short ones included.
+    pub count: u64,
+    /// Transfers of at least 32 KiB, whose rate is judged.
+    pub judged: u64,
+    /// Bytes and seconds of the judged transfers.
+    pub bytes: u64,
+    pub seconds: f64,
+    /// The headline rate of the judged transfers: their bytes × 8 over the time they took at
+    /// their rates (bytes × 8 / seconds when every one was steady); absent without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bps: Option<f64>,
+    /// The slowest judged transfer: what `slow_throughput` is judged on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowest: Option<SlowestTransfer>,
+}
+
+/// The slowest judged transfer, with the flow it belongs to (for hosts and groups).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowestTransfer {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub rate_bps: f64,
+    pub evidence: Evidence,
+    /// Wall-clock nanoseconds of its first byte.
+    pub start_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<u64>,
+    /// The runner whose report it comes from, in a merged report (`observer report merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+}
+
+impl TransferSummary {
+    /// The seconds the judged transfers took at their rates (bytes × 8 / rate, summed).
+    fn effective_s(&self) -> f64 {
+        self.rate_bps
+            .filter(|r| *r > 0.0)
+            .map_or(0.0, |r| self.bytes as f64 * 8.0 / r)
+    }
+
+    fn add(&mut self, t: &Transfer, flow_id: Option<u64>) {
+        self.count += 1;
+        if !t.judged() {
+            return;
+        }
+        let rate = t.rate_bps();
+        let effective = self.effective_s() + t.bytes as f64 * 8.0 / rate;
+        self.judged += 1;
+        self.bytes += t.bytes;
+        self.seconds += t.seconds();
+        self.rate_bps = Some((self.bytes as f64 * 8.0 / effective).round());
+        if self.slowest.as_ref().is_none_or(|s| rate < s.rate_bps) {
+            self.slowest = Some(SlowestTransfer {
+                bytes: t.bytes,
+                seconds: (t.seconds() * 1e3).round() / 1e3,
+                rate_bps: rate.round(),
+                evidence: t.evidence,
+                start_ns: t.start_ns,
+                flow_id,
+                runner: None,
+            });
+        }
+    }
+
+    /// Adds another flow's transfers (a host's or group's summary is that of its flows).
+    pub fn merge(&mut self, other: &TransferSummary) {
+        let effective = self.effective_s() + other.effective_s();
+        self.count += other.count;
+        self.judged += other.judged;
+        self.bytes += other.bytes;
+        self.seconds += other.seconds;
+        if effective > 0.0 {
+            self.rate_bps = Some((self.bytes as f64 * 8.0 / effective).round());
+        }
+        if let Some(o) = &other.slowest {
+            if self
+                .slowest
+                .as_ref()
+                .is_none_or(|s| o.rate_bps < s.rate_bps)
+            {
+                self.slowest = Some(o.clone());
+            }
+        }
+    }
+
+    /// Names the flow of the slowest transfer.
+    pub fn of_flow(mut self, flow_id: u64) -> Self {
+        if let Some(s) = &mut self.slowest {
+            s.flow_id = Some(flow_id);
+        }
+        self
+    }
+}
+
+impl Transfers {
+    /// The summary, the transfer in progress included as it stands.
+    pub fn summary(&self) -> TransferSummary {
+        let mut s = self.done.clone();
+        if let Some(t) = &self.open {
+            s.add(t, None);
+        }
+        s.seconds = (s.seconds * 1e3).round() / 1e3;
+        s
+    }
+
+    fn finish(&mut self) {
+        if let Some(t) = self.open.take() {
+            self.done.add(&t, None);
+        }
+        self.turned_ns = None;
+    }
+
+    /// Bytes of this direction: `bytes` moved in the interval (`from_ns`, last byte `last_ns`].
+    fn bytes(&mut self, bytes: u64, from_ns: u64, last_ns: u64, evidence: Evidence) {
+        if bytes == 0 {
+            return;
+        }
+        let continues = self.turned_ns.is_none()
+            && self
+                .open
+                .is_some_and(|t| from_ns.saturating_sub(t.end_ns) < TRANSFER_GAP_NS);
+        match &mut self.open {
+            Some(t) if continues => {
+                if from_ns.saturating_sub(self.last_byte_ns) >= PAUSE_NS {
+                    t.before_last = Some((t.bytes, last_ns));
+                }
+                t.bytes += bytes;
+                t.end_ns = t.end_ns.max(last_ns);
+                self.last_byte_ns = last_ns;
+            }
+            _ => {
+                let floor = self.turned_ns.unwrap_or(0);
+                self.finish();
+                self.open = Some(Transfer {
+                    start_ns: from_ns.max(floor).min(last_ns),
+                    end_ns: last_ns,
+                    bytes,
+                    evidence,
+                    before_last: None,
+                });
+                self.last_byte_ns = last_ns;
+            }
+        }
+    }
+
+    /// The other direction moved `bytes`, its last byte at `last_ns`: if that is after this
+    /// direction's last byte, the conversation turned. An upload's transfer then runs until the
+    /// peer's last words before the process writes again (the peer answers once it has read
+    /// everything; a TLS session ticket can come while the upload still waits in the socket),
+    /// within `answer_within_ns` of the last write.
+    fn other(&mut self, bytes: u64, last_ns: u64, answer_within_ns: Option<u64>) {
+        let Some(t) = &mut self.open else {
+            return;
+        };
+        if last_ns <= self.last_byte_ns {
+            return;
+        }
+        self.turned_ns = Some(self.turned_ns.unwrap_or(0).max(last_ns));
+        let answers = answer_within_ns.is_some_and(|within| {
+            t.judged() && bytes >= MIN_ANSWER_BYTES && last_ns - self.last_byte_ns <= within
+        });
+        if answers {
+            t.end_ns = t.end_ns.max(last_ns);
+            t.evidence = Evidence::Answer;
+        }
+    }
+}
+
+/// One reading of a flow's counters, for [`FlowTransfers::read`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    /// When it was taken, and the time since the previous one.
+    pub ts_ns: u64,
+    pub interval_ns: u64,
+    /// Bytes moved in the interval.
+    pub sent: u64,
+    pub received: u64,
+    /// Time from the last byte written (read) to the reading, when the kernel said.
+    pub sent_idle_ns: Option<u64>,
+    pub received_idle_ns: Option<u64>,
+}
+
+/// A flow's transfers, per direction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowTransfers {
+    pub sent: Transfers,
+    pub received: Transfers,
+    /// The start of the flow's first reading (its SYN, for a flow seen from the start).
+    first_ns: Option<u64>,
+}
+
+/// Bytes within this time of a flow's start are its handshake (a TLS server's certificate and
+/// session tickets, the client's Finished): they never turn the conversation. In the lab, a TLS
+/// session ticket reached the client 0.1–0.2 s after the handshake, while an upload through 40
+/// kbit/s still had 60 kB waiting in its socket; taking it for the answer split the upload.
+pub const HANDSHAKE_NS: u64 = 1_000_000_000;
+
+/// The transfers of both directions, as reports show them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferStats {
+    pub sent: TransferSummary,
+    pub received: TransferSummary,
+}
+
+impl TransferStats {
+    pub fn is_empty(&self) -> bool {
+        self.sent.count == 0 && self.received.count == 0
+    }
+
+    /// Names the flow of the slowest transfers.
+    pub fn of_flow(self, flow_id: u64) -> Self {
+        Self {
+            sent: self.sent.of_flow(flow_id),
+            received: self.received.of_flow(flow_id),
+        }
+    }
+
+    /// Adds another flow's transfers.
+    pub fn merge(&mut self, other: &TransferStats) {
+        self.sent.merge(&other.sent);
+        self.received.merge(&other.received);
+    }
+
+    /// Names the runner of the slowest transfers (before merging runners' reports).
+    pub fn of_runner(mut self, runner: &str) -> Self {
+        for s in [&mut self.sent.slowest, &mut self.received.slowest]
+            .into_iter()
+            .flatten()
+        {
+            s.runner = Some(runner.to_owned());
+        }
+        self
+    }
+}
+
+impl FlowTransfers {
+    /// Adds one reading. Within it, whichever direction's last byte came first is taken first:
+    /// a request then its answer turns the conversation, an answer then a close alert does not
+    /// cut the answer. An upload waits for its answer at most `answer_within_ns` (the long
+    /// poll's time: a longer wait is not an answer).
+    pub fn read(&mut self, r: &Reading, answer_within_ns: u64) {
+        let from = r.ts_ns.saturating_sub(r.interval_ns);
+        let handshake_until = self
+            .first_ns
+            .get_or_insert(from)
+            .saturating_add(HANDSHAKE_NS);
+        let last = |idle: Option<u64>| r.ts_ns.saturating_sub(idle.unwrap_or(0)).max(from);
+        let (last_sent, last_received) = (last(r.sent_idle_ns), last(r.received_idle_ns));
+        // Without the kernel's timestamps (older event logs), both directions end at the reading;
+        // then a direction that moved alone is what turns the conversation.
+        let concurrent = r.sent > 0 && r.received > 0 && last_sent == last_received;
+        let turns = |last_ns: u64| !concurrent && last_ns > handshake_until;
+        let sent_then = |t: &mut Self| {
+            if r.sent > 0 {
+                t.sent
+                    .bytes(r.sent, from, last_sent, Evidence::BytesWritten);
+                if turns(last_sent) {
+                    t.received.other(r.sent, last_sent, None);
+                }
+            }
+        };
+        let received_then = |t: &mut Self| {
+            if r.received > 0 {
+                t.received
+                    .bytes(r.received, from, last_received, Evidence::BytesRead);
+                if turns(last_received) {
+                    t.sent
+                        .other(r.received, last_received, Some(answer_within_ns));
+                }
+            }
+        };
+        if last_sent < last_received {
+            sent_then(self);
+            received_then(self);
+        } else {
+            received_then(self);
+            sent_then(self);
+        }
+    }
+
+    pub fn stats(&self) -> TransferStats {
+        TransferStats {
+            sent: self.sent.summary(),
+            received: self.received.summary(),
+        }
+    }
+}
 
 /// Active-rate samples of one direction.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -241,6 +643,175 @@ mod tests {
             series.add(i * S, 1, 1, S);
         }
         assert_eq!(series.buckets.len(), MAX_SAMPLES);
+    }
+
+    /// A reading: seconds after the SYN, interval, sent, received, sent idle, received idle.
+    type Row = (f64, f64, u64, u64, Option<f64>, Option<f64>);
+
+    fn replay(readings: &[Row]) -> FlowTransfers {
+        let ns = |s: f64| (s * 1e9) as u64;
+        let mut t = FlowTransfers::default();
+        for &(at, interval, sent, received, sent_idle, received_idle) in readings {
+            t.read(
+                &Reading {
+                    ts_ns: 100 * S + ns(at),
+                    interval_ns: ns(interval),
+                    sent,
+                    received,
+                    sent_idle_ns: sent_idle.map(ns),
+                    received_idle_ns: received_idle.map(ns),
+                },
+                50 * S,
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn a_lumpy_download_is_one_transfer_at_the_shaped_rate() {
+        // The lab's HTB 40 kbit/s download of 60 kB (GSO on): lumps with empty seconds between.
+        let r = |at, received, idle| (at, 1.0, 0, received, None, Some(idle));
+        let t = replay(&[
+            (0.925, 0.925, 723, 10_157, Some(0.918), Some(0.884)),
+            r(1.925, 7_240, 0.067),
+            r(3.925, 14_480, 0.250),
+            r(6.925, 17_376, 0.522),
+            r(10.925, 4_344, 0.285),
+            (11.925, 1.0, 24, 8_124, Some(0.676), Some(0.680)),
+        ]);
+        let stats = t.stats();
+        let received = &stats.received;
+        assert_eq!((received.count, received.judged), (1, 1));
+        let slowest = received.slowest.as_ref().expect("judged");
+        assert_eq!(slowest.bytes, 61_721);
+        assert_eq!(slowest.evidence, Evidence::BytesRead);
+        assert!(
+            (32_000.0..=48_000.0).contains(&slowest.rate_bps),
+            "{slowest:?}"
+        );
+        assert_eq!(received.rate_bps, Some(slowest.rate_bps));
+        // The one-second slices of the same download: every active one above 57 kbit/s.
+        let mut samples = Samples::default();
+        for kb in [
+            10_157, 7_240, 0, 14_480, 0, 0, 17_376, 0, 0, 0, 4_344, 8_124,
+        ] {
+            samples.add(kb, S);
+        }
+        assert!(samples.stats().expect("samples").median_bps > 70_000.0);
+    }
+
+    #[test]
+    fn an_upload_runs_until_the_answer() {
+        // The lab's HTB 40 kbit/s upload of 60 kB: written into the socket within a second, the
+        // server's answer 10 s later.
+        let t = replay(&[
+            (0.938, 0.938, 60_875, 1_470, Some(0.930), Some(0.722)),
+            (10.938, 10.0, 0, 153, None, Some(0.334)),
+            (11.5, 0.562, 24, 24, Some(0.0), Some(0.1)),
+        ]);
+        let sent = t.stats().sent;
+        let slowest = sent.slowest.expect("judged");
+        assert_eq!(
+            (slowest.bytes, slowest.evidence),
+            (60_875, Evidence::Answer)
+        );
+        assert!((10.5..=10.7).contains(&slowest.seconds), "{slowest:?}");
+        assert_eq!(sent.count, 2, "the close alert is a transfer of its own");
+        // The policer's upload of 90 kB: 66 kB fill the socket, a TLS session ticket comes 0.1 s
+        // later, the rest is written as the socket drains, the answer comes at 18 s: one upload.
+        let t = replay(&[
+            (0.9, 0.9, 66_433, 1_500, Some(0.85), Some(0.75)),
+            (4.9, 1.0, 24_500, 0, Some(0.4), None),
+            (18.9, 1.0, 0, 190, None, Some(0.5)),
+        ]);
+        let slowest = t.stats().sent.slowest.expect("judged");
+        assert_eq!(
+            (slowest.bytes, slowest.evidence),
+            (90_933, Evidence::Answer)
+        );
+        assert!((18.3..=18.5).contains(&slowest.seconds), "{slowest:?}");
+        // Without an answer, the last byte written ends it.
+        let t = replay(&[(0.938, 0.938, 60_875, 0, Some(0.930), None)]);
+        let slowest = t.stats().sent.slowest.expect("judged");
+        assert_eq!(slowest.evidence, Evidence::BytesWritten);
+        assert!(slowest.rate_bps > 1e6);
+    }
+
+    #[test]
+    fn requests_split_a_keep_alive_clients_exchanges() {
+        // Ten requests, each answered with 10 kB at once, 3 s apart: ten short transfers, none
+        // judged; merged over their think time they would read as 27 kbit/s.
+        let mut readings = Vec::new();
+        for i in 0..10 {
+            let at = 1.0 + 3.0 * f64::from(i);
+            readings.push((at, 1.0, 400, 10_000, Some(0.5), Some(0.45)));
+            readings.push((at + 1.0, 1.0, 0, 0, None, None));
+        }
+        let received = replay(&readings).stats().received;
+        assert_eq!((received.count, received.judged), (10, 0));
+        // With 40 kB answers, each is judged at its own (full) speed.
+        for r in &mut readings {
+            if r.3 > 0 {
+                r.3 = 40_000;
+            }
+        }
+        let received = replay(&readings).stats().received;
+        assert_eq!((received.count, received.judged), (10, 10));
+        assert!(received.slowest.expect("judged").rate_bps > 500_000.0);
+    }
+
+    #[test]
+    fn a_long_polls_wait_is_never_transfer_time_and_idle_gaps_end_transfers() {
+        // Two long polls answered after 50 s with 40 kB each (readings every second, only
+        // those with bytes shown).
+        let t = replay(&[
+            (1.0, 1.0, 1_200, 3_000, Some(0.9), Some(0.95)),
+            (51.0, 1.0, 0, 40_000, None, Some(0.2)),
+            (53.0, 1.0, 1_200, 0, Some(0.5), None),
+            (103.0, 1.0, 0, 40_000, None, Some(0.5)),
+        ]);
+        let stats = t.stats();
+        assert_eq!((stats.received.count, stats.received.judged), (3, 2));
+        let slowest = stats.received.slowest.expect("judged");
+        assert!(
+            slowest.seconds < 1.0,
+            "the wait is not transfer time: {slowest:?}"
+        );
+        assert_eq!(stats.sent.judged, 0);
+        // No turn, but an idle gap of 16 s: two transfers.
+        let t = replay(&[
+            (1.0, 1.0, 0, 40_000, None, Some(0.5)),
+            (17.5, 1.0, 0, 40_000, None, Some(0.5)),
+        ]);
+        assert_eq!(t.stats().received.judged, 2);
+    }
+
+    #[test]
+    fn without_the_kernels_timestamps_both_directions_end_at_the_reading() {
+        // An event log of an older version: no idle times. Concurrent bytes do not turn.
+        let r = |at, sent, received| (at, 1.0, sent, received, None, None);
+        let t = replay(&[r(1.0, 500, 10_000), r(2.0, 100, 10_000), r(4.0, 0, 20_000)]);
+        let received = t.stats().received;
+        assert_eq!((received.count, received.judged), (1, 1));
+        let slowest = received.slowest.expect("judged");
+        assert!((4.0..=4.0).contains(&slowest.seconds), "{slowest:?}");
+    }
+
+    #[test]
+    fn summaries_merge_and_name_the_slowest_flow() {
+        let slow = replay(&[(12.0, 12.0, 0, 60_000, None, Some(0.0))])
+            .stats()
+            .of_flow(7);
+        let fast = replay(&[(1.0, 1.0, 0, 600_000, None, Some(0.0))])
+            .stats()
+            .of_flow(8);
+        let mut host = TransferStats::default();
+        host.merge(&fast);
+        host.merge(&slow);
+        let slowest = host.received.slowest.clone().expect("judged");
+        assert_eq!((slowest.flow_id, slowest.rate_bps), (Some(7), 40_000.0));
+        assert_eq!(host.received.judged, 2);
+        assert_eq!(host.received.rate_bps, Some(406_154.0), "660 kB in 13 s");
     }
 
     #[test]

@@ -130,6 +130,10 @@ impl Tracker {
                 interval_ms: ms(interval_ns),
                 sent_bps: bps(current.0, previous.0).round(),
                 received_bps: bps(current.1, previous.1).round(),
+                sent_idle_ms: (flow.ts_last_send_ns != 0)
+                    .then(|| ms(now_ns.saturating_sub(flow.ts_last_send_ns))),
+                received_idle_ms: (flow.ts_last_recv_ns != 0)
+                    .then(|| ms(now_ns.saturating_sub(flow.ts_last_recv_ns))),
             },
         ))
     }
@@ -397,6 +401,10 @@ fn closed(c: &PendingClose) -> Timed {
                 (last != 0).then(|| ms(c.ts_ns.saturating_sub(last)))
             },
             since_poll_ms: ms(c.ts_ns.saturating_sub(c.last_poll_ns)),
+            sent_idle_ms: (flow.ts_last_send_ns != 0)
+                .then(|| ms(c.ts_ns.saturating_sub(flow.ts_last_send_ns))),
+            received_idle_ms: (flow.ts_last_recv_ns != 0)
+                .then(|| ms(c.ts_ns.saturating_sub(flow.ts_last_recv_ns))),
         })),
     )
 }
@@ -508,11 +516,14 @@ mod tests {
 
         f.bytes_sent = 500;
         f.bytes_received = 9000;
+        f.ts_last_recv_ns = 1200 * MS;
         let progress = t.on_snapshot(0xabc, &f, 1500 * MS).expect("progress");
         assert!(matches!(
             progress.1,
             Observed::FlowProgress {
                 bytes_received: 9000,
+                received_idle_ms: Some(300.0),
+                sent_idle_ms: None,
                 ..
             }
         ));

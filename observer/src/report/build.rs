@@ -4,7 +4,7 @@
 
 use crate::{
     pipeline::correlate::{Correlator, FlowEntry},
-    pipeline::throughput::{runner_function, ThroughputStats},
+    pipeline::throughput::{runner_function, ThroughputStats, TransferStats},
 };
 
 use super::{
@@ -62,6 +62,10 @@ pub fn build(c: &Correlator) -> Report {
                 bytes_sent: members.iter().map(|h| h.bytes_sent).sum(),
                 bytes_received: members.iter().map(|h| h.bytes_received).sum(),
                 throughput: series_stats(c.group_series(&g.id)),
+                transfers: members.iter().fold(TransferStats::default(), |mut t, h| {
+                    t.merge(&h.transfers);
+                    t
+                }),
             }
         })
         .collect();
@@ -168,6 +172,7 @@ fn host_report(
             .or_else(|| runner_function(name))
             .map(str::to_owned),
         throughput: series_stats(c.host_series(name)),
+        transfers: t.transfers.clone(),
     }
 }
 
@@ -191,6 +196,7 @@ fn undeclared_report(
         first_seen: t.first_ns.and_then(rfc3339),
         last_seen: t.last_ns.and_then(rfc3339),
         throughput: series_stats(c.host_series(key)),
+        transfers: t.transfers.clone(),
     }
 }
 
@@ -242,6 +248,7 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
             .and_then(runner_function)
             .map(str::to_owned),
         throughput: f.throughput.stats(),
+        transfers: f.transfers.stats().of_flow(f.flow_id),
         idle_ms: f.idle_ms,
         long_poll: long_poll(f, c),
     }

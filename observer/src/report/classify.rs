@@ -8,7 +8,7 @@ use crate::{
     pipeline::correlate::{Correlator, FlowEntry},
     pipeline::events::{ClosedBy, Outcome},
     pipeline::names::NameRecord,
-    pipeline::throughput::SLOW_MIN_BYTES,
+    pipeline::throughput::TransferSummary,
 };
 
 use super::{vocab::Reason, Status};
@@ -73,27 +73,36 @@ pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(Reason, String)> {
             ));
         }
     }
-    for (word, samples) in [
-        ("received", &flow.throughput.received),
-        ("sent", &flow.throughput.sent),
-    ] {
-        let Some(stats) = samples.stats() else {
-            continue;
-        };
-        if stats.bytes >= SLOW_MIN_BYTES && stats.median_bps < limits.min_bps {
-            return Some((
-                Reason::SlowThroughput,
-                format!(
-                    "{word} {} at a median {} over {:.1} s (minimum {})",
-                    crate::format::bytes(stats.bytes),
-                    crate::format::rate(stats.median_bps),
-                    stats.active_s,
-                    crate::format::rate(limits.min_bps)
-                ),
-            ));
+    let transfers = flow.transfers.stats();
+    for (word, summary) in [("received", &transfers.received), ("sent", &transfers.sent)] {
+        if let Some(detail) = slow_transfer(word, summary, flow.flow_id, limits.min_bps) {
+            return Some((Reason::SlowThroughput, detail));
         }
     }
     None
+}
+
+/// The evidence of `slow_throughput` when the slowest judged transfer of a direction moved below
+/// `min_bps` (docs/throughput.md): `received 60.3 KiB in 12.1 s at 40.8 kbit/s (bytes read) on
+/// flow #2 (minimum 70.0 kbit/s)`.
+pub fn slow_transfer(
+    word: &str,
+    summary: &TransferSummary,
+    flow_id: u64,
+    min_bps: f64,
+) -> Option<String> {
+    let slowest = summary.slowest.as_ref()?;
+    (slowest.rate_bps < min_bps).then(|| {
+        format!(
+            "{word} {} in {:.1} s at {} ({}) on flow #{} (minimum {})",
+            crate::format::bytes(slowest.bytes),
+            slowest.seconds,
+            crate::format::rate(slowest.rate_bps),
+            slowest.evidence.explain(),
+            slowest.flow_id.unwrap_or(flow_id),
+            crate::format::rate(min_bps)
+        )
+    })
 }
 
 /// The failure a DNS answer shows, if any: an error rcode, an answer that names only sinkhole

@@ -20,7 +20,7 @@ use crate::{
     capture::ProbeStatus,
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::names::NamesStats,
-    pipeline::throughput::ThroughputStats,
+    pipeline::throughput::{ThroughputStats, TransferStats},
 };
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -155,6 +155,10 @@ pub struct GroupReport {
     /// Active-rate statistics of the group's flows together.
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the group's flows; `slowest` names its flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,6 +194,10 @@ pub struct HostReport {
     /// Active-rate statistics of the host's flows together (docs/throughput.md).
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the host's flows; `slowest` names its flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -219,6 +227,10 @@ pub struct UndeclaredReport {
     pub last_seen: Option<String>,
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the destination's flows; `slowest` names its flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,6 +282,10 @@ pub struct FlowReport {
     pub function: Option<String>,
     #[serde(default)]
     pub throughput: ThroughputStats,
+    /// Transfers of the flow (docs/throughput.md): what `slow_throughput` is judged on, and
+    /// the headline rate.
+    #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
+    pub transfers: TransferStats,
     /// Time from the last payload to the close.
     #[serde(default)]
     pub idle_ms: Option<f64>,

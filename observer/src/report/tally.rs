@@ -11,6 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
+    sync::LazyLock,
 };
 
 use crate::{
@@ -18,7 +19,7 @@ use crate::{
     pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
     pipeline::events::DestinationClass,
     pipeline::names::NameRecord,
-    pipeline::throughput::runner_function,
+    pipeline::throughput::{runner_function, TransferStats},
 };
 
 use super::{
@@ -63,6 +64,8 @@ pub struct Tally {
     /// By wire code.
     pub reasons: BTreeMap<&'static str, Occurrences>,
     pub function: Option<&'static str>,
+    /// The transfers of all its flows.
+    pub transfers: TransferStats,
 }
 
 impl Tally {
@@ -108,6 +111,8 @@ impl Tally {
     /// The flow at position `at` of the correlator's list.
     pub fn add_flow(&mut self, at: usize, f: &FlowEntry, sinkhole: bool, c: &Correlator) {
         self.flows += 1;
+        self.transfers
+            .merge(&f.transfers.stats().of_flow(f.flow_id));
         self.function = self
             .function
             .or(f.destination.name.as_deref().and_then(runner_function));
@@ -285,22 +290,7 @@ pub struct Destinations<'t> {
 }
 
 /// The evidence of a documented name no flow, answer or timeout concerned.
-static NOTHING: Tally = Tally {
-    flows: 0,
-    successes: 0,
-    failures: 0,
-    warnings: 0,
-    bytes_sent: 0,
-    bytes_received: 0,
-    addresses: BTreeSet::new(),
-    ports: BTreeSet::new(),
-    processes: BTreeSet::new(),
-    cname: None,
-    first_ns: None,
-    last_ns: None,
-    reasons: BTreeMap::new(),
-    function: None,
-};
+static NOTHING: LazyLock<Tally> = LazyLock::new(Tally::default);
 
 impl Tallies {
     /// Sorts the tallied destinations into documented hosts and undeclared ones.
@@ -313,7 +303,7 @@ impl Tallies {
                 name,
                 pattern: name.to_owned(),
                 groups: c.groups_for(name, None),
-                tally: self.by_name.get(name).unwrap_or(&NOTHING),
+                tally: self.by_name.get(name).unwrap_or(&*NOTHING),
             })
             .collect();
         let mut undeclared = Vec::new();

@@ -218,6 +218,8 @@ mod tests {
             interval_ms: 1000.0,
             sent_bps: 0.0,
             received_bps: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         };
         let c = replay_checking(vec![
             (

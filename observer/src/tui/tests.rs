@@ -184,6 +184,8 @@ fn progress(id: u64, dst: &str, sent: u64, received: u64) -> Observed {
         interval_ms: 1000.0,
         sent_bps: 0.0,
         received_bps: 0.0,
+        sent_idle_ms: None,
+        received_idle_ms: None,
     }
 }
 
@@ -275,6 +277,8 @@ fn degraded() -> App {
             duration_ms: 13_000.0,
             idle_ms: Some(12_000.0),
             since_poll_ms: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         })),
     ));
     // codeload: 250 kB a second (2 Mbit/s) from 18 s on, still open.
@@ -435,4 +439,20 @@ fn an_adopted_flow_says_when_it_was_first_seen() {
         "{screen}"
     );
     assert!(!screen.contains("established +"), "{screen}");
+}
+
+#[test]
+fn a_slow_hosts_details_show_the_transfer_the_verdict_judged() {
+    let mut app = degraded();
+    focus(&mut app, Panel::Hosts);
+    key(&mut app, KeyCode::Enter);
+    let screen = frame(&app, 160, 48);
+    let line = screen
+        .lines()
+        .find(|l| l.contains("transfers"))
+        .unwrap_or_else(|| panic!("no transfers line:\n{screen}"));
+    assert!(
+        line.contains("↓ slowest 40.0 kbit/s (97.7 KiB in 20.0 s, bytes read, #1) of 1"),
+        "{line}"
+    );
 }

@@ -15,7 +15,7 @@ use crate::{
     capture::record::Process,
     pipeline::correlate::{series_key, Correlator, FlowEntry},
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
-    pipeline::throughput::{runner_function, Series, ThroughputStats},
+    pipeline::throughput::{runner_function, Series, ThroughputStats, TransferStats},
     report::{
         classify,
         tally::{group_status, runner_can_work, Destinations, HostEvidence, Tally},
@@ -133,6 +133,8 @@ pub struct GroupRow {
     /// first.
     pub history: Vec<f64>,
     pub throughput: ThroughputStats,
+    /// Transfers (docs/throughput.md): what `slow_throughput` judges.
+    pub transfers: TransferStats,
 }
 
 /// One failure (or warning) reason of a host, with its timeline.
@@ -170,6 +172,8 @@ pub struct HostRow {
     pub last_ns: Option<u64>,
     pub rates: Rates,
     pub throughput: ThroughputStats,
+    /// Transfers (docs/throughput.md): what `slow_throughput` judges.
+    pub transfers: TransferStats,
 }
 
 impl HostRow {
@@ -246,6 +250,8 @@ pub struct FlowRow {
     pub warning: Option<(Reason, String)>,
     pub idle_ms: Option<f64>,
     pub throughput: ThroughputStats,
+    /// Transfers (docs/throughput.md): what `slow_throughput` judges.
+    pub transfers: TransferStats,
 }
 
 impl FlowRow {
@@ -375,6 +381,10 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
                 rates: Rates::of(series, now_ns),
                 history: history(series, now_ns),
                 throughput: series.map(|s| s.throughput().stats()).unwrap_or_default(),
+                transfers: members.iter().fold(TransferStats::default(), |mut t, h| {
+                    t.merge(&h.tally.transfers);
+                    t
+                }),
             }
         })
         .collect();
@@ -524,6 +534,7 @@ fn host_row(c: &Correlator, key: &str, t: &Tally, now_ns: u64) -> HostRow {
         last_ns: t.last_ns,
         rates: Rates::of(series, now_ns),
         throughput: series.map(|s| s.throughput().stats()).unwrap_or_default(),
+        transfers: t.transfers.clone(),
     }
 }
 
@@ -563,6 +574,7 @@ fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
         warning: classify::warning(f, c).map(|(code, detail)| (code, clean(&detail))),
         idle_ms: f.idle_ms,
         throughput: f.throughput.stats(),
+        transfers: f.transfers.stats().of_flow(f.flow_id),
     }
 }
 
@@ -619,6 +631,8 @@ mod tests {
             interval_ms: 1000.0,
             sent_bps: 0.0,
             received_bps: 0.0,
+            sent_idle_ms: None,
+            received_idle_ms: None,
         }
     }
 

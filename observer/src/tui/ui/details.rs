@@ -11,7 +11,7 @@ use ratatui::{
 
 use crate::{
     format::{bytes, rate},
-    pipeline::throughput::{RateStats, ThroughputStats},
+    pipeline::throughput::{RateStats, ThroughputStats, TransferStats, TransferSummary},
     report::{vocab::Reason, Status},
     tui::app::{App, Panel},
     tui::log::LogEntry,
@@ -123,6 +123,34 @@ pub(super) fn traffic_lines(
     }
 }
 
+/// The `transfers` line: each direction's slowest transfer of 32 KiB or more, what
+/// `slow_throughput` judges (docs/throughput.md), when there is one.
+pub(super) fn transfer_line(lines: &mut Vec<Line<'static>>, t: &TransferStats, theme: Theme) {
+    let one = |arrow: &str, x: &TransferSummary| {
+        x.slowest.as_ref().map(|s| {
+            format!(
+                "{arrow} slowest {} ({} in {:.1} s, {}{}) of {}",
+                rate(s.rate_bps),
+                bytes(s.bytes),
+                s.seconds,
+                s.evidence.explain(),
+                s.flow_id.map(|id| format!(", #{id}")).unwrap_or_default(),
+                x.judged
+            )
+        })
+    };
+    let parts: Vec<String> = [one("↓", &t.received), one("↑", &t.sent)]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !parts.is_empty() {
+        lines.push(Line::from(vec![
+            label("transfers", theme),
+            Span::raw(parts.join(" · ")),
+        ]));
+    }
+}
+
 pub(super) fn stats_text(t: &ThroughputStats) -> Option<String> {
     let one = |arrow: &str, s: &Option<RateStats>| {
         s.as_ref().map(|s| {
@@ -186,6 +214,7 @@ pub(super) fn group_details(app: &App, g: &GroupRow, theme: Theme) -> Vec<Line<'
         &g.throughput,
         theme,
     );
+    transfer_line(&mut lines, &g.transfers, theme);
     let members: Vec<Span<'static>> = app
         .view
         .hosts
@@ -282,6 +311,7 @@ pub(super) fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
         &h.throughput,
         theme,
     );
+    transfer_line(&mut lines, &h.transfers, theme);
     let seen = match (h.first_ns, h.last_ns) {
         (Some(a), Some(b)) => format!("first {} · last {}", clock_ms(a), clock_ms(b)),
         _ => "never".to_owned(),
@@ -388,6 +418,7 @@ pub(super) fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'st
         &f.throughput,
         theme,
     );
+    transfer_line(&mut lines, &f.transfers, theme);
     if f.cname_chain.len() > 1 {
         lines.push(Line::from(vec![
             label("CNAME", theme),
