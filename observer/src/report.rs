@@ -871,7 +871,7 @@ mod tests {
     use super::*;
     use crate::{
         catalog::Catalog,
-        pipeline::correlate::tests::{closed, opened, query, response},
+        pipeline::correlate::tests::{closed, observe_answered, opened, query, response},
         pipeline::events::Observed,
     };
 
@@ -884,7 +884,7 @@ mod tests {
     fn report(events: Vec<(u64, Observed)>, sinkholes: Vec<IpAddr>) -> Report {
         let mut c = Correlator::new(Catalog::builtin()).with_sinkholes(sinkholes);
         for (ts, mut o) in events {
-            c.observe(ts, &mut o);
+            observe_answered(&mut c, ts, &mut o);
         }
         c.finish();
         build(&c)

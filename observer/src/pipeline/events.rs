@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     capture::{record::Process, ProbeStatus},
     pipeline::dns::{Answer, Question},
+    pipeline::dnsmatch::DnsCheck,
 };
 
 /// How a TCP flow ended.
@@ -173,6 +174,11 @@ pub struct Destination {
     /// The DNS answer's TTL had passed when the connection started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub name_expired: bool,
+    /// A forged-name attempt: a DNS response that matched no query (or a record off its
+    /// question's chain) claimed this address for this name before the connection. The claim
+    /// never names the flow; it is shown so nobody allows the address for that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forged_name: Option<String>,
 }
 
 /// Whether a destination is one the documentation lists.
@@ -213,6 +219,19 @@ pub struct DnsObserved {
     /// Why (part of) the message could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
+    /// Responses only: how the response compares with the queries seen (`matched`, or why it
+    /// names nothing: `unsolicited`, `mismatched`, `wrong_server`, `duplicate`, `late`,
+    /// `before_start`). Filled by the correlator; absent in the tracker's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<DnsCheck>,
+    /// Answer records of a matched response ignored because they are not on the question's
+    /// CNAME chain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub out_of_bailiwick: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Capture health counters.

@@ -1,16 +1,19 @@
 //! Names for addresses: which name a client asked DNS for, for the address it then connects to.
 //!
-//! [`NameCache`] is fed with the DNS responses the capture sees and answers, for an address,
+//! [`NameCache`] is fed with the DNS responses that matched a query the capture saw (see
+//! `dnsmatch.rs`: nothing else may name an address) and answers, for an address,
 //! the name the client asked for (the question, not the CDN name at the end of the CNAME chain),
 //! with the chain kept as evidence. It is pure: time is the kernel timestamp of the events.
 //!
 //! # Attribution
 //!
-//! A response's CNAME records are followed from each question name, through chains of any depth
-//! and in any order, stopping at a loop or after [`MAX_CHAIN`] names. An address record whose
-//! owner is on the chain of a question is attributed to the question name; one that no question
-//! reaches is recorded under its own owner name. Without a question, the heads of the chains
-//! (names no CNAME points to) stand for it.
+//! A response's CNAME records are followed from its question name, through chains of any depth
+//! and in any order, stopping at a loop or after [`MAX_CHAIN`] names. An address record of the
+//! type asked whose owner is on that chain is attributed to the question name. Every other record
+//! (another owner, another type, beyond a cut chain; or any record of a response without a
+//! question) is ignored and returned in the [`Observation`]: a server answers for the question
+//! it was asked, and a record for another name is how a forged answer would slip
+//! `api.github.com A <attacker>` into a lookup of `x.attacker.example`.
 //!
 //! When several names share an address (CDNs), [`NameCache::lookup`] prefers the name most
 //! recently resolved by the same process, then by the same cgroup, then the most recent overall,
@@ -138,6 +141,15 @@ pub struct NameRecord {
     pub processes: Vec<Process>,
 }
 
+/// What one response contributed besides its names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Answer records ignored: not on the question's CNAME chain, or of another type than asked.
+    pub off_chain: usize,
+    /// The addresses those ignored records claimed, with their owner names.
+    pub claims: Vec<(String, IpAddr)>,
+}
+
 /// Sizes and drops of a [`NameCache`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamesStats {
@@ -261,8 +273,8 @@ impl NameCache {
         rcode: Option<&str>,
         questions: &[Question],
         answers: &[Answer],
-    ) {
-        self.observe(ts_ns, process, cgroup_id, rcode, questions, answers);
+    ) -> Observation {
+        self.observe(ts_ns, process, cgroup_id, rcode, questions, answers)
     }
 
     /// Records a DNS message if it is a response (queries carry no answers).
@@ -275,7 +287,7 @@ impl NameCache {
         message: &DnsMessage,
     ) {
         if message.response {
-            self.observe(
+            let _ = self.observe(
                 ts_ns,
                 process,
                 cgroup_id,
@@ -298,7 +310,7 @@ impl NameCache {
         questions: &[Question],
         answers: &[Answer],
     ) {
-        self.observe(ts_ns, process, cgroup_id, None, questions, answers);
+        let _ = self.observe(ts_ns, process, cgroup_id, None, questions, answers);
     }
 
     fn observe(
@@ -309,7 +321,7 @@ impl NameCache {
         rcode: Option<&str>,
         questions: &[Question],
         answers: &[Answer],
-    ) {
+    ) -> Observation {
         if ts_ns >= self.last_purge_ns.saturating_add(PURGE_INTERVAL_NS) {
             self.purge(ts_ns);
         }
@@ -322,7 +334,7 @@ impl NameCache {
         // CNAME owner -> target (the first one, should a broken server send two), and the
         // address records in answer order.
         let mut cnames: HashMap<String, String> = HashMap::new();
-        let mut records: Vec<(String, IpAddr, u32)> = Vec::new();
+        let mut records: Vec<(String, &str, IpAddr, u32)> = Vec::new();
         for answer in answers {
             let owner = normalize_name(&answer.name);
             match answer.rtype.as_str() {
@@ -333,47 +345,48 @@ impl NameCache {
                 }
                 "A" | "AAAA" => {
                     if let Ok(addr) = answer.data.parse::<IpAddr>() {
-                        records.push((owner, addr.to_canonical(), answer.ttl));
+                        records.push((owner, &answer.rtype, addr.to_canonical(), answer.ttl));
                     }
                 }
                 _ => {}
             }
         }
 
-        let mut roots: Vec<String> = Vec::new();
-        for question in questions {
-            let name = normalize_name(&question.name);
-            if !name.is_empty() && !roots.contains(&name) {
-                roots.push(name);
-            }
-        }
-        if roots.is_empty() {
-            // No question: the heads of the chains (names no CNAME points to).
-            let owners = answers.iter().map(|a| normalize_name(&a.name));
-            for owner in owners {
-                let is_target = cnames.values().any(|t| *t == owner);
-                if !is_target && !owner.is_empty() && !roots.contains(&owner) {
-                    roots.push(owner);
-                }
-            }
-        }
-
-        let mut reached = vec![false; records.len()];
-        for root in &roots {
-            let chain = follow(root, &cnames);
-            let mut addresses = Vec::new();
-            for (i, (owner, addr, ttl)) in records.iter().enumerate() {
-                if let Some(pos) = chain.iter().position(|n| n == owner) {
-                    reached[i] = true;
-                    self.bind(*addr, root, &chain[..=pos], *ttl, resolver);
+        // The question (a query has one; more are not answered by real servers).
+        let mut off_chain = Vec::new();
+        let Some(question) = questions.first() else {
+            return Observation {
+                off_chain: answers.len(),
+                claims: records.into_iter().map(|(o, _, a, _)| (o, a)).collect(),
+            };
+        };
+        let root = normalize_name(&question.name);
+        let chain = follow(&root, &cnames);
+        let mut addresses = Vec::new();
+        for (owner, rtype, addr, ttl) in &records {
+            let on_chain = chain.iter().position(|n| n == owner);
+            match on_chain {
+                Some(pos) if *rtype == question.rtype => {
+                    self.bind(*addr, &root, &chain[..=pos], *ttl, resolver);
                     if !addresses.contains(addr) {
                         addresses.push(*addr);
                     }
                 }
+                _ => off_chain.push((owner.clone(), *addr)),
             }
-            let answered = !addresses.is_empty() || chain.len() > 1;
+        }
+        // CNAME records off the chain (and other types) count as ignored records too.
+        let ignored = answers
+            .iter()
+            .filter(|a| {
+                !matches!(a.rtype.as_str(), "A" | "AAAA")
+                    && !chain.contains(&normalize_name(&a.name))
+            })
+            .count();
+        let answered = !addresses.is_empty() || chain.len() > 1;
+        if !root.is_empty() {
             self.note_name(
-                root,
+                &root,
                 rcode,
                 &addresses,
                 answered.then_some(&chain[..]),
@@ -381,10 +394,9 @@ impl NameCache {
                 process,
             );
         }
-        for (i, (owner, addr, ttl)) in records.iter().enumerate() {
-            if !reached[i] && !owner.is_empty() {
-                self.bind(*addr, owner, std::slice::from_ref(owner), *ttl, resolver);
-            }
+        Observation {
+            off_chain: ignored + off_chain.len(),
+            claims: off_chain,
         }
     }
 
@@ -652,6 +664,7 @@ mod tests {
         Question {
             name: name.to_owned(),
             rtype: "A".to_owned(),
+            class: None,
         }
     }
 
@@ -807,12 +820,10 @@ mod tests {
             .collect();
         answers.push(rr(&names[39], "A", 30, "198.18.4.1"));
         let mut cache = NameCache::default();
-        cache.observe_response(S, None, 1, &[q("n0.example")], &answers);
-        // The end of the chain is not reached: the address stays with its owner.
-        let got = cache
-            .lookup(ip("198.18.4.1"), S, None, None)
-            .expect("resolved");
-        assert_eq!(got.name, "n39.example");
+        let seen = cache.observe_answers(S, None, 1, None, &[q("n0.example")], &answers);
+        // The end of the chain is not reached: the address names nothing.
+        assert_eq!(cache.lookup(ip("198.18.4.1"), S, None, None), None);
+        assert_eq!(seen.claims, [(names[39].clone(), ip("198.18.4.1"))]);
         assert_eq!(
             cache.name("n0.example").map(|r| r.cname_chain.len()),
             Some(MAX_CHAIN)
@@ -820,44 +831,54 @@ mod tests {
     }
 
     #[test]
-    fn without_a_question_the_head_of_the_chain_is_the_name() {
+    fn without_a_question_nothing_is_named() {
         let mut cache = NameCache::default();
-        let mut answers = pipelines_answers();
-        answers.rotate_left(1);
-        cache.observe_response(S, None, 1, &[], &answers);
-        let got = cache
-            .lookup(ip("198.18.1.12"), S, None, None)
-            .expect("resolved");
-        assert_eq!(got.name, PIPELINES);
-        assert_eq!(got.cname_chain.len(), 3);
+        let seen = cache.observe_answers(S, None, 1, None, &[], &pipelines_answers());
+        assert_eq!(cache.lookup(ip("198.18.1.12"), S, None, None), None);
+        assert_eq!(cache.stats().names, 0);
+        assert_eq!(seen.off_chain, 3);
     }
 
     #[test]
-    fn unreached_addresses_stay_with_their_owner() {
+    fn records_off_the_question_chain_name_nothing() {
         let mut cache = NameCache::default();
-        cache.observe_response(
+        // A lookup of the attacker's own name whose answer section slips in a record for a
+        // documented name, a record of another type, and an address of the wrong family.
+        let seen = cache.observe_answers(
             S,
             None,
             1,
-            &[q("asked.example")],
+            Some("NOERROR"),
+            &[q("x.attacker.example")],
             &[
-                rr("asked.example", "A", 30, "198.18.5.1"),
-                rr("other.example", "A", 30, "198.18.5.2"),
+                rr("x.attacker.example", "A", 30, "198.18.5.1"),
+                rr("api.github.com", "A", 30, "198.18.5.2"),
+                rr("x.attacker.example", "AAAA", 30, "fd00::5"),
                 rr("other.example", "AAAA", 30, "not an address"),
                 rr("other.example", "TXT", 30, "\"hello\""),
+                rr("other.example", "CNAME", 30, "api.github.com"),
             ],
         );
         let asked = cache
             .lookup(ip("198.18.5.1"), S, None, None)
             .expect("resolved");
-        assert_eq!(asked.name, "asked.example");
-        assert_eq!(asked.cname_chain, chain(&["asked.example"]));
-        let other = cache
-            .lookup(ip("198.18.5.2"), S, None, None)
-            .expect("resolved");
-        assert_eq!(other.name, "other.example");
-        assert_eq!(other.cname_chain, chain(&["other.example"]));
-        assert_eq!(cache.stats().addresses, 2);
+        assert_eq!(asked.name, "x.attacker.example");
+        assert_eq!(asked.cname_chain, chain(&["x.attacker.example"]));
+        assert_eq!(cache.lookup(ip("198.18.5.2"), S, None, None), None);
+        assert_eq!(cache.lookup(ip("fd00::5"), S, None, None), None);
+        assert!(cache.name("api.github.com").is_none());
+        assert_eq!(cache.stats().addresses, 1);
+        assert_eq!(
+            seen.off_chain, 4,
+            "the unreadable address is no record at all"
+        );
+        assert_eq!(
+            seen.claims,
+            [
+                ("api.github.com".to_owned(), ip("198.18.5.2")),
+                ("x.attacker.example".to_owned(), ip("fd00::5"))
+            ]
+        );
     }
 
     #[test]
@@ -1131,6 +1152,7 @@ mod tests {
             &[Question {
                 name: "ghcr.io".to_owned(),
                 rtype: "AAAA".to_owned(),
+                class: None,
             }],
             &[
                 rr("ghcr.io", "AAAA", 60, "2001:db8::1"),

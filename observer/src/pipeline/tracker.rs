@@ -292,6 +292,8 @@ impl Tracker {
             questions: Vec::new(),
             answers: Vec::new(),
             decode_error: None,
+            check: None,
+            out_of_bailiwick: 0,
         };
         match decode_message(&packet.payload) {
             Ok(msg) => {

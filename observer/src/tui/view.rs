@@ -597,7 +597,7 @@ mod tests {
     use super::*;
     use crate::{
         catalog::Catalog,
-        pipeline::correlate::tests::{closed, opened, response},
+        pipeline::correlate::tests::{closed, observe_answered, opened, response},
         pipeline::events::Observed,
     };
 
@@ -631,7 +631,7 @@ mod tests {
             events.push((T0 + s * SECOND, progress(1, api, 100 * s, 125_000 * s)));
         }
         for (ts, mut o) in events {
-            c.observe(ts, &mut o);
+            observe_answered(&mut c, ts, &mut o);
         }
         let v = build(&c, T0 + 10 * SECOND, 12);
         let essential = &v.groups[0];
@@ -669,7 +669,7 @@ mod tests {
             (T0 + SECOND, opened(2, "198.18.9.9:443")),
             (T0 + 2 * SECOND, closed(2, "198.18.9.9:443", true, 10, 2000)),
         ] {
-            c.observe(ts, &mut o);
+            observe_answered(&mut c, ts, &mut o);
         }
         let v = build(&c, T0 + 2 * SECOND, 5);
         let ghcr = v.hosts.iter().find(|h| h.label == "ghcr.io").unwrap();
