@@ -141,8 +141,15 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             "capture-stats",
             String::new(),
             format!(
-                "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied",
-                s.events, s.lost_events, s.undecodable_events, s.malformed_dns, s.dns_skipped
+                "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied, \
+                 {} DNS messages over TCP, {} TCP DNS segments undecodable",
+                s.events,
+                s.lost_events,
+                s.undecodable_events,
+                s.malformed_dns,
+                s.dns_skipped,
+                s.dns_tcp_messages,
+                s.dns_tcp_undecodable
             ),
         ),
     };
@@ -200,6 +207,9 @@ fn dns_text(d: &DnsObserved) -> String {
     }
     if d.tc {
         s.push_str("  [TC]");
+    }
+    if d.tcp {
+        s.push_str("  [TCP]");
     }
     match d.check {
         Some(DnsCheck::Matched) | None => {}

@@ -725,6 +725,7 @@ pub(crate) mod tests {
             client: "198.18.0.1:5000".parse().unwrap(),
             payload_len: 100,
             capture_cut: false,
+            tcp: false,
             id: Some(1),
             rcode: Some("NOERROR".into()),
             tc: false,

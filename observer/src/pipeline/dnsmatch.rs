@@ -675,6 +675,7 @@ mod tests {
             client: client.parse().unwrap(),
             payload_len: 40,
             capture_cut: false,
+            tcp: false,
             id: Some(id),
             rcode: None,
             tc: false,

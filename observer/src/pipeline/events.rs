@@ -207,8 +207,12 @@ pub struct DnsObserved {
     /// The local socket's address.
     pub client: SocketAddr,
     pub payload_len: u32,
-    /// The kernel copied only the first 512 bytes of the payload.
+    /// The kernel copied only the first 512 bytes of the payload (over TCP: of a segment of
+    /// the message).
     pub capture_cut: bool,
+    /// The message came over TCP (absent for UDP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,6 +251,14 @@ pub struct CaptureStats {
     pub malformed_dns: u64,
     /// DNS packets the kernel saw but could not copy.
     pub dns_skipped: u64,
+    /// DNS messages read from TCP streams.
+    #[serde(default)]
+    pub dns_tcp_messages: u64,
+    /// TCP segments to or from port 53 that could not be placed in their stream (a segment
+    /// missed before them, or a stream joined in the middle), or streams dropped to stay within
+    /// the reassembly's bounds.
+    #[serde(default)]
+    pub dns_tcp_undecodable: u64,
 }
 
 /// Name of an errno value, for reports (`ECONNREFUSED`); unknown values as `errno 123`.

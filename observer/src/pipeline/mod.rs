@@ -1,7 +1,8 @@
 //! The pure core that turns kernel events into what the observer reports, step by step:
 //!
 //! 1. [`tracker`]: flow ids, outcomes, socket errors joined to their flows, DNS packets decoded
-//!    ([`dns`]), all as [`events::Observed`] records (the event log's lines);
+//!    ([`dns`], TCP streams reassembled by [`dnstcp`]), all as [`events::Observed`] records
+//!    (the event log's lines);
 //! 2. [`dnsmatch`]: each DNS response checked against the queries seen (only the first answer to
 //!    a query the capture saw, from the server asked, may name anything);
 //! 3. [`names`]: which name a client asked DNS for, for each address it then connects to;
@@ -16,6 +17,7 @@
 pub mod correlate;
 pub mod dns;
 pub mod dnsmatch;
+pub mod dnstcp;
 pub mod events;
 pub mod names;
 pub mod throughput;
