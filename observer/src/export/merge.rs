@@ -13,19 +13,18 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    fs,
     net::IpAddr,
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 use crate::{
     pipeline::throughput::{RateStats, ThroughputStats},
     report::{
+        read::{self, ReadError},
         GroupReport, GroupVerdict, HostReport, Reason, Report, Status, UndeclaredReport, Verdict,
         SCHEMA_VERSION,
     },
@@ -125,40 +124,42 @@ pub fn run(paths: &[PathBuf], labels: &[String], out: &Path, format: Format) -> 
     super::write_document(&doc, out, format)
 }
 
-/// Reads a JSON report, refusing another schema version and already merged reports.
+/// Reads a JSON report with the report reader ([`crate::report::read`]), refusing another
+/// schema version and already merged reports.
 pub fn read_report(path: &Path) -> anyhow::Result<Report> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read the report {}", path.display()))?;
-    let value: Value = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a JSON report (write one with --format json)",
-            path.display()
-        )
-    })?;
-    match value.get("schema_version").and_then(Value::as_u64) {
-        None => bail!(
-            "{} is not an observer report: it has no schema_version",
-            path.display()
-        ),
-        Some(v) if v != u64::from(SCHEMA_VERSION) => bail!(
-            "{} has schema_version {v}, but this observer reads schema_version {SCHEMA_VERSION}: \
-             reports of different schema versions cannot be merged",
-            path.display()
-        ),
-        Some(_) => {}
-    }
+    let file = path.display().to_string();
+    let in_merge_words = |e| merge_error(&file, e);
+    let value = read::read_text(path)
+        .and_then(|(source, text)| read::checked_value(&source, &text))
+        .map_err(in_merge_words)?;
     if value.get("merged").is_some() {
-        bail!(
-            "{} is already a merge of reports: merge the runners' own reports instead",
-            path.display()
-        );
+        bail!("{file} is already a merge of reports: merge the runners' own reports instead");
     }
-    serde_json::from_value(value).with_context(|| {
-        format!(
-            "{} does not follow the report schema (docs/report.md)",
-            path.display()
-        )
-    })
+    read::from_value(&file, value).map_err(in_merge_words)
+}
+
+/// A reading error in the words of a merge.
+fn merge_error(file: &str, e: ReadError) -> anyhow::Error {
+    let not_json = || format!("{file} is not a JSON report (write one with --format json)");
+    match e {
+        ReadError::Stdin(error) | ReadError::Open { error, .. } | ReadError::Read { error, .. } => {
+            anyhow::Error::new(error).context(format!("cannot read the report {file}"))
+        }
+        ReadError::NotJson { error, .. } => anyhow::Error::new(error).context(not_json()),
+        ReadError::EventLog { .. } => anyhow::anyhow!(not_json()),
+        ReadError::OtherSchemaVersion { found, .. } if found.as_u64().is_some() => anyhow::anyhow!(
+            "{file} has schema_version {found}, but this observer reads schema_version \
+             {SCHEMA_VERSION}: reports of different schema versions cannot be merged"
+        ),
+        ReadError::NotObject { .. }
+        | ReadError::NoSchemaVersion { .. }
+        | ReadError::OtherSchemaVersion { .. } => {
+            anyhow::anyhow!("{file} is not an observer report: it has no schema_version")
+        }
+        ReadError::Invalid { error, .. } => anyhow::Error::new(error).context(format!(
+            "{file} does not follow the report schema (docs/report.md)"
+        )),
+    }
 }
 
 /// One label per report: `--label`s in order, or the file stems (the path where stems

@@ -4,13 +4,10 @@
 
 use crate::{
     catalog::{Catalog, HostPattern},
-    report::Status,
+    report::{Reason, Report, Status},
 };
 
-use super::{
-    input::{ReasonView, ReportView},
-    render::Doc,
-};
+use super::render::Doc;
 
 /// The full domains and wildcards of a `/meta` response, in its order. Errors name the file and
 /// what is missing, as `--meta` does.
@@ -32,7 +29,7 @@ struct Used {
     brief: String,
 }
 
-pub fn render(report: &ReportView, meta: &[HostPattern], source: &str, meta_name: &str) -> String {
+pub fn render(report: &Report, meta: &[HostPattern], source: &str, meta_name: &str) -> String {
     let mut used: Vec<Used> = Vec::new();
     for h in &report.hosts {
         if h.flows == 0 && h.first_seen.is_none() {
@@ -132,7 +129,7 @@ pub fn render(report: &ReportView, meta: &[HostPattern], source: &str, meta_name
 }
 
 /// `ok, 2 flows`, `blocked (dns_nxdomain), no flow`.
-fn brief(status: Status, flows: u64, reasons: &[ReasonView]) -> String {
+fn brief(status: Status, flows: u64, reasons: &[Reason]) -> String {
     let word = match status {
         Status::Ok => "ok",
         Status::Degraded => "degraded",

@@ -100,7 +100,7 @@ impl Format {
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let catalog = options.catalog.load()?;
     let (report, source) = match &options.input {
-        Input::Report(path) => (input::read_report_file(path)?, file_name(path)),
+        Input::Report(path) => (crate::report::read(path)?, file_name(path)),
         Input::Events(path) => (
             input::report_of_events(path, &options.catalog)?,
             file_name(path),

@@ -27,13 +27,10 @@ use std::{
 
 use crate::{
     catalog::{Catalog, HostPattern, DEFAULT_PORT},
-    report::Status,
+    report::{self, HostReport, Process, Report, Status, UndeclaredReport},
 };
 
-use super::{
-    domain::{self, Rotating},
-    input::{HostView, ProcessView, ReasonView, ReportView, UndeclaredView},
-};
+use super::domain::{self, Rotating};
 
 /// Options that change what is allowed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -262,7 +259,7 @@ fn usable(address: &IpAddr) -> bool {
     !(address.is_unspecified() || address.is_loopback() || address.is_multicast())
 }
 
-fn reason_codes(reasons: &[ReasonView]) -> Vec<String> {
+fn reason_codes(reasons: &[report::Reason]) -> Vec<String> {
     let mut codes: Vec<String> = Vec::new();
     for r in reasons {
         // Warnings about hosts that work (slow transfers, cut long polls) are not failures.
@@ -277,7 +274,7 @@ fn reason_codes(reasons: &[ReasonView]) -> Vec<String> {
     codes
 }
 
-fn processes(list: &[ProcessView]) -> Vec<String> {
+fn processes(list: &[Process]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in list {
         let text = format!("{}[{}]", super::clean(&p.comm), p.pid);
@@ -293,7 +290,7 @@ fn chain(names: &[String]) -> Vec<String> {
     names.iter().filter_map(|n| host_name(n).ok()).collect()
 }
 
-fn seen_host(h: &HostView, name: String, ports: BTreeSet<u16>) -> Seen {
+fn seen_host(h: &HostReport, name: String, ports: BTreeSet<u16>) -> Seen {
     let reasons = reason_codes(&h.reasons);
     let sinkholed = reasons.iter().any(|r| r == "dns_sinkhole");
     Seen {
@@ -316,7 +313,7 @@ fn seen_host(h: &HostView, name: String, ports: BTreeSet<u16>) -> Seen {
     }
 }
 
-fn seen_undeclared(u: &UndeclaredView, name: String) -> Seen {
+fn seen_undeclared(u: &UndeclaredReport, name: String) -> Seen {
     let reasons = reason_codes(&u.reasons);
     let sinkholed = reasons.iter().any(|r| r == "dns_sinkhole");
     Seen {
@@ -406,7 +403,7 @@ impl Rules {
 }
 
 /// Ports of each name's flows.
-fn ports_by_name(report: &ReportView) -> BTreeMap<&str, BTreeSet<u16>> {
+fn ports_by_name(report: &Report) -> BTreeMap<&str, BTreeSet<u16>> {
     let mut out: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
     for flow in &report.flows {
         if let (Some(name), Some(port)) = (flow.name.as_deref(), flow.port().filter(|p| *p != 0)) {
@@ -417,7 +414,7 @@ fn ports_by_name(report: &ReportView) -> BTreeMap<&str, BTreeSet<u16>> {
 }
 
 /// Chooses the rules (see the module documentation).
-pub fn build(report: &ReportView, catalog: &Catalog, options: Options) -> Plan {
+pub fn build(report: &Report, catalog: &Catalog, options: Options) -> Plan {
     let ports = ports_by_name(report);
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut github = Rules::default();
@@ -580,8 +577,8 @@ fn choose(catalog: &Catalog, name: &str, report_pattern: &str) -> (Target, Basis
 
 /// Undeclared names (generalised only when two or more share a rotating shape under a domain
 /// that is not a public suffix) and unresolved addresses.
-fn undeclared(report: &ReportView, skipped: &mut Vec<Skipped>) -> (Vec<Section>, Vec<Unresolved>) {
-    let mut named: Vec<(String, &UndeclaredView)> = Vec::new();
+fn undeclared(report: &Report, skipped: &mut Vec<Skipped>) -> (Vec<Section>, Vec<Unresolved>) {
+    let mut named: Vec<(String, &UndeclaredReport)> = Vec::new();
     let mut unresolved: Vec<Unresolved> = Vec::new();
     for u in &report.undeclared {
         match &u.name {
@@ -635,7 +632,6 @@ fn undeclared(report: &ReportView, skipped: &mut Vec<Skipped>) -> (Vec<Section>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::suggest::input::parse_report;
 
     fn host(name: &str, pattern: &str, groups: &[&str], status: &str) -> String {
         format!(
@@ -660,7 +656,7 @@ mod tests {
             hosts.join(","),
             undeclared.join(",")
         );
-        let report = parse_report("test.json", &text).unwrap();
+        let report = crate::report::parse("test.json", &text).unwrap();
         build(&report, &Catalog::builtin(), options)
     }
 

@@ -3,28 +3,22 @@
 //! the terminal or a file: "now" comes with every view, so tests replay a recorded event log
 //! and get the same frames every time.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    path::PathBuf,
-};
+use std::path::PathBuf;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::report::Status;
 
-use super::view::{
-    status_word, FlowRow, FlowState, GroupRow, HostRow, Rates, Snapshot, VerdictState, NOW_WINDOW,
-    RECENT_WINDOW, SECOND,
+use super::{
+    log::{LogEntry, VerdictLog},
+    rates::RateTracker,
+    view::{status_word, FlowRow, FlowState, GroupRow, HostRow, Rates, Snapshot, SECOND},
 };
 
 /// Closed flows stay in the flow table this long, unless `t` keeps them all.
 pub const CLOSED_LINGER: u64 = 10 * SECOND;
-/// Entries kept in the event log.
-pub const MAX_LOG: usize = 1_000;
 /// Rows a page key moves.
 const PAGE: usize = 10;
-/// The window of the observations-per-second figure.
-const EVENTS_WINDOW: u64 = 5 * SECOND;
 
 /// The panels, in Tab order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,35 +124,6 @@ pub struct SourceStatus {
     pub progress: Option<f64>,
 }
 
-/// How bad an event-log entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Bad,
-    Warn,
-    Good,
-    Info,
-}
-
-impl Level {
-    pub fn word(self) -> &'static str {
-        match self {
-            Self::Bad => "BAD",
-            Self::Warn => "WARN",
-            Self::Good => "GOOD",
-            Self::Info => "INFO",
-        }
-    }
-}
-
-/// One verdict change.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LogEntry {
-    pub seq: u64,
-    pub ts_ns: u64,
-    pub level: Level,
-    pub text: String,
-}
-
 /// Everything the App is told.
 #[derive(Clone, Debug)]
 pub enum Msg {
@@ -184,14 +149,6 @@ pub enum Effect {
     },
 }
 
-/// Byte counters of a flow at one instant.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Mark {
-    ts_ns: u64,
-    sent: u64,
-    received: u64,
-}
-
 pub struct App {
     pub view: Snapshot,
     pub mode: Mode,
@@ -211,9 +168,8 @@ pub struct App {
     pub zoom: bool,
     /// New views are not applied (the capture goes on).
     pub paused: bool,
-    /// Newest last.
-    pub log: VecDeque<LogEntry>,
-    log_seq: u64,
+    /// Verdict changes, newest last.
+    pub log: VerdictLog,
     /// A line for the operator: the file an export wrote, a toggle's new state.
     pub message: Option<String>,
     /// Colours on (off with NO_COLOR): status words are always written.
@@ -222,9 +178,8 @@ pub struct App {
     pub export_dir: PathBuf,
     /// Whether a view was applied yet (the first one is diffed against nothing seen).
     applied: bool,
-    flow_marks: HashMap<u64, VecDeque<Mark>>,
-    flow_rates: HashMap<u64, Rates>,
-    observation_marks: VecDeque<(u64, u64)>,
+    rates: RateTracker,
+    /// Observations per second over the last few views, once they span a second.
     pub events_per_s: Option<f64>,
     pub quit: bool,
 }
@@ -249,15 +204,12 @@ impl App {
             help: false,
             zoom: false,
             paused: false,
-            log: VecDeque::new(),
-            log_seq: 0,
+            log: VerdictLog::default(),
             message: None,
             colour,
             export_dir,
             applied: false,
-            flow_marks: HashMap::new(),
-            flow_rates: HashMap::new(),
-            observation_marks: VecDeque::new(),
+            rates: RateTracker::default(),
             events_per_s: None,
             quit: false,
         }
@@ -295,81 +247,18 @@ impl App {
     fn apply(&mut self, next: Snapshot) {
         let previous = std::mem::replace(&mut self.view, next);
         let before = if self.applied { Some(&previous) } else { None };
-        let changes = diff(before, &self.view);
+        let changes = super::log::diff(before, &self.view);
         for (level, text) in changes {
-            self.push_log(self.view.now_ns, level, text);
+            self.log.push(self.view.now_ns, level, text);
         }
         self.applied = true;
-        self.track_rates();
+        self.events_per_s = self.rates.track(&self.view);
         self.reselect();
-    }
-
-    fn push_log(&mut self, ts_ns: u64, level: Level, text: String) {
-        self.log_seq += 1;
-        self.log.push_back(LogEntry {
-            seq: self.log_seq,
-            ts_ns,
-            level,
-            text,
-        });
-        while self.log.len() > MAX_LOG {
-            self.log.pop_front();
-        }
-    }
-
-    /// Per-flow rates from the byte counters seen at each view, and observations per second.
-    fn track_rates(&mut self) {
-        let now = self.view.now_ns;
-        let live: HashSet<u64> = self.view.flows.iter().map(|f| f.flow_id).collect();
-        self.flow_marks.retain(|id, _| live.contains(id));
-        self.flow_rates.clear();
-        for f in &self.view.flows {
-            let marks = self.flow_marks.entry(f.flow_id).or_default();
-            let mark = Mark {
-                ts_ns: now,
-                sent: f.bytes_sent,
-                received: f.bytes_received,
-            };
-            match marks.back_mut() {
-                Some(last) if last.ts_ns >= now => *last = mark,
-                _ => marks.push_back(mark),
-            }
-            // Keep one mark at or before the recent window's start, none older.
-            while marks.len() > 2 && marks[1].ts_ns <= now.saturating_sub(RECENT_WINDOW) {
-                marks.pop_front();
-            }
-            let (now_up, now_down) = flow_rate(marks, f.opened_ns, now, NOW_WINDOW);
-            let (recent_up, recent_down) = flow_rate(marks, f.opened_ns, now, RECENT_WINDOW);
-            self.flow_rates.insert(
-                f.flow_id,
-                Rates {
-                    now_up,
-                    now_down,
-                    recent_up,
-                    recent_down,
-                },
-            );
-        }
-
-        let count = self.view.observations;
-        match self.observation_marks.back_mut() {
-            Some(last) if last.0 >= now => *last = (now, count),
-            _ => self.observation_marks.push_back((now, count)),
-        }
-        while self.observation_marks.len() > 2
-            && self.observation_marks[1].0 <= now.saturating_sub(EVENTS_WINDOW)
-        {
-            self.observation_marks.pop_front();
-        }
-        self.events_per_s = self.observation_marks.front().and_then(|&(t, n)| {
-            let dt = now.saturating_sub(t);
-            (dt >= SECOND).then(|| count.saturating_sub(n) as f64 * 1e9 / dt as f64)
-        });
     }
 
     /// Current and recent rates of a flow (zero when unknown).
     pub fn flow_rates(&self, flow_id: u64) -> Rates {
-        self.flow_rates.get(&flow_id).copied().unwrap_or_default()
+        self.rates.flow(flow_id)
     }
 
     fn key(&mut self, key: KeyEvent) -> Option<Effect> {
@@ -674,40 +563,6 @@ impl App {
     }
 }
 
-/// Rates of one flow over `window` ending at `now`, from its counters at earlier views: the
-/// bytes moved since the last mark at or before the window's start, divided by the window (as
-/// [`crate::pipeline::throughput::Series::rate`] does). A flow opened inside the window started at zero.
-fn flow_rate(marks: &VecDeque<Mark>, opened_ns: u64, now: u64, window: u64) -> (f64, f64) {
-    let Some(last) = marks.back() else {
-        return (0.0, 0.0);
-    };
-    let start = now.saturating_sub(window);
-    let base = marks.iter().rev().find(|m| m.ts_ns <= start).copied();
-    let (base, span) = match base {
-        Some(b) => (b, window),
-        None if opened_ns >= start => (
-            Mark {
-                ts_ns: opened_ns,
-                sent: 0,
-                received: 0,
-            },
-            window,
-        ),
-        // Watched for less than the window: measure over what was seen.
-        None => match marks.front() {
-            Some(first) if now.saturating_sub(first.ts_ns) >= SECOND / 2 => {
-                (*first, now - first.ts_ns)
-            }
-            _ => return (0.0, 0.0),
-        },
-    };
-    let secs = span as f64 / 1e9;
-    (
-        last.sent.saturating_sub(base.sent) as f64 * 8.0 / secs,
-        last.received.saturating_sub(base.received) as f64 * 8.0 / secs,
-    )
-}
-
 fn severity(s: Status) -> u8 {
     match s {
         Status::Blocked => 0,
@@ -726,111 +581,6 @@ fn state_rank(s: FlowState) -> u8 {
     }
 }
 
-fn verdict_level(s: VerdictState) -> Level {
-    match s {
-        VerdictState::CanWork => Level::Good,
-        VerdictState::Blocked => Level::Bad,
-        VerdictState::Degraded => Level::Warn,
-        VerdictState::Unknown => Level::Info,
-    }
-}
-
-/// What changed between two views, as event-log lines: the verdict, each host's status, new
-/// failure and warning reasons, new undeclared destinations. `None` is the view before
-/// anything was seen.
-pub fn diff(before: Option<&Snapshot>, after: &Snapshot) -> Vec<(Level, String)> {
-    let mut out = Vec::new();
-    let old_verdict = before.map_or(VerdictState::Unknown, |b| b.verdict.state);
-    if after.verdict.state != old_verdict {
-        let mut text = format!("verdict: {}", after.verdict.state.word().to_lowercase());
-        if !after.verdict.because.is_empty() {
-            text.push_str(&format!(": {}", after.verdict.because.join("; ")));
-        }
-        out.push((verdict_level(after.verdict.state), text));
-    }
-    let index = |rows: &[HostRow]| -> HashMap<String, (Status, Vec<String>)> {
-        rows.iter()
-            .map(|h| {
-                (
-                    h.label.clone(),
-                    (h.status, h.reasons.iter().map(|r| r.code.clone()).collect()),
-                )
-            })
-            .collect()
-    };
-    let old_hosts = before.map(|b| index(&b.hosts)).unwrap_or_default();
-    let old_undeclared = before.map(|b| index(&b.undeclared)).unwrap_or_default();
-    for (rows, old, undeclared) in [
-        (&after.hosts, &old_hosts, false),
-        (&after.undeclared, &old_undeclared, true),
-    ] {
-        for h in rows {
-            let (old_status, old_codes) = old
-                .get(&h.label)
-                .cloned()
-                .unwrap_or((Status::Unseen, Vec::new()));
-            let new: Vec<&super::view::ReasonRow> = h
-                .reasons
-                .iter()
-                .filter(|r| !old_codes.contains(&r.code))
-                .collect();
-            let who = |r: &super::view::ReasonRow| {
-                let mut s = r.code.clone();
-                if let Some(p) = &r.process {
-                    s.push_str(&format!(" by {p}"));
-                }
-                if let Some(d) = &r.detail {
-                    s.push_str(&format!(": {d}"));
-                }
-                s
-            };
-            if undeclared && !old.contains_key(&h.label) && h.flows > 0 {
-                let by = h.processes.join(", ");
-                out.push((
-                    Level::Warn,
-                    format!(
-                        "undeclared destination {}{}",
-                        h.label,
-                        if by.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({by})")
-                        }
-                    ),
-                ));
-            }
-            if h.status != old_status && !(undeclared && h.status == Status::Ok) {
-                let level = match h.status {
-                    Status::Blocked => Level::Bad,
-                    Status::Degraded => Level::Warn,
-                    Status::Ok => Level::Good,
-                    Status::Unseen => Level::Info,
-                };
-                let word = match (old_status, h.status) {
-                    (Status::Unseen, Status::Ok) => "reached".to_owned(),
-                    (_, s) => format!("{} → {}", status_word(old_status), status_word(s)),
-                };
-                let mut text = format!("{}: {word}", h.label);
-                if !new.is_empty() {
-                    let why: Vec<String> = new.iter().map(|r| who(r)).collect();
-                    text.push_str(&format!(" ({})", why.join("; ")));
-                }
-                out.push((level, text));
-            } else {
-                for r in new {
-                    let level = if h.status == Status::Blocked {
-                        Level::Bad
-                    } else {
-                        Level::Warn
-                    };
-                    out.push((level, format!("{}: {}", h.label, who(r))));
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -841,6 +591,7 @@ mod tests {
             Correlator,
         },
         pipeline::events::Observed,
+        tui::log::Level,
         tui::view::build,
     };
 

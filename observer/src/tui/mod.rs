@@ -3,10 +3,13 @@
 //!
 //! The shape (docs/tui.md): a source thread ([`source`]: the live capture, or a recorded event
 //! log replayed) feeds the correlator; once per tick (4 Hz) the UI loop builds a [`view`] of it
-//! and hands it to the [`app`], whose state changes only through `App::update(msg)`; [`ui`]
-//! draws the app. Keys come from their own thread ([`terminal`]).
+//! and hands it to the [`app`], whose state changes only through `App::update(msg)` (with the
+//! event log of verdict changes in [`log`] and per-flow rates in [`rates`]); [`ui`] draws the
+//! app, one module per panel. Keys come from their own thread ([`terminal`]).
 
 mod app;
+mod log;
+mod rates;
 mod source;
 mod terminal;
 #[cfg(test)]

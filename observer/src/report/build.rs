@@ -1,265 +1,24 @@
-//! The audit report (`schema_version` 1, documented in docs/report.md): per group, per
-//! documented host, per undeclared destination and per flow, built from the correlator's state.
+//! Building the report from the correlator's state: one tally of evidence per destination,
+//! then hosts, undeclared destinations, groups, the verdict and the capture section.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
 };
 
-use serde::{Deserialize, Serialize};
-use time::{format_description::well_known::Rfc3339, OffsetDateTime};
-
 use crate::{
     capture::record::Process,
-    capture::ProbeStatus,
     pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
-    pipeline::events::{ClosedBy, DestinationClass, Outcome},
-    pipeline::names::{NameRecord, NamesStats},
-    pipeline::throughput::{runner_function, ThroughputStats, SLOW_MIN_BYTES},
+    pipeline::events::DestinationClass,
+    pipeline::names::NameRecord,
+    pipeline::throughput::{runner_function, ThroughputStats},
 };
 
-pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub schema_version: u32,
-    pub generator: String,
-    pub verdict: Verdict,
-    pub capture: CaptureSection,
-    pub groups: Vec<GroupReport>,
-    pub hosts: Vec<HostReport>,
-    pub undeclared: Vec<UndeclaredReport>,
-    pub flows: Vec<FlowReport>,
-}
-
-/// The answer first: can this runner work, and which optional features will fail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// True when the required groups were reached and none failed, false when one is blocked or
-    /// degraded, null when none of their hosts was contacted in the window.
-    pub runner_can_work: Option<bool>,
-    /// One sentence for humans.
-    pub summary: String,
-    /// Status of each required group (`essential` in the built-in catalog).
-    pub required: Vec<GroupVerdict>,
-    /// Optional groups that are blocked or degraded: features that will fail or be unreliable.
-    pub failing_features: Vec<GroupVerdict>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupVerdict {
-    pub group: String,
-    pub title: String,
-    pub status: Status,
-    /// Failing members, with their reason codes: `api.github.com (tcp_reset)`.
-    pub because: Vec<String>,
-}
-
-/// How complete the capture behind the report is.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CaptureSection {
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
-    pub duration_s: f64,
-    pub ports: Vec<u16>,
-    pub all_ports: bool,
-    pub probes: Vec<ProbeStatus>,
-    pub events: u64,
-    pub lost_events: u64,
-    pub undecodable_events: u64,
-    pub malformed_dns: u64,
-    pub dns_skipped: u64,
-    pub flows_dropped: u64,
-    pub unreadable_lines: u64,
-    /// Size of the address-to-name memory, and what its bounds made it forget.
-    pub name_cache: NamesStats,
-    /// Local resolvers seen forwarding their clients' queries (a stub such as systemd-resolved
-    /// on 127.0.0.53): their lookups are counted as their clients', not as their own.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub local_resolvers: Vec<Process>,
-    /// True when nothing was lost and every probe was attached.
-    pub complete: bool,
-    /// Why the report is not complete.
-    pub incomplete_because: Vec<String>,
-}
-
-/// `ok`: reached, every attempt succeeded; `degraded`: some attempts failed; `blocked`: every
-/// attempt failed; `unseen`: no connection was attempted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    Degraded,
-    Blocked,
-    Unseen,
-}
-
-/// One kind of failure, counted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reason {
-    /// Stable code: `dns_nxdomain`, `dns_servfail`, `dns_refused`, `dns_timeout`,
-    /// `dns_sinkhole`, `dns_no_address`,
-    /// `tcp_timeout`, `tcp_reset`, `tcp_unreachable`, `tcp_error`, `tls_reset`,
-    /// `connection_reset`; and, for hosts that work but not well, `slow_throughput` and
-    /// `long_poll_cut`.
-    pub code: String,
-    pub count: u64,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    /// The process of the latest failure, when known.
-    pub process: Option<Process>,
-    /// Evidence of the latest occurrence, for codes that measure something (the rate of a
-    /// slow transfer, the idle time at which a long poll was cut).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupReport {
-    pub id: String,
-    pub title: String,
-    pub required: bool,
-    /// The group summarises others (not a feature of its own).
-    #[serde(default)]
-    pub summary: bool,
-    pub status: Status,
-    /// Host entries of this group (documented names and observed wildcard members).
-    pub hosts: Vec<String>,
-    /// Members that are blocked or degraded, which explain the status.
-    pub failing_hosts: Vec<String>,
-    pub flows: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    /// Active-rate statistics of the group's flows together.
-    #[serde(default)]
-    pub throughput: ThroughputStats,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct HostReport {
-    pub name: String,
-    /// The catalog pattern the name was matched by (the name itself for exact names).
-    pub pattern: String,
-    pub groups: Vec<String>,
-    pub status: Status,
-    pub reasons: Vec<Reason>,
-    pub addresses: Vec<IpAddr>,
-    pub cname_chain: Vec<String>,
-    pub flows: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub processes: Vec<Process>,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    /// What the runner uses the host for, when its name tells (`job_messages`, ...).
-    pub function: Option<String>,
-    /// Active-rate statistics of the host's flows together (docs/throughput.md).
-    #[serde(default)]
-    pub throughput: ThroughputStats,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UndeclaredReport {
-    /// The name asked for; null for flows to an address no DNS answer named (`unresolved`).
-    pub name: Option<String>,
-    pub addresses: Vec<IpAddr>,
-    pub ports: Vec<u16>,
-    pub cname_chain: Vec<String>,
-    pub flows: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub processes: Vec<Process>,
-    pub status: Status,
-    pub reasons: Vec<Reason>,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    #[serde(default)]
-    pub throughput: ThroughputStats,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FlowReport {
-    pub flow_id: u64,
-    pub process: Process,
-    pub src: String,
-    pub dst: String,
-    pub name: Option<String>,
-    pub cname_chain: Vec<String>,
-    pub groups: Vec<String>,
-    pub class: DestinationClass,
-    /// Null while the flow was still open when the capture ended.
-    pub outcome: Option<Outcome>,
-    pub closed_by: Option<ClosedBy>,
-    pub error: Option<String>,
-    pub established: bool,
-    pub rst_received: bool,
-    pub syn_retransmits: u32,
-    pub retransmits: u32,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub opened_at: Option<String>,
-    pub closed_at: Option<String>,
-    /// Connected before the capture started: `opened_at` is when it was first seen moving
-    /// payload, and bytes count from there.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub adopted: bool,
-    /// What the runner uses the destination for, when its name tells.
-    pub function: Option<String>,
-    #[serde(default)]
-    pub throughput: ThroughputStats,
-    /// Time from the last payload to the close.
-    pub idle_ms: Option<f64>,
-    /// The rhythm of requests on a long-lived connection to a required group: the runner's long
-    /// poll sends one about every 50 s.
-    pub long_poll: Option<LongPoll>,
-}
-
-/// Requests on a long-lived connection.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LongPoll {
-    /// Readings in which the client sent something.
-    pub requests: usize,
-    /// Median time between them, in seconds.
-    pub cadence_s: f64,
-}
-
-/// RFC 3339 time of a Unix-epoch nanosecond timestamp.
-pub fn rfc3339(ns: u64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .ok()?
-        .format(&Rfc3339)
-        .ok()
-}
-
-/// Whether a flow is a failed attempt to reach its destination, and the reason code. A flow
-/// that was established and received data reached its destination, however it ended: servers
-/// often reset a connection they are done with.
-pub fn failure(flow: &FlowEntry) -> Option<&'static str> {
-    let outcome = flow.outcome?;
-    let established = flow.established_ns.is_some();
-    match outcome {
-        Outcome::Refused => Some("tcp_reset"),
-        Outcome::Unreachable => Some("tcp_unreachable"),
-        Outcome::Timeout if !established => Some("tcp_timeout"),
-        Outcome::Error if !established => Some("tcp_error"),
-        _ if !established || flow.bytes_received > 0 => None,
-        // Cut by the far side after the client spoke and before any answer: the signature of
-        // SNI-filtering firewalls.
-        Outcome::Reset | Outcome::Closed
-            if flow.bytes_sent > 0
-                && (outcome == Outcome::Reset || flow.closed_by == Some(ClosedBy::Peer)) =>
-        {
-            Some("tls_reset")
-        }
-        Outcome::Reset | Outcome::Timeout | Outcome::Error => Some("connection_reset"),
-        Outcome::Closed | Outcome::Aborted => None,
-    }
-}
-
-/// A successful flow: established, and not a failure.
-fn success(flow: &FlowEntry) -> bool {
-    flow.established_ns.is_some() && failure(flow).is_none()
-}
+use super::{
+    classify::{self, failure, success, warning},
+    rfc3339, CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Reason,
+    Report, Status, UndeclaredReport, Verdict, SCHEMA_VERSION,
+};
 
 /// The occurrences of one reason.
 #[derive(Clone, Debug)]
@@ -269,59 +28,6 @@ struct Occurrences {
     last_ns: u64,
     process: Option<Process>,
     detail: Option<String>,
-}
-
-/// A flow that worked, but not well: too slow for the runner, or a long poll cut short.
-pub fn warning(flow: &FlowEntry, c: &Correlator) -> Option<(&'static str, String)> {
-    let limits = c.limits();
-    if flow.established_ns.is_none() || failure(flow).is_some() {
-        return None;
-    }
-    // Closed or reset by the far side (or a middlebox) after an idle time well below the long
-    // poll's: the runner's long poll would have been cut.
-    if let Some(idle_ms) = flow.idle_ms {
-        let cut_by_far_side = flow.closed_by == Some(ClosedBy::Peer)
-            || matches!(
-                flow.outcome,
-                Some(Outcome::Reset | Outcome::Timeout | Outcome::Error)
-            );
-        let long_poll_ms = limits.long_poll_ns as f64 / 1e6;
-        if cut_by_far_side
-            && c.reaches_required_group(&flow.destination)
-            && idle_ms >= long_poll_ms * 0.02
-            && idle_ms < long_poll_ms * 0.9
-        {
-            return Some((
-                "long_poll_cut",
-                format!(
-                    "cut after {:.1} s idle by the far side (the runner's long poll waits {:.0} s)",
-                    idle_ms / 1e3,
-                    long_poll_ms / 1e3
-                ),
-            ));
-        }
-    }
-    for (word, samples) in [
-        ("received", &flow.throughput.received),
-        ("sent", &flow.throughput.sent),
-    ] {
-        let Some(stats) = samples.stats() else {
-            continue;
-        };
-        if stats.bytes >= SLOW_MIN_BYTES && stats.median_bps < limits.min_bps {
-            return Some((
-                "slow_throughput",
-                format!(
-                    "{word} {} at a median {} over {:.1} s (minimum {})",
-                    crate::format::bytes(stats.bytes),
-                    crate::format::rate(stats.median_bps),
-                    stats.active_s,
-                    crate::format::rate(limits.min_bps)
-                ),
-            ));
-        }
-    }
-    None
 }
 
 /// Accumulates the evidence about one destination.
@@ -440,21 +146,7 @@ impl Tally {
         }
         self.seen(record.first_seen_ns);
         self.seen(record.last_seen_ns);
-        let code = match record.rcode.as_deref() {
-            Some("NXDOMAIN") => Some("dns_nxdomain"),
-            Some("SERVFAIL") => Some("dns_servfail"),
-            Some("REFUSED") => Some("dns_refused"),
-            Some("NOERROR")
-                if !record.addresses.is_empty()
-                    && record.addresses.iter().all(|a| is_sinkhole(*a)) =>
-            {
-                Some("dns_sinkhole")
-            }
-            Some("NOERROR") if record.addresses.is_empty() && self.flows == 0 => {
-                Some("dns_no_address")
-            }
-            _ => None,
-        };
+        let code = classify::dns_failure(record, self.flows, is_sinkhole);
         if let Some(code) = code {
             self.failures += 1;
             self.reason(code, record.last_seen_ns, record.processes.first());
@@ -462,12 +154,7 @@ impl Tally {
     }
 
     fn status(&self) -> Status {
-        match (self.successes, self.failures) {
-            (0, 0) => Status::Unseen,
-            (0, _) => Status::Blocked,
-            (_, 0) if self.warnings == 0 => Status::Ok,
-            _ => Status::Degraded,
-        }
+        classify::status(self.successes, self.failures, self.warnings)
     }
 
     fn reasons(&self) -> Vec<Reason> {

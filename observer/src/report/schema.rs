@@ -1,0 +1,313 @@
+//! The report's schema (`schema_version` 1, documented in docs/report.md): the serde types every
+//! writer and reader of a report shares.
+//!
+//! Within a schema version fields are added, never re-purposed. So that a report written by an
+//! older build still reads, every field a reader can do without is `#[serde(default)]` at the top
+//! level and in the capture, verdict, host, undeclared, reason and flow entries: only
+//! `schema_version`, a host's `name` and `status`, an undeclared destination's `status`, a
+//! reason's `code` and a flow's `dst` are required (docs/report.md). Fields this build does not
+//! know (written by a newer one) are ignored.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use time::{format_description::well_known::Rfc3339, OffsetDateTime};
+
+/// The process of a flow or a lookup, as the report gives it (`comm`, `pid`, `cgroup_id`).
+pub use crate::capture::record::Process;
+
+use crate::{
+    capture::ProbeStatus,
+    pipeline::events::{ClosedBy, DestinationClass, Outcome},
+    pipeline::names::NamesStats,
+    pipeline::throughput::ThroughputStats,
+};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub generator: String,
+    #[serde(default)]
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub capture: CaptureSection,
+    #[serde(default)]
+    pub groups: Vec<GroupReport>,
+    #[serde(default)]
+    pub hosts: Vec<HostReport>,
+    #[serde(default)]
+    pub undeclared: Vec<UndeclaredReport>,
+    #[serde(default)]
+    pub flows: Vec<FlowReport>,
+}
+
+/// The answer first: can this runner work, and which optional features will fail.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// True when the required groups were reached and none failed, false when one is blocked or
+    /// degraded, null when none of their hosts was contacted in the window.
+    #[serde(default)]
+    pub runner_can_work: Option<bool>,
+    /// One sentence for humans.
+    #[serde(default)]
+    pub summary: String,
+    /// Status of each required group (`essential` in the built-in catalog).
+    #[serde(default)]
+    pub required: Vec<GroupVerdict>,
+    /// Optional groups that are blocked or degraded: features that will fail or be unreliable.
+    #[serde(default)]
+    pub failing_features: Vec<GroupVerdict>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupVerdict {
+    pub group: String,
+    pub title: String,
+    pub status: Status,
+    /// Failing members, with their reason codes: `api.github.com (tcp_reset)`.
+    pub because: Vec<String>,
+}
+
+/// How complete the capture behind the report is. A report that does not say is not taken as
+/// complete.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureSection {
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration_s: f64,
+    pub ports: Vec<u16>,
+    pub all_ports: bool,
+    pub probes: Vec<ProbeStatus>,
+    pub events: u64,
+    pub lost_events: u64,
+    pub undecodable_events: u64,
+    pub malformed_dns: u64,
+    pub dns_skipped: u64,
+    pub flows_dropped: u64,
+    pub unreadable_lines: u64,
+    /// Size of the address-to-name memory, and what its bounds made it forget.
+    pub name_cache: NamesStats,
+    /// Local resolvers seen forwarding their clients' queries (a stub such as systemd-resolved
+    /// on 127.0.0.53): their lookups are counted as their clients', not as their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_resolvers: Vec<Process>,
+    /// True when nothing was lost and every probe was attached.
+    pub complete: bool,
+    /// Why the report is not complete.
+    pub incomplete_because: Vec<String>,
+}
+
+/// `ok`: reached, every attempt succeeded; `degraded`: some attempts failed; `blocked`: every
+/// attempt failed; `unseen`: no connection was attempted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Degraded,
+    Blocked,
+    Unseen,
+}
+
+/// One kind of failure, counted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Stable code: `dns_nxdomain`, `dns_servfail`, `dns_refused`, `dns_timeout`,
+    /// `dns_sinkhole`, `dns_no_address`,
+    /// `tcp_timeout`, `tcp_reset`, `tcp_unreachable`, `tcp_error`, `tls_reset`,
+    /// `connection_reset`; and, for hosts that work but not well, `slow_throughput` and
+    /// `long_poll_cut`.
+    pub code: String,
+    #[serde(default)]
+    pub count: u64,
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// The process of the latest failure, when known.
+    #[serde(default)]
+    pub process: Option<Process>,
+    /// Evidence of the latest occurrence, for codes that measure something (the rate of a
+    /// slow transfer, the idle time at which a long poll was cut).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub id: String,
+    pub title: String,
+    pub required: bool,
+    /// The group summarises others (not a feature of its own).
+    #[serde(default)]
+    pub summary: bool,
+    pub status: Status,
+    /// Host entries of this group (documented names and observed wildcard members).
+    pub hosts: Vec<String>,
+    /// Members that are blocked or degraded, which explain the status.
+    pub failing_hosts: Vec<String>,
+    pub flows: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// Active-rate statistics of the group's flows together.
+    #[serde(default)]
+    pub throughput: ThroughputStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    pub name: String,
+    /// The catalog pattern the name was matched by (the name itself for exact names).
+    #[serde(default)]
+    pub pattern: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub status: Status,
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    #[serde(default)]
+    pub cname_chain: Vec<String>,
+    #[serde(default)]
+    pub flows: u64,
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
+    #[serde(default)]
+    pub processes: Vec<Process>,
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// What the runner uses the host for, when its name tells (`job_messages`, ...).
+    #[serde(default)]
+    pub function: Option<String>,
+    /// Active-rate statistics of the host's flows together (docs/throughput.md).
+    #[serde(default)]
+    pub throughput: ThroughputStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UndeclaredReport {
+    /// The name asked for; null for flows to an address no DNS answer named (`unresolved`).
+    pub name: Option<String>,
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub cname_chain: Vec<String>,
+    #[serde(default)]
+    pub flows: u64,
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
+    #[serde(default)]
+    pub processes: Vec<Process>,
+    pub status: Status,
+    #[serde(default)]
+    pub reasons: Vec<Reason>,
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    #[serde(default)]
+    pub throughput: ThroughputStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowReport {
+    #[serde(default)]
+    pub flow_id: u64,
+    #[serde(default = "unknown_process")]
+    pub process: Process,
+    #[serde(default)]
+    pub src: String,
+    pub dst: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub cname_chain: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub class: DestinationClass,
+    /// Null while the flow was still open when the capture ended.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    #[serde(default)]
+    pub closed_by: Option<ClosedBy>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub established: bool,
+    #[serde(default)]
+    pub rst_received: bool,
+    #[serde(default)]
+    pub syn_retransmits: u32,
+    #[serde(default)]
+    pub retransmits: u32,
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
+    #[serde(default)]
+    pub opened_at: Option<String>,
+    #[serde(default)]
+    pub closed_at: Option<String>,
+    /// Connected before the capture started: `opened_at` is when it was first seen moving
+    /// payload, and bytes count from there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+    /// What the runner uses the destination for, when its name tells.
+    #[serde(default)]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub throughput: ThroughputStats,
+    /// Time from the last payload to the close.
+    #[serde(default)]
+    pub idle_ms: Option<f64>,
+    /// The rhythm of requests on a long-lived connection to a required group: the runner's long
+    /// poll sends one about every 50 s.
+    #[serde(default)]
+    pub long_poll: Option<LongPoll>,
+}
+
+impl FlowReport {
+    /// The destination port, when `dst` reads as an address and port.
+    pub fn port(&self) -> Option<u16> {
+        self.dst.parse::<SocketAddr>().ok().map(|a| a.port())
+    }
+}
+
+/// The process of a flow whose report does not name it.
+fn unknown_process() -> Process {
+    Process {
+        pid: 0,
+        comm: String::new(),
+        cgroup_id: 0,
+    }
+}
+
+/// Requests on a long-lived connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongPoll {
+    /// Readings in which the client sent something.
+    pub requests: usize,
+    /// Median time between them, in seconds.
+    pub cadence_s: f64,
+}
+
+/// RFC 3339 time of a Unix-epoch nanosecond timestamp.
+pub fn rfc3339(ns: u64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
