@@ -32,6 +32,7 @@ const MAX_UNNAMED_ADOPTED: usize = 4096;
 struct PendingQuery {
     ts_ns: u64,
     name: String,
+    rtype: String,
     process: Option<Process>,
 }
 
@@ -42,6 +43,8 @@ pub struct DnsTimeouts {
     pub first_ns: u64,
     pub last_ns: u64,
     pub process: Option<Process>,
+    /// The unanswered queries per record type (`A`, `AAAA`, ...).
+    pub by_type: Vec<(String, u64)>,
 }
 
 /// Everything known about one flow.
@@ -115,8 +118,9 @@ pub struct Correlator {
     queries: QueryTable,
     /// Responses that named nothing, and what they claimed.
     rejections: Rejections,
-    /// Latest response time per name, to forgive a query answered on another socket (retries).
-    answered: HashMap<String, u64>,
+    /// Latest response time per (name, record type), to forgive a query answered on another
+    /// socket (retries).
+    answered: HashMap<(String, String), u64>,
     timeouts: std::collections::BTreeMap<String, DnsTimeouts>,
     /// Latest query per name sent to a resolver on a loopback address: when, by which pid, to
     /// which server.
@@ -252,14 +256,14 @@ impl Correlator {
     /// Addresses that DNS filters answer instead of the real one (`--sinkhole`), besides
     /// 0.0.0.0, :: and 127.0.0.0/8.
     pub fn with_sinkholes(mut self, sinkholes: Vec<std::net::IpAddr>) -> Self {
+        self.names.set_sinkholes(sinkholes.clone());
         self.sinkholes = sinkholes;
         self
     }
 
     /// Whether an answer is a DNS filter's sinkhole rather than a real address.
     pub fn is_sinkhole(&self, addr: std::net::IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        addr.is_unspecified() || addr.is_loopback() || self.sinkholes.contains(&addr)
+        crate::pipeline::names::is_sinkhole(addr, &self.sinkholes)
     }
 
     /// Local resolvers: processes that, within `DNS_TIMEOUT_NS` of another process asking a
@@ -342,7 +346,7 @@ impl Correlator {
             };
             let retried_ok = self
                 .answered
-                .get(&query.name)
+                .get(&(query.name.clone(), query.rtype.clone()))
                 .is_some_and(|&t| t >= query.ts_ns);
             if !retried_ok {
                 let t = self.timeouts.entry(query.name).or_insert(DnsTimeouts {
@@ -350,6 +354,10 @@ impl Correlator {
                     ..DnsTimeouts::default()
                 });
                 t.count += 1;
+                match t.by_type.iter_mut().find(|(ty, _)| *ty == query.rtype) {
+                    Some((_, n)) => *n += 1,
+                    None => t.by_type.push((query.rtype.clone(), 1)),
+                }
                 t.first_ns = t.first_ns.min(query.ts_ns);
                 t.last_ns = t.last_ns.max(query.ts_ns);
                 if query.process.is_some() {
@@ -423,6 +431,7 @@ impl Correlator {
                             PendingQuery {
                                 ts_ns,
                                 name: q.name.clone(),
+                                rtype: q.rtype.clone(),
                                 process: d.process.clone(),
                             },
                         );
@@ -534,7 +543,8 @@ impl Correlator {
             self.answered.retain(|_, t| *t >= horizon);
         }
         for q in &d.questions {
-            self.answered.insert(q.name.clone(), ts_ns);
+            self.answered
+                .insert((q.name.clone(), q.rtype.clone()), ts_ns);
         }
         // A local resolver's answer is its client's: the client receives it next.
         let process = d.process.as_ref().filter(|p| !self.is_local_resolver(p));

@@ -134,6 +134,7 @@ impl DnsCheck {
 
 /// Counters of the checks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DnsCheckStats {
     /// Responses that matched their query and named addresses.
     pub matched: u64,
@@ -175,6 +176,11 @@ impl DnsCheckStats {
             DnsCheck::OutOfBailiwick => &mut self.out_of_bailiwick,
         };
         *slot += n;
+    }
+
+    /// Nothing rejected, nothing dropped.
+    pub fn clean(&self) -> bool {
+        self.rejected() == 0 && self.queries_evicted == 0
     }
 
     /// Responses (and records) that named nothing.

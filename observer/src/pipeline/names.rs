@@ -35,7 +35,13 @@
 //!   with at most `max_addresses_per_name` addresses [32] and `max_processes_per_name`
 //!   processes [8]. Per-name records do not expire: a report at the end of a run lists them all.
 //!
-//! Every drop is counted in [`NamesStats`].
+//! - besides these counts, at most `max_address_bytes` [32 MiB] for the addresses' names and
+//!   `max_name_bytes` [32 MiB] for the per-name records, in approximate heap bytes (a name can
+//!   be 1,000 characters after escaping, so counting entries alone bounds nothing): past that
+//!   the least recently resolved address, or least recently seen name, goes first.
+//!
+//! Every drop is counted in [`NamesStats`]; a report whose cache dropped anything says it is
+//! incomplete.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -71,6 +77,10 @@ pub struct Limits {
     pub grace_ns: u64,
     /// Per-name records kept.
     pub max_names: usize,
+    /// Approximate bytes the addresses' names may take (names can be 1,000 characters).
+    pub max_address_bytes: usize,
+    /// Approximate bytes the per-name records may take.
+    pub max_name_bytes: usize,
     /// Addresses kept in one per-name record.
     pub max_addresses_per_name: usize,
     /// Processes kept in one per-name record.
@@ -84,6 +94,8 @@ impl Default for Limits {
             max_names_per_address: 16,
             grace_ns: 3_600 * NS_PER_SEC,
             max_names: 65_536,
+            max_address_bytes: 32 << 20,
+            max_name_bytes: 32 << 20,
             max_addresses_per_name: 32,
             max_processes_per_name: 8,
         }
@@ -139,6 +151,42 @@ pub struct NameRecord {
     pub responses: u64,
     /// Processes that received answers for the name, most recent first.
     pub processes: Vec<Process>,
+    /// What the responses said, per record type asked (A and AAAA are asked together by
+    /// getaddrinfo and fail or work independently), in the order first asked.
+    pub outcomes: Vec<TypeOutcome>,
+}
+
+/// What the responses for one (name, record type) said, counted per response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TypeOutcome {
+    /// `A`, `AAAA`, ...
+    pub rtype: String,
+    /// Responses with at least one usable address (not a sinkhole).
+    pub answered: u64,
+    /// Responses whose addresses were all sinkholes (0.0.0.0, ::, 127.0.0.0/8, `--sinkhole`).
+    pub sinkholed: u64,
+    /// NOERROR responses without an address of the type (NODATA).
+    pub empty: u64,
+    /// Responses with an error code, per code (`SERVFAIL`, `REFUSED`, `NXDOMAIN`, ...).
+    pub errors: Vec<(String, u64)>,
+    pub first_failure_ns: Option<u64>,
+    pub last_failure_ns: Option<u64>,
+    /// A response with a usable address came after a failure of this type (a retry worked).
+    pub answered_after_failure: bool,
+}
+
+impl TypeOutcome {
+    /// Responses with an error code.
+    pub fn failed(&self) -> u64 {
+        self.errors.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Whether an answered address is a DNS filter's sinkhole rather than a real address: 0.0.0.0,
+/// ::, 127.0.0.0/8, ::1, or one of `extra` (`--sinkhole`).
+pub fn is_sinkhole(addr: IpAddr, extra: &[IpAddr]) -> bool {
+    let addr = addr.to_canonical();
+    addr.is_unspecified() || addr.is_loopback() || extra.contains(&addr)
 }
 
 /// What one response contributed besides its names.
@@ -157,14 +205,19 @@ pub struct NamesStats {
     pub addresses: usize,
     /// Per-name records held.
     pub names: usize,
-    /// Addresses dropped to stay within `max_addresses`.
+    /// Addresses dropped to stay within `max_addresses` or `max_address_bytes`.
     pub evicted_addresses: u64,
     /// Names of an address dropped to stay within `max_names_per_address`.
     pub evicted_bindings: u64,
     /// Names of an address dropped after their grace.
     pub expired_bindings: u64,
-    /// Per-name records dropped to stay within `max_names`.
+    /// Per-name records dropped to stay within `max_names` or `max_name_bytes`.
     pub evicted_names: u64,
+    /// Approximate bytes held for addresses and for per-name records.
+    #[serde(default)]
+    pub address_bytes: usize,
+    #[serde(default)]
+    pub name_bytes: usize,
 }
 
 /// Who received a name for an address.
@@ -234,6 +287,11 @@ pub struct NameCache {
     name_order: BTreeSet<(u64, String)>,
     last_purge_ns: u64,
     stats: NamesStats,
+    /// Addresses that DNS filters answer instead of the real one, besides the built-in ones.
+    sinkholes: Vec<IpAddr>,
+    /// Approximate bytes held by `addrs` (and `addr_order`) and by `names` (and `name_order`).
+    addr_bytes: usize,
+    name_bytes: usize,
 }
 
 impl Default for NameCache {
@@ -252,7 +310,15 @@ impl NameCache {
             name_order: BTreeSet::new(),
             last_purge_ns: 0,
             stats: NamesStats::default(),
+            sinkholes: Vec::new(),
+            addr_bytes: 0,
+            name_bytes: 0,
         }
+    }
+
+    /// Addresses judged sinkholes besides 0.0.0.0, ::, 127.0.0.0/8 (`--sinkhole`).
+    pub fn set_sinkholes(&mut self, sinkholes: Vec<IpAddr>) {
+        self.sinkholes = sinkholes;
     }
 
     /// Sizes and drop counters.
@@ -260,6 +326,8 @@ impl NameCache {
         NamesStats {
             addresses: self.addrs.len(),
             names: self.names.len(),
+            address_bytes: self.addr_bytes,
+            name_bytes: self.name_bytes,
             ..self.stats
         }
     }
@@ -385,6 +453,8 @@ impl NameCache {
             .count();
         let answered = !addresses.is_empty() || chain.len() > 1;
         if !root.is_empty() {
+            let sinkholed =
+                !addresses.is_empty() && addresses.iter().all(|a| is_sinkhole(*a, &self.sinkholes));
             self.note_name(
                 &root,
                 rcode,
@@ -393,6 +463,7 @@ impl NameCache {
                 ts_ns,
                 process,
             );
+            self.note_outcome(&root, &question.rtype, rcode, &addresses, sinkholed, ts_ns);
         }
         Observation {
             off_chain: ignored + off_chain.len(),
@@ -406,6 +477,11 @@ impl NameCache {
         let now = resolver.at_ns;
         let entry = self.addrs.entry(addr).or_default();
         let old_last = (!entry.bindings.is_empty()).then(|| entry.last_ns());
+        let cost_before = if entry.bindings.is_empty() {
+            0
+        } else {
+            entry_cost(entry)
+        };
 
         let before = entry.bindings.len();
         entry
@@ -453,16 +529,25 @@ impl NameCache {
         if let Some(old) = old_last {
             self.addr_order.remove(&(old, addr));
         }
+        let cost_after = if entry.bindings.is_empty() {
+            0
+        } else {
+            entry_cost(entry)
+        };
         if entry.bindings.is_empty() {
             self.addrs.remove(&addr);
         } else {
             self.addr_order.insert((entry.last_ns(), addr));
         }
-        while self.addrs.len() > limits.max_addresses {
+        self.addr_bytes = (self.addr_bytes + cost_after).saturating_sub(cost_before);
+        while self.addrs.len() > limits.max_addresses || self.addr_bytes > limits.max_address_bytes
+        {
             let Some((_, oldest)) = self.addr_order.pop_first() else {
                 break;
             };
-            self.addrs.remove(&oldest);
+            if let Some(gone) = self.addrs.remove(&oldest) {
+                self.addr_bytes = self.addr_bytes.saturating_sub(entry_cost(&gone));
+            }
             self.stats.evicted_addresses += 1;
         }
     }
@@ -479,8 +564,10 @@ impl NameCache {
         process: Option<&Process>,
     ) {
         let limits = self.limits;
+        let mut cost_before = 0;
         let record = match self.names.get_mut(name) {
             Some(record) => {
+                cost_before = record_cost(record);
                 self.name_order
                     .remove(&(record.last_seen_ns, record.name.clone()));
                 record
@@ -494,6 +581,7 @@ impl NameCache {
                 last_seen_ns: ts_ns,
                 responses: 0,
                 processes: Vec::new(),
+                outcomes: Vec::new(),
             }),
         };
         record.responses += 1;
@@ -517,14 +605,72 @@ impl NameCache {
         }
         self.name_order
             .insert((record.last_seen_ns, record.name.clone()));
+        let cost_after = record_cost(record);
+        self.name_bytes = (self.name_bytes + cost_after).saturating_sub(cost_before);
+        self.shrink_names();
+    }
 
-        while self.names.len() > limits.max_names {
+    /// Drops the least recently seen per-name records until the bounds hold.
+    fn shrink_names(&mut self) {
+        let limits = self.limits;
+        while self.names.len() > limits.max_names || self.name_bytes > limits.max_name_bytes {
             let Some((_, oldest)) = self.name_order.pop_first() else {
                 break;
             };
-            self.names.remove(&oldest);
+            if let Some(gone) = self.names.remove(&oldest) {
+                self.name_bytes = self.name_bytes.saturating_sub(record_cost(&gone));
+            }
             self.stats.evicted_names += 1;
         }
+    }
+
+    /// Counts one response's outcome for (`name`, `rtype`) in its per-name record.
+    fn note_outcome(
+        &mut self,
+        name: &str,
+        rtype: &str,
+        rcode: Option<&str>,
+        addresses: &[IpAddr],
+        sinkholed: bool,
+        ts_ns: u64,
+    ) {
+        let Some(record) = self.names.get_mut(name) else {
+            return;
+        };
+        let before = record_cost(record);
+        let i = match record.outcomes.iter().position(|o| o.rtype == rtype) {
+            Some(i) => i,
+            None if record.outcomes.len() < MAX_TYPES_PER_NAME => {
+                record.outcomes.push(TypeOutcome {
+                    rtype: rtype.to_owned(),
+                    ..TypeOutcome::default()
+                });
+                record.outcomes.len() - 1
+            }
+            None => return,
+        };
+        let o = &mut record.outcomes[i];
+        match rcode {
+            Some("NOERROR") | None if sinkholed => o.sinkholed += 1,
+            Some("NOERROR") | None if !addresses.is_empty() => {
+                o.answered += 1;
+                if o.first_failure_ns.is_some() {
+                    o.answered_after_failure = true;
+                }
+            }
+            Some("NOERROR") | None => o.empty += 1,
+            Some(code) => {
+                match o.errors.iter_mut().find(|(c, _)| c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => o.errors.push((code.to_owned(), 1)),
+                }
+                o.first_failure_ns = Some(o.first_failure_ns.map_or(ts_ns, |t| t.min(ts_ns)));
+                o.last_failure_ns = Some(o.last_failure_ns.map_or(ts_ns, |t| t.max(ts_ns)));
+            }
+        }
+        let after = record_cost(record);
+        self.name_bytes = (self.name_bytes + after).saturating_sub(before);
+        self.shrink_names();
     }
 
     /// The name behind `addr` at `now_ns`, for a connection by `pid` in `cgroup_id` (either may
@@ -593,7 +739,6 @@ impl NameCache {
             .filter_map(|(_, name)| self.names.get(name))
     }
 
-    #[cfg(test)]
     /// The per-name record of `name` (any case, trailing dot or not).
     pub fn name(&self, name: &str) -> Option<&NameRecord> {
         self.names.get(&normalize_name(name))
@@ -605,12 +750,19 @@ impl NameCache {
         self.last_purge_ns = now_ns;
         let grace = self.limits.grace_ns;
         let mut reorder: Vec<(u64, IpAddr, Option<u64>)> = Vec::new();
+        let mut freed = 0;
         for (addr, entry) in &mut self.addrs {
             let old = entry.last_ns();
             let before = entry.bindings.len();
+            let cost_before = entry_cost(entry);
             entry.bindings.retain(|b| !b.past_grace(now_ns, grace));
             let dropped = before - entry.bindings.len();
             if dropped > 0 {
+                freed += if entry.bindings.is_empty() {
+                    cost_before
+                } else {
+                    cost_before.saturating_sub(entry_cost(entry))
+                };
                 self.stats.expired_bindings += dropped as u64;
                 let new = (!entry.bindings.is_empty()).then(|| entry.last_ns());
                 reorder.push((old, *addr, new));
@@ -627,7 +779,39 @@ impl NameCache {
                 }
             }
         }
+        self.addr_bytes = self.addr_bytes.saturating_sub(freed);
     }
+}
+
+/// Record types kept per name (A, AAAA and a few others).
+const MAX_TYPES_PER_NAME: usize = 4;
+/// What an entry costs besides its strings: the struct, its map slot and its order-index slot.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// Approximate heap bytes of a per-name record (its name counted twice: map key and order index).
+fn record_cost(r: &NameRecord) -> usize {
+    ENTRY_OVERHEAD
+        + 2 * r.name.len()
+        + r.cname_chain.iter().map(|n| n.len() + 24).sum::<usize>()
+        + r.addresses.len() * 32
+        + r.processes.iter().map(|p| p.comm.len() + 48).sum::<usize>()
+        + r.outcomes
+            .iter()
+            .map(|o| 96 + o.rtype.len() + o.errors.iter().map(|(c, _)| c.len() + 32).sum::<usize>())
+            .sum::<usize>()
+}
+
+/// Approximate heap bytes of an address's names.
+fn entry_cost(e: &AddrEntry) -> usize {
+    ENTRY_OVERHEAD
+        + e.bindings
+            .iter()
+            .map(|b| {
+                64 + b.name.len()
+                    + b.chain.iter().map(|n| n.len() + 24).sum::<usize>()
+                    + b.resolvers.len() * 24
+            })
+            .sum::<usize>()
 }
 
 /// The chain of names from `root` through `cnames`, `root` first, stopping at a loop or after
@@ -1284,6 +1468,8 @@ mod tests {
             max_names_per_address: 0,
             grace_ns: 0,
             max_names: 0,
+            max_address_bytes: 0,
+            max_name_bytes: 0,
             max_addresses_per_name: 0,
             max_processes_per_name: 0,
         });
@@ -1296,5 +1482,50 @@ mod tests {
             None
         );
         assert_eq!(cache.names().count(), 0);
+    }
+
+    #[test]
+    fn long_names_are_bounded_in_bytes_not_entries() {
+        let limits = Limits {
+            max_address_bytes: 64 << 10,
+            max_name_bytes: 64 << 10,
+            ..Limits::default()
+        };
+        let mut cache = NameCache::new(limits);
+        for i in 0..1000u32 {
+            let name = format!("{i}.{}.example", "x".repeat(900));
+            cache.observe_response(
+                S + u64::from(i),
+                None,
+                1,
+                &[q(&name)],
+                &[rr(
+                    &name,
+                    "A",
+                    300,
+                    &format!("198.18.{}.{}", 20 + i / 250, i % 250),
+                )],
+            );
+            let stats = cache.stats();
+            assert!(stats.address_bytes <= 64 << 10, "{stats:?}");
+            assert!(stats.name_bytes <= 64 << 10, "{stats:?}");
+        }
+        let stats = cache.stats();
+        assert!(stats.addresses < 100 && stats.names < 100, "{stats:?}");
+        assert!(
+            stats.evicted_addresses > 900 && stats.evicted_names > 900,
+            "{stats:?}"
+        );
+        // The most recent is still there.
+        let last = format!("999.{}.example", "x".repeat(900));
+        assert_eq!(
+            cache
+                .lookup(ip("198.18.23.249"), 2 * S, None, None)
+                .map(|r| r.name),
+            Some(last)
+        );
+        // Purging everything gives every byte back.
+        cache.purge(u64::MAX);
+        assert_eq!(cache.stats().address_bytes, 0);
     }
 }

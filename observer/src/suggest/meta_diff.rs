@@ -136,9 +136,9 @@ fn brief(status: Status, flows: u64, reasons: &[Reason]) -> String {
         Status::Blocked => "blocked",
         Status::Unseen => "resolved only",
     };
-    let codes: Vec<String> = reasons
+    let codes: Vec<String> = crate::report::reason_labels(reasons)
         .iter()
-        .map(|r| super::clean(&r.code))
+        .map(|c| super::clean(c))
         .filter(|c| !matches!(c.as_str(), "slow_throughput" | "long_poll_cut"))
         .collect();
     let mut text = word.to_owned();

@@ -136,6 +136,8 @@ pub struct GroupRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReasonRow {
     pub code: String,
+    /// For DNS codes, the record type that failed.
+    pub record_type: Option<String>,
     pub count: u64,
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
@@ -155,6 +157,8 @@ pub struct HostRow {
     pub groups: Vec<String>,
     pub status: Status,
     pub reasons: Vec<ReasonRow>,
+    /// DNS failures of one record type while another answered: `dns_refused AAAA ×2`.
+    pub notes: Vec<String>,
     pub addresses: Vec<String>,
     pub ports: Vec<u16>,
     pub cname_chain: Vec<String>,
@@ -170,15 +174,34 @@ pub struct HostRow {
 }
 
 impl HostRow {
-    /// `tcp_reset×3, dns_nxdomain`.
+    /// `tcp_reset×3, dns_nxdomain A/AAAA×2` (the record types of a DNS code joined).
     pub fn reason_codes(&self) -> String {
-        self.reasons
-            .iter()
-            .map(|r| {
-                if r.count > 1 {
-                    format!("{}×{}", r.code, r.count)
+        let mut grouped: Vec<(String, Vec<String>, u64)> = Vec::new();
+        for r in &self.reasons {
+            match grouped.iter_mut().find(|(code, ..)| *code == r.code) {
+                Some((_, types, count)) => {
+                    types.extend(r.record_type.clone());
+                    *count += r.count;
+                }
+                None => grouped.push((
+                    r.code.clone(),
+                    r.record_type.clone().into_iter().collect(),
+                    r.count,
+                )),
+            }
+        }
+        grouped
+            .into_iter()
+            .map(|(code, types, count)| {
+                let label = if types.is_empty() {
+                    code
                 } else {
-                    r.code.clone()
+                    format!("{code} {}", types.join("/"))
+                };
+                if count > 1 {
+                    format!("{label}×{count}")
+                } else {
+                    label
                 }
             })
             .collect::<Vec<_>>()
@@ -384,6 +407,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
             groups: h.groups.clone(),
             status: h.status,
             reasons: reasons(&h.reasons),
+            notes: notes(&h.dns_notes),
             addresses: h.addresses.iter().map(ToString::to_string).collect(),
             ports: Vec::new(),
             cname_chain: h.cname_chain.iter().map(|n| clean(n)).collect(),
@@ -415,6 +439,7 @@ pub fn build(c: &Correlator, now_ns: u64, observations: u64) -> Snapshot {
                 groups: Vec::new(),
                 status: u.status,
                 reasons: reasons(&u.reasons),
+                notes: notes(&u.dns_notes),
                 addresses: u.addresses.iter().map(ToString::to_string).collect(),
                 ports: u.ports.clone(),
                 cname_chain: u.cname_chain.iter().map(|n| clean(n)).collect(),
@@ -553,10 +578,24 @@ fn history(series: Option<&Series>, now_ns: u64) -> Vec<f64> {
         .collect()
 }
 
+fn notes(list: &[crate::report::DnsNote]) -> Vec<String> {
+    list.iter()
+        .map(|n| {
+            format!(
+                "{} {} ×{}: failed while another record type answered",
+                clean(&n.code),
+                clean(&n.record_type),
+                n.count
+            )
+        })
+        .collect()
+}
+
 fn reasons(list: &[Reason]) -> Vec<ReasonRow> {
     list.iter()
         .map(|r| ReasonRow {
             code: clean(&r.code),
+            record_type: r.record_type.as_deref().map(clean),
             count: r.count,
             first_ns: parse_time(r.first_seen.as_deref()),
             last_ns: parse_time(r.last_seen.as_deref()),
