@@ -547,15 +547,28 @@ impl Correlator {
                 .insert((q.name.clone(), q.rtype.clone()), ts_ns);
         }
         // A local resolver's answer is its client's: the client receives it next.
-        let process = d.process.as_ref().filter(|p| !self.is_local_resolver(p));
-        let observation = self.names.observe_answers(
-            ts_ns,
-            process,
-            d.cgroup_id,
-            d.rcode.as_deref(),
-            &d.questions,
-            &d.answers,
-        );
+        let relayed = d
+            .process
+            .as_ref()
+            .is_some_and(|p| self.is_local_resolver(p));
+        let observation = if relayed {
+            self.names.observe_relayed_answers(
+                ts_ns,
+                d.cgroup_id,
+                d.rcode.as_deref(),
+                &d.questions,
+                &d.answers,
+            )
+        } else {
+            self.names.observe_answers(
+                ts_ns,
+                d.process.as_ref(),
+                d.cgroup_id,
+                d.rcode.as_deref(),
+                &d.questions,
+                &d.answers,
+            )
+        };
         if observation.off_chain > 0 {
             let n = u64::try_from(observation.off_chain).unwrap_or(u64::MAX);
             d.out_of_bailiwick = u32::try_from(observation.off_chain).unwrap_or(u32::MAX);

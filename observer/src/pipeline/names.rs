@@ -292,6 +292,8 @@ pub struct NameCache {
     /// Approximate bytes held by `addrs` (and `addr_order`) and by `names` (and `name_order`).
     addr_bytes: usize,
     name_bytes: usize,
+    /// The response being observed is a local resolver's upstream answer.
+    relayed: bool,
 }
 
 impl Default for NameCache {
@@ -313,6 +315,7 @@ impl NameCache {
             sinkholes: Vec::new(),
             addr_bytes: 0,
             name_bytes: 0,
+            relayed: false,
         }
     }
 
@@ -333,6 +336,23 @@ impl NameCache {
     }
 
     /// Records a DNS response as the capture reports it: answers with their response code.
+    /// Records a response a local resolver received from upstream for its client: it names
+    /// addresses, but its outcome is not counted (the client's own answer, relayed by the stub,
+    /// counts once).
+    pub fn observe_relayed_answers(
+        &mut self,
+        ts_ns: u64,
+        cgroup_id: u64,
+        rcode: Option<&str>,
+        questions: &[Question],
+        answers: &[Answer],
+    ) -> Observation {
+        self.relayed = true;
+        let seen = self.observe(ts_ns, None, cgroup_id, rcode, questions, answers);
+        self.relayed = false;
+        seen
+    }
+
     pub fn observe_answers(
         &mut self,
         ts_ns: u64,
@@ -463,7 +483,9 @@ impl NameCache {
                 ts_ns,
                 process,
             );
-            self.note_outcome(&root, &question.rtype, rcode, &addresses, sinkholed, ts_ns);
+            if !self.relayed {
+                self.note_outcome(&root, &question.rtype, rcode, &addresses, sinkholed, ts_ns);
+            }
         }
         Observation {
             off_chain: ignored + off_chain.len(),
