@@ -48,7 +48,8 @@ pub const SKC_STATE_OFFSET: usize = 18;
 
 /// Events lost because the ring buffer was full.
 pub const COUNTER_RINGBUF_FULL: u32 = 0;
-/// DNS packets seen on port 53 that could not be copied (odd headers, IPv6 extension headers).
+/// DNS packets seen on port 53 that could not be copied (odd headers, IPv6 extension headers
+/// beyond the four followed, non-first fragments).
 pub const COUNTER_DNS_SKIPPED: u32 = 1;
 /// Number of entries in `COUNTERS`.
 pub const COUNTER_ENTRIES: u32 = 4;
@@ -106,6 +107,9 @@ pub const DNS_FLAG_EGRESS: u32 = 2;
 pub const DNS_FLAG_TRUNCATED: u32 = 4;
 /// `DnsEvent::flags`: `owner` is filled (the socket's process is known).
 pub const DNS_FLAG_OWNER_KNOWN: u32 = 8;
+/// `DnsEvent::flags`: a TCP segment's payload (DNS over TCP: length-prefixed messages, possibly
+/// split across segments); `tcp_seq` is the segment's sequence number.
+pub const DNS_FLAG_TCP: u32 = 16;
 
 /// Source and destination of a flow or packet. Addresses are in network byte order; an IPv4
 /// address fills the first four bytes. Ports are in host byte order.
@@ -188,7 +192,8 @@ pub struct SockErrorEvent {
     pub tuple: Tuple,
 }
 
-/// `KIND_DNS`: one DNS packet over UDP, sent (query) or received (response) by a local socket.
+/// `KIND_DNS`: one DNS packet over UDP, or one TCP segment with payload to or from port 53,
+/// sent (query) or received (response) by a local socket.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct DnsEvent {
@@ -203,10 +208,13 @@ pub struct DnsEvent {
     /// Addresses and ports as in the packet (a response comes from port 53).
     pub tuple: Tuple,
     pub owner: Owner,
-    /// UDP payload length on the wire.
+    /// UDP (or TCP segment) payload length on the wire.
     pub payload_len: u32,
     /// Bytes copied into `payload` (at most `DNS_PAYLOAD_MAX`).
     pub captured_len: u32,
+    /// With `DNS_FLAG_TCP`: the segment's sequence number (host byte order); 0 otherwise.
+    pub tcp_seq: u32,
+    pub _pad: u32,
     pub payload: [u8; DNS_PAYLOAD_MAX],
 }
 
@@ -215,7 +223,7 @@ const _: () = assert!(size_of::<Owner>() == 32);
 const _: () = assert!(size_of::<Flow>() == 144);
 const _: () = assert!(size_of::<FlowEvent>() == 168);
 const _: () = assert!(size_of::<SockErrorEvent>() == 56);
-const _: () = assert!(size_of::<DnsEvent>() == 624);
+const _: () = assert!(size_of::<DnsEvent>() == 632);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -154,7 +154,7 @@ fn blocked_hosts_are_allowed_and_marked() {
     assert!(rules.lines().any(|l| l == "ghcr.io"), "{rules}");
     assert!(rules.contains("BLOCKED (tcp_reset)"), "{rules}");
     assert!(rules.lines().any(|l| l == "github-cloud.s3.amazonaws.com"));
-    assert!(rules.contains("BLOCKED (dns_nxdomain)"));
+    assert!(rules.contains("BLOCKED (dns_nxdomain A/AAAA)"));
 }
 
 #[test]

@@ -185,7 +185,11 @@ pub struct LabConfig {
     idle_cut_servers: Vec<(IpAddr, f64)>,
     resolver_options: Option<String>,
     stub_resolver: bool,
+    dns_lab: Option<Vec<String>>,
 }
+
+/// The address of the lab's scripted DNS server (see [`LabConfig::dns_lab`]).
+pub const DNS_LAB: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 5);
 
 /// The address of the runner's local stub resolver (see [`LabConfig::local_stub_resolver`]), as
 /// systemd-resolved listens on it.
@@ -229,6 +233,7 @@ impl LabConfig {
             idle_cut_servers: Vec::new(),
             resolver_options: None,
             stub_resolver: false,
+            dns_lab: None,
         }
     }
 
@@ -281,6 +286,16 @@ impl LabConfig {
         check_addr(addr);
         self.tls_reset_servers.push(addr);
         self
+    }
+
+    /// The runner asks `tests/lab/dns_lab.py` on [`DNS_LAB`] instead of dnsmasq, a real UDP and
+    /// TCP DNS server with per-(name, type) behaviours dnsmasq cannot be configured for:
+    /// `name:TYPE:answer:ADDR[,ADDR]`, `refused`, `servfail`, `nodata`, `drop`,
+    /// `fail-first:RCODE:ADDR` (the first query fails, a retry answers), `truncate:ADDR` (TC over
+    /// UDP, the answer over TCP). Questions without a rule are refused.
+    pub fn dns_lab(mut self, rules: &[&str]) -> Self {
+        self.dns_lab = Some(rules.iter().map(|r| (*r).to_owned()).collect());
+        self.host_addr(IpAddr::V4(DNS_LAB))
     }
 
     /// An `options` line for the runner's resolv.conf, e.g. `timeout:1 attempts:1` so that
@@ -399,6 +414,9 @@ impl LabConfig {
         // From here on, a panic drops `lab`, which tears down what exists.
         lab.setup_network();
         lab.write_etc_netns(plan.resolver_options.as_deref(), plan.stub_resolver);
+        if self.dns_lab.is_some() {
+            lab.point_runner_at(IpAddr::V4(DNS_LAB), plan.resolver_options.as_deref());
+        }
         let mut cert_addrs = plan.internet_addrs.clone();
         cert_addrs.extend([IpAddr::V4(INTERNET_V4), IpAddr::V6(INTERNET_V6)]);
         let pki = cert::generate(
@@ -419,6 +437,9 @@ impl LabConfig {
         }
         if plan.servfail_upstream {
             lab.start_misbehaving("servfail", &[IpAddr::V4(SERVFAIL_UPSTREAM)], &[]);
+        }
+        if let Some(rules) = &self.dns_lab {
+            lab.start_dns_lab(rules);
         }
         if !plan.tls_reset_servers.is_empty() {
             lab.start_misbehaving("tls-reset", &plan.tls_reset_servers, &[]);
@@ -1406,6 +1427,51 @@ impl Lab {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+    }
+
+    /// Rewrites the runner's resolv.conf to ask `server`.
+    fn point_runner_at(&mut self, server: IpAddr, options: Option<&str>) {
+        let path = Path::new(NETNS_ETC_DIR)
+            .join(&self.runner_ns)
+            .join("resolv.conf");
+        let text = match options {
+            Some(o) => format!("nameserver {server}\noptions {o}\n"),
+            None => format!("nameserver {server}\n"),
+        };
+        if let Err(e) = std::fs::write(&path, text) {
+            panic!("network lab: cannot write {}: {e}", path.display());
+        }
+    }
+
+    /// Starts `tests/lab/dns_lab.py server` on [`DNS_LAB`] with `rules` and waits until it serves.
+    fn start_dns_lab(&mut self, rules: &[String]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/dns_lab.py");
+        let mut args = vec![
+            "-u".to_owned(),
+            script.to_string_lossy().into_owned(),
+            "server".into(),
+            "--addr".into(),
+            DNS_LAB.to_string(),
+        ];
+        for r in rules {
+            args.push("--rule".into());
+            args.push(r.clone());
+        }
+        let log = "dns_lab.log";
+        let program = self.tools.python3.clone();
+        let pid = self.spawn_server("dns_lab", log, &program, &args);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive(pid, "dns_lab", &[log]);
+            if std::fs::read_to_string(self.work_dir.join(log)).is_ok_and(|t| !t.is_empty()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "network lab: dns_lab server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -90,14 +90,18 @@ fn entry<'a>(list: &'a Value, key: &str, name: &str) -> &'a Value {
 /// The host's status and its reason codes.
 fn verdict_of(report: &Value, name: &str) -> (String, Vec<String>) {
     let h = entry(&report["hosts"], "name", name);
-    let codes = h["reasons"]
+    // DNS reasons come per record type (`dns_nxdomain` for A and for AAAA): each code once.
+    let mut codes: Vec<String> = Vec::new();
+    for code in h["reasons"]
         .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|r| r["code"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["code"].as_str())
+    {
+        if !codes.iter().any(|c| c == code) {
+            codes.push(code.to_owned());
+        }
+    }
     (h["status"].as_str().unwrap_or_default().to_owned(), codes)
 }
 

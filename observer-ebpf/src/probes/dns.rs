@@ -1,6 +1,9 @@
-//! cgroup_skb ingress/egress on the root cgroup v2: copy the UDP payload of DNS responses received
-//! (source port 53) and queries sent (destination port 53) by any local socket, IPv4 and IPv6.
-//! Nothing is parsed here beyond the IP and UDP headers; user space decodes the DNS message.
+//! cgroup_skb ingress/egress on the root cgroup v2: copy the payload of DNS responses received
+//! (source port 53) and queries sent (destination port 53) by any local socket, IPv4 and IPv6,
+//! over UDP and TCP (resolvers fall back to TCP when a UDP answer was truncated). Nothing is
+//! parsed here beyond the IP, IPv6 extension, UDP and TCP headers: user space decodes the DNS
+//! messages and, for TCP, reassembles the length-prefixed messages from the segments (each
+//! segment's sequence number is copied with it).
 
 use core::ptr::addr_of_mut;
 
@@ -15,8 +18,8 @@ use aya_ebpf::{
 };
 use observer_ebpf::{
     DnsEvent, Owner, Tuple, AF_INET, AF_INET6, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL,
-    DNS_FLAG_EGRESS, DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX,
-    KIND_DNS,
+    DNS_FLAG_EGRESS, DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED,
+    DNS_PAYLOAD_MAX, KIND_DNS,
 };
 
 use super::maps::{count, submit_flags, EVENTS, SOCK_OWNERS};
@@ -24,8 +27,15 @@ use super::maps::{count, submit_flags, EVENTS, SOCK_OWNERS};
 /// cgroup_skb programs return 1 to let the packet through; they never drop anything.
 const PASS: i32 = 1;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_TCP: u8 = 6;
 const DNS_PORT: u16 = 53;
 const UDP_HEADER_LEN: u32 = 8;
+/// IPv6 extension headers followed before giving up (and counting the packet as skipped).
+const MAX_IPV6_EXTENSIONS: usize = 4;
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DEST_OPTS: u8 = 60;
 
 #[cgroup_skb(ingress)]
 pub fn dns_ingress(ctx: SkBuffContext) -> i32 {
@@ -43,9 +53,10 @@ pub fn dns_egress(ctx: SkBuffContext) -> i32 {
 fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
     let first: u8 = ctx.load(0)?;
     let mut tuple = Tuple::default();
-    let l4: u32 = match first >> 4 {
+    let (proto, l4): (u8, u32) = match first >> 4 {
         4 => {
-            if ctx.load::<u8>(9)? != IPPROTO_UDP {
+            let proto = ctx.load::<u8>(9)?;
+            if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
                 return Ok(());
             }
             tuple.family = AF_INET;
@@ -58,17 +69,47 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
             if l4 < 20 {
                 return Ok(());
             }
-            l4
+            (proto, l4)
         }
         6 => {
             tuple.family = AF_INET6;
             tuple.saddr = ctx.load(8)?;
             tuple.daddr = ctx.load(24)?;
-            if ctx.load::<u8>(6)? != IPPROTO_UDP {
-                // Extension headers before UDP: not followed here.
+            let mut next = ctx.load::<u8>(6)?;
+            let mut off: u32 = 40;
+            // Hop-by-hop, routing, destination options and fragment headers before UDP/TCP,
+            // a bounded number of them.
+            for _ in 0..MAX_IPV6_EXTENSIONS {
+                match next {
+                    IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                        let len = u32::from(ctx.load::<u8>(off as usize + 1)?);
+                        next = ctx.load::<u8>(off as usize)?;
+                        off += (len + 1) * 8;
+                    }
+                    IPV6_FRAGMENT => {
+                        // Only a first fragment carries the UDP/TCP header.
+                        let frag = u16::from_be(ctx.load::<u16>(off as usize + 2)?);
+                        if frag & 0xfff8 != 0 {
+                            count(COUNTER_DNS_SKIPPED);
+                            return Ok(());
+                        }
+                        next = ctx.load::<u8>(off as usize)?;
+                        off += 8;
+                    }
+                    _ => break,
+                }
+            }
+            if next != IPPROTO_UDP && next != IPPROTO_TCP {
+                if matches!(
+                    next,
+                    IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_FRAGMENT
+                ) {
+                    // More extension headers than followed: counted, not copied.
+                    count(COUNTER_DNS_SKIPPED);
+                }
                 return Ok(());
             }
-            40
+            (next, off)
         }
         _ => return Ok(()),
     };
@@ -78,7 +119,23 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
     if port != DNS_PORT {
         return Ok(());
     }
-    let payload_off = l4 + UDP_HEADER_LEN;
+    let mut tcp_seq: u32 = 0;
+    let payload_off = if proto == IPPROTO_TCP {
+        tcp_seq = u32::from_be(ctx.load::<u32>(l4 as usize + 4)?);
+        let doff = u32::from(ctx.load::<u8>(l4 as usize + 12)? >> 4) * 4;
+        if doff < 20 {
+            count(COUNTER_DNS_SKIPPED);
+            return Ok(());
+        }
+        let off = l4 + doff;
+        if ctx.len() <= off {
+            // A segment without payload (SYN, ACK, FIN): nothing of DNS in it.
+            return Ok(());
+        }
+        off
+    } else {
+        l4 + UDP_HEADER_LEN
+    };
     let skb_len = ctx.len();
     if skb_len <= payload_off {
         count(COUNTER_DNS_SKIPPED);
@@ -100,6 +157,9 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
     } else {
         DNS_FLAG_EGRESS
     };
+    if proto == IPPROTO_TCP {
+        flags |= DNS_FLAG_TCP;
+    }
     // SAFETY: read-only lookup of a plain value.
     let owner = match unsafe { SOCK_OWNERS.get(&cookie) } {
         Some(owner) => {
@@ -122,6 +182,8 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         addr_of_mut!((*ev).tuple).write(tuple);
         addr_of_mut!((*ev).owner).write(owner);
         addr_of_mut!((*ev).payload_len).write(payload_len);
+        addr_of_mut!((*ev).tcp_seq).write(tcp_seq);
+        addr_of_mut!((*ev)._pad).write(0);
         let dst = addr_of_mut!((*ev).payload).cast::<core::ffi::c_void>();
         // The verifier needs a length it can prove to be in 1..=DNS_PAYLOAD_MAX, and LLVM drops
         // checks it knows to be redundant: hide the value from LLVM, then mask it into range

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_ebpf::{
     DnsEvent, Flow, FlowEvent, Owner, SockErrorEvent, Tuple, AF_INET, AF_INET6, DNS_FLAG_INGRESS,
-    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_ADOPT,
-    KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
+    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS,
+    KIND_FLOW_ADOPT, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
 };
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +60,8 @@ pub struct DnsPacket {
     pub payload: Vec<u8>,
     /// The payload was longer than what the kernel copies.
     pub cut: bool,
+    /// A TCP segment (DNS over TCP) and its sequence number; `None` for UDP.
+    pub tcp_seq: Option<u32>,
 }
 
 /// Source and destination of a flow or packet.
@@ -199,6 +201,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 payload_len: ev.payload_len,
                 payload: ev.payload[..captured].to_vec(),
                 cut: ev.flags & DNS_FLAG_TRUNCATED != 0,
+                tcp_seq: (ev.flags & DNS_FLAG_TCP != 0).then_some(ev.tcp_seq),
             }))
         }
         other => Err(DecodeError::Kind(other)),
@@ -291,6 +294,8 @@ mod tests {
             owner: Owner::default(),
             payload_len: 3,
             captured_len: 3,
+            tcp_seq: 0,
+            _pad: 0,
             payload: [0; DNS_PAYLOAD_MAX],
         };
         ev.payload[..3].copy_from_slice(&[1, 2, 3]);

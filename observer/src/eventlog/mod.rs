@@ -272,6 +272,9 @@ mod tests {
             questions: message.questions,
             answers: message.answers,
             decode_error: None,
+            tcp: false,
+            check: None,
+            out_of_bailiwick: 0,
         };
         let line = text_line(T, &Observed::DnsResponse(Box::new(dns)));
         assert!(!line.chars().any(crate::sanitize::is_unsafe), "{line:?}");

@@ -4,6 +4,7 @@
 use crate::{
     capture::record::Process,
     format::{bytes, datetime, rate},
+    pipeline::dnsmatch::DnsCheck,
     pipeline::events::{Destination, DestinationClass, DnsObserved, Observed},
 };
 
@@ -142,8 +143,15 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             "capture-stats",
             String::new(),
             format!(
-                "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied",
-                s.events, s.lost_events, s.undecodable_events, s.malformed_dns, s.dns_skipped
+                "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied, \
+                 {} DNS messages over TCP, {} TCP DNS segments undecodable",
+                s.events,
+                s.lost_events,
+                s.undecodable_events,
+                s.malformed_dns,
+                s.dns_skipped,
+                s.dns_tcp_messages,
+                s.dns_tcp_undecodable
             ),
         ),
     };
@@ -156,12 +164,17 @@ fn dest_label(dst: std::net::SocketAddr, destination: Option<&Destination>) -> S
     let Some(d) = destination else {
         return dst.to_string();
     };
+    let forged = d
+        .forged_name
+        .as_ref()
+        .map(|n| format!(", forged-name attempt: {n}"))
+        .unwrap_or_default();
     match (&d.name, d.class) {
         (Some(name), DestinationClass::Declared) => {
-            format!("{dst} ({name} [{}])", d.groups.join(","))
+            format!("{dst} ({name} [{}]{forged})", d.groups.join(","))
         }
-        (Some(name), _) => format!("{dst} ({name}, undeclared)"),
-        (None, _) => format!("{dst} (unresolved)"),
+        (Some(name), _) => format!("{dst} ({name}, undeclared{forged})"),
+        (None, _) => format!("{dst} (unresolved{forged})"),
     }
 }
 
@@ -195,6 +208,19 @@ fn dns_text(d: &DnsObserved) -> String {
     }
     if d.tc {
         s.push_str("  [TC]");
+    }
+    if d.tcp {
+        s.push_str("  [TCP]");
+    }
+    match d.check {
+        Some(DnsCheck::Matched) | None => {}
+        Some(check) => s.push_str(&format!("  [{}: names nothing]", check.code())),
+    }
+    if d.out_of_bailiwick > 0 {
+        s.push_str(&format!(
+            "  [{} record(s) off the question's chain ignored]",
+            d.out_of_bailiwick
+        ));
     }
     if d.capture_cut {
         s.push_str("  [cut at 512 bytes]");

@@ -268,7 +268,10 @@ fn pick_time(a: Option<String>, b: Option<&String>, later: bool) -> Option<Strin
 fn merge_reasons<'a>(lists: impl IntoIterator<Item = &'a [Reason]>) -> Vec<Reason> {
     let mut out: Vec<Reason> = Vec::new();
     for reason in lists.into_iter().flatten() {
-        match out.iter_mut().find(|r| r.code == reason.code) {
+        match out
+            .iter_mut()
+            .find(|r| r.code == reason.code && r.record_type == reason.record_type)
+        {
             None => out.push(reason.clone()),
             Some(r) => {
                 r.count += reason.count;
@@ -281,7 +284,11 @@ fn merge_reasons<'a>(lists: impl IntoIterator<Item = &'a [Reason]>) -> Vec<Reaso
             }
         }
     }
-    out.sort_by(|a, b| a.code.cmp(&b.code));
+    out.sort_by(|a, b| {
+        a.code
+            .cmp(&b.code)
+            .then_with(|| a.record_type.cmp(&b.record_type))
+    });
     out
 }
 
@@ -304,7 +311,7 @@ fn runner_status(
 }
 
 fn reason_codes(reasons: &[Reason]) -> Vec<String> {
-    reasons.iter().map(|r| r.code.clone()).collect()
+    crate::report::reason_labels(reasons)
 }
 
 /// Merges the reports of several runners into one document.
@@ -680,8 +687,8 @@ fn merge_verdict(
             .iter()
             .map(|name| {
                 let index = hosts.iter().position(|h| &h.name == name);
-                let codes: Vec<&str> = index
-                    .map(|i| hosts[i].reasons.iter().map(|r| r.code.as_str()).collect())
+                let codes: Vec<String> = index
+                    .map(|i| crate::report::reason_labels(&hosts[i].reasons))
                     .unwrap_or_default();
                 let on = index
                     .and_then(|i| host_breakdown.get(i))

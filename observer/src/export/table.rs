@@ -159,7 +159,7 @@ fn reasons(reasons: &[Reason]) -> Cell {
         reasons
             .iter()
             .map(|r| ReasonCell {
-                code: r.code.clone(),
+                code: r.label(),
                 count: r.count,
                 last: when(r.last_seen.as_deref()),
                 by: r.process.as_ref().map(process_label),

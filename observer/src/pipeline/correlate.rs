@@ -10,6 +10,7 @@ use std::{collections::HashMap, net::SocketAddr};
 use crate::{
     capture::{record::Process, ProbeStatus},
     catalog::Catalog,
+    pipeline::dnsmatch::{DnsCheck, DnsCheckStats, QueryTable, Rejections},
     pipeline::events::{CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome},
     pipeline::names::NameCache,
     pipeline::throughput::{FlowTransfers, Reading, Series, Throughput, DEFAULT_MIN_BPS},
@@ -31,6 +32,7 @@ const MAX_UNNAMED_ADOPTED: usize = 4096;
 struct PendingQuery {
     ts_ns: u64,
     name: String,
+    rtype: String,
     process: Option<Process>,
 }
 
@@ -41,6 +43,8 @@ pub struct DnsTimeouts {
     pub first_ns: u64,
     pub last_ns: u64,
     pub process: Option<Process>,
+    /// The unanswered queries per record type (`A`, `AAAA`, ...).
+    pub by_type: Vec<(String, u64)>,
 }
 
 /// Everything known about one flow.
@@ -125,8 +129,13 @@ pub struct Correlator {
     /// Queries by (socket cookie, DNS id), oldest first by insertion.
     pending: HashMap<(u64, u16), PendingQuery>,
     pending_order: std::collections::VecDeque<(u64, u16)>,
-    /// Latest response time per name, to forgive a query answered on another socket (retries).
-    answered: HashMap<String, u64>,
+    /// Every query seen, to bind each response to its question.
+    queries: QueryTable,
+    /// Responses that named nothing, and what they claimed.
+    rejections: Rejections,
+    /// Latest response time per (name, record type), to forgive a query answered on another
+    /// socket (retries).
+    answered: HashMap<(String, String), u64>,
     timeouts: std::collections::BTreeMap<String, DnsTimeouts>,
     /// Latest query per name sent to a resolver on a loopback address: when, by which pid, to
     /// which server.
@@ -179,6 +188,8 @@ impl Correlator {
             capture: CaptureInfo::default(),
             pending: HashMap::new(),
             pending_order: std::collections::VecDeque::new(),
+            queries: QueryTable::default(),
+            rejections: Rejections::default(),
             answered: HashMap::new(),
             timeouts: std::collections::BTreeMap::new(),
             local_asks: HashMap::new(),
@@ -288,14 +299,14 @@ impl Correlator {
     /// Addresses that DNS filters answer instead of the real one (`--sinkhole`), besides
     /// 0.0.0.0, :: and 127.0.0.0/8.
     pub fn with_sinkholes(mut self, sinkholes: Vec<std::net::IpAddr>) -> Self {
+        self.names.set_sinkholes(sinkholes.clone());
         self.sinkholes = sinkholes;
         self
     }
 
     /// Whether an answer is a DNS filter's sinkhole rather than a real address.
     pub fn is_sinkhole(&self, addr: std::net::IpAddr) -> bool {
-        let addr = addr.to_canonical();
-        addr.is_unspecified() || addr.is_loopback() || self.sinkholes.contains(&addr)
+        crate::pipeline::names::is_sinkhole(addr, &self.sinkholes)
     }
 
     /// Local resolvers: processes that, within `DNS_TIMEOUT_NS` of another process asking a
@@ -378,7 +389,7 @@ impl Correlator {
             };
             let retried_ok = self
                 .answered
-                .get(&query.name)
+                .get(&(query.name.clone(), query.rtype.clone()))
                 .is_some_and(|&t| t >= query.ts_ns);
             if !retried_ok {
                 let t = self.timeouts.entry(query.name).or_insert(DnsTimeouts {
@@ -386,6 +397,10 @@ impl Correlator {
                     ..DnsTimeouts::default()
                 });
                 t.count += 1;
+                match t.by_type.iter_mut().find(|(ty, _)| *ty == query.rtype) {
+                    Some((_, n)) => *n += 1,
+                    None => t.by_type.push((query.rtype.clone(), 1)),
+                }
                 t.first_ns = t.first_ns.min(query.ts_ns);
                 t.last_ns = t.last_ns.max(query.ts_ns);
                 if query.process.is_some() {
@@ -464,45 +479,24 @@ impl Correlator {
                 ..
             } => {
                 self.capture.started_ns = Some(ts_ns);
+                self.queries.started(ts_ns);
                 self.capture.ports.clone_from(ports);
                 self.capture.all_ports = *all_ports;
                 self.capture.probes.clone_from(probes);
             }
             Observed::DnsResponse(d) => {
-                // The response to a query: same socket, same id, same question.
-                if let Some(id) = d.id {
-                    let key = (d.socket_cookie, id);
-                    let same = self.pending.get(&key).is_some_and(|q| {
-                        d.questions
-                            .first()
-                            .is_some_and(|question| question.name == q.name)
-                    });
-                    if same {
-                        self.pending.remove(&key);
-                    }
-                }
-                if self.answered.len() >= MAX_PENDING_QUERIES {
-                    let horizon = ts_ns.saturating_sub(2 * DNS_TIMEOUT_NS);
-                    self.answered.retain(|_, t| *t >= horizon);
-                }
-                for q in &d.questions {
-                    self.answered.insert(q.name.clone(), ts_ns);
-                }
-                // A local resolver's answer is its client's: the client receives it next.
-                let process = d.process.as_ref().filter(|p| !self.is_local_resolver(p));
-                self.names.observe_answers(
-                    ts_ns,
-                    process,
-                    d.cgroup_id,
-                    d.rcode.as_deref(),
-                    &d.questions,
-                    &d.answers,
-                );
-                if !self.unnamed_adopted.is_empty() {
-                    self.name_adopted_flows(ts_ns, &d.answers);
+                // Only the first response to a query the capture saw names anything.
+                let (check, matched) = self.queries.response(ts_ns, d);
+                d.check = Some(check);
+                if matched.is_none() {
+                    let claims = crate::pipeline::dnsmatch::claims_of(d);
+                    self.rejections.note(ts_ns, check, 1, d, &claims);
+                } else {
+                    self.answered_response(ts_ns, d);
                 }
             }
             Observed::DnsQuery(d) => {
+                self.queries.query(ts_ns, d);
                 if let (Some(id), Some(q)) = (d.id, d.questions.first()) {
                     let key = (d.socket_cookie, id);
                     // A forward is judged through its client's own query, not counted again.
@@ -515,6 +509,7 @@ impl Correlator {
                             PendingQuery {
                                 ts_ns,
                                 name: q.name.clone(),
+                                rtype: q.rtype.clone(),
                                 process: d.process.clone(),
                             },
                         );
@@ -627,6 +622,68 @@ impl Correlator {
         self.expire_queries(ts_ns);
     }
 
+    /// A response that matched its query: it ends the query's wait and names its addresses.
+    fn answered_response(&mut self, ts_ns: u64, d: &mut crate::pipeline::events::DnsObserved) {
+        if let (Some(id), Some(question)) = (d.id, d.questions.first()) {
+            let key = (d.socket_cookie, id);
+            let name = crate::pipeline::dns::normalize_name(&question.name);
+            if self.pending.get(&key).is_some_and(|q| q.name == name) {
+                self.pending.remove(&key);
+            }
+        }
+        if self.answered.len() >= MAX_PENDING_QUERIES {
+            let horizon = ts_ns.saturating_sub(2 * DNS_TIMEOUT_NS);
+            self.answered.retain(|_, t| *t >= horizon);
+        }
+        for q in &d.questions {
+            self.answered
+                .insert((q.name.clone(), q.rtype.clone()), ts_ns);
+        }
+        // A local resolver's answer is its client's: the client receives it next.
+        let relayed = d
+            .process
+            .as_ref()
+            .is_some_and(|p| self.is_local_resolver(p));
+        let observation = if relayed {
+            self.names.observe_relayed_answers(
+                ts_ns,
+                d.cgroup_id,
+                d.rcode.as_deref(),
+                &d.questions,
+                &d.answers,
+            )
+        } else {
+            self.names.observe_answers(
+                ts_ns,
+                d.process.as_ref(),
+                d.cgroup_id,
+                d.rcode.as_deref(),
+                &d.questions,
+                &d.answers,
+            )
+        };
+        if observation.off_chain > 0 {
+            let n = u64::try_from(observation.off_chain).unwrap_or(u64::MAX);
+            d.out_of_bailiwick = u32::try_from(observation.off_chain).unwrap_or(u32::MAX);
+            self.queries.count_out_of_bailiwick(n);
+            self.rejections
+                .note(ts_ns, DnsCheck::OutOfBailiwick, n, d, &observation.claims);
+        }
+        if !self.unnamed_adopted.is_empty() {
+            self.name_adopted_flows(ts_ns, &d.answers);
+        }
+    }
+
+    /// How the DNS responses compared with the queries seen.
+    pub fn dns_checks(&self) -> DnsCheckStats {
+        self.queries.stats()
+    }
+
+    /// Rejected responses, grouped by kind and socket, and the addresses they claimed.
+    pub fn rejections(&self) -> &Rejections {
+        &self.rejections
+    }
+
     /// The flow `flow_id`, created (and its destination resolved) if it is new. `None` once
     /// `MAX_FLOWS` flows are kept.
     fn entry(
@@ -676,11 +733,19 @@ impl Correlator {
 
     /// Names the destination of a connection from `process` to `dst` at `ts_ns`.
     pub fn destination(&self, dst: SocketAddr, ts_ns: u64, process: &Process) -> Destination {
+        let forged_name = self
+            .rejections
+            .claim(dst.ip())
+            .filter(|c| c.at_ns <= ts_ns)
+            .map(|c| c.name.clone());
         let Some(resolution) =
             self.names
                 .lookup(dst.ip(), ts_ns, Some(process.pid), Some(process.cgroup_id))
         else {
-            return Destination::default();
+            return Destination {
+                forged_name,
+                ..Destination::default()
+            };
         };
         let groups = self.groups_for(&resolution.name, Some(dst.port()));
         Destination {
@@ -693,6 +758,7 @@ impl Correlator {
             cname_chain: resolution.cname_chain,
             groups,
             name_expired: resolution.expired,
+            forged_name,
         }
     }
 
@@ -780,12 +846,14 @@ pub(crate) mod tests {
             client: "198.18.0.1:5000".parse().unwrap(),
             payload_len: 100,
             capture_cut: false,
+            tcp: false,
             id: Some(1),
             rcode: Some("NOERROR".into()),
             tc: false,
             questions: vec![Question {
                 name: name.into(),
                 rtype: "A".into(),
+                class: None,
             }],
             answers: answers
                 .iter()
@@ -797,7 +865,22 @@ pub(crate) mod tests {
                 })
                 .collect(),
             decode_error: None,
+            check: None,
+            out_of_bailiwick: 0,
         }))
+    }
+
+    /// Observes `o`, first the query it answers when it is a DNS response (the same socket, id,
+    /// question and server: what the client sent), as the capture sees a real lookup.
+    pub(crate) fn observe_answered(c: &mut Correlator, ts: u64, o: &mut Observed) {
+        if let Observed::DnsResponse(d) = o {
+            let mut q = d.clone();
+            q.rcode = None;
+            q.answers.clear();
+            q.check = None;
+            c.observe(ts, &mut Observed::DnsQuery(q));
+        }
+        c.observe(ts, o);
     }
 
     pub(crate) fn query(cookie: u64, name: &str) -> Observed {
@@ -893,9 +976,17 @@ pub(crate) mod tests {
         assert!(c.flows()[0].adopted && c.flows()[0].established_ns == Some(S));
         // An answer for another address changes nothing; one for its address names it.
         let name = "broker.actions.githubusercontent.com";
-        c.observe(2 * S, &mut response(name, &[(name, "A", "198.18.1.99")]));
+        observe_answered(
+            &mut c,
+            2 * S,
+            &mut response(name, &[(name, "A", "198.18.1.99")]),
+        );
         assert_eq!(c.flows()[0].destination.name, None);
-        c.observe(3 * S, &mut response(name, &[(name, "A", "198.18.1.12")]));
+        observe_answered(
+            &mut c,
+            3 * S,
+            &mut response(name, &[(name, "A", "198.18.1.12")]),
+        );
         let d = &c.flows()[0].destination;
         assert_eq!(d.name.as_deref(), Some(name));
         assert_eq!(d.class, DestinationClass::Declared);
@@ -908,7 +999,8 @@ pub(crate) mod tests {
     fn a_flow_behind_a_cname_chain_is_the_name_the_client_asked_for() {
         let mut c = Correlator::new(Catalog::builtin());
         let name = "pipelines.actions.githubusercontent.com";
-        c.observe(
+        observe_answered(
+            &mut c,
             S,
             &mut response(
                 name,
@@ -934,14 +1026,16 @@ pub(crate) mod tests {
     #[test]
     fn undeclared_unresolved_and_other_ports() {
         let mut c = Correlator::new(Catalog::builtin());
-        c.observe(
+        observe_answered(
+            &mut c,
             S,
             &mut response(
                 "registry.npmjs.org",
                 &[("registry.npmjs.org", "A", "198.18.2.1")],
             ),
         );
-        c.observe(
+        observe_answered(
+            &mut c,
             S,
             &mut response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]),
         );
@@ -972,7 +1066,8 @@ pub(crate) mod tests {
     #[test]
     fn watch_forgets_closed_flows_but_keeps_their_rates() {
         let mut c = Correlator::new(Catalog::builtin()).forgetting_closed_flows();
-        c.observe(
+        observe_answered(
+            &mut c,
             S,
             &mut response("github.com", &[("github.com", "A", "198.18.1.1")]),
         );
@@ -998,13 +1093,15 @@ pub(crate) mod tests {
     #[test]
     fn a_close_fills_the_flow_and_keeps_its_destination() {
         let mut c = Correlator::new(Catalog::builtin());
-        c.observe(
+        observe_answered(
+            &mut c,
             S,
             &mut response("github.com", &[("github.com", "A", "198.18.1.1")]),
         );
         c.observe(2 * S, &mut opened(7, "198.18.1.1:443"));
         // A later answer for the same address does not rename a flow already named.
-        c.observe(
+        observe_answered(
+            &mut c,
             3 * S,
             &mut response("other.example", &[("other.example", "A", "198.18.1.1")]),
         );
@@ -1038,5 +1135,163 @@ pub(crate) mod tests {
         assert_eq!(f.outcome, Some(Outcome::Closed));
         assert_eq!(f.src.port(), 40000);
         assert_eq!(f.established_ns, Some(4 * S));
+    }
+
+    #[test]
+    fn forged_answers_name_nothing_and_mark_the_flows_that_follow_them() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let api = "api.github.com";
+        let mut start = Observed::CaptureStarted {
+            cgroup: "/".into(),
+            ports: vec![443],
+            all_ports: false,
+            probes: vec![],
+        };
+        c.observe(S, &mut start);
+        let checked = |o: &Observed| match o {
+            Observed::DnsResponse(d) => (d.check, d.out_of_bailiwick),
+            _ => unreachable!(),
+        };
+        // 1. An answer to a socket that asked nothing (after the start-up grace).
+        let mut forged = response(api, &[(api, "A", "198.18.66.1")]);
+        c.observe(20 * S, &mut forged);
+        assert_eq!(checked(&forged), (Some(DnsCheck::Unsolicited), 0));
+        // 2. The right id on a socket that asked, but another question.
+        c.observe(21 * S, &mut query(1, "x.attacker.example"));
+        let mut other = response(api, &[(api, "A", "198.18.66.2")]);
+        c.observe(21 * S, &mut other);
+        assert_eq!(checked(&other), (Some(DnsCheck::Mismatched), 0));
+        // 3. The right question from another server.
+        let mut wrong = response(
+            "x.attacker.example",
+            &[("x.attacker.example", "A", "198.18.66.3")],
+        );
+        if let Observed::DnsResponse(d) = &mut wrong {
+            d.server = "198.18.0.66:53".parse().unwrap();
+        }
+        c.observe(21 * S, &mut wrong);
+        assert_eq!(checked(&wrong), (Some(DnsCheck::WrongServer), 0));
+        // 4. The real answer, with a record for a documented name slipped in.
+        let mut real = response(
+            "x.attacker.example",
+            &[
+                ("x.attacker.example", "A", "198.18.66.4"),
+                (api, "A", "198.18.66.5"),
+            ],
+        );
+        c.observe(22 * S, &mut real);
+        assert_eq!(checked(&real), (Some(DnsCheck::Matched), 1));
+        // 5. A second answer to the same query.
+        let mut again = response(
+            "x.attacker.example",
+            &[("x.attacker.example", "A", "198.18.66.6")],
+        );
+        c.observe(22 * S, &mut again);
+        assert_eq!(checked(&again), (Some(DnsCheck::Duplicate), 0));
+
+        for (i, (addr, claimed)) in [
+            ("198.18.66.1", api),
+            ("198.18.66.2", api),
+            ("198.18.66.3", "x.attacker.example"),
+            ("198.18.66.5", api),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut flow = opened(i as u64 + 1, &format!("{addr}:443"));
+            c.observe(30 * S, &mut flow);
+            let d = destination_of(&flow);
+            assert_eq!(d.class, DestinationClass::Unresolved, "{addr}: {d:?}");
+            assert_eq!(d.name, None, "{addr}");
+            assert_eq!(d.forged_name.as_deref(), Some(claimed), "{addr}");
+        }
+        let mut flow = opened(9, "198.18.66.4:443");
+        c.observe(30 * S, &mut flow);
+        let d = destination_of(&flow);
+        assert_eq!(d.name.as_deref(), Some("x.attacker.example"));
+        assert_eq!(d.class, DestinationClass::Undeclared);
+        assert_eq!(d.forged_name, None);
+        // A duplicate is not a forgery claim: its address is merely unresolved.
+        let mut dup = opened(10, "198.18.66.6:443");
+        c.observe(30 * S, &mut dup);
+        assert_eq!(destination_of(&dup), Destination::default());
+
+        let stats = c.dns_checks();
+        assert_eq!(
+            (
+                stats.matched,
+                stats.unsolicited,
+                stats.mismatched,
+                stats.wrong_server,
+                stats.out_of_bailiwick,
+                stats.duplicate
+            ),
+            (1, 1, 1, 1, 1, 1)
+        );
+        let kinds: Vec<DnsCheck> = c.rejections().groups().iter().map(|g| g.check).collect();
+        assert_eq!(
+            kinds,
+            [
+                DnsCheck::Unsolicited,
+                DnsCheck::Mismatched,
+                DnsCheck::WrongServer,
+                DnsCheck::OutOfBailiwick,
+                DnsCheck::Duplicate
+            ]
+        );
+        let g = &c.rejections().groups()[0];
+        assert_eq!(g.process.as_ref().map(|p| p.comm.as_str()), Some("curl"));
+        assert_eq!(g.names, [api]);
+        assert_eq!(g.client, "198.18.0.1:5000".parse().unwrap());
+        assert!(c.names().name(api).is_none(), "no record of api.github.com");
+    }
+
+    #[test]
+    fn answers_before_the_start_grace_name_nothing_and_are_not_forgeries() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let mut start = Observed::CaptureStarted {
+            cgroup: "/".into(),
+            ports: vec![443],
+            all_ports: false,
+            probes: vec![],
+        };
+        c.observe(S, &mut start);
+        let api = "api.github.com";
+        let mut early = response(api, &[(api, "A", "198.18.1.10")]);
+        c.observe(2 * S, &mut early);
+        let mut flow = opened(1, "198.18.1.10:443");
+        c.observe(3 * S, &mut flow);
+        assert_eq!(destination_of(&flow), Destination::default());
+        assert_eq!(c.dns_checks().unmatched_before_start, 1);
+    }
+
+    #[test]
+    fn a_flood_of_forged_answers_stays_bounded_and_names_stay_right() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let api = "api.github.com";
+        observe_answered(&mut c, S, &mut response(api, &[(api, "A", "198.18.1.10")]));
+        for i in 0..100_000u32 {
+            let mut forged = response(api, &[(api, "A", "198.18.200.1")]);
+            if let Observed::DnsResponse(d) = &mut forged {
+                d.id = Some((i % 65_536) as u16);
+                d.client = format!("198.18.0.1:{}", 1024 + i % 60_000).parse().unwrap();
+                d.socket_cookie = u64::from(i) + 100;
+            }
+            c.observe(2 * S + u64::from(i), &mut forged);
+        }
+        let mut flow = opened(1, "198.18.1.10:443");
+        c.observe(3 * S, &mut flow);
+        assert_eq!(destination_of(&flow).name.as_deref(), Some(api));
+        let mut forged_flow = opened(2, "198.18.200.1:443");
+        c.observe(3 * S, &mut forged_flow);
+        let d = destination_of(&forged_flow);
+        assert_eq!((d.name, d.forged_name.as_deref()), (None, Some(api)));
+        // Duplicates of the real answer's id on its socket, and unsolicited the rest.
+        let stats = c.dns_checks();
+        assert_eq!(stats.matched, 1);
+        assert_eq!(stats.rejected(), 100_000);
+        let kept: u64 = c.rejections().groups().iter().map(|g| g.count).sum();
+        assert!(c.rejections().groups().len() <= crate::pipeline::dnsmatch::MAX_REJECTED_GROUPS);
+        assert_eq!(kept + c.rejections().groups_dropped, 100_000);
     }
 }

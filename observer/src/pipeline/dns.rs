@@ -6,7 +6,7 @@
 
 use hickory_proto::{
     op::{Header, MessageType, Query, ResponseCode},
-    rr::{RData, Record, RecordType},
+    rr::{DNSClass, RData, Record, RecordType},
     serialize::binary::{BinDecodable, BinDecoder},
 };
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,9 @@ pub struct Question {
     pub name: String,
     #[serde(rename = "type")]
     pub rtype: String,
+    /// The question's class when it is not `IN` (absent for `IN`, the only class in use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 /// One answer record. `data` is an address for A/AAAA, a name for CNAME, text otherwise.
@@ -65,6 +68,7 @@ pub fn decode_message(payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
         questions.push(Question {
             name: normalize_name(&query.name().to_ascii()),
             rtype: query.query_type().to_string(),
+            class: (query.query_class() != DNSClass::IN).then(|| query.query_class().to_string()),
         });
     }
     let mut answers = Vec::with_capacity(usize::from(header.answer_count()).min(64));

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     capture::{record::Process, ProbeStatus},
     pipeline::dns::{Answer, Question},
+    pipeline::dnsmatch::DnsCheck,
 };
 
 /// How a TCP flow ended.
@@ -186,6 +187,11 @@ pub struct Destination {
     /// The DNS answer's TTL had passed when the connection started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub name_expired: bool,
+    /// A forged-name attempt: a DNS response that matched no query (or a record off its
+    /// question's chain) claimed this address for this name before the connection. The claim
+    /// never names the flow; it is shown so nobody allows the address for that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forged_name: Option<String>,
 }
 
 /// Whether a destination is one the documentation lists.
@@ -214,8 +220,12 @@ pub struct DnsObserved {
     /// The local socket's address.
     pub client: SocketAddr,
     pub payload_len: u32,
-    /// The kernel copied only the first 512 bytes of the payload.
+    /// The kernel copied only the first 512 bytes of the payload (over TCP: of a segment of
+    /// the message).
     pub capture_cut: bool,
+    /// The message came over TCP (absent for UDP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tcp: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,6 +236,19 @@ pub struct DnsObserved {
     /// Why (part of) the message could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decode_error: Option<String>,
+    /// Responses only: how the response compares with the queries seen (`matched`, or why it
+    /// names nothing: `unsolicited`, `mismatched`, `wrong_server`, `duplicate`, `late`,
+    /// `before_start`). Filled by the correlator; absent in the tracker's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<DnsCheck>,
+    /// Answer records of a matched response ignored because they are not on the question's
+    /// CNAME chain.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub out_of_bailiwick: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Capture health counters.
@@ -241,6 +264,14 @@ pub struct CaptureStats {
     pub malformed_dns: u64,
     /// DNS packets the kernel saw but could not copy.
     pub dns_skipped: u64,
+    /// DNS messages read from TCP streams.
+    #[serde(default)]
+    pub dns_tcp_messages: u64,
+    /// TCP segments to or from port 53 that could not be placed in their stream (a segment
+    /// missed before them, or a stream joined in the middle), or streams dropped to stay within
+    /// the reassembly's bounds.
+    #[serde(default)]
+    pub dns_tcp_undecodable: u64,
 }
 
 /// Name of an errno value, for reports (`ECONNREFUSED`); unknown values as `errno 123`.

@@ -1,11 +1,14 @@
 //! The pure core that turns kernel events into what the observer reports, step by step:
 //!
 //! 1. [`tracker`]: flow ids, outcomes, socket errors joined to their flows, DNS packets decoded
-//!    ([`dns`]), all as [`events::Observed`] records (the event log's lines);
-//! 2. [`names`]: which name a client asked DNS for, for each address it then connects to;
-//! 3. [`correlate`]: each flow and lookup classified against the catalog (documented host,
+//!    ([`dns`], TCP streams reassembled by [`dnstcp`]), all as [`events::Observed`] records
+//!    (the event log's lines);
+//! 2. [`dnsmatch`]: each DNS response checked against the queries seen (only the first answer to
+//!    a query the capture saw, from the server asked, may name anything);
+//! 3. [`names`]: which name a client asked DNS for, for each address it then connects to;
+//! 4. [`correlate`]: each flow and lookup classified against the catalog (documented host,
 //!    undeclared destination, unresolved address), failures and timeouts kept per name;
-//! 4. [`throughput`]: per flow, host and group rates from the byte counters.
+//! 5. [`throughput`]: per flow, host and group rates from the byte counters.
 //!
 //! Time is data here (kernel and wall-clock nanoseconds carried by the events), so a live
 //! capture and the replay of its event log reach the same state. Nothing in this folder does
@@ -13,6 +16,8 @@
 
 pub mod correlate;
 pub mod dns;
+pub mod dnsmatch;
+pub mod dnstcp;
 pub mod events;
 pub mod names;
 pub mod throughput;

@@ -1,16 +1,19 @@
 //! Names for addresses: which name a client asked DNS for, for the address it then connects to.
 //!
-//! [`NameCache`] is fed with the DNS responses the capture sees and answers, for an address,
+//! [`NameCache`] is fed with the DNS responses that matched a query the capture saw (see
+//! `dnsmatch.rs`: nothing else may name an address) and answers, for an address,
 //! the name the client asked for (the question, not the CDN name at the end of the CNAME chain),
 //! with the chain kept as evidence. It is pure: time is the kernel timestamp of the events.
 //!
 //! # Attribution
 //!
-//! A response's CNAME records are followed from each question name, through chains of any depth
-//! and in any order, stopping at a loop or after [`MAX_CHAIN`] names. An address record whose
-//! owner is on the chain of a question is attributed to the question name; one that no question
-//! reaches is recorded under its own owner name. Without a question, the heads of the chains
-//! (names no CNAME points to) stand for it.
+//! A response's CNAME records are followed from its question name, through chains of any depth
+//! and in any order, stopping at a loop or after [`MAX_CHAIN`] names. An address record of the
+//! type asked whose owner is on that chain is attributed to the question name. Every other record
+//! (another owner, another type, beyond a cut chain; or any record of a response without a
+//! question) is ignored and returned in the [`Observation`]: a server answers for the question
+//! it was asked, and a record for another name is how a forged answer would slip
+//! `api.github.com A <attacker>` into a lookup of `x.attacker.example`.
 //!
 //! When several names share an address (CDNs), [`NameCache::lookup`] prefers the name most
 //! recently resolved by the same process, then by the same cgroup, then the most recent overall,
@@ -32,7 +35,13 @@
 //!   with at most `max_addresses_per_name` addresses [32] and `max_processes_per_name`
 //!   processes [8]. Per-name records do not expire: a report at the end of a run lists them all.
 //!
-//! Every drop is counted in [`NamesStats`].
+//! - besides these counts, at most `max_address_bytes` [32 MiB] for the addresses' names and
+//!   `max_name_bytes` [32 MiB] for the per-name records, in approximate heap bytes (a name can
+//!   be 1,000 characters after escaping, so counting entries alone bounds nothing): past that
+//!   the least recently resolved address, or least recently seen name, goes first.
+//!
+//! Every drop is counted in [`NamesStats`]; a report whose cache dropped anything says it is
+//! incomplete.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -68,6 +77,10 @@ pub struct Limits {
     pub grace_ns: u64,
     /// Per-name records kept.
     pub max_names: usize,
+    /// Approximate bytes the addresses' names may take (names can be 1,000 characters).
+    pub max_address_bytes: usize,
+    /// Approximate bytes the per-name records may take.
+    pub max_name_bytes: usize,
     /// Addresses kept in one per-name record.
     pub max_addresses_per_name: usize,
     /// Processes kept in one per-name record.
@@ -81,6 +94,8 @@ impl Default for Limits {
             max_names_per_address: 16,
             grace_ns: 3_600 * NS_PER_SEC,
             max_names: 65_536,
+            max_address_bytes: 32 << 20,
+            max_name_bytes: 32 << 20,
             max_addresses_per_name: 32,
             max_processes_per_name: 8,
         }
@@ -136,6 +151,51 @@ pub struct NameRecord {
     pub responses: u64,
     /// Processes that received answers for the name, most recent first.
     pub processes: Vec<Process>,
+    /// What the responses said, per record type asked (A and AAAA are asked together by
+    /// getaddrinfo and fail or work independently), in the order first asked.
+    pub outcomes: Vec<TypeOutcome>,
+}
+
+/// What the responses for one (name, record type) said, counted per response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TypeOutcome {
+    /// `A`, `AAAA`, ...
+    pub rtype: String,
+    /// Responses with at least one usable address (not a sinkhole).
+    pub answered: u64,
+    /// Responses whose addresses were all sinkholes (0.0.0.0, ::, 127.0.0.0/8, `--sinkhole`).
+    pub sinkholed: u64,
+    /// NOERROR responses without an address of the type (NODATA).
+    pub empty: u64,
+    /// Responses with an error code, per code (`SERVFAIL`, `REFUSED`, `NXDOMAIN`, ...).
+    pub errors: Vec<(String, u64)>,
+    pub first_failure_ns: Option<u64>,
+    pub last_failure_ns: Option<u64>,
+    /// A response with a usable address came after a failure of this type (a retry worked).
+    pub answered_after_failure: bool,
+}
+
+impl TypeOutcome {
+    /// Responses with an error code.
+    pub fn failed(&self) -> u64 {
+        self.errors.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Whether an answered address is a DNS filter's sinkhole rather than a real address: 0.0.0.0,
+/// ::, 127.0.0.0/8, ::1, or one of `extra` (`--sinkhole`).
+pub fn is_sinkhole(addr: IpAddr, extra: &[IpAddr]) -> bool {
+    let addr = addr.to_canonical();
+    addr.is_unspecified() || addr.is_loopback() || extra.contains(&addr)
+}
+
+/// What one response contributed besides its names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Answer records ignored: not on the question's CNAME chain, or of another type than asked.
+    pub off_chain: usize,
+    /// The addresses those ignored records claimed, with their owner names.
+    pub claims: Vec<(String, IpAddr)>,
 }
 
 /// Sizes and drops of a [`NameCache`].
@@ -145,14 +205,19 @@ pub struct NamesStats {
     pub addresses: usize,
     /// Per-name records held.
     pub names: usize,
-    /// Addresses dropped to stay within `max_addresses`.
+    /// Addresses dropped to stay within `max_addresses` or `max_address_bytes`.
     pub evicted_addresses: u64,
     /// Names of an address dropped to stay within `max_names_per_address`.
     pub evicted_bindings: u64,
     /// Names of an address dropped after their grace.
     pub expired_bindings: u64,
-    /// Per-name records dropped to stay within `max_names`.
+    /// Per-name records dropped to stay within `max_names` or `max_name_bytes`.
     pub evicted_names: u64,
+    /// Approximate bytes held for addresses and for per-name records.
+    #[serde(default)]
+    pub address_bytes: usize,
+    #[serde(default)]
+    pub name_bytes: usize,
 }
 
 /// Who received a name for an address.
@@ -222,6 +287,13 @@ pub struct NameCache {
     name_order: BTreeSet<(u64, String)>,
     last_purge_ns: u64,
     stats: NamesStats,
+    /// Addresses that DNS filters answer instead of the real one, besides the built-in ones.
+    sinkholes: Vec<IpAddr>,
+    /// Approximate bytes held by `addrs` (and `addr_order`) and by `names` (and `name_order`).
+    addr_bytes: usize,
+    name_bytes: usize,
+    /// The response being observed is a local resolver's upstream answer.
+    relayed: bool,
 }
 
 impl Default for NameCache {
@@ -240,7 +312,16 @@ impl NameCache {
             name_order: BTreeSet::new(),
             last_purge_ns: 0,
             stats: NamesStats::default(),
+            sinkholes: Vec::new(),
+            addr_bytes: 0,
+            name_bytes: 0,
+            relayed: false,
         }
+    }
+
+    /// Addresses judged sinkholes besides 0.0.0.0, ::, 127.0.0.0/8 (`--sinkhole`).
+    pub fn set_sinkholes(&mut self, sinkholes: Vec<IpAddr>) {
+        self.sinkholes = sinkholes;
     }
 
     /// Sizes and drop counters.
@@ -248,11 +329,30 @@ impl NameCache {
         NamesStats {
             addresses: self.addrs.len(),
             names: self.names.len(),
+            address_bytes: self.addr_bytes,
+            name_bytes: self.name_bytes,
             ..self.stats
         }
     }
 
     /// Records a DNS response as the capture reports it: answers with their response code.
+    /// Records a response a local resolver received from upstream for its client: it names
+    /// addresses, but its outcome is not counted (the client's own answer, relayed by the stub,
+    /// counts once).
+    pub fn observe_relayed_answers(
+        &mut self,
+        ts_ns: u64,
+        cgroup_id: u64,
+        rcode: Option<&str>,
+        questions: &[Question],
+        answers: &[Answer],
+    ) -> Observation {
+        self.relayed = true;
+        let seen = self.observe(ts_ns, None, cgroup_id, rcode, questions, answers);
+        self.relayed = false;
+        seen
+    }
+
     pub fn observe_answers(
         &mut self,
         ts_ns: u64,
@@ -261,8 +361,8 @@ impl NameCache {
         rcode: Option<&str>,
         questions: &[Question],
         answers: &[Answer],
-    ) {
-        self.observe(ts_ns, process, cgroup_id, rcode, questions, answers);
+    ) -> Observation {
+        self.observe(ts_ns, process, cgroup_id, rcode, questions, answers)
     }
 
     /// Records a DNS message if it is a response (queries carry no answers).
@@ -275,7 +375,7 @@ impl NameCache {
         message: &DnsMessage,
     ) {
         if message.response {
-            self.observe(
+            let _ = self.observe(
                 ts_ns,
                 process,
                 cgroup_id,
@@ -298,7 +398,7 @@ impl NameCache {
         questions: &[Question],
         answers: &[Answer],
     ) {
-        self.observe(ts_ns, process, cgroup_id, None, questions, answers);
+        let _ = self.observe(ts_ns, process, cgroup_id, None, questions, answers);
     }
 
     fn observe(
@@ -309,7 +409,7 @@ impl NameCache {
         rcode: Option<&str>,
         questions: &[Question],
         answers: &[Answer],
-    ) {
+    ) -> Observation {
         if ts_ns >= self.last_purge_ns.saturating_add(PURGE_INTERVAL_NS) {
             self.purge(ts_ns);
         }
@@ -322,7 +422,7 @@ impl NameCache {
         // CNAME owner -> target (the first one, should a broken server send two), and the
         // address records in answer order.
         let mut cnames: HashMap<String, String> = HashMap::new();
-        let mut records: Vec<(String, IpAddr, u32)> = Vec::new();
+        let mut records: Vec<(String, &str, IpAddr, u32)> = Vec::new();
         for answer in answers {
             let owner = normalize_name(&answer.name);
             match answer.rtype.as_str() {
@@ -333,58 +433,63 @@ impl NameCache {
                 }
                 "A" | "AAAA" => {
                     if let Ok(addr) = answer.data.parse::<IpAddr>() {
-                        records.push((owner, addr.to_canonical(), answer.ttl));
+                        records.push((owner, &answer.rtype, addr.to_canonical(), answer.ttl));
                     }
                 }
                 _ => {}
             }
         }
 
-        let mut roots: Vec<String> = Vec::new();
-        for question in questions {
-            let name = normalize_name(&question.name);
-            if !name.is_empty() && !roots.contains(&name) {
-                roots.push(name);
-            }
-        }
-        if roots.is_empty() {
-            // No question: the heads of the chains (names no CNAME points to).
-            let owners = answers.iter().map(|a| normalize_name(&a.name));
-            for owner in owners {
-                let is_target = cnames.values().any(|t| *t == owner);
-                if !is_target && !owner.is_empty() && !roots.contains(&owner) {
-                    roots.push(owner);
-                }
-            }
-        }
-
-        let mut reached = vec![false; records.len()];
-        for root in &roots {
-            let chain = follow(root, &cnames);
-            let mut addresses = Vec::new();
-            for (i, (owner, addr, ttl)) in records.iter().enumerate() {
-                if let Some(pos) = chain.iter().position(|n| n == owner) {
-                    reached[i] = true;
-                    self.bind(*addr, root, &chain[..=pos], *ttl, resolver);
+        // The question (a query has one; more are not answered by real servers).
+        let mut off_chain = Vec::new();
+        let Some(question) = questions.first() else {
+            return Observation {
+                off_chain: answers.len(),
+                claims: records.into_iter().map(|(o, _, a, _)| (o, a)).collect(),
+            };
+        };
+        let root = normalize_name(&question.name);
+        let chain = follow(&root, &cnames);
+        let mut addresses = Vec::new();
+        for (owner, rtype, addr, ttl) in &records {
+            let on_chain = chain.iter().position(|n| n == owner);
+            match on_chain {
+                Some(pos) if *rtype == question.rtype => {
+                    self.bind(*addr, &root, &chain[..=pos], *ttl, resolver);
                     if !addresses.contains(addr) {
                         addresses.push(*addr);
                     }
                 }
+                _ => off_chain.push((owner.clone(), *addr)),
             }
-            let answered = !addresses.is_empty() || chain.len() > 1;
+        }
+        // CNAME records off the chain (and other types) count as ignored records too.
+        let ignored = answers
+            .iter()
+            .filter(|a| {
+                !matches!(a.rtype.as_str(), "A" | "AAAA")
+                    && !chain.contains(&normalize_name(&a.name))
+            })
+            .count();
+        let answered = !addresses.is_empty() || chain.len() > 1;
+        if !root.is_empty() {
+            let sinkholed =
+                !addresses.is_empty() && addresses.iter().all(|a| is_sinkhole(*a, &self.sinkholes));
             self.note_name(
-                root,
+                &root,
                 rcode,
                 &addresses,
                 answered.then_some(&chain[..]),
                 ts_ns,
                 process,
             );
-        }
-        for (i, (owner, addr, ttl)) in records.iter().enumerate() {
-            if !reached[i] && !owner.is_empty() {
-                self.bind(*addr, owner, std::slice::from_ref(owner), *ttl, resolver);
+            if !self.relayed {
+                self.note_outcome(&root, &question.rtype, rcode, &addresses, sinkholed, ts_ns);
             }
+        }
+        Observation {
+            off_chain: ignored + off_chain.len(),
+            claims: off_chain,
         }
     }
 
@@ -394,6 +499,11 @@ impl NameCache {
         let now = resolver.at_ns;
         let entry = self.addrs.entry(addr).or_default();
         let old_last = (!entry.bindings.is_empty()).then(|| entry.last_ns());
+        let cost_before = if entry.bindings.is_empty() {
+            0
+        } else {
+            entry_cost(entry)
+        };
 
         let before = entry.bindings.len();
         entry
@@ -441,16 +551,25 @@ impl NameCache {
         if let Some(old) = old_last {
             self.addr_order.remove(&(old, addr));
         }
+        let cost_after = if entry.bindings.is_empty() {
+            0
+        } else {
+            entry_cost(entry)
+        };
         if entry.bindings.is_empty() {
             self.addrs.remove(&addr);
         } else {
             self.addr_order.insert((entry.last_ns(), addr));
         }
-        while self.addrs.len() > limits.max_addresses {
+        self.addr_bytes = (self.addr_bytes + cost_after).saturating_sub(cost_before);
+        while self.addrs.len() > limits.max_addresses || self.addr_bytes > limits.max_address_bytes
+        {
             let Some((_, oldest)) = self.addr_order.pop_first() else {
                 break;
             };
-            self.addrs.remove(&oldest);
+            if let Some(gone) = self.addrs.remove(&oldest) {
+                self.addr_bytes = self.addr_bytes.saturating_sub(entry_cost(&gone));
+            }
             self.stats.evicted_addresses += 1;
         }
     }
@@ -467,8 +586,10 @@ impl NameCache {
         process: Option<&Process>,
     ) {
         let limits = self.limits;
+        let mut cost_before = 0;
         let record = match self.names.get_mut(name) {
             Some(record) => {
+                cost_before = record_cost(record);
                 self.name_order
                     .remove(&(record.last_seen_ns, record.name.clone()));
                 record
@@ -482,6 +603,7 @@ impl NameCache {
                 last_seen_ns: ts_ns,
                 responses: 0,
                 processes: Vec::new(),
+                outcomes: Vec::new(),
             }),
         };
         record.responses += 1;
@@ -505,14 +627,72 @@ impl NameCache {
         }
         self.name_order
             .insert((record.last_seen_ns, record.name.clone()));
+        let cost_after = record_cost(record);
+        self.name_bytes = (self.name_bytes + cost_after).saturating_sub(cost_before);
+        self.shrink_names();
+    }
 
-        while self.names.len() > limits.max_names {
+    /// Drops the least recently seen per-name records until the bounds hold.
+    fn shrink_names(&mut self) {
+        let limits = self.limits;
+        while self.names.len() > limits.max_names || self.name_bytes > limits.max_name_bytes {
             let Some((_, oldest)) = self.name_order.pop_first() else {
                 break;
             };
-            self.names.remove(&oldest);
+            if let Some(gone) = self.names.remove(&oldest) {
+                self.name_bytes = self.name_bytes.saturating_sub(record_cost(&gone));
+            }
             self.stats.evicted_names += 1;
         }
+    }
+
+    /// Counts one response's outcome for (`name`, `rtype`) in its per-name record.
+    fn note_outcome(
+        &mut self,
+        name: &str,
+        rtype: &str,
+        rcode: Option<&str>,
+        addresses: &[IpAddr],
+        sinkholed: bool,
+        ts_ns: u64,
+    ) {
+        let Some(record) = self.names.get_mut(name) else {
+            return;
+        };
+        let before = record_cost(record);
+        let i = match record.outcomes.iter().position(|o| o.rtype == rtype) {
+            Some(i) => i,
+            None if record.outcomes.len() < MAX_TYPES_PER_NAME => {
+                record.outcomes.push(TypeOutcome {
+                    rtype: rtype.to_owned(),
+                    ..TypeOutcome::default()
+                });
+                record.outcomes.len() - 1
+            }
+            None => return,
+        };
+        let o = &mut record.outcomes[i];
+        match rcode {
+            Some("NOERROR") | None if sinkholed => o.sinkholed += 1,
+            Some("NOERROR") | None if !addresses.is_empty() => {
+                o.answered += 1;
+                if o.first_failure_ns.is_some() {
+                    o.answered_after_failure = true;
+                }
+            }
+            Some("NOERROR") | None => o.empty += 1,
+            Some(code) => {
+                match o.errors.iter_mut().find(|(c, _)| c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => o.errors.push((code.to_owned(), 1)),
+                }
+                o.first_failure_ns = Some(o.first_failure_ns.map_or(ts_ns, |t| t.min(ts_ns)));
+                o.last_failure_ns = Some(o.last_failure_ns.map_or(ts_ns, |t| t.max(ts_ns)));
+            }
+        }
+        let after = record_cost(record);
+        self.name_bytes = (self.name_bytes + after).saturating_sub(before);
+        self.shrink_names();
     }
 
     /// The name behind `addr` at `now_ns`, for a connection by `pid` in `cgroup_id` (either may
@@ -581,7 +761,6 @@ impl NameCache {
             .filter_map(|(_, name)| self.names.get(name))
     }
 
-    #[cfg(test)]
     /// The per-name record of `name` (any case, trailing dot or not).
     pub fn name(&self, name: &str) -> Option<&NameRecord> {
         self.names.get(&normalize_name(name))
@@ -593,12 +772,19 @@ impl NameCache {
         self.last_purge_ns = now_ns;
         let grace = self.limits.grace_ns;
         let mut reorder: Vec<(u64, IpAddr, Option<u64>)> = Vec::new();
+        let mut freed = 0;
         for (addr, entry) in &mut self.addrs {
             let old = entry.last_ns();
             let before = entry.bindings.len();
+            let cost_before = entry_cost(entry);
             entry.bindings.retain(|b| !b.past_grace(now_ns, grace));
             let dropped = before - entry.bindings.len();
             if dropped > 0 {
+                freed += if entry.bindings.is_empty() {
+                    cost_before
+                } else {
+                    cost_before.saturating_sub(entry_cost(entry))
+                };
                 self.stats.expired_bindings += dropped as u64;
                 let new = (!entry.bindings.is_empty()).then(|| entry.last_ns());
                 reorder.push((old, *addr, new));
@@ -615,7 +801,39 @@ impl NameCache {
                 }
             }
         }
+        self.addr_bytes = self.addr_bytes.saturating_sub(freed);
     }
+}
+
+/// Record types kept per name (A, AAAA and a few others).
+const MAX_TYPES_PER_NAME: usize = 4;
+/// What an entry costs besides its strings: the struct, its map slot and its order-index slot.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// Approximate heap bytes of a per-name record (its name counted twice: map key and order index).
+fn record_cost(r: &NameRecord) -> usize {
+    ENTRY_OVERHEAD
+        + 2 * r.name.len()
+        + r.cname_chain.iter().map(|n| n.len() + 24).sum::<usize>()
+        + r.addresses.len() * 32
+        + r.processes.iter().map(|p| p.comm.len() + 48).sum::<usize>()
+        + r.outcomes
+            .iter()
+            .map(|o| 96 + o.rtype.len() + o.errors.iter().map(|(c, _)| c.len() + 32).sum::<usize>())
+            .sum::<usize>()
+}
+
+/// Approximate heap bytes of an address's names.
+fn entry_cost(e: &AddrEntry) -> usize {
+    ENTRY_OVERHEAD
+        + e.bindings
+            .iter()
+            .map(|b| {
+                64 + b.name.len()
+                    + b.chain.iter().map(|n| n.len() + 24).sum::<usize>()
+                    + b.resolvers.len() * 24
+            })
+            .sum::<usize>()
 }
 
 /// The chain of names from `root` through `cnames`, `root` first, stopping at a loop or after
@@ -652,6 +870,7 @@ mod tests {
         Question {
             name: name.to_owned(),
             rtype: "A".to_owned(),
+            class: None,
         }
     }
 
@@ -807,12 +1026,10 @@ mod tests {
             .collect();
         answers.push(rr(&names[39], "A", 30, "198.18.4.1"));
         let mut cache = NameCache::default();
-        cache.observe_response(S, None, 1, &[q("n0.example")], &answers);
-        // The end of the chain is not reached: the address stays with its owner.
-        let got = cache
-            .lookup(ip("198.18.4.1"), S, None, None)
-            .expect("resolved");
-        assert_eq!(got.name, "n39.example");
+        let seen = cache.observe_answers(S, None, 1, None, &[q("n0.example")], &answers);
+        // The end of the chain is not reached: the address names nothing.
+        assert_eq!(cache.lookup(ip("198.18.4.1"), S, None, None), None);
+        assert_eq!(seen.claims, [(names[39].clone(), ip("198.18.4.1"))]);
         assert_eq!(
             cache.name("n0.example").map(|r| r.cname_chain.len()),
             Some(MAX_CHAIN)
@@ -820,44 +1037,54 @@ mod tests {
     }
 
     #[test]
-    fn without_a_question_the_head_of_the_chain_is_the_name() {
+    fn without_a_question_nothing_is_named() {
         let mut cache = NameCache::default();
-        let mut answers = pipelines_answers();
-        answers.rotate_left(1);
-        cache.observe_response(S, None, 1, &[], &answers);
-        let got = cache
-            .lookup(ip("198.18.1.12"), S, None, None)
-            .expect("resolved");
-        assert_eq!(got.name, PIPELINES);
-        assert_eq!(got.cname_chain.len(), 3);
+        let seen = cache.observe_answers(S, None, 1, None, &[], &pipelines_answers());
+        assert_eq!(cache.lookup(ip("198.18.1.12"), S, None, None), None);
+        assert_eq!(cache.stats().names, 0);
+        assert_eq!(seen.off_chain, 3);
     }
 
     #[test]
-    fn unreached_addresses_stay_with_their_owner() {
+    fn records_off_the_question_chain_name_nothing() {
         let mut cache = NameCache::default();
-        cache.observe_response(
+        // A lookup of the attacker's own name whose answer section slips in a record for a
+        // documented name, a record of another type, and an address of the wrong family.
+        let seen = cache.observe_answers(
             S,
             None,
             1,
-            &[q("asked.example")],
+            Some("NOERROR"),
+            &[q("x.attacker.example")],
             &[
-                rr("asked.example", "A", 30, "198.18.5.1"),
-                rr("other.example", "A", 30, "198.18.5.2"),
+                rr("x.attacker.example", "A", 30, "198.18.5.1"),
+                rr("api.github.com", "A", 30, "198.18.5.2"),
+                rr("x.attacker.example", "AAAA", 30, "fd00::5"),
                 rr("other.example", "AAAA", 30, "not an address"),
                 rr("other.example", "TXT", 30, "\"hello\""),
+                rr("other.example", "CNAME", 30, "api.github.com"),
             ],
         );
         let asked = cache
             .lookup(ip("198.18.5.1"), S, None, None)
             .expect("resolved");
-        assert_eq!(asked.name, "asked.example");
-        assert_eq!(asked.cname_chain, chain(&["asked.example"]));
-        let other = cache
-            .lookup(ip("198.18.5.2"), S, None, None)
-            .expect("resolved");
-        assert_eq!(other.name, "other.example");
-        assert_eq!(other.cname_chain, chain(&["other.example"]));
-        assert_eq!(cache.stats().addresses, 2);
+        assert_eq!(asked.name, "x.attacker.example");
+        assert_eq!(asked.cname_chain, chain(&["x.attacker.example"]));
+        assert_eq!(cache.lookup(ip("198.18.5.2"), S, None, None), None);
+        assert_eq!(cache.lookup(ip("fd00::5"), S, None, None), None);
+        assert!(cache.name("api.github.com").is_none());
+        assert_eq!(cache.stats().addresses, 1);
+        assert_eq!(
+            seen.off_chain, 4,
+            "the unreadable address is no record at all"
+        );
+        assert_eq!(
+            seen.claims,
+            [
+                ("api.github.com".to_owned(), ip("198.18.5.2")),
+                ("x.attacker.example".to_owned(), ip("fd00::5"))
+            ]
+        );
     }
 
     #[test]
@@ -1131,6 +1358,7 @@ mod tests {
             &[Question {
                 name: "ghcr.io".to_owned(),
                 rtype: "AAAA".to_owned(),
+                class: None,
             }],
             &[
                 rr("ghcr.io", "AAAA", 60, "2001:db8::1"),
@@ -1262,6 +1490,8 @@ mod tests {
             max_names_per_address: 0,
             grace_ns: 0,
             max_names: 0,
+            max_address_bytes: 0,
+            max_name_bytes: 0,
             max_addresses_per_name: 0,
             max_processes_per_name: 0,
         });
@@ -1274,5 +1504,50 @@ mod tests {
             None
         );
         assert_eq!(cache.names().count(), 0);
+    }
+
+    #[test]
+    fn long_names_are_bounded_in_bytes_not_entries() {
+        let limits = Limits {
+            max_address_bytes: 64 << 10,
+            max_name_bytes: 64 << 10,
+            ..Limits::default()
+        };
+        let mut cache = NameCache::new(limits);
+        for i in 0..1000u32 {
+            let name = format!("{i}.{}.example", "x".repeat(900));
+            cache.observe_response(
+                S + u64::from(i),
+                None,
+                1,
+                &[q(&name)],
+                &[rr(
+                    &name,
+                    "A",
+                    300,
+                    &format!("198.18.{}.{}", 20 + i / 250, i % 250),
+                )],
+            );
+            let stats = cache.stats();
+            assert!(stats.address_bytes <= 64 << 10, "{stats:?}");
+            assert!(stats.name_bytes <= 64 << 10, "{stats:?}");
+        }
+        let stats = cache.stats();
+        assert!(stats.addresses < 100 && stats.names < 100, "{stats:?}");
+        assert!(
+            stats.evicted_addresses > 900 && stats.evicted_names > 900,
+            "{stats:?}"
+        );
+        // The most recent is still there.
+        let last = format!("999.{}.example", "x".repeat(900));
+        assert_eq!(
+            cache
+                .lookup(ip("198.18.23.249"), 2 * S, None, None)
+                .map(|r| r.name),
+            Some(last)
+        );
+        // Purging everything gives every byte back.
+        cache.purge(u64::MAX);
+        assert_eq!(cache.stats().address_bytes, 0);
     }
 }

@@ -15,6 +15,7 @@ use crate::{
         endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, Process, SockError,
     },
     pipeline::dns::decode_message,
+    pipeline::dnstcp::TcpStreams,
     pipeline::events::{
         errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, Observed, Outcome,
     },
@@ -58,6 +59,7 @@ pub struct Tracker {
     closing: Vec<PendingClose>,
     errors: VecDeque<SockError>,
     stats: CaptureStats,
+    tcp: TcpStreams,
 }
 
 impl Tracker {
@@ -70,7 +72,12 @@ impl Tracker {
 
     /// Counters of what was seen; the capture adds the kernel's own.
     pub fn stats(&self) -> CaptureStats {
-        self.stats
+        let tcp = self.tcp.stats();
+        CaptureStats {
+            dns_tcp_messages: tcp.messages,
+            dns_tcp_undecodable: tcp.undecodable_segments + tcp.evicted_streams,
+            ..self.stats
+        }
     }
 
     /// Number of flows currently open.
@@ -94,7 +101,7 @@ impl Tracker {
                 self.sock_error(e);
                 Vec::new()
             }
-            KernelEvent::Dns(packet) => vec![self.dns(packet)],
+            KernelEvent::Dns(packet) => self.dns_packet(packet),
         }
     }
 
@@ -276,6 +283,33 @@ impl Tracker {
         self.errors.push_back(e);
     }
 
+    /// A UDP packet is one message; a TCP segment completes zero or more.
+    fn dns_packet(&mut self, packet: DnsPacket) -> Vec<Timed> {
+        let Some(seq) = packet.tcp_seq else {
+            return vec![self.dns(packet)];
+        };
+        let (server, client) = if packet.response {
+            (packet.endpoints.src, packet.endpoints.dst)
+        } else {
+            (packet.endpoints.dst, packet.endpoints.src)
+        };
+        let key = (packet.cookie, packet.response, client, server);
+        let messages =
+            self.tcp
+                .segment(packet.ts_ns, key, seq, packet.payload_len, &packet.payload);
+        messages
+            .into_iter()
+            .map(|m| {
+                self.dns(DnsPacket {
+                    payload_len: m.wire_len,
+                    payload: m.bytes,
+                    cut: m.cut,
+                    ..packet.clone()
+                })
+            })
+            .collect()
+    }
+
     fn dns(&mut self, packet: DnsPacket) -> Timed {
         let (server, client) = if packet.response {
             (packet.endpoints.src, packet.endpoints.dst)
@@ -290,12 +324,15 @@ impl Tracker {
             client,
             payload_len: packet.payload_len,
             capture_cut: packet.cut,
+            tcp: packet.tcp_seq.is_some(),
             id: None,
             rcode: None,
             tc: false,
             questions: Vec::new(),
             answers: Vec::new(),
             decode_error: None,
+            check: None,
+            out_of_bailiwick: 0,
         };
         match decode_message(&packet.payload) {
             Ok(msg) => {
@@ -664,6 +701,7 @@ mod tests {
             payload_len: 3,
             payload: vec![1, 2, 3],
             cut: false,
+            tcp_seq: None,
         };
         let out = t.on_event(KernelEvent::Dns(packet));
         let Observed::DnsResponse(d) = &out[0].1 else {
@@ -671,5 +709,42 @@ mod tests {
         };
         assert!(d.decode_error.is_some());
         assert_eq!(t.stats().malformed_dns, 1);
+    }
+
+    #[test]
+    fn dns_over_tcp_is_reassembled_into_messages() {
+        use crate::pipeline::dns::tests::{a, response};
+        use hickory_proto::op::ResponseCode;
+        let mut t = Tracker::new();
+        let msg = response(
+            "api.github.com.",
+            ResponseCode::NoError,
+            vec![a("api.github.com.", "198.18.1.10", 60)],
+        );
+        let mut stream = u16::try_from(msg.len()).unwrap().to_be_bytes().to_vec();
+        stream.extend_from_slice(&msg);
+        let segment = |seq: u32, bytes: &[u8]| DnsPacket {
+            ts_ns: 1,
+            response: true,
+            cookie: 4,
+            cgroup_id: 1,
+            endpoints: endpoints(&flow(53).tuple),
+            process: None,
+            payload_len: u32::try_from(bytes.len()).unwrap(),
+            payload: bytes.to_vec(),
+            cut: false,
+            tcp_seq: Some(seq),
+        };
+        assert!(t
+            .on_event(KernelEvent::Dns(segment(100, &stream[..1])))
+            .is_empty());
+        let out = t.on_event(KernelEvent::Dns(segment(101, &stream[1..])));
+        let [(_, Observed::DnsResponse(d))] = &out[..] else {
+            panic!("{out:?}")
+        };
+        assert!(d.tcp);
+        assert_eq!(d.answers[0].data, "198.18.1.10");
+        assert_eq!(d.payload_len, u32::try_from(msg.len()).unwrap());
+        assert_eq!(t.stats().dns_tcp_messages, 1);
     }
 }

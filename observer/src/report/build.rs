@@ -10,8 +10,8 @@ use crate::{
 use super::{
     rfc3339,
     tally::{group_status, runner_can_work, Destinations, Tallies, Tally},
-    CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, Report, Status,
-    UndeclaredReport, Verdict, SCHEMA_VERSION,
+    CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, RejectedDnsReport,
+    Report, Status, UndeclaredReport, Verdict, SCHEMA_VERSION,
 };
 
 /// Builds the report of everything the correlator has seen.
@@ -91,10 +91,10 @@ fn verdict(groups: &[GroupReport], hosts: &[HostReport]) -> Verdict {
             .failing_hosts
             .iter()
             .map(|name| {
-                let codes: Vec<&str> = hosts
+                let codes: Vec<String> = hosts
                     .iter()
                     .find(|h| &h.name == name)
-                    .map(|h| h.reasons.iter().map(|r| r.code.as_str()).collect())
+                    .map(|h| super::reason_labels(&h.reasons))
                     .unwrap_or_default();
                 format!("{name} ({})", codes.join(", "))
             })
@@ -159,6 +159,7 @@ fn host_report(
         groups,
         status: t.status(),
         reasons: t.reasons(),
+        dns_notes: t.dns_notes.clone(),
         addresses: t.addresses.iter().copied().collect(),
         cname_chain: t.cname_chain().to_vec(),
         flows: t.flows,
@@ -193,6 +194,7 @@ fn undeclared_report(
         processes: t.processes.iter().cloned().collect(),
         status: t.status(),
         reasons: t.reasons(),
+        dns_notes: t.dns_notes.clone(),
         first_seen: t.first_ns.and_then(rfc3339),
         last_seen: t.last_ns.and_then(rfc3339),
         throughput: series_stats(c.host_series(key)),
@@ -241,6 +243,7 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
         opened_at: rfc3339(f.opened_ns),
         closed_at: f.closed_ns.and_then(rfc3339),
         adopted: f.adopted,
+        forged_name: f.destination.forged_name.clone(),
         function: f
             .destination
             .name
@@ -288,6 +291,47 @@ fn capture_section(c: &Correlator) -> CaptureSection {
             info.unreadable_lines
         ));
     }
+    let names = c.names().stats();
+    let dropped_names = names.evicted_addresses + names.evicted_bindings + names.evicted_names;
+    if dropped_names > 0 {
+        incomplete.push(format!(
+            "the name cache forgot {} addresses, {} names of shared addresses and {} per-name \
+             records to stay within its bounds: some flows may be unresolved and some lookups \
+             missing",
+            names.evicted_addresses, names.evicted_bindings, names.evicted_names
+        ));
+    }
+    let checks = c.dns_checks();
+    if checks.queries_evicted > 0 {
+        incomplete.push(format!(
+            "{} DNS queries were dropped from the query table to stay within its bound: their \
+             answers named nothing",
+            checks.queries_evicted
+        ));
+    }
+    if s.dns_tcp_undecodable > 0 {
+        incomplete.push(format!(
+            "{} DNS-over-TCP segments could not be decoded (a segment missed before them)",
+            s.dns_tcp_undecodable
+        ));
+    }
+    let rejections = c.rejections();
+    let dns_rejected: Vec<RejectedDnsReport> = rejections
+        .groups()
+        .iter()
+        .map(|g| RejectedDnsReport {
+            code: g.check.code().to_owned(),
+            forgery: g.check.suspicious(),
+            count: g.count,
+            first_seen: rfc3339(g.first_ns),
+            last_seen: rfc3339(g.last_ns),
+            process: g.process.clone(),
+            client: g.client.to_string(),
+            server: g.server.to_string(),
+            names: g.names.clone(),
+            addresses: g.addresses.clone(),
+        })
+        .collect();
     let duration_ns = match (info.started_ns, info.ended_ns) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => 0,
@@ -304,9 +348,14 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         undecodable_events: s.undecodable_events,
         malformed_dns: s.malformed_dns,
         dns_skipped: s.dns_skipped,
+        dns_tcp_messages: s.dns_tcp_messages,
+        dns_tcp_undecodable: s.dns_tcp_undecodable,
+        dns_checks: checks,
+        dns_rejected,
+        dns_rejected_dropped: rejections.groups_dropped,
         flows_dropped: info.flows_dropped,
         unreadable_lines: info.unreadable_lines,
-        name_cache: c.names().stats(),
+        name_cache: names,
         local_resolvers: c.local_resolvers().to_vec(),
         complete: incomplete.is_empty(),
         incomplete_because: incomplete,
@@ -321,7 +370,7 @@ mod tests {
     use crate::{
         capture::record::Process,
         catalog::Catalog,
-        pipeline::correlate::tests::{closed, opened, query, response},
+        pipeline::correlate::tests::{closed, observe_answered, opened, query, response},
         pipeline::events::Observed,
     };
 
@@ -334,7 +383,7 @@ mod tests {
     fn report(events: Vec<(u64, Observed)>, sinkholes: Vec<IpAddr>) -> Report {
         let mut c = Correlator::new(Catalog::builtin()).with_sinkholes(sinkholes);
         for (ts, mut o) in events {
-            c.observe(ts, &mut o);
+            observe_answered(&mut c, ts, &mut o);
         }
         c.finish();
         build(&c)
@@ -369,7 +418,7 @@ mod tests {
         assert_eq!(host(&r, "codeload.github.com").status, Status::Unseen);
         assert_eq!(r.verdict.runner_can_work, Some(false));
         assert!(
-            r.verdict.summary.contains("api.github.com (dns_timeout)"),
+            r.verdict.summary.contains("api.github.com (dns_timeout A)"),
             "{}",
             r.verdict.summary
         );
@@ -552,5 +601,152 @@ mod tests {
             "{}",
             r.verdict.summary
         );
+    }
+
+    /// A response for `name` of type `rtype` with `rcode` and A/AAAA `answers`.
+    fn typed(name: &str, rtype: &str, rcode: &str, answers: &[&str]) -> Observed {
+        let recs: Vec<(&str, &str, &str)> = answers
+            .iter()
+            .map(|a| (name, if a.contains(':') { "AAAA" } else { "A" }, *a))
+            .collect();
+        let mut o = response(name, &recs);
+        if let Observed::DnsResponse(d) = &mut o {
+            d.questions[0].rtype = rtype.to_owned();
+            d.rcode = Some(rcode.to_owned());
+            d.id = Some(if rtype == "A" { 1 } else { 2 });
+        }
+        o
+    }
+
+    #[test]
+    fn one_record_type_failing_while_the_other_answers_is_a_note_not_a_reason() {
+        let r = report(
+            vec![
+                (S, typed("api.github.com", "A", "NOERROR", &["198.18.1.10"])),
+                (S, typed("api.github.com", "AAAA", "REFUSED", &[])),
+                (2 * S, opened(1, "198.18.1.10:443")),
+                (3 * S, closed(1, "198.18.1.10:443", true, 100, 5000)),
+            ],
+            vec![],
+        );
+        let api = host(&r, "api.github.com");
+        assert_eq!(api.status, Status::Ok, "{api:#?}");
+        assert!(api.reasons.is_empty());
+        assert_eq!(
+            api.dns_notes
+                .iter()
+                .map(|n| (n.code.as_str(), n.record_type.as_str(), n.count))
+                .collect::<Vec<_>>(),
+            [("dns_refused", "AAAA", 1)]
+        );
+        assert_eq!(
+            r.verdict.runner_can_work,
+            Some(true),
+            "{}",
+            r.verdict.summary
+        );
+    }
+
+    #[test]
+    fn a_sinkhole_answer_blocks_whatever_the_other_type_returned() {
+        let r = report(
+            vec![
+                (S, typed("api.github.com", "A", "NOERROR", &["0.0.0.0"])),
+                (S, typed("api.github.com", "AAAA", "REFUSED", &[])),
+                (2 * S, opened(1, "0.0.0.0:443")),
+                (2 * S, closed(1, "0.0.0.0:443", false, 0, 0)),
+            ],
+            vec![],
+        );
+        let api = host(&r, "api.github.com");
+        assert_eq!(api.status, Status::Blocked);
+        let reasons: Vec<String> = api
+            .reasons
+            .iter()
+            .map(super::super::Reason::label)
+            .collect();
+        assert_eq!(reasons, ["dns_refused AAAA", "dns_sinkhole A"]);
+        assert!(
+            r.verdict
+                .summary
+                .contains("api.github.com (dns_refused AAAA, dns_sinkhole A)"),
+            "{}",
+            r.verdict.summary
+        );
+    }
+
+    #[test]
+    fn a_retry_that_answered_after_a_failure_of_the_same_type_is_degraded() {
+        let mut failed = typed("api.github.com", "A", "SERVFAIL", &[]);
+        if let Observed::DnsResponse(d) = &mut failed {
+            d.id = Some(7);
+        }
+        let r = report(
+            vec![
+                (S, failed),
+                (
+                    2 * S,
+                    typed("api.github.com", "A", "NOERROR", &["198.18.1.10"]),
+                ),
+                (2 * S, typed("api.github.com", "AAAA", "NOERROR", &[])),
+                (3 * S, opened(1, "198.18.1.10:443")),
+                (4 * S, closed(1, "198.18.1.10:443", true, 100, 5000)),
+            ],
+            vec![],
+        );
+        let api = host(&r, "api.github.com");
+        assert_eq!(api.status, Status::Degraded, "{api:#?}");
+        assert_eq!(api.reasons[0].label(), "dns_servfail A");
+        assert!(api.dns_notes.is_empty());
+        assert_eq!(r.verdict.runner_can_work, Some(false));
+        assert!(
+            r.verdict
+                .summary
+                .contains("api.github.com (dns_servfail A)"),
+            "{}",
+            r.verdict.summary
+        );
+    }
+
+    #[test]
+    fn both_types_failing_is_a_failed_lookup_with_both_types() {
+        let r = report(
+            vec![
+                (S, typed("api.github.com", "A", "SERVFAIL", &[])),
+                (S, typed("api.github.com", "AAAA", "SERVFAIL", &[])),
+            ],
+            vec![],
+        );
+        let api = host(&r, "api.github.com");
+        assert_eq!(api.status, Status::Blocked);
+        assert_eq!(
+            super::super::reason_labels(&api.reasons),
+            ["dns_servfail A/AAAA"]
+        );
+    }
+
+    #[test]
+    fn forged_answers_are_in_the_capture_section_and_never_name_a_host() {
+        let mut forged = response("api.github.com", &[("api.github.com", "A", "198.18.66.1")]);
+        if let Observed::DnsResponse(d) = &mut forged {
+            d.socket_cookie = 99;
+            d.client = "198.18.0.1:7777".parse().unwrap();
+        }
+        let mut c = Correlator::new(Catalog::builtin());
+        c.observe(S, &mut forged);
+        c.observe(2 * S, &mut opened(1, "198.18.66.1:443"));
+        c.observe(3 * S, &mut closed(1, "198.18.66.1:443", true, 10, 10));
+        let r = build(&c);
+        assert_eq!(host(&r, "api.github.com").status, Status::Unseen);
+        assert_eq!(r.undeclared[0].name, None);
+        assert_eq!(r.flows[0].name, None);
+        assert_eq!(r.capture.dns_checks.unsolicited, 1);
+        let rejected = &r.capture.dns_rejected[0];
+        assert_eq!(
+            (rejected.code.as_str(), rejected.forgery, rejected.count),
+            ("dns_unsolicited", true, 1)
+        );
+        assert_eq!(rejected.client, "198.18.0.1:7777");
+        assert_eq!(rejected.names, ["api.github.com"]);
     }
 }

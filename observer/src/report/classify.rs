@@ -2,10 +2,8 @@
 //! with its reason code, and the status of a destination from its counts. Pure functions of
 //! one flow or one answer, so that the report, the TUI and tests classify alike.
 
-use std::net::IpAddr;
-
 use crate::{
-    pipeline::correlate::{Correlator, FlowEntry},
+    pipeline::correlate::{Correlator, DnsTimeouts, FlowEntry},
     pipeline::events::{ClosedBy, Outcome},
     pipeline::names::NameRecord,
     pipeline::throughput::TransferSummary,
@@ -105,26 +103,115 @@ pub fn slow_transfer(
     })
 }
 
-/// The failure a DNS answer shows, if any: an error rcode, an answer that names only sinkhole
-/// addresses, or an answer without address for a name no flow reached (`flows` is the number
-/// of flows to the name).
-pub fn dns_failure(
-    record: &NameRecord,
-    flows: u64,
-    is_sinkhole: impl Fn(IpAddr) -> bool,
-) -> Option<Reason> {
-    match record.rcode.as_deref() {
-        Some("NXDOMAIN") => Some(Reason::DnsNxdomain),
-        Some("SERVFAIL") => Some(Reason::DnsServfail),
-        Some("REFUSED") => Some(Reason::DnsRefused),
-        Some("NOERROR")
-            if !record.addresses.is_empty() && record.addresses.iter().all(|a| is_sinkhole(*a)) =>
-        {
-            Some(Reason::DnsSinkhole)
-        }
-        Some("NOERROR") if record.addresses.is_empty() && flows == 0 => Some(Reason::DnsNoAddress),
-        _ => None,
+/// How a DNS finding weighs on its host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsWeight {
+    /// The name produced no usable address (of any type): the lookup failed.
+    Failure,
+    /// A query of this type failed, and a retry of the same type answered: the host is
+    /// `degraded` when it was reached.
+    Retried,
+    /// This type failed while another type answered: a note on the host, never a reason.
+    Note,
+}
+
+/// One DNS finding of a name: a reason code for one record type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsFinding {
+    pub code: &'static str,
+    /// `A`, `AAAA`, ...; `None` for `dns_no_address` (no type gave an address).
+    pub rtype: Option<String>,
+    pub count: u64,
+    pub weight: DnsWeight,
+}
+
+/// The reason code of a DNS response code that is a failure.
+fn rcode_reason(rcode: &str) -> &'static str {
+    match rcode {
+        "NXDOMAIN" => Reason::DnsNxdomain.as_str(),
+        "SERVFAIL" => Reason::DnsServfail.as_str(),
+        "REFUSED" => Reason::DnsRefused.as_str(),
+        _ => Reason::DnsError.as_str(),
     }
+}
+
+/// What DNS says about a name, per record type, as a client experiences its lookups
+/// (getaddrinfo asks A and AAAA together; resolvers retry):
+/// - an answer whose addresses are all sinkholes is `dns_sinkhole` for its type, whatever the
+///   other type returned;
+/// - a failure (error code or no response) of a type that later answered is `Retried`;
+/// - a failure of a type while another type gave usable addresses is a `Note`;
+/// - otherwise the name produced no usable address and the failure is a `Failure`; a name that
+///   resolved (NOERROR) to no address and was not connected to is `dns_no_address`.
+///
+/// `flows` is the number of flows to the name.
+pub fn dns_findings(
+    record: Option<&NameRecord>,
+    timeouts: Option<&DnsTimeouts>,
+    flows: u64,
+) -> Vec<DnsFinding> {
+    let outcomes = record.map_or(&[][..], |r| &r.outcomes[..]);
+    let usable_any = outcomes.iter().any(|o| o.answered > 0);
+    let mut types: Vec<&str> = outcomes.iter().map(|o| o.rtype.as_str()).collect();
+    for (t, _) in timeouts.map_or(&[][..], |t| &t.by_type[..]) {
+        if !types.contains(&t.as_str()) {
+            types.push(t);
+        }
+    }
+    let mut out = Vec::new();
+    for t in types {
+        let outcome = outcomes.iter().find(|o| o.rtype == t);
+        let answered = outcome.is_some_and(|o| o.answered > 0);
+        let recovered = outcome.is_some_and(|o| o.answered_after_failure);
+        if let Some(o) = outcome.filter(|o| o.sinkholed > 0) {
+            out.push(DnsFinding {
+                code: Reason::DnsSinkhole.as_str(),
+                rtype: Some(t.to_owned()),
+                count: o.sinkholed,
+                weight: DnsWeight::Failure,
+            });
+        }
+        let mut failures: Vec<(&'static str, u64)> = Vec::new();
+        for (rcode, n) in outcome.map_or(&[][..], |o| &o.errors[..]) {
+            let code = rcode_reason(rcode);
+            match failures.iter_mut().find(|(c, _)| *c == code) {
+                Some((_, m)) => *m += n,
+                None => failures.push((code, *n)),
+            }
+        }
+        let timed_out = timeouts
+            .and_then(|x| x.by_type.iter().find(|(ty, _)| ty == t))
+            .map_or(0, |(_, n)| *n);
+        if timed_out > 0 {
+            failures.push((Reason::DnsTimeout.as_str(), timed_out));
+        }
+        for (code, count) in failures {
+            let weight = if recovered || (code == Reason::DnsTimeout.as_str() && answered) {
+                DnsWeight::Retried
+            } else if usable_any {
+                DnsWeight::Note
+            } else {
+                DnsWeight::Failure
+            };
+            out.push(DnsFinding {
+                code,
+                rtype: Some(t.to_owned()),
+                count,
+                weight,
+            });
+        }
+    }
+    let sinkholed = outcomes.iter().any(|o| o.sinkholed > 0);
+    let empty = outcomes.iter().any(|o| o.empty > 0);
+    if !usable_any && !sinkholed && empty && out.is_empty() && flows == 0 {
+        out.push(DnsFinding {
+            code: Reason::DnsNoAddress.as_str(),
+            rtype: None,
+            count: 1,
+            weight: DnsWeight::Failure,
+        });
+    }
+    out
 }
 
 /// The status of a destination from its attempts: successes, failures, and successes that

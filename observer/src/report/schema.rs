@@ -18,6 +18,7 @@ pub use crate::capture::record::Process;
 
 use crate::{
     capture::ProbeStatus,
+    pipeline::dnsmatch::DnsCheckStats,
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::names::NamesStats,
     pipeline::throughput::{ThroughputStats, TransferStats},
@@ -87,6 +88,22 @@ pub struct CaptureSection {
     pub undecodable_events: u64,
     pub malformed_dns: u64,
     pub dns_skipped: u64,
+    /// DNS messages read from TCP streams.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_tcp_messages: u64,
+    /// DNS-over-TCP segments that could not be decoded.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_tcp_undecodable: u64,
+    /// How the DNS responses compared with the queries seen (docs/events.md); absent when no
+    /// response was rejected and no query dropped.
+    #[serde(skip_serializing_if = "DnsCheckStats::clean")]
+    pub dns_checks: DnsCheckStats,
+    /// Responses that named nothing, by kind and by the socket they were sent to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_rejected: Vec<RejectedDnsReport>,
+    /// Rejected responses beyond the 256 groups kept, counted only.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_rejected_dropped: u64,
     pub flows_dropped: u64,
     pub unreadable_lines: u64,
     /// Size of the address-to-name memory, and what its bounds made it forget.
@@ -101,6 +118,46 @@ pub struct CaptureSection {
     pub incomplete_because: Vec<String>,
 }
 
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// DNS responses (or records) that named nothing, of one kind, sent to one local socket from
+/// one server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedDnsReport {
+    /// `dns_unsolicited`, `dns_mismatched`, `dns_wrong_server`, `dns_out_of_bailiwick`,
+    /// `dns_duplicate`, `dns_late`, `dns_unmatched_before_start`.
+    pub code: String,
+    /// A sign of forgery (unsolicited, mismatched, wrong server, out of bailiwick) rather than
+    /// of the capture's limits.
+    #[serde(default)]
+    pub forgery: bool,
+    #[serde(default)]
+    pub count: u64,
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+    /// The process owning the socket the responses were sent to, when known.
+    #[serde(default)]
+    pub process: Option<Process>,
+    /// The local socket's address, and the server's.
+    #[serde(default)]
+    pub client: String,
+    #[serde(default)]
+    pub server: String,
+    /// Names and addresses the responses claimed (at most 8 each).
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub addresses: Vec<IpAddr>,
+}
+
 /// `ok`: reached, every attempt succeeded; `degraded`: some attempts failed; `blocked`: every
 /// attempt failed; `unseen`: no connection was attempted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -112,6 +169,61 @@ pub enum Status {
     Unseen,
 }
 
+impl Reason {
+    /// The code with its record type, as the verdict, exports and the TUI show it:
+    /// `dns_refused AAAA`, `tcp_reset`.
+    pub fn label(&self) -> String {
+        match &self.record_type {
+            Some(t) => format!("{} {t}", self.code),
+            None => self.code.clone(),
+        }
+    }
+}
+
+/// The reasons' labels, one per code, the record types of a code joined:
+/// `["dns_nxdomain A/AAAA", "tcp_reset"]`.
+pub fn reason_labels(reasons: &[Reason]) -> Vec<String> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for r in reasons {
+        let types = match out.iter_mut().find(|(code, _)| *code == r.code) {
+            Some((_, types)) => types,
+            None => {
+                out.push((r.code.clone(), Vec::new()));
+                &mut out.last_mut().expect("just pushed").1
+            }
+        };
+        if let Some(t) = &r.record_type {
+            if !types.contains(t) {
+                types.push(t.clone());
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(code, types)| {
+            if types.is_empty() {
+                code
+            } else {
+                format!("{code} {}", types.join("/"))
+            }
+        })
+        .collect()
+}
+
+/// A DNS failure of one record type while another type of the same name answered (a resolver
+/// that refuses AAAA but answers A, say): shown on the host, never a reason for its status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsNote {
+    /// `dns_refused`, `dns_servfail`, `dns_nxdomain`, `dns_timeout`, `dns_error`.
+    pub code: String,
+    pub record_type: String,
+    #[serde(default)]
+    pub count: u64,
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub last_seen: Option<String>,
+}
+
 /// One kind of failure, counted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
@@ -121,6 +233,10 @@ pub struct Reason {
     /// `connection_reset`; and, for hosts that work but not well, `slow_throughput` and
     /// `long_poll_cut`.
     pub code: String,
+    /// For DNS codes: the record type whose queries failed (`A`, `AAAA`); absent otherwise and
+    /// for `dns_no_address`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<String>,
     #[serde(default)]
     pub count: u64,
     #[serde(default)]
@@ -172,6 +288,9 @@ pub struct HostReport {
     pub status: Status,
     #[serde(default)]
     pub reasons: Vec<Reason>,
+    /// DNS failures of one record type while another answered (not reasons).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_notes: Vec<DnsNote>,
     #[serde(default)]
     pub addresses: Vec<IpAddr>,
     #[serde(default)]
@@ -221,6 +340,9 @@ pub struct UndeclaredReport {
     pub status: Status,
     #[serde(default)]
     pub reasons: Vec<Reason>,
+    /// DNS failures of one record type while another answered (not reasons).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_notes: Vec<DnsNote>,
     #[serde(default)]
     pub first_seen: Option<String>,
     #[serde(default)]
@@ -277,6 +399,9 @@ pub struct FlowReport {
     /// payload, and bytes count from there.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// A rejected DNS response claimed this address for this name (a forged-name attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forged_name: Option<String>,
     /// What the runner uses the destination for, when its name tells.
     #[serde(default)]
     pub function: Option<String>,

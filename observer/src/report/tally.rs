@@ -23,10 +23,10 @@ use crate::{
 };
 
 use super::{
-    classify::{self, failure, success, warning},
+    classify::{self, failure, success, warning, DnsWeight},
     rfc3339,
     vocab::Reason as Code,
-    Reason, Status,
+    DnsNote, Reason, Status,
 };
 
 /// The position DNS evidence takes: after every flow.
@@ -61,8 +61,10 @@ pub struct Tally {
     cname: Option<(usize, Vec<String>)>,
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
-    /// By wire code.
-    pub reasons: BTreeMap<&'static str, Occurrences>,
+    /// By wire code and record type (DNS reasons carry the type: `A`, `AAAA`, ...).
+    pub reasons: BTreeMap<(&'static str, Option<String>), Occurrences>,
+    /// DNS failures of one record type while another type answered: notes, not reasons.
+    pub dns_notes: Vec<DnsNote>,
     pub function: Option<&'static str>,
     /// The transfers of all its flows.
     pub transfers: TransferStats,
@@ -74,17 +76,17 @@ impl Tally {
         self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
     }
 
-    /// `count` occurrences of `code` between `first` and `last`, by the flow at position `at`
-    /// (or by DNS, [`AFTER_FLOWS`]).
+    /// `count` occurrences of `code` (for a record type, DNS reasons) between `first` and
+    /// `last`, by the flow at position `at` (or by DNS, [`AFTER_FLOWS`]).
     fn occurrence(
         &mut self,
-        code: Code,
+        code: (&'static str, Option<String>),
         count: u64,
         (first, last, at): (u64, u64, usize),
         process: Option<Process>,
         detail: Option<String>,
     ) {
-        let r = self.reasons.entry(code.as_str()).or_insert(Occurrences {
+        let r = self.reasons.entry(code).or_insert(Occurrences {
             count: 0,
             first_ns: first,
             last_ns: last,
@@ -137,39 +139,74 @@ impl Tally {
         let when = f.closed_ns.unwrap_or(f.opened_ns);
         if let Some(code) = failure(f) {
             self.failures += 1;
+            let code = (code.as_str(), None);
             self.occurrence(code, 1, (when, when, at), Some(f.process.clone()), None);
         } else if success(f) {
             self.successes += 1;
             if let Some((code, detail)) = warning(f, c) {
                 self.warnings += 1;
                 let process = Some(f.process.clone());
+                let code = (code.as_str(), None);
                 self.occurrence(code, 1, (when, when, at), process, Some(detail));
             }
         }
     }
 
-    /// The lookups of the name that were never answered.
-    pub fn add_timeouts(&mut self, t: &DnsTimeouts) {
-        self.seen(t.first_ns);
-        self.seen(t.last_ns);
-        self.failures += t.count;
-        let span = (t.first_ns, t.last_ns, AFTER_FLOWS);
-        self.occurrence(Code::DnsTimeout, t.count, span, t.process.clone(), None);
-    }
-
-    /// What DNS answered for the name.
-    pub fn add_dns(&mut self, record: &NameRecord, is_sinkhole: impl Fn(IpAddr) -> bool) {
-        self.addresses.extend(record.addresses.iter().copied());
-        self.processes.extend(record.processes.iter().cloned());
-        if !record.cname_chain.is_empty() {
-            self.cname = Some((AFTER_FLOWS, record.cname_chain.clone()));
+    /// What DNS said about the name: its answers per record type and its unanswered queries,
+    /// weighed as a client's lookups (see [`classify::dns_findings`]).
+    pub fn add_dns(&mut self, record: Option<&NameRecord>, timeouts: Option<&DnsTimeouts>) {
+        if let Some(record) = record {
+            self.addresses.extend(record.addresses.iter().copied());
+            self.processes.extend(record.processes.iter().cloned());
+            if !record.cname_chain.is_empty() {
+                self.cname = Some((AFTER_FLOWS, record.cname_chain.clone()));
+            }
+            self.seen(record.first_seen_ns);
+            self.seen(record.last_seen_ns);
         }
-        self.seen(record.first_seen_ns);
-        self.seen(record.last_seen_ns);
-        if let Some(code) = classify::dns_failure(record, self.flows, is_sinkhole) {
-            self.failures += 1;
-            let at = (record.last_seen_ns, record.last_seen_ns, AFTER_FLOWS);
-            self.occurrence(code, 1, at, record.processes.first().cloned(), None);
+        if let Some(t) = timeouts {
+            self.seen(t.first_ns);
+            self.seen(t.last_ns);
+        }
+        for finding in classify::dns_findings(record, timeouts, self.flows) {
+            let timeout = finding.code == Code::DnsTimeout.as_str();
+            let (first, last, process) = match (timeout, timeouts, record) {
+                (true, Some(t), _) => (t.first_ns, t.last_ns, t.process.clone()),
+                (_, _, Some(r)) => {
+                    let o = r
+                        .outcomes
+                        .iter()
+                        .find(|o| Some(&o.rtype) == finding.rtype.as_ref());
+                    (
+                        o.and_then(|o| o.first_failure_ns)
+                            .unwrap_or(r.first_seen_ns),
+                        o.and_then(|o| o.last_failure_ns).unwrap_or(r.last_seen_ns),
+                        r.processes.first().cloned(),
+                    )
+                }
+                _ => continue,
+            };
+            let span = (first, last, AFTER_FLOWS);
+            match finding.weight {
+                DnsWeight::Failure => {
+                    self.failures += finding.count;
+                    let code = (finding.code, finding.rtype);
+                    self.occurrence(code, finding.count, span, process, None);
+                }
+                DnsWeight::Retried => {
+                    self.warnings += 1;
+                    let code = (finding.code, finding.rtype);
+                    let detail = Some("a retry of the same type answered".to_owned());
+                    self.occurrence(code, finding.count, span, process, detail);
+                }
+                DnsWeight::Note => self.dns_notes.push(DnsNote {
+                    code: finding.code.to_owned(),
+                    record_type: finding.rtype.unwrap_or_default(),
+                    count: finding.count,
+                    first_seen: rfc3339(first),
+                    last_seen: rfc3339(last),
+                }),
+            }
         }
     }
 
@@ -187,8 +224,9 @@ impl Tally {
     pub fn reasons(&self) -> Vec<Reason> {
         self.reasons
             .iter()
-            .map(|(code, o)| Reason {
+            .map(|((code, rtype), o)| Reason {
                 code: (*code).to_owned(),
+                record_type: rtype.clone(),
                 count: o.count,
                 first_seen: rfc3339(o.first_ns),
                 last_seen: rfc3339(o.last_ns),
@@ -242,18 +280,20 @@ impl Tallies {
         }
     }
 
-    /// The correlator's DNS evidence: every name's answers, then the unanswered lookups (once,
-    /// after the flows).
+    /// The correlator's DNS evidence (once, after the flows): every name's answers with its
+    /// unanswered queries, then the names that only timed out.
     pub fn add_dns(&mut self, c: &Correlator) {
         for record in c.names().names() {
             let tally = self.by_name.entry(record.name.clone()).or_default();
-            tally.add_dns(record, |a| c.is_sinkhole(a));
+            tally.add_dns(Some(record), c.dns_timeouts().get(&record.name));
         }
         for (name, timeouts) in c.dns_timeouts() {
-            self.by_name
-                .entry(name.clone())
-                .or_default()
-                .add_timeouts(timeouts);
+            if c.names().name(name).is_none() {
+                self.by_name
+                    .entry(name.clone())
+                    .or_default()
+                    .add_dns(None, Some(timeouts));
+            }
         }
     }
 }

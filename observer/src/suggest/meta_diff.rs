@@ -135,9 +135,9 @@ fn brief(status: Status, flows: u64, reasons: &[ReasonCount]) -> String {
         Status::Unseen => "resolved only",
         other => other.word(),
     };
-    let codes: Vec<String> = reasons
+    let codes: Vec<String> = crate::report::reason_labels(reasons)
         .iter()
-        .map(|r| super::clean(&r.code))
+        .map(|c| super::clean(c))
         .filter(|c| !Reason::is_warning_code(c))
         .collect();
     let mut text = word.to_owned();

@@ -260,18 +260,17 @@ fn usable(address: &IpAddr) -> bool {
 }
 
 fn reason_codes(reasons: &[report::Reason]) -> Vec<String> {
-    let mut codes: Vec<String> = Vec::new();
-    for r in reasons {
-        // Warnings about hosts that work (slow transfers, cut long polls) are not failures.
-        if Reason::is_warning_code(&r.code) {
-            continue;
-        }
-        let code = super::clean(&r.code);
-        if !codes.contains(&code) {
-            codes.push(code);
-        }
-    }
-    codes
+    // Warnings about hosts that work (slow transfers, cut long polls) are not failures; DNS
+    // codes carry their record type (`dns_refused AAAA`).
+    let failures: Vec<report::Reason> = reasons
+        .iter()
+        .filter(|r| !Reason::is_warning_code(&r.code))
+        .cloned()
+        .collect();
+    report::reason_labels(&failures)
+        .iter()
+        .map(|c| super::clean(c))
+        .collect()
 }
 
 fn processes(list: &[Process]) -> Vec<String> {

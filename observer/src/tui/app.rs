@@ -576,7 +576,7 @@ mod tests {
     use crate::{
         catalog::Catalog,
         pipeline::correlate::{
-            tests::{closed, opened, response},
+            tests::{closed, observe_answered, opened, response},
             Correlator,
         },
         pipeline::events::Observed,
@@ -606,7 +606,7 @@ mod tests {
 
     fn feed(c: &mut Correlator, events: Vec<(u64, Observed)>) {
         for (ts, mut o) in events {
-            c.observe(ts, &mut o);
+            observe_answered(c, ts, &mut o);
         }
     }
 

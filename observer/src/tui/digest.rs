@@ -254,6 +254,7 @@ mod tests {
     fn holding(closed_flows: u64) -> Correlator {
         let mut c = Correlator::new(Catalog::builtin());
         let api = "198.18.1.10:443";
+        c.observe(T0, &mut query(1, "api.github.com"));
         let mut o = response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]);
         c.observe(T0, &mut o);
         for id in 1..=closed_flows {

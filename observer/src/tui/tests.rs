@@ -18,7 +18,7 @@ use crate::{
     capture::record::Process,
     catalog::Catalog,
     pipeline::correlate::{
-        tests::{closed, opened, response},
+        tests::{closed, observe_answered, opened, response},
         Correlator,
     },
     pipeline::events::{ClosedBy, FlowClosed, Observed, Outcome},
@@ -79,7 +79,7 @@ fn play(
     let mut t = from;
     loop {
         while let Some((ts, mut o)) = events.next_if(|(ts, _)| *ts <= t) {
-            correlator.observe(ts, &mut o);
+            observe_answered(correlator, ts, &mut o);
             fed += 1;
         }
         app.update(Msg::View(Box::new(view::build(correlator, t, fed))));

@@ -17,7 +17,7 @@ use crate::{
     pipeline::events::{ClosedBy, DestinationClass, Outcome},
     pipeline::throughput::{runner_function, Series, ThroughputStats, TransferStats},
     report::{
-        classify,
+        self, classify,
         tally::{group_status, runner_can_work, Destinations, HostEvidence, Tally},
         vocab::Reason,
         Status,
@@ -141,6 +141,8 @@ pub struct GroupRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReasonRow {
     pub code: String,
+    /// For DNS codes, the record type that failed.
+    pub record_type: Option<String>,
     pub count: u64,
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
@@ -160,6 +162,8 @@ pub struct HostRow {
     pub groups: Vec<String>,
     pub status: Status,
     pub reasons: Vec<ReasonRow>,
+    /// DNS failures of one record type while another answered: `dns_refused AAAA ×2`.
+    pub notes: Vec<String>,
     pub addresses: Vec<String>,
     pub ports: Vec<u16>,
     pub cname_chain: Vec<String>,
@@ -177,15 +181,34 @@ pub struct HostRow {
 }
 
 impl HostRow {
-    /// `tcp_reset×3, dns_nxdomain`.
+    /// `tcp_reset×3, dns_nxdomain A/AAAA×2` (the record types of a DNS code joined).
     pub fn reason_codes(&self) -> String {
-        self.reasons
-            .iter()
-            .map(|r| {
-                if r.count > 1 {
-                    format!("{}×{}", r.code, r.count)
+        let mut grouped: Vec<(String, Vec<String>, u64)> = Vec::new();
+        for r in &self.reasons {
+            match grouped.iter_mut().find(|(code, ..)| *code == r.code) {
+                Some((_, types, count)) => {
+                    types.extend(r.record_type.clone());
+                    *count += r.count;
+                }
+                None => grouped.push((
+                    r.code.clone(),
+                    r.record_type.clone().into_iter().collect(),
+                    r.count,
+                )),
+            }
+        }
+        grouped
+            .into_iter()
+            .map(|(code, types, count)| {
+                let label = if types.is_empty() {
+                    code
                 } else {
-                    r.code.clone()
+                    format!("{code} {}", types.join("/"))
+                };
+                if count > 1 {
+                    format!("{label}×{count}")
+                } else {
+                    label
                 }
             })
             .collect::<Vec<_>>()
@@ -484,8 +507,8 @@ fn verdict(groups: &[(&crate::catalog::Group, &GroupRow)], hosts: &[HostEvidence
                 .iter()
                 .filter(|h| h.groups.contains(&g.id) && failed(h.tally.status()))
                 .map(|h| {
-                    let codes: Vec<&str> = h.tally.reasons.keys().copied().collect();
-                    clean(&format!("{} ({})", h.name, codes.join(", ")))
+                    let labels = report::reason_labels(&h.tally.reasons());
+                    clean(&format!("{} ({})", h.name, labels.join(", ")))
                 })
         })
         .collect();
@@ -513,8 +536,9 @@ fn host_row(c: &Correlator, key: &str, t: &Tally, now_ns: u64) -> HostRow {
         reasons: t
             .reasons
             .iter()
-            .map(|(code, o)| ReasonRow {
+            .map(|((code, rtype), o)| ReasonRow {
                 code: clean(code),
+                record_type: rtype.as_deref().map(clean),
                 count: o.count,
                 first_ns: Some(o.first_ns),
                 last_ns: Some(o.last_ns),
@@ -522,6 +546,7 @@ fn host_row(c: &Correlator, key: &str, t: &Tally, now_ns: u64) -> HostRow {
                 detail: o.detail.as_deref().map(clean),
             })
             .collect(),
+        notes: notes(&t.dns_notes),
         addresses: t.addresses.iter().map(ToString::to_string).collect(),
         ports: Vec::new(),
         cname_chain: t.cname_chain().iter().map(|n| clean(n)).collect(),
@@ -592,6 +617,19 @@ fn history(series: Option<&Series>, now_ns: u64) -> Vec<f64> {
         .collect()
 }
 
+fn notes(list: &[crate::report::DnsNote]) -> Vec<String> {
+    list.iter()
+        .map(|n| {
+            format!(
+                "{} {} ×{}: failed while another record type answered",
+                clean(&n.code),
+                clean(&n.record_type),
+                n.count
+            )
+        })
+        .collect()
+}
+
 /// `curl[4420]`.
 pub fn process_label(p: &Process) -> String {
     clean(&format!("{}[{}]", p.comm, p.pid))
@@ -616,7 +654,7 @@ mod tests {
     use super::*;
     use crate::{
         catalog::Catalog,
-        pipeline::correlate::tests::{closed, opened, response},
+        pipeline::correlate::tests::{closed, observe_answered, opened, response},
         pipeline::events::Observed,
     };
 
@@ -652,7 +690,7 @@ mod tests {
             events.push((T0 + s * SECOND, progress(1, api, 100 * s, 125_000 * s)));
         }
         for (ts, mut o) in events {
-            c.observe(ts, &mut o);
+            observe_answered(&mut c, ts, &mut o);
         }
         let v = build(&c, T0 + 10 * SECOND, 12);
         let essential = &v.groups[0];
@@ -690,7 +728,7 @@ mod tests {
             (T0 + SECOND, opened(2, "198.18.9.9:443")),
             (T0 + 2 * SECOND, closed(2, "198.18.9.9:443", true, 10, 2000)),
         ] {
-            c.observe(ts, &mut o);
+            observe_answered(&mut c, ts, &mut o);
         }
         let v = build(&c, T0 + 2 * SECOND, 5);
         let ghcr = v.hosts.iter().find(|h| h.label == "ghcr.io").unwrap();

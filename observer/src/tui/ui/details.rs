@@ -273,7 +273,10 @@ pub(super) fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
         });
         lines.push(Line::from(vec![
             Span::styled(
-                format!("{} ×{}", r.code, r.count),
+                match &r.record_type {
+                    Some(t) => format!("{} {t} ×{}", r.code, r.count),
+                    None => format!("{} ×{}", r.code, r.count),
+                },
                 theme.status(if Reason::is_warning_code(&r.code) {
                     Status::Degraded
                 } else {
@@ -282,6 +285,12 @@ pub(super) fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
             ),
             Span::raw(format!("  {when}{process}")),
             Span::styled(format!(" — {evidence}"), theme.dim()),
+        ]));
+    }
+    for note in &h.notes {
+        lines.push(Line::from(vec![
+            label("note", theme),
+            Span::styled(note.clone(), theme.dim()),
         ]));
     }
     let addresses = if h.addresses.is_empty() {
