@@ -95,6 +95,8 @@ pub struct CaptureInfo {
     pub ports: Vec<u16>,
     pub all_ports: bool,
     pub probes: Vec<ProbeStatus>,
+    /// Where each need's data came from (capture_started's `sources`).
+    pub sources: Vec<crate::kernel_caps::DataSource>,
     pub stats: CaptureStats,
     /// Flows beyond `MAX_FLOWS`, counted but not kept.
     pub flows_dropped: u64,
@@ -385,8 +387,10 @@ impl Correlator {
                 ports,
                 all_ports,
                 probes,
+                sources,
                 ..
             } => {
+                self.capture.sources.clone_from(sources);
                 self.capture.started_ns = Some(ts_ns);
                 self.capture.ports.clone_from(ports);
                 self.capture.all_ports = *all_ports;

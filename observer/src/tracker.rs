@@ -114,6 +114,8 @@ impl Tracker {
         let previous = std::mem::replace(&mut open.reported, current);
         open.flow.bytes_sent = flow.bytes_sent;
         open.flow.bytes_received = flow.bytes_received;
+        open.flow.ts_last_send_ns = open.flow.ts_last_send_ns.max(flow.ts_last_send_ns);
+        open.flow.ts_last_recv_ns = open.flow.ts_last_recv_ns.max(flow.ts_last_recv_ns);
         let bps =
             |now: u64, before: u64| now.saturating_sub(before) as f64 * 8e9 / interval_ns as f64;
         Some((
@@ -224,7 +226,17 @@ impl Tracker {
         ))
     }
 
-    fn close_flow(&mut self, r: FlowRecord) {
+    fn close_flow(&mut self, mut r: FlowRecord) {
+        // Counters polled from elsewhere (sock_diag) may be ahead of the kernel record's.
+        if let Some(o) = self.open.get(&r.key) {
+            if o.flow.ts_syn_ns == r.flow.ts_syn_ns {
+                let (f, p) = (&mut r.flow, &o.flow);
+                f.bytes_sent = f.bytes_sent.max(p.bytes_sent);
+                f.bytes_received = f.bytes_received.max(p.bytes_received);
+                f.ts_last_send_ns = f.ts_last_send_ns.max(p.ts_last_send_ns);
+                f.ts_last_recv_ns = f.ts_last_recv_ns.max(p.ts_last_recv_ns);
+            }
+        }
         let id = self.id_for(&r);
         let (last_poll_ns, adopted) = self
             .open

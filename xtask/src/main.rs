@@ -5,7 +5,10 @@
 //! - `build`: the release binary at `target/release/observer` (kernel programs included).
 //! - `run -- ARGS`: builds, then runs `observer ARGS` as root.
 //! - `test`: fmt check, clippy with warnings denied, unit tests, then the privileged lab tests.
+//! - `test --kernel 6.1`: the lab tests that matter, inside a qemu guest running Debian's
+//!   packaged kernel of that version (see `kernel.rs`).
 
+mod kernel;
 mod setup;
 
 use std::{
@@ -47,6 +50,13 @@ enum Task {
         /// Only run lab tests whose name contains this filter.
         #[arg(long)]
         lab_filter: Option<String>,
+        /// Instead, run the lab tests inside a qemu guest booting Debian's packaged kernel of
+        /// this version (e.g. 6.1), downloaded with apt-get and never installed on the host.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
+        /// With --kernel: the lab test binaries to run (default: capture, blocked, throughput).
+        #[arg(long, value_delimiter = ',', requires = "kernel")]
+        kernel_tests: Vec<String>,
     },
 }
 
@@ -62,7 +72,22 @@ fn main() -> Result<()> {
             build()?;
             run(&root, &args)
         }
-        Task::Test { lab_filter } => test(lab_filter.as_deref()),
+        Task::Test {
+            lab_filter,
+            kernel: Some(version),
+            kernel_tests,
+        } => {
+            let tests = if kernel_tests.is_empty() {
+                kernel::DEFAULT_TESTS
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect()
+            } else {
+                kernel_tests
+            };
+            kernel::test(&version, &tests, lab_filter.as_deref())
+        }
+        Task::Test { lab_filter, .. } => test(lab_filter.as_deref()),
         Task::Bench => bench(),
     }
 }
