@@ -835,6 +835,71 @@ mod tests {
         assert_eq!((f.bytes_sent, f.bytes_received), (4000, 9000));
     }
 
+    #[test]
+    fn the_kernels_close_of_a_flow_adopted_at_start_becomes_that_flows_close() {
+        let mut tuple = Tuple {
+            family: AF_INET,
+            sport: 40000,
+            dport: 443,
+            ..Tuple::default()
+        };
+        tuple.daddr[..4].copy_from_slice(&[198, 18, 1, 10]);
+        let key = ADOPTED_KEY | 0x77;
+        let flow = Flow {
+            tuple,
+            ts_syn_ns: 5,
+            ts_established_ns: 5,
+            states_seen: 1 << TCP_ESTABLISHED,
+            bytes_received: 100,
+            ..Flow::default()
+        };
+        let mut p = Poller::new();
+        p.adopted.insert(
+            key,
+            Adopted {
+                key,
+                netns: (0, 0),
+                flow,
+                base: (1000, 5000),
+                kernel_key: None,
+            },
+        );
+        let kernel_key = 0xffff_8880_1234_5678;
+        let mut k = Flow {
+            tuple,
+            ts_syn_ns: 90,
+            ..Flow::default()
+        };
+        let rec = |flow: Flow| FlowRecord {
+            ts_ns: 99,
+            key: kernel_key,
+            flow,
+        };
+        assert_eq!(
+            p.rewrite(KernelEvent::FlowAdopt(rec(k))),
+            None,
+            "already open"
+        );
+        // Once the kernel owns its end, polling no longer closes it.
+        assert!(p.adopted[&key].kernel_key.is_some());
+        k.bytes_sent = 3000;
+        k.bytes_received = 9000;
+        k.states_seen = 1 << TCP_FIN_WAIT1 | 1 << TCP_CLOSE;
+        let Some(KernelEvent::FlowClose(r)) = p.rewrite(KernelEvent::FlowClose(rec(k))) else {
+            panic!("a close");
+        };
+        assert_eq!((r.key, r.ts_ns, r.flow.ts_syn_ns), (key, 99, 5));
+        assert_eq!((r.flow.bytes_sent, r.flow.bytes_received), (2000, 4000));
+        assert_eq!(
+            r.flow.states_seen,
+            1 << TCP_ESTABLISHED | 1 << TCP_FIN_WAIT1 | 1 << TCP_CLOSE
+        );
+        assert!(p.adopted.is_empty());
+        // Anyone else's events pass untouched.
+        let other = KernelEvent::FlowAdopt(rec(Flow::default()));
+        assert_eq!(p.rewrite(other.clone()), Some(other));
+    }
+
     /// The real kernel, no root needed: a loopback connection in the test's own namespace.
     #[test]
     fn the_kernel_reports_a_local_connections_bytes() {

@@ -15,6 +15,7 @@
 
 use std::{
     fs,
+    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::Instant,
@@ -77,14 +78,22 @@ pub fn test(version: &str, tests: &[String], filter: Option<&str>) -> Result<()>
         .env("PATH", setup::tool_path())
         .stdin(Stdio::null());
     eprintln!("xtask: booting {release} under qemu (TCG): {vng:?}");
-    let output = vng
-        .output()
+    // The console is shown as it comes (a guest run takes minutes) and kept for the verdict.
+    let mut child = vng
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
         .with_context(|| "cannot start vng (pip install virtme-ng)")?;
-    let console = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut console = String::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.unwrap_or_default();
+            eprintln!("guest: {line}");
+            console.push_str(&line);
+            console.push('\n');
+        }
+    }
+    let status = child.wait()?;
     let log = out_dir.join(format!("{release}.log"));
     fs::write(&log, &console)?;
     let elapsed = started.elapsed().as_secs();
@@ -102,7 +111,7 @@ pub fn test(version: &str, tests: &[String], filter: Option<&str>) -> Result<()>
     if !console.contains(DONE) {
         bail!(
             "the guest did not finish its tests (vng exited with {}): see {}",
-            output.status,
+            status,
             log.display()
         );
     }
@@ -153,7 +162,7 @@ fn guest_script(root: &Path, binaries: &[(String, PathBuf)], filter: Option<&str
     );
     s.push_str("uname -r\n");
     s.push_str(&format!(
-        "export CI=true OBSERVER_BIN={} RUST_BACKTRACE=1\n",
+        "export CI=true OBSERVER_BIN={} RUST_BACKTRACE=1 OBSERVER_LAB_READY_TIMEOUT=60\n",
         root.join("target/release/observer").display()
     ));
     // The lab's programs (curl, dnsmasq, nft, ip) and `modprobe` for the modules it needs.
