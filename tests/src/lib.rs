@@ -1279,6 +1279,7 @@ impl Lab {
         deadline: Instant,
     ) {
         let (stderr, log) = (format!("{log}.stderr"), format!("{log}.log"));
+        let ready = ready_timeout();
         loop {
             self.check_alive(pid, what, &[&stderr, &log]);
             let r = sys::in_netns(ns, || {
