@@ -542,6 +542,14 @@ impl Poller {
                 };
                 let k = &r.flow;
                 let mut flow = a.flow;
+                let sent = k.bytes_sent.saturating_sub(a.base.0);
+                let received = k.bytes_received.saturating_sub(a.base.1);
+                // Payload moved after the last poll (beyond a FIN): when is unknown, so no
+                // idle time rather than a wrong one.
+                if sent > flow.bytes_sent + 1 || received > flow.bytes_received + 1 {
+                    flow.ts_last_send_ns = 0;
+                    flow.ts_last_recv_ns = 0;
+                }
                 flow.states_seen |= k.states_seen;
                 flow.bytes_sent = flow.bytes_sent.max(k.bytes_sent.saturating_sub(a.base.0));
                 flow.bytes_received = flow

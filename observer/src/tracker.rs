@@ -231,10 +231,17 @@ impl Tracker {
         if let Some(o) = self.open.get(&r.key) {
             if o.flow.ts_syn_ns == r.flow.ts_syn_ns {
                 let (f, p) = (&mut r.flow, &o.flow);
+                // Payload (beyond a FIN's one sequence number) moved after the last poll, and
+                // the kernel did not time it: when it last moved is unknown, so no idle time.
+                let untimed = f.ts_last_send_ns == 0
+                    && f.ts_last_recv_ns == 0
+                    && (f.bytes_sent > p.bytes_sent + 1 || f.bytes_received > p.bytes_received + 1);
                 f.bytes_sent = f.bytes_sent.max(p.bytes_sent);
                 f.bytes_received = f.bytes_received.max(p.bytes_received);
-                f.ts_last_send_ns = f.ts_last_send_ns.max(p.ts_last_send_ns);
-                f.ts_last_recv_ns = f.ts_last_recv_ns.max(p.ts_last_recv_ns);
+                if !untimed {
+                    f.ts_last_send_ns = f.ts_last_send_ns.max(p.ts_last_send_ns);
+                    f.ts_last_recv_ns = f.ts_last_recv_ns.max(p.ts_last_recv_ns);
+                }
             }
         }
         let id = self.id_for(&r);

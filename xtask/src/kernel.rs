@@ -7,8 +7,7 @@
 //! at `/lib/modules/<release>` through virtme-ng's `--rodir`. The release binary and the lab's
 //! test binaries are built on the host; the guest runs the test binaries (as root, `CI=true`)
 //! and prints one `KERNEL-MATRIX-RESULT <test> <exit status>` line per binary on its console,
-//! which is parsed here: vng's own exit status does not carry the tests' (checked: a failing
-//! command still gives 0).
+//! which is parsed here rather than trusting vng's own exit status to carry the tests'.
 //!
 //! KVM hangs Debian's 6.1 at "Probing EDD" on these machines, so the guest runs under TCG
 //! (`--disable-kvm`): slower, but the lab's timing-sensitive tests have margins for it.
@@ -63,8 +62,10 @@ pub fn test(version: &str, tests: &[String], filter: Option<&str>) -> Result<()>
     let started = Instant::now();
     let vmlinuz = dir.join(format!("boot/vmlinuz-{release}"));
     let modules = dir.join(format!("lib/modules/{release}"));
-    let mut vng = Command::new("vng");
-    vng.args(["-v", "--disable-kvm", "--run"])
+    // vng -v writes the guest's console to stderr: both streams are read, as one.
+    let mut vng = Command::new("sh");
+    vng.args(["-c", "exec \"$0\" \"$@\" 2>&1", "vng"])
+        .args(["-v", "--disable-kvm", "--run"])
         .arg(&vmlinuz)
         .args(["--memory", "3G", "--cpus", "2"])
         .arg(format!(
