@@ -193,12 +193,16 @@ fn parse_socket(body: &[u8]) -> Option<DiagSocket> {
         }
         if rta_type == INET_DIAG_INFO {
             let p = &body[at + 4..at + rta_len];
-            info = Some(TcpCounters {
-                bytes_acked: u64_at(p, TCPI_BYTES_ACKED)?,
-                bytes_received: u64_at(p, TCPI_BYTES_RECEIVED)?,
-                last_data_sent_ms: u32_at(p, TCPI_LAST_DATA_SENT)?,
-                last_data_recv_ms: u32_at(p, TCPI_LAST_DATA_RECV)?,
-            });
+            // A tcp_info too short for the counters (a very old kernel): no counters, the
+            // socket itself still counts.
+            info = (|| {
+                Some(TcpCounters {
+                    bytes_acked: u64_at(p, TCPI_BYTES_ACKED)?,
+                    bytes_received: u64_at(p, TCPI_BYTES_RECEIVED)?,
+                    last_data_sent_ms: u32_at(p, TCPI_LAST_DATA_SENT)?,
+                    last_data_recv_ms: u32_at(p, TCPI_LAST_DATA_RECV)?,
+                })
+            })();
         }
         at += align4(rta_len);
     }
