@@ -453,10 +453,10 @@ impl Poller {
             flow_ns.push(id);
         }
         for a in self.adopted.values() {
-            if !wanted.contains_key(&a.netns) {
-                if let Some((path, _)) = self.sockets.get(&a.netns) {
-                    wanted.insert(a.netns, path.clone());
-                }
+            if let (std::collections::hash_map::Entry::Vacant(e), Some((path, _))) =
+                (wanted.entry(a.netns), self.sockets.get(&a.netns))
+            {
+                e.insert(path.clone());
             }
         }
         let mut by_ns: HashMap<NetnsId, HashMap<TupleKey, DiagSocket>> = HashMap::new();

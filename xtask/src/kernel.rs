@@ -212,7 +212,7 @@ fn lab_binaries(tests: &[String]) -> Result<Vec<(String, PathBuf)>> {
         let (Some(name), Some(exe)) = (json_str(line, "name"), json_str(line, "executable")) else {
             continue;
         };
-        if tests.iter().any(|t| *t == name) {
+        if tests.contains(&name) {
             found.push((name, PathBuf::from(exe)));
         }
     }
