@@ -34,8 +34,21 @@ pub const CONFIG_SK_V6_DADDR_OFFSET: u32 = 2;
 /// sets it only after checking the `struct sock_common` layout the programs read (see
 /// `SKC_*_OFFSET`).
 pub const CONFIG_ADOPT: u32 = 3;
+/// Index in `CONFIG` of the byte offset of `bytes_acked` (u64) in the kernel's `struct tcp_sock`
+/// (from BTF; 0: not read). User space sets it, with `CONFIG_TCP_BYTES_RECEIVED_OFFSET`, only on
+/// kernels without the `sock_send_length`/`sock_recv_length` tracepoints: a flow's close then
+/// carries the socket's own byte counters (bytes acked by the peer, bytes received).
+pub const CONFIG_TCP_BYTES_ACKED_OFFSET: u32 = 4;
+/// Index in `CONFIG` of the byte offset of `bytes_received` (u64) in `struct tcp_sock`.
+pub const CONFIG_TCP_BYTES_RECEIVED_OFFSET: u32 = 5;
+/// Index in `CONFIG` of the adopt-at-the-end switch: when 1 (kernels without the length
+/// tracepoints, where user space lists the connections open before the capture through
+/// sock_diag), a TCP socket to a watched port that leaves ESTABLISHED while not in `FLOWS` is
+/// added to `FLOWS` and announced with `KIND_FLOW_ADOPT`, so that its close, and the byte
+/// counters read then, reach user space like any other flow's.
+pub const CONFIG_ADOPT_AT_END: u32 = 6;
 /// Number of entries in `CONFIG`.
-pub const CONFIG_ENTRIES: u32 = 4;
+pub const CONFIG_ENTRIES: u32 = 7;
 
 /// Offsets in `struct sock_common` (at the start of `struct sock`), unchanged since Linux 2.6 and
 /// checked against BTF before adoption is switched on.

@@ -11,7 +11,9 @@ use tokio::{
 
 use crate::{
     capture::clock::{monotonic_ns, Clock},
+    capture::kernel_caps::{AdoptionSource, BytesSource},
     capture::record::decode,
+    capture::sockdiag::Poller,
     capture::{Capture, CaptureConfig},
     pipeline::events::{CaptureStats, Observed},
     pipeline::tracker::Tracker,
@@ -77,8 +79,22 @@ pub async fn run_started(
         },
         all_ports: config.all_ports,
         probes: capture.probes.clone(),
+        sources: capture.plan.sources.clone(),
     };
     consume(stamp(vec![(monotonic_ns(), started)]))?;
+    // Kernels without the length tracepoints: bytes and adoption through sock_diag.
+    let mut diag = (capture.plan.bytes != BytesSource::Tracepoints).then(Poller::new);
+    if let Some(poller) = diag.as_mut() {
+        if capture.plan.adoption == AdoptionSource::SockDiagAtStart {
+            let now = monotonic_ns();
+            let adopted = poller.adopt_existing(&config.ports, &capture.cgroup, now);
+            let mut batch = Vec::new();
+            for event in adopted {
+                batch.extend(tracker.on_event(event));
+            }
+            consume(stamp(batch))?;
+        }
+    }
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -92,19 +108,33 @@ pub async fn run_started(
     let result: anyhow::Result<()> = loop {
         let mut batch = Vec::new();
         tokio::select! {
-            drained = capture.drain(|record| ingest(&mut tracker, &mut batch, record)) => {
+            drained = capture.drain(|record| ingest(&mut tracker, &mut diag, &mut batch, record)) => {
                 if let Err(e) = drained {
                     break Err(e.into());
                 }
             }
             _ = tick.tick() => {
-                capture.drain_pending(|record| ingest(&mut tracker, &mut batch, record));
+                capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut batch, record));
                 batch.extend(tracker.on_tick(monotonic_ns()));
             }
             _ = poll.tick() => {
+                // The kernel's word on adopted flows first (see `Poller::rewrite`).
+                capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut batch, record));
                 let now = monotonic_ns();
-                for (key, flow) in capture.flows() {
+                let mut flows = capture.flows();
+                let closed = match diag.as_mut() {
+                    Some(poller) => {
+                        let closed = poller.poll(&mut flows, now);
+                        flows.extend(poller.adopted_flows());
+                        closed
+                    }
+                    None => Vec::new(),
+                };
+                for (key, flow) in flows {
                     batch.extend(tracker.on_snapshot(key, &flow, now));
+                }
+                for event in closed {
+                    batch.extend(tracker.on_event(event));
                 }
                 let stats = stats(&tracker, &capture);
                 if stats.lost_events > reported_lost {
@@ -123,7 +153,7 @@ pub async fn run_started(
 
     // Stopping: what the kernel already delivered, everything held back, and the totals.
     let mut last = Vec::new();
-    capture.drain_pending(|record| ingest(&mut tracker, &mut last, record));
+    capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut last, record));
     last.extend(tracker.flush());
     last.push((
         monotonic_ns(),
@@ -134,9 +164,20 @@ pub async fn run_started(
 }
 
 /// Decodes one ring-buffer record into the tracker, its observations into `batch`.
-fn ingest(tracker: &mut Tracker, batch: &mut Vec<(u64, Observed)>, record: &[u8]) {
+fn ingest(
+    tracker: &mut Tracker,
+    diag: &mut Option<Poller>,
+    batch: &mut Vec<(u64, Observed)>,
+    record: &[u8],
+) {
     match decode(record) {
-        Ok(event) => batch.extend(tracker.on_event(event)),
+        Ok(event) => {
+            let event = match diag.as_mut() {
+                Some(poller) => poller.rewrite(event),
+                None => Some(event),
+            };
+            batch.extend(event.into_iter().flat_map(|e| tracker.on_event(e)));
+        }
         Err(e) => {
             log::debug!("undecodable record: {e}");
             tracker.on_undecodable();

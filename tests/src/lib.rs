@@ -116,7 +116,16 @@ pub const INTERNET_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 pub const TLS_PORT: u16 = 443;
 
 /// How long `start()` waits for a server to come up.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+
+/// How long a lab server may take to answer: 10 s, or `OBSERVER_LAB_READY_TIMEOUT` seconds (the
+/// kernel matrix raises it: under qemu without KVM, python's TLS servers start slowly).
+fn ready_timeout() -> Duration {
+    std::env::var("OBSERVER_LAB_READY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(READY_TIMEOUT_DEFAULT, Duration::from_secs)
+}
 /// Grace period between SIGTERM and SIGKILL on teardown.
 const TERM_GRACE: Duration = Duration::from_secs(3);
 /// Environment variable that keeps the work directory after teardown.
@@ -1300,7 +1309,8 @@ impl Lab {
         let pid = self.spawn_server("dnsmasq", "dnsmasq.stderr", &program, &args);
         self.dnsmasq_pid = pid;
 
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let ready = ready_timeout();
+        let deadline = Instant::now() + ready;
         let servers = [
             SocketAddr::new(IpAddr::V4(INTERNET_V4), 53),
             SocketAddr::new(IpAddr::V6(INTERNET_V6), 53),
@@ -1323,6 +1333,7 @@ impl Lab {
         deadline: Instant,
     ) {
         let (stderr, log) = (format!("{log}.stderr"), format!("{log}.log"));
+        let ready = ready_timeout();
         loop {
             self.check_alive(pid, what, &[&stderr, &log]);
             let r = sys::in_netns(ns, || {
@@ -1339,7 +1350,7 @@ impl Lab {
             };
             assert!(
                 Instant::now() < deadline,
-                "network lab: {what} does not answer on {server} after {READY_TIMEOUT:?} (last \
+                "network lab: {what} does not answer on {server} after {ready:?} (last \
                  error: {last_err}); stderr: {}; log: {}",
                 std::fs::read_to_string(self.work_dir.join(&stderr)).unwrap_or_default(),
                 std::fs::read_to_string(self.work_dir.join(&log)).unwrap_or_default()
@@ -1373,7 +1384,8 @@ impl Lab {
         let server = SocketAddr::new(IpAddr::V4(STUB_RESOLVER), 53);
         // Before any observer starts: this probe is the only harness traffic in the runner.
         let ns = self.runner_ns.clone();
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let ready = ready_timeout();
+        let deadline = Instant::now() + ready;
         self.wait_dns_ready((pid, "stub resolver", "stub"), &ns, server, deadline);
     }
 
@@ -1406,7 +1418,8 @@ impl Lab {
         let pid = self.spawn_server("tls_server.py", "tls_server.log", &program, &args);
         self.tls_server_pid = Some(pid);
 
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let ready = ready_timeout();
+        let deadline = Instant::now() + ready;
         for addr in addrs {
             let sa = SocketAddr::new(*addr, TLS_PORT);
             loop {
@@ -1420,7 +1433,7 @@ impl Lab {
                 };
                 if Instant::now() >= deadline {
                     panic!(
-                        "network lab: TLS server not accepting on {sa} after {READY_TIMEOUT:?} \
+                        "network lab: TLS server not accepting on {sa} after {ready:?} \
                          (last error: {err}); log:\n{}",
                         self.tls_server_log()
                     );
@@ -1461,7 +1474,7 @@ impl Lab {
         let log = "dns_lab.log";
         let program = self.tools.python3.clone();
         let pid = self.spawn_server("dns_lab", log, &program, &args);
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + ready_timeout();
         loop {
             self.check_alive(pid, "dns_lab", &[log]);
             if std::fs::read_to_string(self.work_dir.join(log)).is_ok_and(|t| !t.is_empty()) {
@@ -1494,7 +1507,8 @@ impl Lab {
         );
         let program = self.tools.python3.clone();
         let pid = self.spawn_server(mode, &log, &program, &args);
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let ready = ready_timeout();
+        let deadline = Instant::now() + ready;
         loop {
             self.check_alive(pid, mode, &[&log]);
             let ready = std::fs::read_to_string(self.work_dir.join(&log))

@@ -35,14 +35,31 @@ fn ensure_cargo_fuzz() -> Result<()> {
     Ok(())
 }
 
+/// How the targets are built: optimised for real runs, unoptimised (faster to build) for the
+/// short smoke of `cargo xtask test`.
+#[derive(Clone, Copy)]
+pub enum Build {
+    Optimised,
+    Smoke,
+}
+
+impl Build {
+    fn flag(self) -> &'static str {
+        match self {
+            Build::Optimised => "-O",
+            Build::Smoke => "--dev",
+        }
+    }
+}
+
 /// Builds every target, then runs each for `seconds`.
-pub fn run(seconds: u32) -> Result<()> {
+pub fn run(seconds: u32, build: Build) -> Result<()> {
     ensure_cargo_fuzz()?;
     let root = workspace_root();
     let target_dir = root.join("target/fuzz");
     check(
         cargo_fuzz()
-            .args(["build", "-O", "--fuzz-dir", "fuzz", "--target-dir"])
+            .args(["build", build.flag(), "--fuzz-dir", "fuzz", "--target-dir"])
             .arg(&target_dir),
     )?;
     for target in TARGETS {
@@ -51,7 +68,7 @@ pub fn run(seconds: u32) -> Result<()> {
             .with_context(|| format!("cannot create {}", learned.display()))?;
         let seeds = root.join("tests/fuzz/corpus").join(target);
         let status = cargo_fuzz()
-            .args(["run", "-O", "--fuzz-dir", "fuzz", "--target-dir"])
+            .args(["run", build.flag(), "--fuzz-dir", "fuzz", "--target-dir"])
             .arg(&target_dir)
             .arg(target)
             .arg(&learned)

@@ -6,9 +6,12 @@
 //! - `run -- ARGS`: builds, then runs `observer ARGS` as root.
 //! - `test`: fmt check, clippy with warnings denied, unit tests, a few seconds of each fuzz
 //!   target, then the privileged lab tests.
+//! - `test --kernel 6.1`: the lab tests that matter, inside a qemu guest running Debian's
+//!   packaged kernel of that version (see `kernel.rs`).
 //! - `fuzz [--seconds N]`: every fuzz target of tests/fuzz for N seconds each ([`fuzz`]).
 
 mod fuzz;
+mod kernel;
 mod setup;
 
 use std::{
@@ -57,6 +60,13 @@ enum Task {
         /// Only run lab tests whose name contains this filter.
         #[arg(long)]
         lab_filter: Option<String>,
+        /// Instead, run the lab tests inside a qemu guest booting Debian's packaged kernel of
+        /// this version (e.g. 6.1), downloaded with apt-get and never installed on the host.
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
+        /// With --kernel: the lab test binaries to run (default: capture, blocked, throughput).
+        #[arg(long, value_delimiter = ',', requires = "kernel")]
+        kernel_tests: Vec<String>,
     },
 }
 
@@ -72,9 +82,24 @@ fn main() -> Result<()> {
             build()?;
             run(&root, &args)
         }
-        Task::Test { lab_filter } => test(lab_filter.as_deref()),
+        Task::Test {
+            lab_filter,
+            kernel: Some(version),
+            kernel_tests,
+        } => {
+            let tests = if kernel_tests.is_empty() {
+                kernel::DEFAULT_TESTS
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect()
+            } else {
+                kernel_tests
+            };
+            kernel::test(&version, &tests, lab_filter.as_deref())
+        }
+        Task::Test { lab_filter, .. } => test(lab_filter.as_deref()),
         Task::Bench => bench(),
-        Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Fuzz { seconds } => fuzz::run(seconds, fuzz::Build::Optimised),
     }
 }
 
@@ -169,8 +194,9 @@ fn test(lab_filter: Option<&str>) -> Result<()> {
         "observer-tests",
         "--locked",
     ]))?;
-    // A smoke of each fuzz target: 6 targets of 10 s, well under 2 minutes after the build.
-    fuzz::run(10)?;
+    // A smoke of each fuzz target: 6 targets of 10 s, well under 2 minutes after the build
+    // (unoptimised: the build, not the run, is what costs here).
+    fuzz::run(10, fuzz::Build::Smoke)?;
     check(cargo().args(["build", "--release", "--locked", "-p", "observer"]))?;
 
     let ci = env::var_os("CI").is_some_and(|v| !v.is_empty());

@@ -18,11 +18,12 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use observer_ebpf::{
-    Flow, FlowEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6, CONFIG_ADOPT,
-    CONFIG_SK_V6_DADDR_OFFSET, COUNTER_RINGBUF_FULL, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE,
+    Flow, FlowEvent, Owner, SockErrorEvent, Tuple, AF_INET, AF_INET6, CONFIG_ADOPT,
+    CONFIG_ADOPT_AT_END, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
+    CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTER_RINGBUF_FULL, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE,
     KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR, SKC_DADDR_OFFSET, SKC_DPORT_OFFSET,
     SKC_FAMILY_OFFSET, SKC_NUM_OFFSET, SKC_RCV_SADDR_OFFSET, SKC_STATE_OFFSET, TCP_CLOSE,
-    TCP_ESTABLISHED, TCP_SYN_SENT,
+    TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_SENT,
 };
 
 use super::{
@@ -122,8 +123,19 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
 
-    let Some(flow) = FLOWS.get_ptr_mut(&key) else {
-        return Ok(());
+    let flow = match FLOWS.get_ptr_mut(&key) {
+        Some(flow) => flow,
+        None => {
+            if old != TCP_ESTABLISHED || CONFIG.get(CONFIG_ADOPT_AT_END).copied().unwrap_or(0) != 1
+            {
+                return Ok(());
+            }
+            adopt_at_end(ctx, key, new, now)?;
+            let Some(flow) = FLOWS.get_ptr_mut(&key) else {
+                return Ok(());
+            };
+            flow
+        }
     };
     // The source port is only assigned after the SYN_SENT transition.
     let sport: u16 = field(ctx, SS_PORTS)?;
@@ -144,11 +156,65 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
                 let at = (key as usize + offset as usize) as *const i32;
                 (*flow).sk_err = bpf_probe_read_kernel(at).unwrap_or(0);
             }
+            read_tcp_bytes(key, &mut *flow);
             emit_flow(KIND_FLOW_CLOSE, key, &*flow, now);
             let _ = FLOWS.remove(&key);
         }
     }
     Ok(())
+}
+
+/// A connection to a watched port that leaves ESTABLISHED without being tracked (it connected
+/// before the capture; see `CONFIG_ADOPT_AT_END`): tracked from here, so its close is reported.
+#[inline(always)]
+fn adopt_at_end(ctx: &TracePointContext, key: u64, new: u32, now: u64) -> Result<(), i64> {
+    let tuple = tuple_at(ctx, SS_PORTS, SS_V4, SS_V6)?;
+    // SAFETY: read-only lookup of a plain value.
+    if unsafe { WATCH_PORTS.get(&tuple.dport).is_none() } {
+        return Ok(());
+    }
+    let flow = Flow {
+        tuple,
+        // A local close runs in the process's context; the peer's FIN arrives in softirq,
+        // where the current task is anyone's (user space knows the process from sock_diag).
+        owner: if new == TCP_FIN_WAIT1 {
+            current_owner()
+        } else {
+            Owner::default()
+        },
+        ts_syn_ns: now,
+        ts_established_ns: now,
+        states_seen: 1 << TCP_ESTABLISHED,
+        ..Flow::default()
+    };
+    if FLOWS.insert(&key, &flow, BPF_NOEXIST.into()).is_ok() {
+        emit_flow(KIND_FLOW_ADOPT, key, &flow, now);
+    }
+    Ok(())
+}
+
+/// On kernels without the length tracepoints, the socket's own counters (`tcp_sock`'s
+/// `bytes_acked` and `bytes_received`, at offsets from BTF) at the close: the flow's final byte
+/// counts, also for flows shorter than user space's one-second poll.
+#[inline(always)]
+fn read_tcp_bytes(sk: u64, flow: &mut Flow) {
+    let acked = CONFIG
+        .get(CONFIG_TCP_BYTES_ACKED_OFFSET)
+        .copied()
+        .unwrap_or(0);
+    let received = CONFIG
+        .get(CONFIG_TCP_BYTES_RECEIVED_OFFSET)
+        .copied()
+        .unwrap_or(0);
+    if acked == 0 || received == 0 || acked >= 8192 || received >= 8192 {
+        return;
+    }
+    if let Ok(v) = sk_field::<u64>(sk, acked as usize) {
+        flow.bytes_sent = flow.bytes_sent.max(v);
+    }
+    if let Ok(v) = sk_field::<u64>(sk, received as usize) {
+        flow.bytes_received = flow.bytes_received.max(v);
+    }
 }
 
 // tcp:tcp_retransmit_skb

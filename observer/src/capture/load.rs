@@ -19,15 +19,19 @@ use aya::{
     Ebpf,
 };
 use observer_ebpf::{
-    Flow, CONFIG_ADOPT, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP, CONFIG_SK_ERR_OFFSET,
-    CONFIG_SK_V6_DADDR_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL, EVENTS_MAP,
-    FLOWS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
+    Flow, CONFIG_ADOPT, CONFIG_ADOPT_AT_END, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP,
+    CONFIG_SK_ERR_OFFSET, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
+    CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL,
+    EVENTS_MAP, FLOWS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
 };
 use tokio::io::unix::AsyncFd;
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::mountinfo::cgroup2_mount;
+use crate::capture::{
+    kernel_caps::{self, AdoptionSource, BytesSource, KernelCaps, Plan},
+    mountinfo::cgroup2_mount,
+};
 
 /// The compiled kernel programs (built by build.rs).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/observer-ebpf"));
@@ -79,6 +83,8 @@ pub enum CaptureError {
     NothingAttached(String),
     #[error("cannot read the ring buffer: {0}")]
     Ring(#[source] io::Error),
+    #[error("{0}")]
+    UnsupportedKernel(String),
 }
 
 /// A hook a program attaches to.
@@ -164,6 +170,8 @@ pub struct Capture {
     counters: PerCpuArray<MapData, u64>,
     pub probes: Vec<ProbeStatus>,
     pub cgroup: PathBuf,
+    /// The data source of each need on this kernel (see `kernel_caps`).
+    pub plan: Plan,
     /// Holds the programs and their links; dropping it detaches everything.
     _ebpf: Ebpf,
 }
@@ -180,12 +188,21 @@ impl Capture {
         })?;
         raise_memlock_limit();
         let tracefs_problem = ensure_tracefs();
+        let caps = KernelCaps::probe();
+        if let Some(why) = kernel_caps::unsupported(&caps) {
+            return Err(CaptureError::UnsupportedKernel(why));
+        }
+        let plan = kernel_caps::plan(&caps, config.all_ports);
 
         let mut ebpf = Ebpf::load(OBJECT).map_err(CaptureError::Load)?;
-        configure(&mut ebpf, config)?;
+        configure(&mut ebpf, config, &plan)?;
 
         let mut probes = Vec::new();
         for &(program, hook) in PROBES {
+            // Replaced by the plan's fallback (named in its sources), not a probe that failed.
+            if !plan.length_tracepoints && kernel_caps::is_length_tracepoint(program) {
+                continue;
+            }
             let result = attach(&mut ebpf, program, hook, &cgroup_file);
             let error = result.err().map(|e| match (&hook, &tracefs_problem) {
                 (Hook::Tracepoint(..), Some(why)) => format!("{e} ({why})"),
@@ -246,6 +263,7 @@ impl Capture {
             counters,
             probes,
             cgroup,
+            plan,
             _ebpf: ebpf,
         })
     }
@@ -297,7 +315,7 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Captu
 }
 
 /// Writes the port filter before anything is attached.
-fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError> {
+fn configure(ebpf: &mut Ebpf, config: &CaptureConfig, plan: &Plan) -> Result<(), CaptureError> {
     if config.ports.len() > WATCH_PORTS_MAX as usize {
         return Err(CaptureError::TooManyPorts(config.ports.len()));
     }
@@ -325,6 +343,27 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig) -> Result<(), CaptureError
              error of a socket is then known only from sock:inet_sk_error_report, which can \
              miss it"
         ),
+    }
+    if plan.bytes == (BytesSource::Polled { at_close: true }) {
+        match btf.tcp_bytes_offsets() {
+            Ok((acked, received)) => {
+                flags
+                    .set(CONFIG_TCP_BYTES_ACKED_OFFSET, acked, 0)
+                    .map_err(map_err(CONFIG_MAP))?;
+                flags
+                    .set(CONFIG_TCP_BYTES_RECEIVED_OFFSET, received, 0)
+                    .map_err(map_err(CONFIG_MAP))?;
+            }
+            Err(why) => eprintln!(
+                "observer: warning: a flow's final byte counts are not read at its close \
+                 ({why}); flows shorter than a second show no bytes"
+            ),
+        }
+    }
+    if plan.adoption == AdoptionSource::SockDiagAtStart {
+        flags
+            .set(CONFIG_ADOPT_AT_END, 1, 0)
+            .map_err(map_err(CONFIG_MAP))?;
     }
     // Adopting flows that connected before the capture needs the sock_common layout the
     // programs read; with all ports watched it stays off (inbound connections would be adopted).
@@ -387,6 +426,17 @@ impl KernelBtf {
             .first()
             .map(|(_, offset)| *offset)
             .ok_or_else(|| "no member sk_err in struct sock".to_owned())
+    }
+
+    /// Byte offsets of `bytes_acked` and `bytes_received` in `struct tcp_sock` (which starts with
+    /// `struct sock`, so they are offsets from the socket's address too).
+    fn tcp_bytes_offsets(&self) -> Result<(u32, u32), String> {
+        let m = self.members("tcp_sock", &["bytes_acked", "bytes_received"])?;
+        let at = |name: &str| m.iter().find(|(n, _)| n == name).map(|(_, o)| *o);
+        match (at("bytes_acked"), at("bytes_received")) {
+            (Some(a), Some(r)) if a > 0 && r > 0 => Ok((a, r)),
+            _ => Err("no bytes_acked/bytes_received in struct tcp_sock".to_owned()),
+        }
     }
 
     /// Checks that `struct sock_common` has the layout of `SKC_*_OFFSET` (family and state

@@ -6,8 +6,10 @@
 //! flows, DNS answers and names.
 
 pub mod clock;
+pub mod kernel_caps;
 pub mod load;
 pub mod mountinfo;
 pub mod record;
+pub mod sockdiag;
 
 pub use load::{Capture, CaptureConfig, CaptureError, ProbeStatus};

@@ -26,6 +26,7 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             ports,
             all_ports,
             probes,
+            sources,
         } => {
             let attached = probes.iter().filter(|p| p.attached).count();
             let ports = if *all_ports {
@@ -48,6 +49,9 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
                     p.hook,
                     p.error.as_deref().unwrap_or("?")
                 ));
+            }
+            for s in sources.iter().filter(|s| s.fallback) {
+                rest.push_str(&format!("; {}", s.detail));
             }
             ("capture-started", String::new(), rest)
         }

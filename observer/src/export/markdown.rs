@@ -281,6 +281,9 @@ fn completeness(md: &mut String, doc: &Document) {
     for (what, value) in capture_facts(r) {
         let _ = writeln!(md, "- **{what}:** {}", escape(&value));
     }
+    for note in &r.capture.notes {
+        let _ = writeln!(md, "- **On this kernel:** {}", escape(note));
+    }
     let unattached = unattached_probes(r);
     if !unattached.is_empty() {
         let _ = writeln!(

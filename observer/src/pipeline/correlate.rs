@@ -112,6 +112,8 @@ pub struct CaptureInfo {
     pub ports: Vec<u16>,
     pub all_ports: bool,
     pub probes: Vec<ProbeStatus>,
+    /// Where each need's data came from (capture_started's `sources`).
+    pub sources: Vec<crate::capture::kernel_caps::DataSource>,
     pub stats: CaptureStats,
     /// Flows beyond `MAX_FLOWS`, counted but not kept.
     pub flows_dropped: u64,
@@ -476,8 +478,10 @@ impl Correlator {
                 ports,
                 all_ports,
                 probes,
+                sources,
                 ..
             } => {
+                self.capture.sources.clone_from(sources);
                 self.capture.started_ns = Some(ts_ns);
                 self.queries.started(ts_ns);
                 self.capture.ports.clone_from(ports);
@@ -1146,6 +1150,7 @@ pub(crate) mod tests {
             ports: vec![443],
             all_ports: false,
             probes: vec![],
+            sources: vec![],
         };
         c.observe(S, &mut start);
         let checked = |o: &Observed| match o {
@@ -1254,6 +1259,7 @@ pub(crate) mod tests {
             ports: vec![443],
             all_ports: false,
             probes: vec![],
+            sources: vec![],
         };
         c.observe(S, &mut start);
         let api = "api.github.com";

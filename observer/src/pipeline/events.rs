@@ -65,6 +65,10 @@ pub enum Observed {
         ports: Vec<u16>,
         all_ports: bool,
         probes: Vec<ProbeStatus>,
+        /// Where each need's data comes from on this kernel (bytes, adoption, ...), and what
+        /// the kernel lacks; absent in logs of older versions.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<crate::capture::kernel_caps::DataSource>,
     },
     /// A process sent a SYN to a watched port, or (`adopted`) moved payload on a connection
     /// established before the capture started.

@@ -125,6 +125,8 @@ impl Tracker {
         let previous = std::mem::replace(&mut open.reported, current);
         open.flow.bytes_sent = flow.bytes_sent;
         open.flow.bytes_received = flow.bytes_received;
+        open.flow.ts_last_send_ns = open.flow.ts_last_send_ns.max(flow.ts_last_send_ns);
+        open.flow.ts_last_recv_ns = open.flow.ts_last_recv_ns.max(flow.ts_last_recv_ns);
         let bps =
             |now: u64, before: u64| now.saturating_sub(before) as f64 * 8e9 / interval_ns as f64;
         Some((
@@ -239,7 +241,24 @@ impl Tracker {
         ))
     }
 
-    fn close_flow(&mut self, r: FlowRecord) {
+    fn close_flow(&mut self, mut r: FlowRecord) {
+        // Counters polled from elsewhere (sock_diag) may be ahead of the kernel record's.
+        if let Some(o) = self.open.get(&r.key) {
+            if o.flow.ts_syn_ns == r.flow.ts_syn_ns {
+                let (f, p) = (&mut r.flow, &o.flow);
+                // Payload (beyond a FIN's one sequence number) moved after the last poll, and
+                // the kernel did not time it: when it last moved is unknown, so no idle time.
+                let untimed = f.ts_last_send_ns == 0
+                    && f.ts_last_recv_ns == 0
+                    && (f.bytes_sent > p.bytes_sent + 1 || f.bytes_received > p.bytes_received + 1);
+                f.bytes_sent = f.bytes_sent.max(p.bytes_sent);
+                f.bytes_received = f.bytes_received.max(p.bytes_received);
+                if !untimed {
+                    f.ts_last_send_ns = f.ts_last_send_ns.max(p.ts_last_send_ns);
+                    f.ts_last_recv_ns = f.ts_last_recv_ns.max(p.ts_last_recv_ns);
+                }
+            }
+        }
         let id = self.id_for(&r);
         let (last_poll_ns, adopted) = self
             .open

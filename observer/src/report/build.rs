@@ -357,6 +357,13 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         unreadable_lines: info.unreadable_lines,
         name_cache: names,
         local_resolvers: c.local_resolvers().to_vec(),
+        data_sources: info.sources.clone(),
+        notes: info
+            .sources
+            .iter()
+            .filter(|s| s.fallback)
+            .map(|s| s.detail.clone())
+            .collect(),
         complete: incomplete.is_empty(),
         incomplete_because: incomplete,
     }

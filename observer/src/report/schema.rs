@@ -112,6 +112,14 @@ pub struct CaptureSection {
     /// on 127.0.0.53): their lookups are counted as their clients', not as their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_resolvers: Vec<Process>,
+    /// Where each need's data came from on the capturing kernel (bytes, adoption, ...); absent
+    /// in reports of captures that did not record it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_sources: Vec<crate::capture::kernel_caps::DataSource>,
+    /// What the capture saw less well than it could on a newer kernel, in an operator's words
+    /// (the fallbacks among `data_sources`); the capture can still be complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// True when nothing was lost and every probe was attached.
     pub complete: bool,
     /// Why the report is not complete.

@@ -132,6 +132,7 @@ fn started() -> Observed {
             attached: true,
             error: None,
         }],
+        sources: Vec::new(),
     }
 }
 
