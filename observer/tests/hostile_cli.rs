@@ -1,7 +1,10 @@
 //! Black-box tests of what reports and event logs from elsewhere can put on an admin's screen
 //! (no root needed): nothing in them acts on the terminal, and nothing becomes live Markdown.
 
-use std::{fs, path::PathBuf, process::Command};
+mod common;
+
+use common::observer;
+use std::{fs, path::PathBuf};
 
 use serde_json::Value;
 
@@ -9,18 +12,6 @@ const REPORT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/suggest-report.json"
 );
-
-fn observer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
-        .args(args)
-        .output()
-        .expect("run observer");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("observer-hostile-{name}-{}", std::process::id()));

@@ -1,6 +1,9 @@
 //! Black-box tests of `--out` (no root needed, stronger as root): a command never writes over
 //! one of its inputs, never replaces a device or a FIFO, and writes regular files whole.
 
+mod common;
+
+use common::observer;
 use std::{
     fs,
     os::unix::fs::{FileTypeExt as _, MetadataExt as _},
@@ -16,18 +19,6 @@ const REPORT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/suggest-report.json"
 );
-
-fn observer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
-        .args(args)
-        .output()
-        .expect("run observer");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A directory of its own under the temporary directory, removed at the end.
 struct Scratch(PathBuf);

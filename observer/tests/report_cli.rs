@@ -1,7 +1,10 @@
 //! Black-box tests of `observer report` and `observer catalog` (no root needed) on an event log
 //! recorded from a real capture in the network lab (see tests/examples/record_fixture.rs).
 
-use std::{path::PathBuf, process::Command};
+mod common;
+
+use common::observer;
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -9,18 +12,6 @@ const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/runner-workload.jsonl"
 );
-
-fn observer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
-        .args(args)
-        .output()
-        .expect("run observer");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn report_of(path: &str) -> Value {
     let (code, stdout, stderr) = observer(&["report", path]);

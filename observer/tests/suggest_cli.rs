@@ -4,6 +4,9 @@
 //! (tests/fixtures/suggest-report.json); `--diff-meta` against a saved `/meta` response; and the
 //! errors an admin sees.
 
+mod common;
+
+use common::observer;
 use std::{
     io::Write as _,
     path::PathBuf,
@@ -34,18 +37,6 @@ const FORMATS: [&str; 9] = [
     "azure-firewall",
     "aws-network-firewall",
 ];
-
-fn observer(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_observer"))
-        .args(args)
-        .output()
-        .expect("run observer");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn suggest(args: &[&str]) -> String {
     let mut argv = vec!["suggest"];
