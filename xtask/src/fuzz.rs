@@ -50,6 +50,16 @@ impl Build {
             Build::Smoke => "--dev",
         }
     }
+
+    /// How long each target runs: `seconds` for real runs; for the smoke a fixed seed and a
+    /// fixed number of inputs, so that CI is deterministic (a crash a smoke finds, it finds on
+    /// every run, and a run elsewhere cannot turn CI red by chance).
+    fn limits(self, seconds: u32) -> Vec<String> {
+        match self {
+            Build::Optimised => vec![format!("-max_total_time={seconds}")],
+            Build::Smoke => vec!["-seed=1".to_owned(), format!("-runs={}", seconds * 1000)],
+        }
+    }
 }
 
 /// Builds every target, then runs each for `seconds`.
@@ -74,7 +84,7 @@ pub fn run(seconds: u32, build: Build) -> Result<()> {
             .arg(&learned)
             .arg(&seeds)
             .arg("--")
-            .arg(format!("-max_total_time={seconds}"))
+            .args(build.limits(seconds))
             .args([
                 "-max_len=65536",
                 "-rss_limit_mb=2048",

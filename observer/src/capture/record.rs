@@ -183,7 +183,8 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             check_family(ev.tuple.family)?;
             Ok(KernelEvent::SockError(SockError {
                 ts_ns: ev.ts_ns,
-                error: ev.error.abs(),
+                // The kernel reports -errno; any value may arrive (i32::MIN has no absolute).
+                error: ev.error.saturating_abs(),
                 endpoints: endpoints(&ev.tuple),
             }))
         }
@@ -329,5 +330,22 @@ mod tests {
             tuple: Tuple::default(),
         };
         assert_eq!(decode(&encode(&ev)), Err(DecodeError::Family(0)));
+    }
+
+    #[test]
+    fn any_error_value_decodes() {
+        // Found by the record fuzz target: -i32::MIN overflowed.
+        for error in [i32::MIN, -111, 111, 0, i32::MAX] {
+            let ev = SockErrorEvent {
+                kind: KIND_SOCK_ERROR,
+                error,
+                ts_ns: 0,
+                tuple: tuple_v4([198, 18, 0, 1], 1, [198, 18, 1, 10], 443),
+            };
+            let KernelEvent::SockError(e) = decode(&encode(&ev)).unwrap() else {
+                panic!()
+            };
+            assert!(e.error >= 0, "{error}");
+        }
     }
 }
