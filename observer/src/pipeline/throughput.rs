@@ -79,6 +79,11 @@ pub struct Transfer {
     /// lump came.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before_last: Option<(u64, u64)>,
+    /// Pauses of a second or more inside it, and their time (at least).
+    #[serde(default)]
+    pub pauses: u32,
+    #[serde(default)]
+    pub paused_ns: u64,
 }
 
 impl Transfer {
@@ -90,24 +95,42 @@ impl Transfer {
             / 1e9
     }
 
-    /// Bytes × 8 / duration; or, when the transfer paused for a second or more and the bytes
-    /// before its last pause are at least half of it, those bytes over the time until the lump
-    /// after the pause came. A queueing shaper releases each lump once its tokens allow, the
-    /// last one on credit (HTB sends a whole GSO burst once its tokens are positive): in the
-    /// lab, a 160 kB download through HTB 40 kbit/s ended with 40 kB in two readings after 6 s
-    /// of silence, and bytes / duration read 49–50 kbit/s where the bytes before the last lump
-    /// read 38 kbit/s. A steady transfer never pauses. Uploads ended by the answer keep bytes /
-    /// duration (the answer proves everything arrived).
+    /// Bytes × 8 / duration; or, when the transfer ended with a lump on credit, the bytes
+    /// before that lump over the time until it came. A queueing shaper releases each lump once
+    /// its tokens allow, the last one on credit (HTB sends a whole GSO burst once its tokens
+    /// are positive): in the lab, a 160 kB download through HTB 40 kbit/s ended with 40 kB in
+    /// two readings after 6 s of silence, and bytes / duration read 49–50 kbit/s where the
+    /// bytes before the last lump read 38 kbit/s.
+    ///
+    /// Only a lumpy transfer ends on credit: one that paused for a second or more at least
+    /// twice, for at least a quarter of its time (HTB's lumps come seconds apart all along).
+    /// Then the last lump comes after a pause, the bytes before it are at least half of the
+    /// transfer, and it arrives at least twice as fast as they did. A steady shaper pauses
+    /// too, once in a while, and the time of its pause is really lost: TBF and policers drop,
+    /// and a retransmission timeout stops the transfer for a second or more; a reader starved
+    /// of CPU stops reading for a second and then catches up in a lump. In CI, a TBF 40 kbit/s
+    /// download with one such pause read 31 kbit/s corrected, 40 kbit/s as bytes / duration.
+    /// Uploads ended by the answer keep bytes / duration (the answer proves everything
+    /// arrived).
     pub fn rate_bps(&self) -> f64 {
         let whole = self.bytes as f64 * 8.0 / self.seconds();
-        match self.before_last {
-            Some((bytes, until_ns))
-                if self.evidence != Evidence::Answer && bytes * 2 >= self.bytes =>
-            {
-                let secs = until_ns.saturating_sub(self.start_ns).max(MIN_INTERVAL_NS) as f64 / 1e9;
-                bytes as f64 * 8.0 / secs
-            }
-            _ => whole,
+        let Some((before, until_ns)) = self.before_last else {
+            return whole;
+        };
+        let duration_ns = self.end_ns.saturating_sub(self.start_ns);
+        let lumpy = self.pauses >= 2 && self.paused_ns.saturating_mul(4) >= duration_ns;
+        if !lumpy || self.evidence == Evidence::Answer || before * 2 < self.bytes {
+            return whole;
+        }
+        let secs = until_ns.saturating_sub(self.start_ns).max(MIN_INTERVAL_NS) as f64 / 1e9;
+        let rate_before = before as f64 * 8.0 / secs;
+        // The lump's bytes over the time they took, at least one reading's worth.
+        let lump_secs = self.end_ns.saturating_sub(until_ns).max(PAUSE_NS) as f64 / 1e9;
+        let lump_rate = (self.bytes - before) as f64 * 8.0 / lump_secs;
+        if lump_rate >= 2.0 * rate_before {
+            rate_before
+        } else {
+            whole
         }
     }
 
@@ -264,8 +287,11 @@ impl Transfers {
                 .is_some_and(|t| from_ns.saturating_sub(t.end_ns) < TRANSFER_GAP_NS);
         match &mut self.open {
             Some(t) if continues => {
-                if from_ns.saturating_sub(self.last_byte_ns) >= PAUSE_NS {
+                let idle_ns = from_ns.saturating_sub(self.last_byte_ns);
+                if idle_ns >= PAUSE_NS {
                     t.before_last = Some((t.bytes, last_ns));
+                    t.pauses = t.pauses.saturating_add(1);
+                    t.paused_ns = t.paused_ns.saturating_add(idle_ns);
                 }
                 t.bytes += bytes;
                 t.end_ns = t.end_ns.max(last_ns);
@@ -280,6 +306,8 @@ impl Transfers {
                     bytes,
                     evidence,
                     before_last: None,
+                    pauses: 0,
+                    paused_ns: 0,
                 });
                 self.last_byte_ns = last_ns;
             }
@@ -698,6 +726,29 @@ mod tests {
             samples.add(kb, S);
         }
         assert!(samples.stats().expect("samples").median_bps > 70_000.0);
+    }
+
+    #[test]
+    fn a_steady_download_that_paused_once_keeps_bytes_over_duration() {
+        // CI's TBF 40 kbit/s download of 92 kB, as a reader short of CPU (or a retransmission
+        // timeout) makes it: 5 kB a second, nothing for two readings, then the bytes that
+        // waited in the socket read at once and the rest at the shaped rate.
+        let r = |at, received| (at, 1.0, 0, received, None, Some(0.1));
+        let mut readings = vec![(1.0, 1.0, 400, 5_000, Some(0.9), Some(0.1))];
+        for i in 2..=11 {
+            readings.push(r(f64::from(i), 5_000));
+        }
+        readings.push(r(14.0, 15_000));
+        for i in 15..=18 {
+            readings.push(r(f64::from(i), 5_000));
+        }
+        let received = replay(&readings).stats().received;
+        let slowest = received.slowest.expect("judged");
+        assert_eq!(slowest.bytes, 90_000);
+        assert!(
+            (38_000.0..=42_000.0).contains(&slowest.rate_bps),
+            "bytes over duration, not the bytes before the pause: {slowest:?}"
+        );
     }
 
     #[test]
