@@ -379,3 +379,54 @@ fn a_long_poll_answered_is_healthy_and_one_cut_short_is_long_poll_cut() {
         report["verdict"]
     );
 }
+
+#[test]
+fn a_real_50_s_long_poll_answered_then_a_download_is_healthy_and_the_wait_is_not_transfer_time() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let broker = "broker.actions.githubusercontent.com";
+    let lab = LabConfig::new("lpoll50")
+        .a(broker, v4(42))
+        .tls_server(IpAddr::V4(v4(42)))
+        .start();
+    // The runner's own rhythm at its own scale (the observer's default `--long-poll 50`): a
+    // request held 50 s and answered, then 40 kB on the same connection.
+    let recording = Recording::start(lab.work_dir(), &[]);
+    let out = lab
+        .runner_command("curl")
+        .args(["-sS", "--max-time", "90", "--cacert"])
+        .arg(lab.ca_file())
+        .args(["-o", "/dev/null"])
+        .arg(format!("https://{broker}/sleep/50"))
+        .args(["-o", "/dev/null"])
+        .arg(format!("https://{broker}/bytes/40000"))
+        .output()
+        .expect("curl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (report, stderr) = recording.stop();
+    assert_eq!(report["capture"]["complete"], true, "{stderr}");
+
+    let host = report_host(&report, broker);
+    assert_eq!(
+        (host["status"].as_str(), codes(host)),
+        (Some("ok"), vec![]),
+        "{host:#}"
+    );
+    let poll = flow(&report, broker);
+    assert_eq!(poll["function"], "job_messages");
+    let received = &poll["transfers"]["received"];
+    assert_eq!(received["judged"], 1, "the 40 kB answer: {received:#}");
+    let seconds = received["slowest"]["seconds"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        seconds < 5.0,
+        "the 50 s wait is not transfer time: {received:#}"
+    );
+    let (rate, _) = slowest(poll, "received");
+    assert!(rate > 70_000.0, "{received:#}");
+}
