@@ -166,6 +166,18 @@ pub struct DataSource {
     pub fallback: bool,
 }
 
+impl DataSource {
+    /// A few words for a status line (the TUI header): `bytes polled 1/s`, `no resets`.
+    pub fn short(&self) -> String {
+        match (self.need.as_str(), self.source.as_str()) {
+            ("bytes", "sock_diag_poll") => "bytes polled 1/s".to_owned(),
+            ("adoption", "sock_diag_at_start") => "adoption at start only".to_owned(),
+            (need, "unavailable") => format!("no {}", need.replace('_', " ")),
+            (need, source) => format!("{} from {}", need.replace('_', " "), source.replace('_', " ")),
+        }
+    }
+}
+
 /// Picks the best source for each need on a kernel with `caps`.
 pub fn plan(caps: &KernelCaps, all_ports: bool) -> Plan {
     let kernel = caps.short_release();

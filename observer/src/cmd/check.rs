@@ -11,7 +11,7 @@ use std::{
 use serde::Serialize;
 
 use observer::{
-    capture::{Capture, CaptureConfig},
+    capture::{kernel_caps::DataSource, Capture, CaptureConfig},
     check::{self, CheckOptions, CheckReport, HostCheck},
     pipeline::correlate::{Correlator, FlowEntry},
     pipeline::events::Outcome,
@@ -45,6 +45,9 @@ struct Output<'a> {
 struct KernelSection {
     /// Why there is no kernel evidence, when the capture could not run.
     note: Option<String>,
+    /// Needs this kernel serves by a fallback, or not at all (see docs/kernels in the README).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallbacks: Vec<DataSource>,
     hosts: Vec<KernelHost>,
 }
 
@@ -87,6 +90,10 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         Capture::start(&config).map_err(|e| e.to_string())
     };
     let mut correlator = Correlator::new(catalog.clone());
+    let fallbacks: Vec<DataSource> = capture
+        .as_ref()
+        .map(|c| c.plan.sources.iter().filter(|s| s.fallback).cloned().collect())
+        .unwrap_or_default();
     let (results, kernel_note) = match capture {
         Ok(capture) => {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -127,6 +134,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
             })
             .collect(),
         note: kernel_note.clone(),
+        fallbacks,
     });
     let text = if args.json {
         let mut json = serde_json::to_string_pretty(&Output {
@@ -177,6 +185,13 @@ fn kernel_table(kernel: Option<&KernelSection>) -> String {
     if let Some(note) = &kernel.note {
         out.push_str(&format!("  not available: {note}\n"));
         return out;
+    }
+    for source in &kernel.fallbacks {
+        out.push_str(&format!(
+            "  this kernel, {}: {}\n",
+            source.need.replace('_', " "),
+            source.detail
+        ));
     }
     for host in &kernel.hosts {
         for f in &host.flows {

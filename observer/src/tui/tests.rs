@@ -457,3 +457,55 @@ fn a_slow_hosts_details_show_the_transfer_the_verdict_judged() {
         "{line}"
     );
 }
+
+#[test]
+fn the_header_says_which_needs_this_kernel_serves_by_a_fallback() {
+    // Debian 12's 6.1: no send/recv length tracepoints, so bytes are polled and flows open
+    // before the capture are adopted at start-up only.
+    let caps = crate::capture::kernel_caps::KernelCaps {
+        release: "6.1.0-50-amd64".into(),
+        tracepoints: [
+            "sock/inet_sock_set_state",
+            "tcp/tcp_retransmit_skb",
+            "tcp/tcp_receive_reset",
+            "sock/inet_sk_error_report",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        tracefs: true,
+        btf: true,
+        kprobes: true,
+    };
+    let plan = crate::capture::kernel_caps::plan(&caps, false);
+    let Observed::CaptureStarted {
+        cgroup,
+        ports,
+        all_ports,
+        probes,
+        ..
+    } = started()
+    else {
+        unreachable!("started() is a CaptureStarted");
+    };
+    let app = live(
+        vec![(
+            T0,
+            Observed::CaptureStarted {
+                cgroup,
+                ports,
+                all_ports,
+                probes,
+                sources: plan.sources,
+            },
+        )],
+        T0 + SECOND,
+    );
+    let screen = frame(&app, 200, 30);
+    assert!(
+        screen.contains("kernel: bytes polled 1/s, adoption at start only"),
+        "{screen}"
+    );
+    // On a kernel with every source, nothing is said.
+    assert!(!frame(&workload(), 200, 30).contains("kernel:"));
+}

@@ -83,6 +83,8 @@ pub struct CaptureHealth {
     pub unattached: Vec<String>,
     pub lost_events: u64,
     pub undecodable_events: u64,
+    /// Needs served by a fallback on this kernel, in a few words (`bytes polled 1/s`).
+    pub fallbacks: Vec<String>,
 }
 
 /// Rates in bits per second.
@@ -436,6 +438,12 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
                     p.error.as_deref().unwrap_or("unknown error")
                 ))
             })
+            .collect(),
+        fallbacks: info
+            .sources
+            .iter()
+            .filter(|s| s.fallback)
+            .map(|s| clean(&s.short()))
             .collect(),
         lost_events: info.stats.lost_events,
         undecodable_events: info.stats.undecodable_events,

@@ -119,6 +119,14 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme
     } else {
         spans.push(Span::raw(probes));
     }
+    if !c.fallbacks.is_empty() {
+        // Where this kernel lacks a source (details in `observer watch` and the report).
+        spans.push(Span::raw(" · "));
+        spans.push(Span::styled(
+            format!("kernel: {}", c.fallbacks.join(", ")),
+            theme.status(Status::Degraded),
+        ));
+    }
     spans.push(Span::raw(format!(" · {} flows", v.flows_total)));
     if let Some(start) = c.started_ns {
         spans.push(Span::raw(format!(
