@@ -43,7 +43,7 @@ pub fn render(report: &Report, meta: &[HostPattern], source: &str, meta_name: &s
             kind: if h.groups.is_empty() {
                 "documented".to_owned()
             } else {
-                super::clean(&h.groups.join(","))
+                super::safe::clean(&h.groups.join(","))
             },
             brief: brief(h.status, h.flows, &h.reasons),
         });
@@ -137,7 +137,7 @@ fn brief(status: Status, flows: u64, reasons: &[ReasonCount]) -> String {
     };
     let codes: Vec<String> = crate::report::reason_labels(reasons)
         .iter()
-        .map(|c| super::clean(c))
+        .map(|c| super::safe::clean(c))
         .filter(|c| !Reason::is_warning_code(c))
         .collect();
     let mut text = word.to_owned();
