@@ -141,6 +141,30 @@ fn no_report_value_escapes_its_place_in_any_format() {
 }
 
 #[test]
+fn diff_meta_shows_no_hostile_group_id() {
+    let dir = scratch().join("meta");
+    fs::create_dir_all(&dir).expect("dir");
+    let report = dir.join("hostile.json");
+    fs::write(&report, hostile::report()).expect("write the report");
+    let meta = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/suggest-meta.json"
+    );
+    let (code, out, stderr) = observer(&[
+        "suggest",
+        "--report",
+        report.to_str().unwrap(),
+        "--diff-meta",
+        meta,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("groups.example.org"), "{out}");
+    assert!(!out.contains("touch"), "{out}");
+    assert!(!out.contains("http_access"), "{out}");
+    fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn the_hostile_iptables_script_passes_sh_n() {
     let dir = scratch().join("sh");
     fs::create_dir_all(&dir).expect("dir");
