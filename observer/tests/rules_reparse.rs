@@ -1,8 +1,12 @@
 //! The rule files `observer suggest` writes re-parse with the tools that will read them: nftables
 //! (`nft -c -f`), squid (`squid -k parse`), the iptables/ipset script (`sh -n`) and the Cilium
-//! policy (a YAML parser). Fed the fixture report and the fuzz corpus of the `rules` target
-//! (tests/fuzz/corpus/rules: a flags byte, then a report). Without a tool, its check is skipped
-//! with a note, except under CI=true.
+//! policy (a YAML parser). Fed the fixture report, the hostile report of issue 13
+//! (common/hostile.rs: patterns and group ids that try to add lines and commands), and the fuzz
+//! corpus of the `rules` target (tests/fuzz/corpus/rules: a flags byte, then a report). Without
+//! a tool, its check is skipped with a note, except under CI=true.
+
+#[path = "common/hostile.rs"]
+mod hostile;
 
 use std::{fs, path::PathBuf, process::Command};
 
@@ -19,6 +23,10 @@ fn reports() -> Vec<(String, u8, String)> {
         0,
         fs::read_to_string(REPORT).expect("fixture"),
     )];
+    // The hostile report, without and with the flags that add rules (3: both).
+    for flags in [0, 3] {
+        reports.push(("hostile report".to_owned(), flags, hostile::report()));
+    }
     for entry in fs::read_dir(CORPUS).expect("the rules corpus") {
         let path = entry.expect("entry").path();
         let bytes = fs::read(&path).expect("corpus file");

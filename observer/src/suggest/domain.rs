@@ -8,6 +8,8 @@ use std::fmt;
 
 use psl::Type;
 
+use super::safe::Name;
+
 /// Where a name belongs, for grouping rules: its registrable domain (`api.github.com` →
 /// `github.com`), or, under a suffix of the list's private section, that suffix
 /// (`objects.githubusercontent.com` → `githubusercontent.com`): the names below such a suffix
@@ -64,11 +66,13 @@ pub enum Part {
 /// `pipelinesghubeus5.actions.githubusercontent.com` and
 /// `pipelinesghubeus12.actions.githubusercontent.com` are both
 /// `pipelinesghubeus<N>.actions.githubusercontent.com`.
+///
+/// Built only from a checked [`Name`], so its parts and parent are safe in every syntax.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Rotating {
-    pub parts: Vec<Part>,
+    parts: Vec<Part>,
     /// The domain under the varying label (`actions.githubusercontent.com`).
-    pub parent: String,
+    parent: Name,
 }
 
 /// The shortest fixed text a rotating label must start with: `sa*` would be far too wide.
@@ -77,9 +81,10 @@ const MIN_FIXED_PREFIX: usize = 3;
 impl Rotating {
     /// The rotating shape of `name`, when its first label has a number in it and starts with
     /// at least three fixed characters, and it has a parent of two labels or more.
-    pub fn of(name: &str) -> Option<Self> {
-        let (label, parent) = name.split_once('.')?;
-        if !parent.contains('.') {
+    pub fn of(name: &Name) -> Option<Self> {
+        let (label, _) = name.as_str().split_once('.')?;
+        let parent = name.parent()?;
+        if !parent.as_str().contains('.') {
             return None;
         }
         let mut parts: Vec<Part> = Vec::new();
@@ -101,14 +106,16 @@ impl Rotating {
         }
         let prefix_ok = matches!(parts.first(), Some(Part::Text(t))
             if t.len() >= MIN_FIXED_PREFIX && t.chars().any(|c| c.is_ascii_alphabetic()));
-        (prefix_ok && parts.contains(&Part::Digits)).then(|| Self {
-            parts,
-            parent: parent.to_owned(),
-        })
+        (prefix_ok && parts.contains(&Part::Digits)).then_some(Self { parts, parent })
+    }
+
+    /// The domain under the varying label (`actions.githubusercontent.com`).
+    pub fn parent(&self) -> &Name {
+        &self.parent
     }
 
     /// Whether `name` has this shape.
-    pub fn matches(&self, name: &str) -> bool {
+    pub fn matches(&self, name: &Name) -> bool {
         Self::of(name).is_some_and(|r| &r == self)
     }
 
@@ -145,7 +152,7 @@ impl Rotating {
             }
         }
         out.push_str(&esc("."));
-        out.push_str(&esc(&self.parent));
+        out.push_str(&esc(self.parent.as_str()));
         out
     }
 }
@@ -209,28 +216,39 @@ mod tests {
         }
     }
 
+    fn name(text: &str) -> Name {
+        Name::parse(text).unwrap()
+    }
+
     #[test]
     fn rotating_names_keep_their_fixed_text() {
-        let r = Rotating::of("productionresultssa12.blob.core.windows.net").unwrap();
+        let r = Rotating::of(&name("productionresultssa12.blob.core.windows.net")).unwrap();
         assert_eq!(r.glob(), "productionresultssa*.blob.core.windows.net");
         assert_eq!(
             r.regex(),
             "^productionresultssa[0-9]+\\.blob\\.core\\.windows\\.net$"
         );
         assert_eq!(r.human(), "productionresultssa<N>.blob.core.windows.net");
-        assert!(r.matches("productionresultssa3.blob.core.windows.net"));
-        assert!(!r.matches("productionresultssa3x.blob.core.windows.net"));
-        assert!(!r.matches("productionresultssa.blob.core.windows.net"));
+        assert!(r.matches(&name("productionresultssa3.blob.core.windows.net")));
+        assert!(!r.matches(&name("productionresultssa3x.blob.core.windows.net")));
+        assert!(!r.matches(&name("productionresultssa.blob.core.windows.net")));
 
-        let run = Rotating::of("run-actions-3-azure-eastus.actions.githubusercontent.com").unwrap();
+        let run = Rotating::of(&name(
+            "run-actions-3-azure-eastus.actions.githubusercontent.com",
+        ))
+        .unwrap();
         assert_eq!(
             run.glob(),
             "run-actions-*-azure-eastus.actions.githubusercontent.com"
         );
-        assert!(run.matches("run-actions-12-azure-eastus.actions.githubusercontent.com"));
-        assert!(!run.matches("run-actions-12-azure-westus.actions.githubusercontent.com"));
+        assert!(run.matches(&name(
+            "run-actions-12-azure-eastus.actions.githubusercontent.com"
+        )));
+        assert!(!run.matches(&name(
+            "run-actions-12-azure-westus.actions.githubusercontent.com"
+        )));
         assert_eq!(
-            Rotating::of("pipelinesghubeus5.actions.githubusercontent.com")
+            Rotating::of(&name("pipelinesghubeus5.actions.githubusercontent.com"))
                 .unwrap()
                 .glob(),
             "pipelinesghubeus*.actions.githubusercontent.com"
@@ -248,7 +266,7 @@ mod tests {
             "mirror1.com",                // directly under a top-level domain
             "nodots",
         ] {
-            assert_eq!(Rotating::of(name), None, "{name}");
+            assert_eq!(Rotating::of(&self::name(name)), None, "{name}");
         }
     }
 }

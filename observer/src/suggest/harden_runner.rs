@@ -98,7 +98,7 @@ fn push_endpoints(plan: &Plan, rule: &Rule, out: &mut Vec<String>) {
     let ports = rule.ports(&plan.default_ports);
     for entry in render::entries(rule, SYNTAX) {
         let host = match entry {
-            Entry::Exact(name) => name.to_owned(),
+            Entry::Exact(name) => name.to_string(),
             Entry::Subdomains(domain) => format!("*.{domain}"),
             Entry::Rotating(shape) => shape.glob(),
         };

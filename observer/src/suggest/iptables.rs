@@ -9,6 +9,7 @@ use std::{
 use super::{
     plan::Section,
     render::{self, Context, Doc},
+    safe::sh_quote,
 };
 
 /// The chain, in iptables and ip6tables.
@@ -147,18 +148,18 @@ pub fn render(cx: &Context<'_>) -> String {
         let tool = if set.ipv6 { "ip6tables" } else { "iptables" };
         let ports: Vec<String> = set.ports.iter().map(u16::to_string).collect();
         let port_match = if ports.len() == 1 {
-            format!("--dport {}", ports[0])
+            format!("--dport {}", sh_quote(&ports[0]))
         } else {
-            format!("-m multiport --dports {}", ports.join(","))
+            format!("-m multiport --dports {}", sh_quote(&ports.join(",")))
         };
         doc.maybe(
             set.active,
             "",
             format!(
                 "{tool} -A {CHAIN} -p tcp {port_match} -m set --match-set {} dst -m comment \
-                 --comment \"{}\" -j ACCEPT",
-                set.name,
-                render::shorten(&set.comment, MAX_COMMENT)
+                 --comment {} -j ACCEPT",
+                sh_quote(&set.name),
+                sh_quote(&render::shorten(&set.comment, MAX_COMMENT))
             ),
         );
     }
@@ -222,18 +223,23 @@ fn write_set(doc: &mut Doc, set: &IpSet) {
         "",
         format!(
             "ipset create -exist {} hash:ip family {family} comment",
-            set.name
+            sh_quote(&set.name)
         ),
     );
-    doc.maybe(set.active, "", format!("ipset flush {}", set.name));
+    doc.maybe(
+        set.active,
+        "",
+        format!("ipset flush {}", sh_quote(&set.name)),
+    );
     for (address, who) in &set.elements {
         doc.maybe(
             set.active,
             "",
             format!(
-                "ipset add {} {address} comment \"{}\"",
-                set.name,
-                render::shorten(who, MAX_COMMENT)
+                "ipset add {} {} comment {}",
+                sh_quote(&set.name),
+                sh_quote(&address.to_string()),
+                sh_quote(&render::shorten(who, MAX_COMMENT))
             ),
         );
     }

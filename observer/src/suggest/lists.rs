@@ -84,7 +84,7 @@ fn intro(cx: &Context<'_>) -> Vec<String> {
 
 fn entry_text(format: Format, entry: &Entry<'_>) -> String {
     match entry {
-        Entry::Exact(name) => (*name).to_owned(),
+        Entry::Exact(name) => name.to_string(),
         Entry::Subdomains(domain) if format == Format::AwsNetworkFirewall => format!(".{domain}"),
         Entry::Subdomains(domain) => format!("*.{domain}"),
         Entry::Rotating(shape) => shape.glob(),

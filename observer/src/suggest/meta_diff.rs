@@ -7,7 +7,10 @@ use crate::{
     report::{vocab::Reason, Reason as ReasonCount, Report, Status},
 };
 
-use super::render::Doc;
+use super::{
+    render::Doc,
+    safe::{GroupId, Name},
+};
 
 /// The full domains and wildcards of a `/meta` response, in its order. Errors name the file and
 /// what is missing, as `--meta` does.
@@ -35,15 +38,21 @@ pub fn render(report: &Report, meta: &[HostPattern], source: &str, meta_name: &s
         if h.flows == 0 && h.first_seen.is_none() {
             continue;
         }
-        let Ok(name) = HostPattern::parse(&h.name) else {
+        let Ok(name) = Name::parse(&h.name) else {
             continue;
         };
+        // Group ids of the fixed alphabet only (see super::safe): a report's text is no column.
+        let groups: Vec<GroupId> = h
+            .groups
+            .iter()
+            .filter_map(|g| GroupId::parse(g).ok())
+            .collect();
         used.push(Used {
             name: name.as_str().to_owned(),
-            kind: if h.groups.is_empty() {
+            kind: if groups.is_empty() {
                 "documented".to_owned()
             } else {
-                super::clean(&h.groups.join(","))
+                groups.join(",")
             },
             brief: brief(h.status, h.flows, &h.reasons),
         });
@@ -54,7 +63,7 @@ pub fn render(report: &Report, meta: &[HostPattern], source: &str, meta_name: &s
             unresolved += 1;
             continue;
         };
-        let Ok(name) = HostPattern::parse(text) else {
+        let Ok(name) = Name::parse(text) else {
             continue;
         };
         used.push(Used {
@@ -137,7 +146,7 @@ fn brief(status: Status, flows: u64, reasons: &[ReasonCount]) -> String {
     };
     let codes: Vec<String> = crate::report::reason_labels(reasons)
         .iter()
-        .map(|c| super::clean(c))
+        .map(|c| super::safe::clean(c))
         .filter(|c| !Reason::is_warning_code(c))
         .collect();
     let mut text = word.to_owned();

@@ -17,6 +17,7 @@ mod meta_diff;
 mod nftables;
 mod plan;
 mod render;
+mod safe;
 mod squid;
 mod suricata;
 
@@ -125,8 +126,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             let plan = plan::build(&report, &catalog, plan_options);
             for skipped in &plan.skipped {
                 let message = format!(
-                    "{source}: {:?} left out: not a host name ({})",
-                    skipped.text, skipped.why
+                    "{source}: {} {:?} left out: {}",
+                    skipped.field,
+                    skipped.text.as_str(),
+                    skipped.why
                 );
                 eprintln!("observer: {}", crate::sanitize::line(&message));
             }
@@ -184,38 +187,15 @@ fn file_name(path: &Path) -> String {
     if path == Path::new("-") {
         return "stdin".to_owned();
     }
-    clean(&path.file_name().map_or_else(
+    safe::clean(&path.file_name().map_or_else(
         || path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     ))
 }
 
-/// Text from the report made safe for a comment or a quoted string in any rule syntax: printable
-/// ASCII without quotes or backslashes (a process name is whatever the process chose).
-pub(crate) fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '"' | '\\' | '`' | '$' => '\'',
-            c if c.is_ascii_graphic() || c == ' ' => c,
-            _ => '?',
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn report_text_cannot_break_out_of_a_comment_or_a_string() {
-        assert_eq!(clean("curl"), "curl");
-        assert_eq!(
-            clean("evil\nhttp_access allow all"),
-            "evil?http_access allow all"
-        );
-        assert_eq!(clean("a\"b\\c`$(x)"), "a'b'c''(x)");
-        assert_eq!(clean("naïve"), "na?ve");
-    }
 
     #[test]
     fn format_names_are_the_documented_ones() {

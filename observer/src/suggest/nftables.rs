@@ -11,6 +11,7 @@ use std::{
 use super::{
     plan::{Plan, Section, Target},
     render::{self, Context, Doc},
+    safe::nft_string,
 };
 
 /// The table's name.
@@ -298,8 +299,8 @@ fn write_sets(doc: &mut Doc, sets: &[AddressSet], active: bool, rules: &mut Vec<
                     active,
                     "\t\t\t",
                     format!(
-                        "{address} comment \"{}\"{comma}",
-                        render::shorten(names, MAX_COMMENT)
+                        "{address} comment {}{comma}",
+                        nft_string(&render::shorten(names, MAX_COMMENT))
                     ),
                 );
             }
@@ -310,10 +311,10 @@ fn write_sets(doc: &mut Doc, sets: &[AddressSet], active: bool, rules: &mut Vec<
         rules.push((
             active,
             format!(
-                "{family} daddr @{} tcp dport {} accept comment \"{}\"",
+                "{family} daddr @{} tcp dport {} accept comment {}",
                 set.name,
                 port_list(&set.ports),
-                render::shorten(&set.comment, MAX_COMMENT)
+                nft_string(&render::shorten(&set.comment, MAX_COMMENT))
             ),
         ));
     }
@@ -352,9 +353,9 @@ fn nftset_line(section: &Section, base: &str) -> String {
     let mut domains: Vec<String> = Vec::new();
     for rule in &section.rules {
         let names: Vec<String> = match &rule.target {
-            Target::Exact(name) => vec![name.clone()],
-            Target::Subdomains(domain) => vec![domain.clone()],
-            Target::Rotating(_) => rule.seen.iter().map(|s| s.name.clone()).collect(),
+            Target::Exact(name) => vec![name.to_string()],
+            Target::Subdomains(domain) => vec![domain.to_string()],
+            Target::Rotating(_) => rule.seen.iter().map(|s| s.name.to_string()).collect(),
         };
         for name in names {
             if !domains.contains(&name) {

@@ -19,6 +19,10 @@
 //!   domain that is not a public suffix are generalised. Addresses no DNS answer named are kept
 //!   apart too.
 //! - CNAME targets are added only when asked, marked as names that may change.
+//! - Only the catalog in effect says what is documented. A report's own `pattern` is checked
+//!   (it must match its host) but never made a rule: a name the catalog does not know is allowed
+//!   by itself, with a note to pass the report's catalog (`--catalog`). Every value of the report
+//!   is checked by [`super::safe`]; what fails is in [`Plan::skipped`], by field.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -26,11 +30,14 @@ use std::{
 };
 
 use crate::{
-    catalog::{Catalog, HostPattern, DEFAULT_PORT},
+    catalog::{Catalog, DEFAULT_PORT},
     report::{self, vocab::Reason, HostReport, Process, Report, Status, UndeclaredReport},
 };
 
-use super::domain::{self, Rotating};
+use super::{
+    domain::{self, Rotating},
+    safe::{GroupId, Name, ReportPattern, Text, WildDomain},
+};
 
 /// Options that change what is allowed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,9 +53,9 @@ pub struct Options {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// Exactly this name.
-    Exact(String),
+    Exact(Name),
     /// `*.domain`: any name with one or more labels before `domain`, not `domain` itself.
-    Subdomains(String),
+    Subdomains(WildDomain),
     /// Names of one rotating shape.
     Rotating(Rotating),
 }
@@ -58,7 +65,7 @@ impl Target {
     /// `productionresultssa*.blob.core.windows.net`.
     pub fn display(&self) -> String {
         match self {
-            Self::Exact(name) => name.clone(),
+            Self::Exact(name) => name.to_string(),
             Self::Subdomains(domain) => format!("*.{domain}"),
             Self::Rotating(r) => r.glob(),
         }
@@ -67,9 +74,9 @@ impl Target {
     /// The domain the rule sits in, for grouping.
     fn base(&self) -> &str {
         match self {
-            Self::Exact(name) => name,
-            Self::Subdomains(domain) => domain,
-            Self::Rotating(r) => &r.parent,
+            Self::Exact(name) => name.as_str(),
+            Self::Subdomains(domain) => domain.as_str(),
+            Self::Rotating(r) => r.parent().as_str(),
         }
     }
 
@@ -83,9 +90,11 @@ impl Target {
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
         };
         match other {
-            Self::Exact(name) => under(name),
-            Self::Subdomains(d) => d == domain || under(d),
-            Self::Rotating(r) => &r.parent == domain || under(&r.parent),
+            Self::Exact(name) => under(name.as_str()),
+            Self::Subdomains(d) => d == domain || under(d.as_str()),
+            Self::Rotating(r) => {
+                r.parent().as_str() == domain.as_str() || under(r.parent().as_str())
+            }
         }
     }
 }
@@ -103,26 +112,27 @@ pub enum Basis {
     /// covers them and was not used, if any.
     Rotating { documented: Option<String> },
     /// A CNAME target of these observed names: it may change.
-    CnameTarget { via: Vec<String> },
+    CnameTarget { via: Vec<Name> },
 }
 
 /// What was seen of one name (or address) the rule covers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Seen {
-    pub name: String,
+    /// The name, or the address of an unresolved flow.
+    pub name: Name,
     pub status: Status,
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Text>,
     pub flows: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     /// Addresses usable in address rules (no sinkhole, loopback or unspecified address).
     pub addresses: Vec<IpAddr>,
-    pub cname_chain: Vec<String>,
+    pub cname_chain: Vec<Name>,
     /// Destination ports of its flows.
     pub ports: BTreeSet<u16>,
     /// `curl[19591]`.
-    pub processes: Vec<String>,
-    pub first_seen: Option<String>,
+    pub processes: Vec<Text>,
+    pub first_seen: Option<Text>,
     /// DNS answers for it came from a DNS filter's sinkhole: its real addresses are unknown.
     pub sinkholed: bool,
 }
@@ -145,7 +155,7 @@ pub struct Rule {
     pub target: Target,
     pub basis: Basis,
     /// Catalog groups of the names it covers, in the order first seen.
-    pub groups: Vec<String>,
+    pub groups: Vec<GroupId>,
     /// The observed names it covers.
     pub seen: Vec<Seen>,
 }
@@ -168,14 +178,14 @@ impl Rule {
             for address in &seen.addresses {
                 let names = out.entry(*address).or_default();
                 if !names.contains(&seen.name.as_str()) {
-                    names.push(&seen.name);
+                    names.push(seen.name.as_str());
                 }
             }
         }
         out
     }
 
-    fn add_groups(&mut self, groups: &[String]) {
+    fn add_groups(&mut self, groups: &[GroupId]) {
         for g in groups {
             if !self.groups.contains(g) {
                 self.groups.push(g.clone());
@@ -206,22 +216,37 @@ pub struct Unresolved {
     pub seen: Seen,
 }
 
-/// A name in the report that is not a host name, left out of every rule.
+/// A value of the report that is not what its field must be, left out of every rule (see
+/// [`super::safe`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Skipped {
-    pub text: String,
+    /// Where it was in the report: `hosts[3].pattern`.
+    pub field: String,
+    /// The value, made harmless (for stderr; rule files name only the field).
+    pub text: Text,
+    /// Why it was left out, on one line.
     pub why: String,
+}
+
+impl Skipped {
+    fn new(field: String, text: &str, why: &str) -> Self {
+        Self {
+            field,
+            text: Text::new(text),
+            why: super::safe::one_line(why),
+        }
+    }
 }
 
 /// The capture behind the report, as the rules' header tells it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptureInfo {
-    pub generator: String,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
+    pub generator: Text,
+    pub started_at: Option<Text>,
+    pub ended_at: Option<Text>,
     pub duration_s: f64,
     pub complete: bool,
-    pub incomplete_because: Vec<String>,
+    pub incomplete_because: Vec<Text>,
 }
 
 /// Everything a format renders.
@@ -246,12 +271,34 @@ pub struct Plan {
 
 /// Checks a name from the report before it goes into a rule: rules are configuration, and a
 /// name with a quote or a newline in it would change their meaning.
-fn host_name(text: &str) -> Result<String, String> {
-    match HostPattern::parse(text) {
-        Ok(p) if p.is_wildcard() => Err("a wildcard, not an observed name".to_owned()),
-        Ok(p) => Ok(p.as_str().to_owned()),
-        Err(e) => Err(e.to_string()),
+fn host_name(field: String, text: &str, skipped: &mut Vec<Skipped>) -> Option<Name> {
+    match Name::parse(text) {
+        Ok(name) => Some(name),
+        Err(why) => {
+            skipped.push(Skipped::new(
+                field,
+                text,
+                &format!("not a host name ({why})"),
+            ));
+            None
+        }
     }
+}
+
+/// The valid group ids of a host; the others are skipped with a warning.
+fn groups(index: usize, list: &[String], skipped: &mut Vec<Skipped>) -> Vec<GroupId> {
+    let mut out = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        match GroupId::parse(text) {
+            Ok(id) => out.push(id),
+            Err(why) => skipped.push(Skipped::new(
+                format!("hosts[{index}].groups[{i}]"),
+                text,
+                &format!("not a group id ({why})"),
+            )),
+        }
+    }
+    out
 }
 
 /// Addresses a rule may allow: not a sinkhole answer, not the host itself, not a whole range.
@@ -259,7 +306,7 @@ fn usable(address: &IpAddr) -> bool {
     !(address.is_unspecified() || address.is_loopback() || address.is_multicast())
 }
 
-fn reason_codes(reasons: &[report::Reason]) -> Vec<String> {
+fn reason_codes(reasons: &[report::Reason]) -> Vec<Text> {
     // Warnings about hosts that work (slow transfers, cut long polls) are not failures; DNS
     // codes carry their record type (`dns_refused AAAA`).
     let failures: Vec<report::Reason> = reasons
@@ -269,14 +316,14 @@ fn reason_codes(reasons: &[report::Reason]) -> Vec<String> {
         .collect();
     report::reason_labels(&failures)
         .iter()
-        .map(|c| super::clean(c))
+        .map(|c| Text::new(c))
         .collect()
 }
 
-fn processes(list: &[Process]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn processes(list: &[Process]) -> Vec<Text> {
+    let mut out: Vec<Text> = Vec::new();
     for p in list {
-        let text = format!("{}[{}]", super::clean(&p.comm), p.pid);
+        let text = Text::new(&format!("{}[{}]", p.comm, p.pid));
         if !out.contains(&text) {
             out.push(text);
         }
@@ -284,12 +331,23 @@ fn processes(list: &[Process]) -> Vec<String> {
     out
 }
 
-/// Keeps the valid names of a CNAME chain.
-fn chain(names: &[String]) -> Vec<String> {
-    names.iter().filter_map(|n| host_name(n).ok()).collect()
+/// Keeps the valid names of a CNAME chain (`field` is where the chain is, `hosts[3]`); the
+/// others are skipped with a warning.
+fn chain(field: &str, names: &[String], skipped: &mut Vec<Skipped>) -> Vec<Name> {
+    names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| host_name(format!("{field}.cname_chain[{i}]"), n, skipped))
+        .collect()
 }
 
-fn seen_host(h: &HostReport, name: String, ports: BTreeSet<u16>) -> Seen {
+fn seen_host(
+    h: &HostReport,
+    index: usize,
+    name: Name,
+    ports: BTreeSet<u16>,
+    skipped: &mut Vec<Skipped>,
+) -> Seen {
     let reasons = reason_codes(&h.reasons);
     let sinkholed = reasons.iter().any(|r| r == Reason::DnsSinkhole.as_str());
     Seen {
@@ -303,16 +361,17 @@ fn seen_host(h: &HostReport, name: String, ports: BTreeSet<u16>) -> Seen {
         } else {
             h.addresses.iter().copied().filter(usable).collect()
         },
-        cname_chain: chain(&h.cname_chain),
+        cname_chain: chain(&format!("hosts[{index}]"), &h.cname_chain, skipped),
         ports,
         processes: processes(&h.processes),
-        first_seen: h.first_seen.as_deref().map(super::clean),
+        first_seen: h.first_seen.as_deref().map(Text::new),
         sinkholed,
         reasons,
     }
 }
 
-fn seen_undeclared(u: &UndeclaredReport, name: String) -> Seen {
+/// What was seen of an undeclared destination; `chain` its checked CNAME chain.
+fn seen_undeclared(u: &UndeclaredReport, name: Name, chain: Vec<Name>) -> Seen {
     let reasons = reason_codes(&u.reasons);
     let sinkholed = reasons.iter().any(|r| r == Reason::DnsSinkhole.as_str());
     Seen {
@@ -326,10 +385,10 @@ fn seen_undeclared(u: &UndeclaredReport, name: String) -> Seen {
         } else {
             u.addresses.iter().copied().filter(usable).collect()
         },
-        cname_chain: chain(&u.cname_chain),
+        cname_chain: chain,
         ports: u.ports.iter().copied().filter(|p| *p != 0).collect(),
         processes: processes(&u.processes),
-        first_seen: u.first_seen.as_deref().map(super::clean),
+        first_seen: u.first_seen.as_deref().map(Text::new),
         sinkholed,
         reasons,
     }
@@ -340,7 +399,7 @@ fn seen_undeclared(u: &UndeclaredReport, name: String) -> Seen {
 struct Rules(Vec<Rule>);
 
 impl Rules {
-    fn add(&mut self, target: Target, basis: Basis, groups: &[String], seen: Option<Seen>) {
+    fn add(&mut self, target: Target, basis: Basis, groups: &[GroupId], seen: Option<Seen>) {
         let i = match self.0.iter().position(|r| r.target == target) {
             Some(i) => i,
             None => {
@@ -418,29 +477,36 @@ pub fn build(report: &Report, catalog: &Catalog, options: Options) -> Plan {
     let mut skipped: Vec<Skipped> = Vec::new();
     let mut github = Rules::default();
     let mut unused_documented = 0;
-    for h in &report.hosts {
+    for (index, h) in report.hosts.iter().enumerate() {
         let used = h.flows > 0 || h.first_seen.is_some();
         if !used {
             unused_documented += 1;
             continue;
         }
-        let name = match host_name(&h.name) {
-            Ok(name) => name,
+        let Some(name) = host_name(format!("hosts[{index}].name"), &h.name, &mut skipped) else {
+            continue;
+        };
+        let pattern = match ReportPattern::check(&name, &h.pattern) {
+            Ok(pattern) => pattern,
             Err(why) => {
-                skipped.push(Skipped {
-                    text: super::clean(&h.name),
-                    why,
-                });
-                continue;
+                skipped.push(Skipped::new(
+                    format!("hosts[{index}].pattern"),
+                    &h.pattern,
+                    &format!("{why}; {name} is allowed by its own name only"),
+                ));
+                None
             }
         };
+        let groups = groups(index, &h.groups, &mut skipped);
         let seen = seen_host(
             h,
+            index,
             name.clone(),
             ports.get(h.name.as_str()).cloned().unwrap_or_default(),
+            &mut skipped,
         );
-        let (target, basis) = choose(catalog, &name, &h.pattern);
-        github.add(target, basis, &h.groups, Some(seen));
+        let (target, basis) = choose(catalog, &name, pattern.as_ref());
+        github.add(target, basis, &groups, Some(seen));
     }
     github.fold_covered();
 
@@ -455,16 +521,16 @@ pub fn build(report: &Report, catalog: &Catalog, options: Options) -> Plan {
     Plan {
         options,
         capture: CaptureInfo {
-            generator: super::clean(&report.generator),
-            started_at: report.capture.started_at.as_deref().map(super::clean),
-            ended_at: report.capture.ended_at.as_deref().map(super::clean),
+            generator: Text::new(&report.generator),
+            started_at: report.capture.started_at.as_deref().map(Text::new),
+            ended_at: report.capture.ended_at.as_deref().map(Text::new),
             duration_s: report.capture.duration_s,
             complete: report.capture.complete,
             incomplete_because: report
                 .capture
                 .incomplete_because
                 .iter()
-                .map(|s| super::clean(s))
+                .map(|s| Text::new(s))
                 .collect(),
         },
         github: github.into_sections(),
@@ -480,7 +546,7 @@ pub fn build(report: &Report, catalog: &Catalog, options: Options) -> Plan {
 /// The CNAME targets of the names the rules cover, each with the names that led to it, unless
 /// a rule already allows it.
 fn cname_targets(rules: &[Rule]) -> Rules {
-    let mut targets: Vec<(String, Vec<String>)> = Vec::new();
+    let mut targets: Vec<(Name, Vec<Name>)> = Vec::new();
     for seen in rules.iter().flat_map(|r| &r.seen) {
         for target in seen.cname_chain.iter().skip(1) {
             let exact = Target::Exact(target.clone());
@@ -515,43 +581,52 @@ fn default_ports(catalog: &Catalog) -> BTreeSet<u16> {
     }
 }
 
-/// The rule for a used documented host (see the module documentation).
-fn choose(catalog: &Catalog, name: &str, report_pattern: &str) -> (Target, Basis) {
-    let memberships = catalog.matches(name);
-    let exact = |m: &&crate::catalog::Membership<'_>| !m.pattern.is_wildcard();
-    if memberships.iter().any(|m| exact(&m)) || report_pattern == name {
-        return (Target::Exact(name.to_owned()), Basis::DocumentedName);
+/// The rule for a used documented host (see the module documentation). Only the catalog in
+/// effect says what is documented: the report's own `pattern` (checked, see
+/// [`super::safe::ReportPattern`]) is never made a rule; when the catalog does not know the
+/// name, the name is allowed as seen, with a note on how to use the report's catalog.
+fn choose(
+    catalog: &Catalog,
+    name: &Name,
+    report_pattern: Option<&ReportPattern>,
+) -> (Target, Basis) {
+    let memberships = catalog.matches(name.as_str());
+    if memberships.iter().any(|m| !m.pattern.is_wildcard()) {
+        return (Target::Exact(name.clone()), Basis::DocumentedName);
     }
-    // The most specific wildcard of a feature group; the report's own pattern when the catalog
-    // in effect does not know the name (the report was made with another catalog).
+    if memberships.is_empty() {
+        let note = report_pattern.map(|p| {
+            format!(
+                "the report says {} documents it, but the catalog in effect does not list it: \
+                 pass the catalog the report was made with (--catalog FILE) to use it",
+                p.pattern()
+            )
+        });
+        return (Target::Exact(name.clone()), Basis::ObservedName { note });
+    }
+    // The most specific wildcard of a feature group, and of a summary group.
     let most_specific = |summary: bool| {
         memberships
             .iter()
             .filter(|m| m.group.summary == summary && m.pattern.is_wildcard())
-            .map(|m| m.pattern.as_str().to_owned())
-            .max_by_key(String::len)
+            .map(|m| m.pattern)
+            .max_by_key(|p| p.as_str().len())
     };
-    let feature = most_specific(false).or_else(|| {
-        (memberships.is_empty() && crate::catalog::is_wildcard(report_pattern))
-            .then(|| report_pattern.to_owned())
-    });
+    let feature = most_specific(false);
     let summary = most_specific(true);
-    if let Some(pattern) = &feature {
-        let domain = pattern.trim_start_matches("*.");
-        if domain::wildcard_is_safe(domain) {
-            return (
-                Target::Subdomains(domain.to_owned()),
-                Basis::DocumentedWildcard,
-            );
-        }
+    if let Some(domain) = feature.and_then(WildDomain::of) {
+        return (Target::Subdomains(domain), Basis::DocumentedWildcard);
     }
+    let feature = feature.map(|p| p.as_str().to_owned());
+    let summary = summary.map(|p| p.as_str().to_owned());
     let documented = feature.clone().or(summary.clone());
     if let (Some(pattern), Some(rotating)) = (&documented, Rotating::of(name)) {
+        let parent = rotating.parent().as_str();
         let within = pattern
             .strip_prefix("*.")
-            .is_some_and(|d| rotating.parent == d || rotating.parent.ends_with(&format!(".{d}")));
+            .is_some_and(|d| parent == d || parent.ends_with(&format!(".{d}")));
         // Under a public suffix, only where GitHub's own wildcard already allows all of it.
-        if within && (domain::wildcard_is_safe(&rotating.parent) || feature.is_some()) {
+        if within && (domain::wildcard_is_safe(parent) || feature.is_some()) {
             return (
                 Target::Rotating(rotating),
                 Basis::Rotating {
@@ -571,45 +646,45 @@ fn choose(catalog: &Catalog, name: &str, report_pattern: &str) -> (Target, Basis
         )),
         (None, None) => None,
     };
-    (Target::Exact(name.to_owned()), Basis::ObservedName { note })
+    (Target::Exact(name.clone()), Basis::ObservedName { note })
 }
 
 /// Undeclared names (generalised only when two or more share a rotating shape under a domain
 /// that is not a public suffix) and unresolved addresses.
 fn undeclared(report: &Report, skipped: &mut Vec<Skipped>) -> (Vec<Section>, Vec<Unresolved>) {
-    let mut named: Vec<(String, &UndeclaredReport)> = Vec::new();
+    let mut named: Vec<(Name, &UndeclaredReport, Vec<Name>)> = Vec::new();
     let mut unresolved: Vec<Unresolved> = Vec::new();
-    for u in &report.undeclared {
+    for (index, u) in report.undeclared.iter().enumerate() {
+        let field = format!("undeclared[{index}]");
+        let cnames = chain(&field, &u.cname_chain, skipped);
         match &u.name {
-            Some(text) => match host_name(text) {
-                Ok(name) => named.push((name, u)),
-                Err(why) => skipped.push(Skipped {
-                    text: super::clean(text),
-                    why,
-                }),
-            },
+            Some(text) => {
+                if let Some(name) = host_name(format!("{field}.name"), text, skipped) {
+                    named.push((name, u, cnames));
+                }
+            }
             None => {
                 for address in u.addresses.iter().copied().filter(usable) {
                     unresolved.push(Unresolved {
                         address,
-                        seen: seen_undeclared(u, address.to_string()),
+                        seen: seen_undeclared(u, Name::of_address(address), cnames.clone()),
                     });
                 }
             }
         }
     }
     let mut shapes: BTreeMap<Rotating, usize> = BTreeMap::new();
-    for (name, _) in &named {
+    for (name, _, _) in &named {
         if let Some(r) = Rotating::of(name) {
             *shapes.entry(r).or_default() += 1;
         }
     }
     let mut rules = Rules::default();
-    for (name, u) in named {
+    for (name, u, cnames) in named {
         let rotating = Rotating::of(&name).filter(|r| {
-            shapes.get(r).is_some_and(|n| *n >= 2) && domain::wildcard_is_safe(&r.parent)
+            shapes.get(r).is_some_and(|n| *n >= 2) && domain::wildcard_is_safe(r.parent().as_str())
         });
-        let seen = seen_undeclared(u, name.clone());
+        let seen = seen_undeclared(u, name.clone(), cnames);
         match rotating {
             Some(r) => rules.add(
                 Target::Rotating(r),
@@ -714,7 +789,8 @@ mod tests {
         );
         assert!(wildcard
             .groups
-            .contains(&"artifacts-caches-logs".to_owned()));
+            .iter()
+            .any(|g| g.as_str() == "artifacts-caches-logs"));
         assert!(wildcard.seen[1].blocked());
     }
 
@@ -838,9 +914,9 @@ mod tests {
             .flat_map(|s| &s.rules)
         {
             match &rule.target {
-                Target::Subdomains(d) => assert!(domain::wildcard_is_safe(d), "*.{d}"),
+                Target::Subdomains(d) => assert!(domain::wildcard_is_safe(d.as_str()), "*.{d}"),
                 Target::Rotating(r) => assert!(
-                    domain::wildcard_is_safe(&r.parent)
+                    domain::wildcard_is_safe(r.parent().as_str())
                         || matches!(
                             &rule.basis,
                             Basis::Rotating {
@@ -849,7 +925,9 @@ mod tests {
                         ),
                     "{r}"
                 ),
-                Target::Exact(name) => assert!(!domain::is_public_suffix(name), "{name}"),
+                Target::Exact(name) => {
+                    assert!(!domain::is_public_suffix(name.as_str()), "{name}");
+                }
             }
         }
         // Undeclared names of one shape under a public suffix stay as seen.
@@ -905,9 +983,58 @@ mod tests {
         assert_eq!(
             p.cnames[0].rules[0].basis,
             Basis::CnameTarget {
-                via: vec!["api.github.com".into(), "codeload.github.com".into()]
+                via: vec![
+                    Name::parse("api.github.com").unwrap(),
+                    Name::parse("codeload.github.com").unwrap()
+                ]
             }
         );
+    }
+
+    #[test]
+    fn a_report_pattern_is_never_a_rule() {
+        let p = plan(
+            &[
+                // Does not match its host: skipped, the name allowed by itself.
+                host("harmless.example", "*.amazonaws.com", &["essential"], "ok"),
+                // Matches, but the catalog in effect does not know it.
+                host("x.corp.example", "*.corp.example", &["essential"], "ok"),
+            ],
+            &[],
+            Options::default(),
+        );
+        assert_eq!(targets(&p.github), ["harmless.example", "x.corp.example"]);
+        assert!(p
+            .github
+            .iter()
+            .flat_map(|s| &s.rules)
+            .all(|r| matches!(r.basis, Basis::ObservedName { .. })));
+        let fields: Vec<&str> = p.skipped.iter().map(|s| s.field.as_str()).collect();
+        assert_eq!(fields, ["hosts[0].pattern"]);
+        assert!(p.skipped[0]
+            .why
+            .contains("does not match the host harmless.example"));
+        let Basis::ObservedName { note: Some(note) } = &p.github[1].rules[0].basis else {
+            panic!("{:?}", p.github[1].rules[0].basis)
+        };
+        assert!(
+            note.contains("*.corp.example") && note.contains("--catalog"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn hostile_patterns_and_group_ids_are_skipped_by_field() {
+        let hostile = r#"{"name": "x.evil.example", "pattern": "*.evil.example\ntouch /tmp/x\n#",
+            "groups": ["essential", "x\nhttp_access allow all"], "status": "ok", "flows": 1}"#;
+        let p = plan(&[hostile.to_owned()], &[], Options::default());
+        assert_eq!(targets(&p.github), ["x.evil.example"]);
+        let rule = &p.github[0].rules[0];
+        let groups: Vec<&str> = rule.groups.iter().map(GroupId::as_str).collect();
+        assert_eq!(groups, ["essential"]);
+        let fields: Vec<&str> = p.skipped.iter().map(|s| s.field.as_str()).collect();
+        assert_eq!(fields, ["hosts[0].pattern", "hosts[0].groups[1]"]);
+        assert!(p.skipped.iter().all(|s| !s.why.contains('\n')));
     }
 
     #[test]
@@ -923,6 +1050,11 @@ mod tests {
         assert!(p.github.is_empty());
         assert_eq!(p.unused_documented, 1);
         assert_eq!(p.skipped.len(), 1);
-        assert!(p.skipped[0].text.contains("evil'"), "{:?}", p.skipped);
+        assert!(
+            p.skipped[0].text.as_str().contains("evil'"),
+            "{:?}",
+            p.skipped
+        );
+        assert_eq!(p.skipped[0].field, "hosts[1].name");
     }
 }

@@ -1,6 +1,9 @@
 //! What every format says the same way: the header, the evidence behind each rule, section
 //! titles, and the entries a rule becomes in a syntax that can or cannot express wildcards and
 //! rotating names.
+//!
+//! [`Doc`] writes every line through [`safe::one_line`] and every comment through
+//! [`safe::one_line`]: whatever a renderer passes, no text adds a line.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +12,7 @@ use crate::report::Status;
 use super::{
     domain::{self, Rotating},
     plan::{Basis, Plan, Rule, Section, Seen, Target, Unresolved},
+    safe::{self, Name, WildDomain},
     Format,
 };
 
@@ -34,15 +38,17 @@ impl Doc {
         }
     }
 
-    /// A line as is.
+    /// A line as is, except that a line break in it cannot start another line
+    /// ([`safe::one_line`]).
     pub fn line(&mut self, line: impl AsRef<str>) {
-        self.text.push_str(line.as_ref().trim_end());
+        self.text.push_str(safe::one_line(line.as_ref()).trim_end());
         self.text.push('\n');
     }
 
-    /// A comment line, indented.
+    /// A comment line, indented: nothing in `text` can end the comment
+    /// ([`safe::one_line`]).
     pub fn comment_at(&mut self, indent: &str, text: impl AsRef<str>) {
-        let text = text.as_ref();
+        let text = safe::one_line(text.as_ref());
         if text.is_empty() {
             self.line(format!("{indent}{}", self.marker.trim_end()));
         } else {
@@ -93,7 +99,8 @@ impl Doc {
     }
 }
 
-/// The header: what this is, from what, and how far to trust it.
+/// The header: what this is, from what, how far to trust it, and what of the report was
+/// skipped.
 pub fn header(cx: &Context<'_>) -> Vec<String> {
     let plan = cx.plan;
     let c = &plan.capture;
@@ -107,10 +114,10 @@ pub fn header(cx: &Context<'_>) -> Vec<String> {
         (Some(start), Some(end)) => format!("{start} to {end} ({:.1} s)", c.duration_s),
         _ => "unknown window".to_owned(),
     };
-    let generator = if c.generator.is_empty() {
+    let generator = if c.generator.as_str().is_empty() {
         "an unknown observer".to_owned()
     } else {
-        c.generator.clone()
+        c.generator.to_string()
     };
     lines.push(format!(
         "Capture by {generator}: {window}, {}.",
@@ -144,11 +151,12 @@ pub fn header(cx: &Context<'_>) -> Vec<String> {
             blocked.join(", ")
         ));
     }
+    lines.extend(skipped(plan));
     lines
 }
 
 /// Names of the active GitHub rules that failed in the capture.
-fn blocked_names(plan: &Plan) -> Vec<String> {
+fn blocked_names(plan: &Plan) -> Vec<Name> {
     plan.github
         .iter()
         .flat_map(|s| &s.rules)
@@ -265,10 +273,10 @@ pub fn basis(rule: &Rule) -> String {
             if let Some(pattern) = documented {
                 text.push_str(&format!("; narrower than the documented {pattern}"));
             }
-            if domain::is_public_suffix(&shape.parent) {
+            if domain::is_public_suffix(shape.parent().as_str()) {
                 text.push_str(&format!(
                     "; anyone can create names of this shape under {}, listing the names seen is tighter",
-                    shape.parent
+                    shape.parent()
                 ));
             }
             text
@@ -354,8 +362,8 @@ pub struct Syntax {
 /// What a rule becomes in a syntax.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry<'a> {
-    Exact(&'a str),
-    Subdomains(&'a str),
+    Exact(&'a Name),
+    Subdomains(&'a WildDomain),
     Rotating(&'a Rotating),
 }
 
@@ -433,6 +441,23 @@ pub fn unresolved_skipped(plan: &Plan) -> Vec<String> {
     ];
     for u in &plan.unresolved {
         lines.push(format!("  {}", unresolved_note(u, &plan.default_ports)));
+    }
+    lines
+}
+
+/// The skipped section: each value of the report left out, by field and why (the value itself
+/// only on stderr: it was not fit for a rule file).
+pub fn skipped(plan: &Plan) -> Vec<String> {
+    if plan.skipped.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![
+        "== Skipped: values of the report that are not what their field must be ==".to_owned(),
+        "Left out of every rule (docs/rules.md, \"What is validated\"); stderr shows the values."
+            .to_owned(),
+    ];
+    for s in &plan.skipped {
+        lines.push(format!("  {}: {}", s.field, s.why));
     }
     lines
 }

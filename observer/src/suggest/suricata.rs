@@ -119,7 +119,7 @@ fn rules(
             for entry in render::entries(rule, SYNTAX) {
                 let (label, matcher) = match entry {
                     Entry::Exact(name) => (
-                        name.to_owned(),
+                        name.to_string(),
                         format!("tls.sni; content:\"{name}\"; nocase; startswith; endswith;"),
                     ),
                     Entry::Subdomains(domain) => (
@@ -130,7 +130,7 @@ fn rules(
                         shape.glob(),
                         format!(
                             "tls.sni; content:\".{}\"; nocase; endswith; pcre:\"/{}/i\";",
-                            shape.parent,
+                            shape.parent(),
                             shape.regex()
                         ),
                     ),
