@@ -173,7 +173,11 @@ impl DataSource {
             ("bytes", "sock_diag_poll") => "bytes polled 1/s".to_owned(),
             ("adoption", "sock_diag_at_start") => "adoption at start only".to_owned(),
             (need, "unavailable") => format!("no {}", need.replace('_', " ")),
-            (need, source) => format!("{} from {}", need.replace('_', " "), source.replace('_', " ")),
+            (need, source) => format!(
+                "{} from {}",
+                need.replace('_', " "),
+                source.replace('_', " ")
+            ),
         }
     }
 }

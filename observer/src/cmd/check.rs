@@ -92,7 +92,14 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let mut correlator = Correlator::new(catalog.clone());
     let fallbacks: Vec<DataSource> = capture
         .as_ref()
-        .map(|c| c.plan.sources.iter().filter(|s| s.fallback).cloned().collect())
+        .map(|c| {
+            c.plan
+                .sources
+                .iter()
+                .filter(|s| s.fallback)
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default();
     let (results, kernel_note) = match capture {
         Ok(capture) => {
