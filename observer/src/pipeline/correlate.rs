@@ -121,6 +121,16 @@ pub struct CaptureInfo {
     pub unreadable_lines: u64,
 }
 
+impl CaptureInfo {
+    /// The byte counts are the kernel's TCP statistics polled through sock_diag (kernels
+    /// without the length tracepoints): bytes sent are bytes the peer acknowledged.
+    pub fn bytes_polled(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.need == "bytes" && s.source == "sock_diag_poll")
+    }
+}
+
 /// The correlation state of one capture.
 pub struct Correlator {
     catalog: Catalog,
@@ -257,6 +267,7 @@ impl Correlator {
         let (sent, received) = totals;
         let interval_ns = idle.interval_ns;
         let long_poll_ns = self.limits.long_poll_ns;
+        let sent_acked = self.capture.bytes_polled();
         let e = &mut self.flows[i];
         let ds = sent.saturating_sub(e.read.0);
         let dr = received.saturating_sub(e.read.1);
@@ -276,6 +287,7 @@ impl Correlator {
                 received: dr,
                 sent_idle_ns: idle.sent_ms.map(ms_to_ns),
                 received_idle_ns: idle.received_ms.map(ms_to_ns),
+                sent_acked,
             },
             long_poll_ns,
         );

@@ -54,6 +54,9 @@ pub enum Evidence {
     /// The process wrote the bytes, and the peer's answer came after them: the transfer runs
     /// until the answer, which the peer sends once it has read everything (uploads).
     Answer,
+    /// The peer acknowledged the bytes: they had arrived (uploads, where the byte counts are
+    /// the kernel's TCP statistics polled once a second, `tcpi_bytes_acked`).
+    BytesAcked,
 }
 
 impl Evidence {
@@ -63,6 +66,7 @@ impl Evidence {
             Self::BytesRead => "bytes read",
             Self::BytesWritten => "bytes written, no answer",
             Self::Answer => "bytes written until the peer's answer",
+            Self::BytesAcked => "bytes acknowledged by the peer",
         }
     }
 }
@@ -327,9 +331,12 @@ impl Transfers {
             return;
         }
         self.turned_ns = Some(self.turned_ns.unwrap_or(0).max(last_ns));
-        let answers = answer_within_ns.is_some_and(|within| {
-            t.judged() && bytes >= MIN_ANSWER_BYTES && last_ns - self.last_byte_ns <= within
-        });
+        // Bytes the peer acknowledged need no answer to prove they arrived, and end with the
+        // last acknowledgement, not the answer.
+        let answers = t.evidence != Evidence::BytesAcked
+            && answer_within_ns.is_some_and(|within| {
+                t.judged() && bytes >= MIN_ANSWER_BYTES && last_ns - self.last_byte_ns <= within
+            });
         if answers {
             t.end_ns = t.end_ns.max(last_ns);
             t.evidence = Evidence::Answer;
@@ -349,6 +356,8 @@ pub struct Reading {
     /// Time from the last byte written (read) to the reading, when the kernel said.
     pub sent_idle_ns: Option<u64>,
     pub received_idle_ns: Option<u64>,
+    /// `sent` counts bytes the peer acknowledged (polled TCP statistics), not bytes written.
+    pub sent_acked: bool,
 }
 
 /// A flow's transfers, per direction.
@@ -416,15 +425,26 @@ impl FlowTransfers {
             .get_or_insert(from)
             .saturating_add(HANDSHAKE_NS);
         let last = |idle: Option<u64>| r.ts_ns.saturating_sub(idle.unwrap_or(0)).max(from);
-        let (last_sent, last_received) = (last(r.sent_idle_ns), last(r.received_idle_ns));
+        let (last_sent, mut last_received) = (last(r.sent_idle_ns), last(r.received_idle_ns));
+        // Polled TCP statistics stamp the last send and receive to the jiffy (4 ms at HZ=250):
+        // a request and its answer can share one. A client speaks first (a request, then its
+        // answer; an upload, then the answer), so the received bytes come after.
+        let known = r.sent_idle_ns.is_some() && r.received_idle_ns.is_some();
+        if known && r.sent > 0 && r.received > 0 && last_sent == last_received {
+            last_received += 1;
+        }
+        let sent_evidence = if r.sent_acked {
+            Evidence::BytesAcked
+        } else {
+            Evidence::BytesWritten
+        };
         // Without the kernel's timestamps (older event logs), both directions end at the reading;
         // then a direction that moved alone is what turns the conversation.
         let concurrent = r.sent > 0 && r.received > 0 && last_sent == last_received;
         let turns = |last_ns: u64| !concurrent && last_ns > handshake_until;
         let sent_then = |t: &mut Self| {
             if r.sent > 0 {
-                t.sent
-                    .bytes(r.sent, from, last_sent, Evidence::BytesWritten);
+                t.sent.bytes(r.sent, from, last_sent, sent_evidence);
                 if turns(last_sent) {
                     t.received.other(r.sent, last_sent, None);
                 }
@@ -677,6 +697,11 @@ mod tests {
     type Row = (f64, f64, u64, u64, Option<f64>, Option<f64>);
 
     fn replay(readings: &[Row]) -> FlowTransfers {
+        replay_counters(readings, false)
+    }
+
+    /// As [`replay`], with the byte counts of polled TCP statistics (bytes sent acknowledged).
+    fn replay_counters(readings: &[Row], sent_acked: bool) -> FlowTransfers {
         let ns = |s: f64| (s * 1e9) as u64;
         let mut t = FlowTransfers::default();
         for &(at, interval, sent, received, sent_idle, received_idle) in readings {
@@ -688,6 +713,7 @@ mod tests {
                     received,
                     sent_idle_ns: sent_idle.map(ns),
                     received_idle_ns: received_idle.map(ns),
+                    sent_acked,
                 },
                 50 * S,
             );
@@ -749,6 +775,36 @@ mod tests {
             (38_000.0..=42_000.0).contains(&slowest.rate_bps),
             "bytes over duration, not the bytes before the pause: {slowest:?}"
         );
+    }
+
+    #[test]
+    fn polled_counters_judge_uploads_on_acknowledged_bytes_and_split_exchanges_in_one_jiffy() {
+        // Debian 12's 6.1, HTB 40 kbit/s upload of 160 kB: acknowledged at 5 kB a second; the
+        // last acknowledgement, the answer and the close in one reading, stamped to the jiffy.
+        let mut readings = vec![(1.0, 1.0, 5_000, 1_500, Some(0.1), Some(0.9))];
+        for i in 2..32 {
+            readings.push((f64::from(i), 1.0, 5_000, 0, Some(0.1), None));
+        }
+        readings.push((32.0, 1.0, 5_000, 300, Some(0.2), Some(0.2)));
+        let sent = replay_counters(&readings, true).stats().sent;
+        let slowest = sent.slowest.expect("judged");
+        assert_eq!(
+            (slowest.bytes, slowest.evidence),
+            (160_000, Evidence::BytesAcked)
+        );
+        assert!(
+            (38_000.0..=42_000.0).contains(&slowest.rate_bps),
+            "{slowest:?}"
+        );
+        // A keep-alive client: each request and its 12 kB answer in one reading, both stamped
+        // 0.3 s before it (one jiffy), 3 s apart: five exchanges, not one 60 kB transfer.
+        let mut readings = Vec::new();
+        for i in 0..5 {
+            let at = 1.0 + 3.0 * f64::from(i);
+            readings.push((at, 1.0, 400, 12_000, Some(0.3), Some(0.3)));
+        }
+        let received = replay_counters(&readings, true).stats().received;
+        assert_eq!((received.count, received.judged), (5, 0));
     }
 
     #[test]
