@@ -52,7 +52,7 @@ enum Task {
     /// with and without the observer, its CPU time, peak RSS and lost events.
     Bench {
         /// Instead, the memory budget (no root): `observer report` of a flood of 300,000 answers
-        /// for unique long names, 300,000 unanswered queries and 20,000 undeclared flows must
+        /// for unique long names, 300,000 unanswered queries and 5,000 undeclared flows must
         /// stay under 256 MiB of peak RSS.
         #[arg(long)]
         memory: bool,

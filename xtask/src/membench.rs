@@ -26,7 +26,7 @@ pub const ANSWERED: u32 = 300_000;
 /// Queries for unique long names, never answered.
 pub const UNANSWERED: u32 = 300_000;
 /// Flows to undeclared destinations.
-pub const FLOWS: u32 = 20_000;
+pub const FLOWS: u32 = 5_000;
 /// The peak resident set `observer report` may reach on the flood.
 pub const BUDGET_BYTES: u64 = 256 << 20;
 

@@ -73,11 +73,22 @@ pub fn build(c: &Correlator) -> Report {
         })
         .collect();
 
+    let mut capture = capture_section(c);
+    if tallies.dns_only_undeclared_dropped > 0 {
+        capture.dropped.dns_only_undeclared = tallies.dns_only_undeclared_dropped;
+        capture.incomplete_because.push(format!(
+            "{} undeclared names that only DNS concerned (no flow) beyond the {} listed were \
+             counted, not listed",
+            thousands(tallies.dns_only_undeclared_dropped),
+            thousands(super::tally::MAX_DNS_ONLY_UNDECLARED as u64)
+        ));
+        capture.complete = false;
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         generator: concat!("observer ", env!("CARGO_PKG_VERSION")).to_owned(),
         verdict: verdict(&groups, &hosts),
-        capture: capture_section(c),
+        capture,
         groups,
         hosts,
         undeclared,
@@ -892,7 +903,7 @@ mod tests {
         assert!(dropped > 0);
         let because = c.incomplete_because.join("\n");
         let expected = format!(
-            "{} unanswered DNS queries for names beyond the 65,536 unanswered names kept (or their 16 MiB)",
+            "{} unanswered DNS queries for names beyond the 65,536 unanswered names kept (or their 8 MiB)",
             thousands(dropped)
         );
         assert!(because.contains(&expected), "{because}");
@@ -908,10 +919,17 @@ mod tests {
         );
         // The undeclared destinations follow the bounded tables, not the flood.
         assert!(
-            r.undeclared.len() < 40_000 + 65_536,
+            r.undeclared.len() <= crate::report::tally::MAX_DNS_ONLY_UNDECLARED,
             "{}",
             r.undeclared.len()
         );
+        let unlisted = c.dropped.dns_only_undeclared;
+        assert!(unlisted > 10_000, "{unlisted}");
+        let expected = format!(
+            "{} undeclared names that only DNS concerned (no flow) beyond the 4,096 listed",
+            thousands(unlisted)
+        );
+        assert!(because.contains(&expected), "{because}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["capture"]["dropped"]["dns_timeouts"], dropped);
     }
