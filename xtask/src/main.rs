@@ -8,10 +8,13 @@
 //!   target, then the privileged lab tests.
 //! - `test --kernel 6.1`: the lab tests that matter, inside a qemu guest running Debian's
 //!   packaged kernel of that version (see `kernel.rs`).
+//! - `bench`: the cost of observing, in the network lab (root); `bench --memory`: the memory
+//!   budget of `observer report` on a flood of unique names (no root, [`membench`]).
 //! - `fuzz [--seconds N]`: every fuzz target of tests/fuzz for N seconds each ([`fuzz`]).
 
 mod fuzz;
 mod kernel;
+mod membench;
 mod setup;
 
 use std::{
@@ -47,7 +50,13 @@ enum Task {
     },
     /// The cost of observing, in the network lab (root): throughput, connection and DNS rates
     /// with and without the observer, its CPU time, peak RSS and lost events.
-    Bench,
+    Bench {
+        /// Instead, the memory budget (no root): `observer report` of a flood of 300,000 answers
+        /// for unique long names, 300,000 unanswered queries and 5,000 undeclared flows must
+        /// stay under 256 MiB of peak RSS.
+        #[arg(long)]
+        memory: bool,
+    },
     /// Run every fuzz target (tests/fuzz, nightly, cargo-fuzz installed when missing).
     Fuzz {
         /// How long each target runs.
@@ -98,7 +107,8 @@ fn main() -> Result<()> {
             kernel::test(&version, &tests, lab_filter.as_deref())
         }
         Task::Test { lab_filter, .. } => test(lab_filter.as_deref()),
-        Task::Bench => bench(),
+        Task::Bench { memory: true } => memory_bench(),
+        Task::Bench { memory: false } => bench(),
         Task::Fuzz { seconds } => fuzz::run(seconds, fuzz::Build::Optimised),
     }
 }
@@ -173,6 +183,17 @@ fn bench() -> Result<()> {
                 workspace_root().join("target/release/observer"),
             ),
     )
+}
+
+/// The target directory cargo builds into (`CARGO_TARGET_DIR`, or the workspace's `target`).
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+fn memory_bench() -> Result<()> {
+    check(cargo().args(["build", "--release", "--locked", "-p", "observer"]))?;
+    let target = target_dir();
+    membench::run(&target.join("release/observer"), &target.join("bench"))
 }
 
 fn test(lab_filter: Option<&str>) -> Result<()> {

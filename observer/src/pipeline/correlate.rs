@@ -4,8 +4,29 @@
 //! The correlator is fed the same observations `observer watch --json` prints, with their
 //! wall-clock timestamps, so a live capture and an offline replay of its event log
 //! (`observer report EVENTS`) reach the same state and the same report.
+//!
+//! # Bounds
+//!
+//! Every table here grows with input from the wire (DNS names) or from any local process
+//! (connections), so each is bounded by a count and by approximate heap bytes (strings counted by
+//! their length: names from the wire are at most 253 characters, but up to about 1,000 after
+//! escaping, and an event log can hold anything). What a bound drops is counted in [`Dropped`]
+//! and makes the report incomplete, saying what and how much. docs/architecture.md ("What is
+//! bounded") lists every bound with its worst-case size:
+//! - unanswered names ([`DnsTimeouts`]): [`MAX_TIMEOUT_NAMES`] names and [`MAX_TIMEOUT_BYTES`];
+//!   names the catalog documents get [`TIMEOUT_DOCUMENTED_RESERVE`] more, so that a flood of
+//!   junk names cannot hide an essential host's timeouts;
+//! - queries waiting for their answer: [`MAX_PENDING_QUERIES`] and [`MAX_PENDING_BYTES`]; past
+//!   them the oldest are judged early;
+//! - latest answer per (name, type), and latest loopback query per name: [`MAX_RECENT`] entries
+//!   and [`MAX_RECENT_BYTES`] each, entries past their window swept first;
+//! - host rate series: [`MAX_HOST_SERIES_BYTES`] (`watch` forgets hosts idle for
+//!   [`SERIES_IDLE_NS`] first); group series are one per catalog group;
+//! - flows kept for the report: [`MAX_FLOWS`].
 
 use std::{collections::HashMap, net::SocketAddr};
+
+use serde::{Deserialize, Serialize};
 
 use crate::{
     capture::{record::Process, ProbeStatus},
@@ -21,7 +42,29 @@ pub const MAX_FLOWS: usize = 200_000;
 /// A DNS query without a response after this long (resolver retries included) timed out.
 pub const DNS_TIMEOUT_NS: u64 = 3_000_000_000;
 /// Queries waiting for their response; beyond this the oldest are judged early.
-const MAX_PENDING_QUERIES: usize = 65_536;
+pub const MAX_PENDING_QUERIES: usize = 65_536;
+/// Approximate bytes the waiting queries may take; beyond this the oldest are judged early.
+pub const MAX_PENDING_BYTES: usize = 8 << 20;
+/// Names with unanswered queries kept for the report; queries for other names are counted only.
+pub const MAX_TIMEOUT_NAMES: usize = 65_536;
+/// Approximate bytes the unanswered names may take.
+pub const MAX_TIMEOUT_BYTES: usize = 8 << 20;
+/// Names the catalog documents kept beyond [`MAX_TIMEOUT_NAMES`] and [`MAX_TIMEOUT_BYTES`].
+pub const TIMEOUT_DOCUMENTED_RESERVE: usize = 4096;
+/// Record types counted per unanswered name; queries of other types count in the total only.
+const MAX_TIMEOUT_TYPES: usize = 8;
+/// Entries of the latest-answer and loopback-query tables, each.
+pub const MAX_RECENT: usize = 65_536;
+/// Approximate bytes of the latest-answer and loopback-query tables, each.
+pub const MAX_RECENT_BYTES: usize = 8 << 20;
+/// Approximate bytes of the host rate series (each at most `throughput::MAX_SAMPLES` buckets).
+pub const MAX_HOST_SERIES_BYTES: usize = 16 << 20;
+/// `watch` forgets the rate series of a host idle this long when the series are full.
+pub const SERIES_IDLE_NS: u64 = 60_000_000_000;
+/// What one entry costs besides its strings (struct, map slot, allocator rounding).
+const ENTRY_OVERHEAD: usize = 128;
+/// What one bucket of a rate series costs (key, value, tree node share).
+const BUCKET_BYTES: usize = 64;
 /// Local resolvers remembered (systemd-resolved, dnsmasq, dockerd's embedded DNS, ...).
 const MAX_LOCAL_RESOLVERS: usize = 64;
 /// Adopted flows still waiting for a DNS answer that names their address.
@@ -34,6 +77,139 @@ struct PendingQuery {
     name: String,
     rtype: String,
     process: Option<Process>,
+}
+
+impl PendingQuery {
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD
+            + self.name.len()
+            + self.rtype.len()
+            + self.process.as_ref().map_or(0, |p| p.comm.len())
+    }
+}
+
+/// What the correlator's bounds dropped (see the module documentation); every count non-zero
+/// makes the report incomplete.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dropped {
+    /// Unanswered queries for names beyond the bound of unanswered names (not reported).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_timeouts: u64,
+    /// Queries judged before [`DNS_TIMEOUT_NS`] because too many were waiting.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub queries_judged_early: u64,
+    /// Answers not remembered for retries on another socket (full table).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recent_answers: u64,
+    /// Queries to loopback resolvers not remembered for telling forwards apart (full table).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub loopback_queries: u64,
+    /// Byte readings left out of host rate series (full series).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub host_readings: u64,
+    /// Undeclared names only DNS concerned beyond the report's `MAX_DNS_ONLY_UNDECLARED`:
+    /// counted, not listed (set by the report builder).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns_only_undeclared: u64,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Dropped {
+    /// Nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// A table of (key → latest time) whose entries matter for `window_ns`, bounded in entries
+/// ([`MAX_RECENT`]) and bytes ([`MAX_RECENT_BYTES`]): when full, entries past their window are
+/// swept (at most four times per window, so a flood does not sweep on every insert), and a new
+/// key that still does not fit is not kept.
+#[derive(Clone, Debug)]
+struct Recent<K, V> {
+    map: HashMap<K, V>,
+    bytes: usize,
+    swept_ns: u64,
+    window_ns: u64,
+    /// The bytes an entry costs, and when it was last seen.
+    cost: fn(&K) -> usize,
+    at: fn(&V) -> u64,
+}
+
+impl<K: std::hash::Hash + Eq, V> Recent<K, V> {
+    fn new(window_ns: u64, cost: fn(&K) -> usize, at: fn(&V) -> u64) -> Self {
+        Self {
+            map: HashMap::new(),
+            bytes: 0,
+            swept_ns: 0,
+            window_ns,
+            cost,
+            at,
+        }
+    }
+
+    fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        self.map.get(key)
+    }
+
+    /// Inserts or replaces `key` at `now_ns`; returns false when it was not kept.
+    fn insert(&mut self, key: K, value: V, now_ns: u64) -> bool {
+        if let Some(old) = self.map.get_mut(&key) {
+            *old = value;
+            return true;
+        }
+        let cost = (self.cost)(&key);
+        let full = |t: &Self| t.map.len() >= MAX_RECENT || t.bytes + cost > MAX_RECENT_BYTES;
+        if full(self) && now_ns >= self.swept_ns.saturating_add(self.window_ns / 4) {
+            self.swept_ns = now_ns;
+            let horizon = now_ns.saturating_sub(self.window_ns);
+            let at = self.at;
+            self.map.retain(|_, v| at(v) >= horizon);
+            self.bytes = self.map.keys().map(self.cost).sum();
+        }
+        if full(self) {
+            return false;
+        }
+        self.bytes += cost;
+        self.map.insert(key, value);
+        true
+    }
+}
+
+fn answered_cost((name, rtype): &(String, String)) -> usize {
+    ENTRY_OVERHEAD + name.len() + rtype.len()
+}
+
+#[allow(clippy::ptr_arg, reason = "the table's key type: a `fn(&K)`")]
+fn ask_cost(name: &String) -> usize {
+    ENTRY_OVERHEAD + name.len()
+}
+
+/// A host's rate series, with the bytes it is charged for.
+#[derive(Clone, Debug, Default)]
+struct HostSeries {
+    series: Series,
+    /// Readings added, up to `throughput::MAX_SAMPLES` (an upper bound of its buckets).
+    readings: usize,
+    last_ns: u64,
+}
+
+impl HostSeries {
+    fn cost(key: &str, readings: usize) -> usize {
+        ENTRY_OVERHEAD + key.len() + readings * BUCKET_BYTES
+    }
 }
 
 /// DNS queries that were never answered, per name.
@@ -119,6 +295,8 @@ pub struct CaptureInfo {
     pub flows_dropped: u64,
     /// Event-log lines that could not be read (offline reports only).
     pub unreadable_lines: u64,
+    /// What the bounds of the correlator's tables dropped.
+    pub dropped: Dropped,
 }
 
 impl CaptureInfo {
@@ -141,17 +319,22 @@ pub struct Correlator {
     /// Queries by (socket cookie, DNS id), oldest first by insertion.
     pending: HashMap<(u64, u16), PendingQuery>,
     pending_order: std::collections::VecDeque<(u64, u16)>,
+    /// Approximate bytes of `pending`.
+    pending_bytes: usize,
     /// Every query seen, to bind each response to its question.
     queries: QueryTable,
     /// Responses that named nothing, and what they claimed.
     rejections: Rejections,
     /// Latest response time per (name, record type), to forgive a query answered on another
     /// socket (retries).
-    answered: HashMap<(String, String), u64>,
+    answered: Recent<(String, String), u64>,
     timeouts: std::collections::BTreeMap<String, DnsTimeouts>,
+    /// Approximate bytes of `timeouts`, and the documented names kept beyond its bound.
+    timeout_bytes: usize,
+    timeout_reserve_used: usize,
     /// Latest query per name sent to a resolver on a loopback address: when, by which pid, to
     /// which server.
-    local_asks: HashMap<String, (u64, u32, SocketAddr)>,
+    local_asks: Recent<String, (u64, u32, SocketAddr)>,
     /// Processes seen forwarding their clients' queries (see [`Correlator::local_resolvers`]).
     local_resolvers: Vec<Process>,
     /// Adopted flows not named yet: their DNS answer came before the capture, so a later answer
@@ -159,7 +342,10 @@ pub struct Correlator {
     unnamed_adopted: Vec<u64>,
     sinkholes: Vec<std::net::IpAddr>,
     /// Bytes per reading instant, per host (name, or address when unresolved) and per group.
-    host_series: HashMap<String, Series>,
+    host_series: HashMap<String, HostSeries>,
+    /// Approximate bytes of `host_series`, and their bound ([`MAX_HOST_SERIES_BYTES`]).
+    host_series_bytes: usize,
+    host_series_budget: usize,
     group_series: HashMap<String, Series>,
     limits: Limits,
     /// Drop each flow when it closes (`watch` needs only the open ones; reports need all).
@@ -200,15 +386,20 @@ impl Correlator {
             capture: CaptureInfo::default(),
             pending: HashMap::new(),
             pending_order: std::collections::VecDeque::new(),
+            pending_bytes: 0,
             queries: QueryTable::default(),
             rejections: Rejections::default(),
-            answered: HashMap::new(),
+            answered: Recent::new(2 * DNS_TIMEOUT_NS, answered_cost, |t| *t),
             timeouts: std::collections::BTreeMap::new(),
-            local_asks: HashMap::new(),
+            timeout_bytes: 0,
+            timeout_reserve_used: 0,
+            local_asks: Recent::new(DNS_TIMEOUT_NS, ask_cost, |&(at, ..)| at),
             local_resolvers: Vec::new(),
             unnamed_adopted: Vec::new(),
             sinkholes: Vec::new(),
             host_series: HashMap::new(),
+            host_series_bytes: 0,
+            host_series_budget: MAX_HOST_SERIES_BYTES,
             group_series: HashMap::new(),
             limits: Limits::default(),
             forget_closed: false,
@@ -253,7 +444,7 @@ impl Correlator {
 
     /// Rate series of a host (its name, or its address when unresolved).
     pub fn host_series(&self, key: &str) -> Option<&Series> {
-        self.host_series.get(key)
+        self.host_series.get(key).map(|h| &h.series)
     }
 
     /// Rate series of a catalog group.
@@ -298,16 +489,58 @@ impl Correlator {
             e.send_times.push(ts_ns);
         }
         let key = series_key(&e.destination, e.dst);
-        self.host_series
-            .entry(key)
-            .or_default()
-            .add(ts_ns, ds, dr, interval_ns);
-        for g in &e.destination.groups {
+        let groups = e.destination.groups.clone();
+        self.add_host_reading(key, ts_ns, (ds, dr), interval_ns);
+        for g in &groups {
             self.group_series
                 .entry(g.clone())
                 .or_default()
                 .add(ts_ns, ds, dr, interval_ns);
         }
+    }
+
+    /// Adds a reading to the rate series of host `key`, within [`MAX_HOST_SERIES_BYTES`]: when
+    /// full, `watch` first forgets the hosts idle for [`SERIES_IDLE_NS`]; a reading that still
+    /// does not fit is counted in [`Dropped::host_readings`].
+    fn add_host_reading(&mut self, key: String, ts_ns: u64, moved: (u64, u64), interval_ns: u64) {
+        let (readings, grows) = match self.host_series.get(&key) {
+            Some(h) => (
+                h.readings,
+                h.readings < crate::pipeline::throughput::MAX_SAMPLES,
+            ),
+            None => (0, true),
+        };
+        let cost = if !grows {
+            0
+        } else if readings == 0 {
+            HostSeries::cost(&key, 1)
+        } else {
+            BUCKET_BYTES
+        };
+        let budget = self.host_series_budget;
+        if cost > 0 && self.host_series_bytes + cost > budget && self.forget_closed {
+            let horizon = ts_ns.saturating_sub(SERIES_IDLE_NS);
+            let mut freed = 0;
+            self.host_series.retain(|k, h| {
+                let keep = h.last_ns >= horizon;
+                if !keep {
+                    freed += HostSeries::cost(k, h.readings);
+                }
+                keep
+            });
+            self.host_series_bytes = self.host_series_bytes.saturating_sub(freed);
+        }
+        if cost > 0 && self.host_series_bytes + cost > budget {
+            self.capture.dropped.host_readings += 1;
+            return;
+        }
+        self.host_series_bytes += cost;
+        let h = self.host_series.entry(key).or_default();
+        if grows {
+            h.readings += 1;
+        }
+        h.last_ns = h.last_ns.max(ts_ns);
+        h.series.add(ts_ns, moved.0, moved.1, interval_ns);
     }
 
     /// Addresses that DNS filters answer instead of the real one (`--sinkhole`), besides
@@ -364,12 +597,12 @@ impl Correlator {
             self.local_resolvers.push(process.clone());
         }
         if server.ip().to_canonical().is_loopback() {
-            if self.local_asks.len() >= MAX_PENDING_QUERIES {
-                let horizon = ts_ns.saturating_sub(DNS_TIMEOUT_NS);
-                self.local_asks.retain(|_, (at, ..)| *at >= horizon);
+            let kept = self
+                .local_asks
+                .insert(name.to_owned(), (ts_ns, process.pid, server), ts_ns);
+            if !kept {
+                self.capture.dropped.loopback_queries += 1;
             }
-            self.local_asks
-                .insert(name.to_owned(), (ts_ns, process.pid, server));
         }
         forwards || self.is_local_resolver(process)
     }
@@ -393,35 +626,80 @@ impl Correlator {
                 self.pending_order.pop_front();
                 continue;
             };
-            let overfull = self.pending.len() > MAX_PENDING_QUERIES;
-            if !overfull && now_ns.saturating_sub(query.ts_ns) < DNS_TIMEOUT_NS {
+            let overfull =
+                self.pending.len() > MAX_PENDING_QUERIES || self.pending_bytes > MAX_PENDING_BYTES;
+            let due = now_ns.saturating_sub(query.ts_ns) >= DNS_TIMEOUT_NS;
+            if !overfull && !due {
                 break;
             }
             self.pending_order.pop_front();
             let Some(query) = self.pending.remove(&key) else {
                 continue;
             };
+            self.pending_bytes = self.pending_bytes.saturating_sub(query.cost());
+            if !due {
+                self.capture.dropped.queries_judged_early += 1;
+            }
             let retried_ok = self
                 .answered
                 .get(&(query.name.clone(), query.rtype.clone()))
                 .is_some_and(|&t| t >= query.ts_ns);
             if !retried_ok {
-                let t = self.timeouts.entry(query.name).or_insert(DnsTimeouts {
-                    first_ns: query.ts_ns,
-                    ..DnsTimeouts::default()
-                });
-                t.count += 1;
-                match t.by_type.iter_mut().find(|(ty, _)| *ty == query.rtype) {
-                    Some((_, n)) => *n += 1,
-                    None => t.by_type.push((query.rtype.clone(), 1)),
-                }
-                t.first_ns = t.first_ns.min(query.ts_ns);
-                t.last_ns = t.last_ns.max(query.ts_ns);
-                if query.process.is_some() {
-                    t.process = query.process;
-                }
+                self.note_timeout(query);
             }
         }
+    }
+
+    /// Counts an unanswered query in its name's [`DnsTimeouts`], within the bounds.
+    fn note_timeout(&mut self, query: PendingQuery) {
+        let cost = |t: &DnsTimeouts, name: &str| {
+            ENTRY_OVERHEAD
+                + name.len()
+                + t.process.as_ref().map_or(0, |p| p.comm.len())
+                + t.by_type.iter().map(|(ty, _)| 32 + ty.len()).sum::<usize>()
+        };
+        let before = match self.timeouts.get(&query.name) {
+            Some(t) => cost(t, &query.name),
+            None => {
+                let fresh = ENTRY_OVERHEAD
+                    + query.name.len()
+                    + query.process.as_ref().map_or(0, |p| p.comm.len())
+                    + 32
+                    + query.rtype.len();
+                let fits = self.timeouts.len() < MAX_TIMEOUT_NAMES
+                    && self.timeout_bytes + fresh <= MAX_TIMEOUT_BYTES;
+                if !fits {
+                    let documented = !self.catalog.matches(&query.name).is_empty();
+                    if documented && self.timeout_reserve_used < TIMEOUT_DOCUMENTED_RESERVE {
+                        self.timeout_reserve_used += 1;
+                    } else {
+                        self.capture.dropped.dns_timeouts += 1;
+                        return;
+                    }
+                }
+                0
+            }
+        };
+        let t = self
+            .timeouts
+            .entry(query.name.clone())
+            .or_insert(DnsTimeouts {
+                first_ns: query.ts_ns,
+                ..DnsTimeouts::default()
+            });
+        t.count += 1;
+        match t.by_type.iter().position(|(ty, _)| *ty == query.rtype) {
+            Some(i) => t.by_type[i].1 += 1,
+            None if t.by_type.len() < MAX_TIMEOUT_TYPES => t.by_type.push((query.rtype, 1)),
+            None => {}
+        }
+        t.first_ns = t.first_ns.min(query.ts_ns);
+        t.last_ns = t.last_ns.max(query.ts_ns);
+        if query.process.is_some() {
+            t.process = query.process;
+        }
+        let after = cost(t, &query.name);
+        self.timeout_bytes = (self.timeout_bytes + after).saturating_sub(before);
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -519,16 +797,15 @@ impl Correlator {
                     let forwarded = self.note_query(ts_ns, &q.name, d.server, d.process.as_ref());
                     // A resend of the same query keeps the first send time.
                     if !forwarded && !self.pending.contains_key(&key) {
+                        let query = PendingQuery {
+                            ts_ns,
+                            name: q.name.clone(),
+                            rtype: q.rtype.clone(),
+                            process: d.process.clone(),
+                        };
+                        self.pending_bytes += query.cost();
                         self.pending_order.push_back(key);
-                        self.pending.insert(
-                            key,
-                            PendingQuery {
-                                ts_ns,
-                                name: q.name.clone(),
-                                rtype: q.rtype.clone(),
-                                process: d.process.clone(),
-                            },
-                        );
+                        self.pending.insert(key, query);
                     }
                 }
             }
@@ -644,16 +921,17 @@ impl Correlator {
             let key = (d.socket_cookie, id);
             let name = crate::pipeline::dns::normalize_name(&question.name);
             if self.pending.get(&key).is_some_and(|q| q.name == name) {
-                self.pending.remove(&key);
+                if let Some(q) = self.pending.remove(&key) {
+                    self.pending_bytes = self.pending_bytes.saturating_sub(q.cost());
+                }
             }
         }
-        if self.answered.len() >= MAX_PENDING_QUERIES {
-            let horizon = ts_ns.saturating_sub(2 * DNS_TIMEOUT_NS);
-            self.answered.retain(|_, t| *t >= horizon);
-        }
         for q in &d.questions {
-            self.answered
-                .insert((q.name.clone(), q.rtype.clone()), ts_ns);
+            let key = (q.name.clone(), q.rtype.clone());
+            let kept = self.answered.insert(key, ts_ns, ts_ns);
+            if !kept {
+                self.capture.dropped.recent_answers += 1;
+            }
         }
         // A local resolver's answer is its client's: the client receives it next.
         let relayed = d
@@ -1311,5 +1589,180 @@ pub(crate) mod tests {
         let kept: u64 = c.rejections().groups().iter().map(|g| g.count).sum();
         assert!(c.rejections().groups().len() <= crate::pipeline::dnsmatch::MAX_REJECTED_GROUPS);
         assert_eq!(kept + c.rejections().groups_dropped, 100_000);
+    }
+
+    /// A query of its own socket, client port and id (as a flood's would be: one table entry
+    /// each, not one long list of equal keys).
+    pub(crate) fn flood_query(i: u32, name: &str) -> Observed {
+        let mut q = query(u64::from(i) + 1_000, name);
+        if let Observed::DnsQuery(d) = &mut q {
+            d.id = Some((i % 65_536) as u16);
+            d.client = SocketAddr::from(([198, 18, 0, 1], 1024 + (i % 60_000) as u16));
+        }
+        q
+    }
+
+    fn long_name(tag: &str, i: u32) -> String {
+        // 253 characters, the longest a DNS name has on the wire.
+        let name = format!("{tag}{i:08}.{}", "x".repeat(63));
+        format!(
+            "{name}.{}.{}.{}",
+            "y".repeat(63),
+            "z".repeat(63),
+            "w".repeat(51)
+        )
+    }
+
+    #[test]
+    fn unanswered_names_are_bounded_and_documented_names_keep_a_reserve() {
+        let mut c = Correlator::new(Catalog::builtin());
+        assert_eq!(long_name("u", 0).len(), 253);
+        let flood = 70_000u32;
+        // 0.2 ms apart: about 15,000 waiting at a time, within the pending bounds.
+        for i in 0..flood {
+            c.observe(
+                S + u64::from(i) * 200_000,
+                &mut flood_query(i, &long_name("u", i)),
+            );
+        }
+        // Then essential hosts time out, and one more junk name.
+        let t = S + u64::from(flood) * 200_000;
+        let documented = [
+            "api.github.com",
+            "github.com",
+            "codeload.github.com",
+            "ghcr.io",
+        ];
+        for (i, name) in documented.iter().chain(&["junk.example"]).enumerate() {
+            c.observe(t, &mut flood_query(flood + i as u32, name));
+        }
+        c.observe(t + 10 * S, &mut opened(1, "198.18.1.1:443"));
+        c.finish();
+        let kept = c.dns_timeouts().len();
+        assert!(
+            kept <= MAX_TIMEOUT_NAMES + TIMEOUT_DOCUMENTED_RESERVE,
+            "{kept}"
+        );
+        assert!(
+            c.timeout_bytes <= MAX_TIMEOUT_BYTES + 1024,
+            "the bytes, and the reserve's few names"
+        );
+        let dropped = c.capture().dropped.dns_timeouts;
+        // Each name was asked once: kept names and dropped queries add up.
+        assert_eq!(kept as u64 + dropped, u64::from(flood) + 5);
+        assert!(dropped > 20_000, "{dropped}: the byte bound binds first");
+        assert_eq!(c.capture().dropped.queries_judged_early, 0);
+        // The essential hosts' timeouts are kept beyond the bound; the junk name is not.
+        for name in documented {
+            assert_eq!(
+                c.dns_timeouts().get(name).map(|t| t.count),
+                Some(1),
+                "{name}"
+            );
+        }
+        assert!(!c.dns_timeouts().contains_key("junk.example"));
+        assert!(c.timeout_reserve_used >= 2, "{}", c.timeout_reserve_used);
+    }
+
+    #[test]
+    fn waiting_queries_are_bounded_and_those_judged_early_counted() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let flood = MAX_PENDING_QUERIES as u32 + 4_464;
+        for i in 0..flood {
+            c.observe(S, &mut flood_query(i, &format!("n{i}.example")));
+            assert!(c.pending.len() <= MAX_PENDING_QUERIES);
+            assert!(c.pending_bytes <= MAX_PENDING_BYTES);
+        }
+        // The count bound, or the byte bound first (the names' bytes, the entries' overhead).
+        let early = c.capture().dropped.queries_judged_early;
+        assert_eq!(early + c.pending.len() as u64, u64::from(flood));
+        assert!(early >= 4_464, "{early}");
+        // Long names: the byte bound.
+        let mut c = Correlator::new(Catalog::builtin());
+        for i in 0..50_000u32 {
+            c.observe(S, &mut flood_query(i, &long_name("p", i)));
+            assert!(c.pending_bytes <= MAX_PENDING_BYTES);
+        }
+        let early = c.capture().dropped.queries_judged_early;
+        assert_eq!(early + c.pending.len() as u64, 50_000);
+        assert!(early > 5_000, "{early}");
+        // Everything waiting is judged at the end, and the table given back.
+        c.observe(10 * S, &mut opened(1, "198.18.1.1:443"));
+        assert_eq!((c.pending.len(), c.pending_bytes), (0, 0));
+    }
+
+    #[test]
+    fn recent_answers_and_loopback_queries_are_bounded() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let flood = MAX_RECENT as u32 + 1_000;
+        for i in 0..flood {
+            let name = format!("r{i}.example");
+            let mut r = response(&name, &[(&name, "A", "198.18.3.1")]);
+            if let Observed::DnsResponse(d) = &mut r {
+                d.socket_cookie = u64::from(i) + 10;
+                d.id = Some((i % 65_536) as u16);
+                d.client = SocketAddr::from(([198, 18, 0, 1], 1024 + (i % 60_000) as u16));
+            }
+            observe_answered(&mut c, S, &mut r);
+        }
+        assert!(c.answered.map.len() <= MAX_RECENT);
+        assert!(c.answered.bytes <= MAX_RECENT_BYTES);
+        let dropped = c.capture().dropped.recent_answers;
+        assert_eq!(dropped + c.answered.map.len() as u64, u64::from(flood));
+        assert!(dropped >= 1_000, "{dropped}");
+        // Past the window the old entries are swept and new ones kept again.
+        let mut r = response("late.example", &[("late.example", "A", "198.18.3.2")]);
+        if let Observed::DnsResponse(d) = &mut r {
+            d.socket_cookie = 5;
+        }
+        observe_answered(&mut c, 20 * S, &mut r);
+        assert_eq!(c.capture().dropped.recent_answers, dropped);
+        assert_eq!(c.answered.map.len(), 1);
+        assert_eq!(
+            c.answered.bytes,
+            answered_cost(&("late.example".into(), "A".into()))
+        );
+
+        let mut c = Correlator::new(Catalog::builtin());
+        for i in 0..flood {
+            let mut q = flood_query(i, &format!("l{i}.example"));
+            if let Observed::DnsQuery(d) = &mut q {
+                d.server = "127.0.0.53:53".parse().unwrap();
+            }
+            c.observe(S, &mut q);
+        }
+        assert!(c.local_asks.map.len() <= MAX_RECENT);
+        let dropped = c.capture().dropped.loopback_queries;
+        assert_eq!(dropped + c.local_asks.map.len() as u64, u64::from(flood));
+        assert!(dropped >= 1_000, "{dropped}");
+    }
+
+    #[test]
+    fn host_series_are_bounded_in_bytes_and_watch_forgets_idle_hosts() {
+        for watch in [false, true] {
+            let mut c = Correlator::new(Catalog::builtin());
+            if watch {
+                c = c.forgetting_closed_flows();
+            }
+            c.host_series_budget = 64 << 10;
+            for i in 0..2_000u32 {
+                c.add_host_reading(format!("198.18.{}.{}", i / 256, i % 256), S, (10, 10), S);
+                assert!(c.host_series_bytes <= 64 << 10);
+            }
+            let kept = c.host_series.len() as u64;
+            assert_eq!(kept + c.capture().dropped.host_readings, 2_000);
+            // A minute later: `watch` forgot the idle hosts; a report keeps them and counts.
+            c.add_host_reading("late.example".into(), 2 * S + SERIES_IDLE_NS, (1, 1), S);
+            assert_eq!(c.host_series("late.example").is_some(), watch);
+            let dropped = c.capture().dropped.host_readings;
+            assert_eq!(dropped, 2_000 - kept + u64::from(!watch));
+            assert_eq!(
+                c.host_series_bytes,
+                c.host_series
+                    .iter()
+                    .map(|(k, h)| HostSeries::cost(k, h.readings))
+                    .sum::<usize>()
+            );
+        }
     }
 }

@@ -35,8 +35,8 @@
 //!   with at most `max_addresses_per_name` addresses [32] and `max_processes_per_name`
 //!   processes [8]. Per-name records do not expire: a report at the end of a run lists them all.
 //!
-//! - besides these counts, at most `max_address_bytes` [32 MiB] for the addresses' names and
-//!   `max_name_bytes` [32 MiB] for the per-name records, in approximate heap bytes (a name can
+//! - besides these counts, at most `max_address_bytes` [16 MiB] for the addresses' names and
+//!   `max_name_bytes` [16 MiB] for the per-name records, in approximate heap bytes (a name can
 //!   be 1,000 characters after escaping, so counting entries alone bounds nothing): past that
 //!   the least recently resolved address, or least recently seen name, goes first.
 //!
@@ -94,8 +94,8 @@ impl Default for Limits {
             max_names_per_address: 16,
             grace_ns: 3_600 * NS_PER_SEC,
             max_names: 65_536,
-            max_address_bytes: 32 << 20,
-            max_name_bytes: 32 << 20,
+            max_address_bytes: 16 << 20,
+            max_name_bytes: 16 << 20,
             max_addresses_per_name: 32,
             max_processes_per_name: 8,
         }

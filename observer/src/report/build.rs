@@ -3,7 +3,10 @@
 //! section.
 
 use crate::{
-    pipeline::correlate::{Correlator, FlowEntry},
+    pipeline::correlate::{
+        Correlator, Dropped, FlowEntry, MAX_HOST_SERIES_BYTES, MAX_PENDING_BYTES,
+        MAX_PENDING_QUERIES, MAX_RECENT, MAX_RECENT_BYTES, MAX_TIMEOUT_BYTES, MAX_TIMEOUT_NAMES,
+    },
     pipeline::throughput::{runner_function, ThroughputStats, TransferStats},
 };
 
@@ -70,11 +73,22 @@ pub fn build(c: &Correlator) -> Report {
         })
         .collect();
 
+    let mut capture = capture_section(c);
+    if tallies.dns_only_undeclared_dropped > 0 {
+        capture.dropped.dns_only_undeclared = tallies.dns_only_undeclared_dropped;
+        capture.incomplete_because.push(format!(
+            "{} undeclared names that only DNS concerned (no flow) beyond the {} listed were \
+             counted, not listed",
+            thousands(tallies.dns_only_undeclared_dropped),
+            thousands(super::tally::MAX_DNS_ONLY_UNDECLARED as u64)
+        ));
+        capture.complete = false;
+    }
     Report {
         schema_version: SCHEMA_VERSION,
         generator: concat!("observer ", env!("CARGO_PKG_VERSION")).to_owned(),
         verdict: verdict(&groups, &hosts),
-        capture: capture_section(c),
+        capture,
         groups,
         hosts,
         undeclared,
@@ -257,6 +271,71 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
     }
 }
 
+/// A count with thousands separators (`12,345`).
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Why the report is incomplete because of what the correlator's bounds dropped.
+fn dropped_reasons(d: &Dropped) -> Vec<String> {
+    let n = |v: u64| thousands(v);
+    let limit = |v: usize| thousands(v as u64);
+    let mut out = Vec::new();
+    if d.dns_timeouts > 0 {
+        out.push(format!(
+            "{} unanswered DNS queries for names beyond the {} unanswered names kept (or their {} \
+             MiB) were not reported as timeouts",
+            n(d.dns_timeouts),
+            limit(MAX_TIMEOUT_NAMES),
+            MAX_TIMEOUT_BYTES >> 20
+        ));
+    }
+    if d.queries_judged_early > 0 {
+        out.push(format!(
+            "{} DNS queries were judged before their timeout because more than {} (or {} MiB) \
+             were waiting: a late answer to them was not seen as one",
+            n(d.queries_judged_early),
+            limit(MAX_PENDING_QUERIES),
+            MAX_PENDING_BYTES >> 20
+        ));
+    }
+    if d.recent_answers > 0 {
+        out.push(format!(
+            "{} DNS answers were not remembered beyond the {} kept (or {} MiB): a retry they \
+             answered may show as a timeout",
+            n(d.recent_answers),
+            limit(MAX_RECENT),
+            MAX_RECENT_BYTES >> 20
+        ));
+    }
+    if d.loopback_queries > 0 {
+        out.push(format!(
+            "{} queries to local resolvers were not remembered beyond the {} kept (or {} MiB): \
+             a local resolver's forwards may count as its own lookups",
+            n(d.loopback_queries),
+            limit(MAX_RECENT),
+            MAX_RECENT_BYTES >> 20
+        ));
+    }
+    if d.host_readings > 0 {
+        out.push(format!(
+            "{} byte readings were left out of the hosts' rate series beyond their {} MiB: some \
+             hosts' throughput is partial or missing",
+            n(d.host_readings),
+            MAX_HOST_SERIES_BYTES >> 20
+        ));
+    }
+    out
+}
+
 fn capture_section(c: &Correlator) -> CaptureSection {
     let info = c.capture();
     let s = info.stats;
@@ -281,8 +360,9 @@ fn capture_section(c: &Correlator) -> CaptureSection {
     }
     if info.flows_dropped > 0 {
         incomplete.push(format!(
-            "{} flows beyond the report's limit were not kept",
-            info.flows_dropped
+            "{} flows beyond the {} kept for the report were counted, not kept",
+            thousands(info.flows_dropped),
+            thousands(crate::pipeline::correlate::MAX_FLOWS as u64)
         ));
     }
     if info.unreadable_lines > 0 {
@@ -309,6 +389,19 @@ fn capture_section(c: &Correlator) -> CaptureSection {
             checks.queries_evicted
         ));
     }
+    if s.dns_skipped > 0 {
+        incomplete.push(format!(
+            "{} DNS packets were not copied by the kernel (too large, or the copy failed)",
+            s.dns_skipped
+        ));
+    }
+    if s.malformed_dns > 0 {
+        incomplete.push(format!(
+            "{} DNS packets could not be decoded: what they asked or answered is unknown",
+            s.malformed_dns
+        ));
+    }
+    incomplete.extend(dropped_reasons(&info.dropped));
     if s.dns_tcp_undecodable > 0 {
         incomplete.push(format!(
             "{} DNS-over-TCP segments could not be decoded (a segment missed before them)",
@@ -355,6 +448,7 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         dns_rejected_dropped: rejections.groups_dropped,
         flows_dropped: info.flows_dropped,
         unreadable_lines: info.unreadable_lines,
+        dropped: info.dropped,
         name_cache: names,
         local_resolvers: c.local_resolvers().to_vec(),
         data_sources: info.sources.clone(),
@@ -377,7 +471,9 @@ mod tests {
     use crate::{
         capture::record::Process,
         catalog::Catalog,
-        pipeline::correlate::tests::{closed, observe_answered, opened, query, response},
+        pipeline::correlate::tests::{
+            closed, flood_query, observe_answered, opened, query, response,
+        },
         pipeline::events::Observed,
     };
 
@@ -755,5 +851,94 @@ mod tests {
         );
         assert_eq!(rejected.client, "198.18.0.1:7777");
         assert_eq!(rejected.names, ["api.github.com"]);
+    }
+
+    #[test]
+    fn a_flood_beyond_the_bounds_makes_the_report_incomplete_and_says_how_much() {
+        let long = |tag: &str, i: u32| {
+            format!("{tag}{i:08}.{}.{}.example", "x".repeat(63), "y".repeat(63))
+        };
+        let mut events = vec![(
+            S,
+            response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]),
+        )];
+        // Answers for unique long names: the name cache evicts the real answer.
+        for i in 0..70_000u32 {
+            let name = long("a", i);
+            let mut r = response(
+                &name,
+                &[(
+                    &name,
+                    "A",
+                    &format!("198.{}.{}.{}", 18 + (i >> 16), (i >> 8) & 255, i & 255),
+                )],
+            );
+            if let Observed::DnsResponse(d) = &mut r {
+                d.socket_cookie = u64::from(i) + 10;
+                d.id = Some((i % 65_536) as u16);
+                d.client =
+                    std::net::SocketAddr::from(([198, 18, 0, 1], 1024 + (i % 60_000) as u16));
+            }
+            events.push((2 * S + u64::from(i) * 10_000, r));
+        }
+        // Unanswered queries for unique names, 0.1 ms apart.
+        for i in 0..80_000u32 {
+            events.push((
+                3 * S + u64::from(i) * 100_000,
+                flood_query(i + 100_000, &long("u", i)),
+            ));
+        }
+        events.push((
+            20 * S,
+            Observed::CaptureStats(crate::pipeline::events::CaptureStats {
+                dns_skipped: 3,
+                malformed_dns: 2,
+                ..Default::default()
+            }),
+        ));
+        let r = report(events, vec![]);
+        let c = &r.capture;
+        assert!(!c.complete);
+        let dropped = c.dropped.dns_timeouts;
+        assert!(dropped > 0);
+        let because = c.incomplete_because.join("\n");
+        let expected = format!(
+            "{} unanswered DNS queries for names beyond the 65,536 unanswered names kept (or their 8 MiB)",
+            thousands(dropped)
+        );
+        assert!(because.contains(&expected), "{because}");
+        assert!(because.contains("the name cache forgot"), "{because}");
+        assert!(c.name_cache.evicted_addresses > 0);
+        assert!(
+            because.contains("3 DNS packets were not copied"),
+            "{because}"
+        );
+        assert!(
+            because.contains("2 DNS packets could not be decoded"),
+            "{because}"
+        );
+        // The undeclared destinations follow the bounded tables, not the flood.
+        assert!(
+            r.undeclared.len() <= crate::report::tally::MAX_DNS_ONLY_UNDECLARED,
+            "{}",
+            r.undeclared.len()
+        );
+        let unlisted = c.dropped.dns_only_undeclared;
+        assert!(unlisted > 10_000, "{unlisted}");
+        let expected = format!(
+            "{} undeclared names that only DNS concerned (no flow) beyond the 4,096 listed",
+            thousands(unlisted)
+        );
+        assert!(because.contains(&expected), "{because}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["capture"]["dropped"]["dns_timeouts"], dropped);
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(12_345), "12,345");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

@@ -106,6 +106,13 @@ pub struct CaptureSection {
     pub dns_rejected_dropped: u64,
     pub flows_dropped: u64,
     pub unreadable_lines: u64,
+    /// What the bounds of the correlator's tables dropped (docs/architecture.md, "What is
+    /// bounded"); absent when nothing was.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::pipeline::correlate::Dropped::is_empty"
+    )]
+    pub dropped: crate::pipeline::correlate::Dropped,
     /// Size of the address-to-name memory, and what its bounds made it forget.
     pub name_cache: NamesStats,
     /// Local resolvers seen forwarding their clients' queries (a stub such as systemd-resolved

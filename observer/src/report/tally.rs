@@ -246,7 +246,17 @@ pub struct Tallies {
     pub unresolved: BTreeMap<IpAddr, Tally>,
     /// Names at least one flow reached on a port a group lists.
     pub declared_names: BTreeSet<String>,
+    /// Undeclared names with DNS evidence only (no flow), tallied so far.
+    dns_only_undeclared: usize,
+    /// Undeclared names with DNS evidence only beyond [`MAX_DNS_ONLY_UNDECLARED`]: counted, not
+    /// listed.
+    pub dns_only_undeclared_dropped: u64,
 }
+
+/// Undeclared names that only DNS concerned (answers or timeouts, no flow) listed in a report;
+/// the others are counted. A flood of unique names would otherwise make a report (and the memory
+/// that builds it, a few KiB per destination) as large as the name tables allow.
+pub const MAX_DNS_ONLY_UNDECLARED: usize = 4096;
 
 impl Tallies {
     /// Every flow of the correlator in list order, then the names and the timeouts.
@@ -284,17 +294,33 @@ impl Tallies {
     /// unanswered queries, then the names that only timed out.
     pub fn add_dns(&mut self, c: &Correlator) {
         for record in c.names().names() {
-            let tally = self.by_name.entry(record.name.clone()).or_default();
-            tally.add_dns(Some(record), c.dns_timeouts().get(&record.name));
+            if self.admit(c, &record.name) {
+                let tally = self.by_name.entry(record.name.clone()).or_default();
+                tally.add_dns(Some(record), c.dns_timeouts().get(&record.name));
+            }
         }
         for (name, timeouts) in c.dns_timeouts() {
-            if c.names().name(name).is_none() {
+            if c.names().name(name).is_none() && self.admit(c, name) {
                 self.by_name
                     .entry(name.clone())
                     .or_default()
                     .add_dns(None, Some(timeouts));
             }
         }
+    }
+
+    /// Whether DNS evidence about `name` is tallied: always for a name flows reached or the
+    /// catalog documents; for other names, up to [`MAX_DNS_ONLY_UNDECLARED`].
+    fn admit(&mut self, c: &Correlator, name: &str) -> bool {
+        if self.by_name.contains_key(name) || !c.catalog().matches(name).is_empty() {
+            return true;
+        }
+        if self.dns_only_undeclared < MAX_DNS_ONLY_UNDECLARED {
+            self.dns_only_undeclared += 1;
+            return true;
+        }
+        self.dns_only_undeclared_dropped += 1;
+        false
     }
 }
 
