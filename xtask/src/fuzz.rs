@@ -66,8 +66,14 @@ impl Build {
     }
 }
 
-/// Builds every target, then runs each for `seconds`.
-pub fn run(seconds: u32, build: Build) -> Result<()> {
+/// Builds every target, then runs each for `seconds` (only those named in `only`, when any).
+pub fn run(seconds: u32, build: Build, only: &[String]) -> Result<()> {
+    if let Some(unknown) = only.iter().find(|t| !TARGETS.contains(&t.as_str())) {
+        bail!(
+            "no fuzz target {unknown}: the targets are {}",
+            TARGETS.join(", ")
+        );
+    }
     ensure_cargo_fuzz()?;
     let root = workspace_root();
     let target_dir = root.join("target/fuzz");
@@ -76,7 +82,10 @@ pub fn run(seconds: u32, build: Build) -> Result<()> {
             .args(["build", build.flag(), "--fuzz-dir", "fuzz", "--target-dir"])
             .arg(&target_dir),
     )?;
-    for target in TARGETS {
+    for target in TARGETS
+        .into_iter()
+        .filter(|t| only.is_empty() || only.iter().any(|o| o == t))
+    {
         let learned = target_dir.join("corpus").join(target);
         std::fs::create_dir_all(&learned)
             .with_context(|| format!("cannot create {}", learned.display()))?;

@@ -62,6 +62,9 @@ enum Task {
         /// How long each target runs.
         #[arg(long, default_value_t = 60)]
         seconds: u32,
+        /// Only these targets (repeatable; all when none is given).
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
     },
     /// fmt, clippy, unit tests, a short smoke of each fuzz target and the privileged
     /// network-lab tests.
@@ -109,7 +112,7 @@ fn main() -> Result<()> {
         Task::Test { lab_filter, .. } => test(lab_filter.as_deref()),
         Task::Bench { memory: true } => memory_bench(),
         Task::Bench { memory: false } => bench(),
-        Task::Fuzz { seconds } => fuzz::run(seconds, fuzz::Build::Optimised),
+        Task::Fuzz { seconds, targets } => fuzz::run(seconds, fuzz::Build::Optimised, &targets),
     }
 }
 
@@ -217,7 +220,7 @@ fn test(lab_filter: Option<&str>) -> Result<()> {
     ]))?;
     // A smoke of each fuzz target: at most 2,000 inputs from a fixed seed and 20 s each, about
     // 2 minutes after the build (unoptimised: the build, not the run, is what costs here).
-    fuzz::run(20, fuzz::Build::Smoke)?;
+    fuzz::run(20, fuzz::Build::Smoke, &[])?;
     check(cargo().args(["build", "--release", "--locked", "-p", "observer"]))?;
 
     let ci = env::var_os("CI").is_some_and(|v| !v.is_empty());
