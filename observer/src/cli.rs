@@ -105,6 +105,12 @@ pub struct CatalogArgs {
     /// essential group cut while a request waited, well before this, is `long_poll_cut`.
     #[arg(long, value_name = "SECS", default_value = "50", value_parser = parse_seconds)]
     pub long_poll: Duration,
+
+    /// Flows kept for the report; more are counted, and the report says it is incomplete.
+    /// A report of the default 200,000 flows takes about 1.5 GB to build (docs/architecture.md).
+    #[arg(long, value_name = "N", default_value_t = observer::pipeline::correlate::MAX_FLOWS,
+          value_parser = clap::value_parser!(usize))]
+    pub max_flows: usize,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {

@@ -57,6 +57,7 @@ impl CatalogArgs {
             limits: Limits {
                 min_bps: self.min_throughput * 1000.0,
                 long_poll_ns: u64::try_from(self.long_poll.as_nanos()).unwrap_or(u64::MAX),
+                max_flows: self.max_flows,
             },
         }
     }

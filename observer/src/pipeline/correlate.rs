@@ -365,6 +365,8 @@ pub struct Limits {
     pub min_bps: f64,
     /// How long the runner's long poll waits for an answer (50 s).
     pub long_poll_ns: u64,
+    /// Flows kept for the report ([`MAX_FLOWS`]); the others are counted.
+    pub max_flows: usize,
 }
 
 impl Default for Limits {
@@ -372,6 +374,7 @@ impl Default for Limits {
         Self {
             min_bps: DEFAULT_MIN_BPS,
             long_poll_ns: 50_000_000_000,
+            max_flows: MAX_FLOWS,
         }
     }
 }
@@ -991,7 +994,7 @@ impl Correlator {
         if let Some(&i) = self.index.get(&flow_id) {
             return Some(&mut self.flows[i]);
         }
-        if self.flows.len() >= MAX_FLOWS {
+        if self.flows.len() >= self.limits.max_flows {
             self.capture.flows_dropped += 1;
             return None;
         }

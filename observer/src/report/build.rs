@@ -362,7 +362,7 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         incomplete.push(format!(
             "{} flows beyond the {} kept for the report were counted, not kept",
             thousands(info.flows_dropped),
-            thousands(crate::pipeline::correlate::MAX_FLOWS as u64)
+            thousands(c.limits().max_flows as u64)
         ));
     }
     if info.unreadable_lines > 0 {
@@ -490,6 +490,30 @@ mod tests {
         }
         c.finish();
         build(&c)
+    }
+
+    #[test]
+    fn flows_beyond_max_flows_are_counted_and_make_the_report_incomplete() {
+        let limits = crate::pipeline::correlate::Limits {
+            max_flows: 3,
+            ..Default::default()
+        };
+        let mut c = Correlator::new(Catalog::builtin()).with_limits(limits);
+        for id in 1..=5 {
+            c.observe(id * S, &mut opened(id, "198.18.1.1:443"));
+        }
+        c.finish();
+        let r = build(&c);
+        assert_eq!((r.flows.len(), r.capture.flows_dropped), (3, 2));
+        assert!(!r.capture.complete);
+        assert!(
+            r.capture
+                .incomplete_because
+                .iter()
+                .any(|w| w == "2 flows beyond the 3 kept for the report were counted, not kept"),
+            "{:?}",
+            r.capture.incomplete_because
+        );
     }
 
     #[test]
