@@ -134,7 +134,11 @@ fn slow_both_ways(tag: &str, shaper: &Shaper, size: u64, fast: u64) -> Value {
         );
         let detail = host["reasons"][0]["detail"].as_str().unwrap_or_default();
         assert!(
-            detail.contains(direction) && detail.contains(evidence.replace('_', " ").as_str()),
+            detail.contains(direction)
+                && detail.contains(&match evidence {
+                    "bytes_acked" => "bytes acknowledged".to_owned(),
+                    other => other.replace('_', " "),
+                }),
             "{tag}: {detail}"
         );
         let flow = flow(&report, name);

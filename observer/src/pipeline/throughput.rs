@@ -427,10 +427,13 @@ impl FlowTransfers {
         let last = |idle: Option<u64>| r.ts_ns.saturating_sub(idle.unwrap_or(0)).max(from);
         let (last_sent, mut last_received) = (last(r.sent_idle_ns), last(r.received_idle_ns));
         // Polled TCP statistics stamp the last send and receive to the jiffy (4 ms at HZ=250):
-        // a request and its answer can share one. A client speaks first (a request, then its
-        // answer; an upload, then the answer), so the received bytes come after.
+        // a request and its answer can share one. And the bytes that moved between the last
+        // poll and the close are not timed at all (a keep-alive client's last exchange and its
+        // close often fall between two polls). A client speaks first (a request, then its
+        // answer; an upload, then the answer), so the received bytes come after. Event logs of
+        // older versions (no times, bytes written rather than acknowledged) keep the rule below.
         let known = r.sent_idle_ns.is_some() && r.received_idle_ns.is_some();
-        if known && r.sent > 0 && r.received > 0 && last_sent == last_received {
+        if (known || r.sent_acked) && r.sent > 0 && r.received > 0 && last_sent == last_received {
             last_received += 1;
         }
         let sent_evidence = if r.sent_acked {
@@ -803,6 +806,12 @@ mod tests {
             let at = 1.0 + 3.0 * f64::from(i);
             readings.push((at, 1.0, 400, 12_000, Some(0.3), Some(0.3)));
         }
+        let received = replay_counters(&readings, true).stats().received;
+        assert_eq!((received.count, received.judged), (5, 0));
+        // The last exchange and the close between two polls: the close's final counts are not
+        // timed, and still a turn.
+        readings.pop();
+        readings.push((13.5, 0.5, 400, 12_000, None, None));
         let received = replay_counters(&readings, true).stats().received;
         assert_eq!((received.count, received.judged), (5, 0));
     }
