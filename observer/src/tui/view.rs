@@ -390,6 +390,10 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
                 .collect();
             let status = group_status(&statuses);
             let series = c.group_series(&g.id);
+            let transfers = members.iter().fold(TransferStats::default(), |mut t, h| {
+                t.merge(&h.tally.transfers);
+                t
+            });
             GroupRow {
                 id: clean(&g.id),
                 title: clean(&g.title),
@@ -404,12 +408,14 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
                 bytes_sent: members.iter().map(|h| h.tally.bytes_sent).sum(),
                 bytes_received: members.iter().map(|h| h.tally.bytes_received).sum(),
                 rates: Rates::of(series, now_ns),
-                history: history(series, now_ns),
+                history: judged_history(
+                    history(series, now_ns),
+                    &transfers,
+                    c.limits().min_bps,
+                    now_ns,
+                ),
                 throughput: series.map(|s| s.throughput().stats()).unwrap_or_default(),
-                transfers: members.iter().fold(TransferStats::default(), |mut t, h| {
-                    t.merge(&h.tally.transfers);
-                    t
-                }),
+                transfers,
             }
         })
         .collect();
@@ -625,6 +631,34 @@ fn history(series: Option<&Series>, now_ns: u64) -> Vec<f64> {
         .collect()
 }
 
+/// The history as the verdict reads it: the seconds of a slow transfer (the slowest judged one
+/// of each direction, under `min_bps`) show that transfer's rate, not the lumps a shaper
+/// delivered them in (docs/throughput.md): a 40 kbit/s path through HTB reads as one-second
+/// lumps above 70 kbit/s and empty seconds, and the sparkline would contradict the verdict.
+fn judged_history(
+    mut history: Vec<f64>,
+    transfers: &TransferStats,
+    min_bps: f64,
+    now_ns: u64,
+) -> Vec<f64> {
+    let len = history.len() as u64;
+    for slow in [&transfers.sent.slowest, &transfers.received.slowest]
+        .into_iter()
+        .flatten()
+        .filter(|t| t.rate_bps < min_bps)
+    {
+        let end_ns = slow.start_ns.saturating_add((slow.seconds * 1e9) as u64);
+        // History index i is the second ending at now - (len - 1 - i) s.
+        for (i, v) in history.iter_mut().enumerate() {
+            let at = now_ns.saturating_sub((len - 1 - i as u64) * SECOND);
+            if at > slow.start_ns && at.saturating_sub(SECOND) < end_ns {
+                *v = slow.rate_bps;
+            }
+        }
+    }
+    history
+}
+
 fn notes(list: &[crate::report::DnsNote]) -> Vec<String> {
     list.iter()
         .map(|n| {
@@ -680,6 +714,52 @@ mod tests {
             sent_idle_ms: None,
             received_idle_ms: None,
         }
+    }
+
+    #[test]
+    fn a_slow_transfer_reads_at_its_own_rate_in_the_history() {
+        use crate::pipeline::throughput::{Evidence, SlowestTransfer, TransferSummary};
+        // HTB at 40 kbit/s: lumps of 120 kbit/s and empty seconds, from 10 s to 4 s ago.
+        let now = T0 + 300 * SECOND;
+        let mut history = vec![0.0; 20];
+        for i in [10, 12, 15] {
+            history[i] = 120_000.0;
+        }
+        history[19] = 5_000_000.0; // a fast transfer since
+        let slow = SlowestTransfer {
+            bytes: 30_000,
+            seconds: 6.0,
+            rate_bps: 40_000.0,
+            evidence: Evidence::BytesRead,
+            start_ns: now - 10 * SECOND,
+            flow_id: Some(1),
+            runner: None,
+        };
+        let transfers = TransferStats {
+            received: TransferSummary {
+                slowest: Some(slow.clone()),
+                ..TransferSummary::default()
+            },
+            ..TransferStats::default()
+        };
+        let judged = judged_history(history.clone(), &transfers, 70_000.0, now);
+        assert!(judged[10..16].iter().all(|v| *v == 40_000.0), "{judged:?}");
+        assert_eq!((judged[9], judged[16], judged[19]), (0.0, 0.0, 5_000_000.0));
+        // A judged transfer at or above the minimum changes nothing.
+        let fast = TransferStats {
+            received: TransferSummary {
+                slowest: Some(SlowestTransfer {
+                    rate_bps: 80_000.0,
+                    ..slow
+                }),
+                ..TransferSummary::default()
+            },
+            ..TransferStats::default()
+        };
+        assert_eq!(
+            judged_history(history.clone(), &fast, 70_000.0, now),
+            history
+        );
     }
 
     #[test]
