@@ -274,7 +274,7 @@ fn merge_reasons<'a>(lists: impl IntoIterator<Item = &'a [Reason]>) -> Vec<Reaso
         {
             None => out.push(reason.clone()),
             Some(r) => {
-                r.count += reason.count;
+                r.count = r.count.saturating_add(reason.count);
                 r.first_seen = pick_time(r.first_seen.take(), reason.first_seen.as_ref(), false);
                 let latest = pick_time(r.last_seen.clone(), reason.last_seen.as_ref(), true);
                 if latest != r.last_seen {
@@ -389,9 +389,9 @@ fn merge_groups(inputs: &[Input]) -> (Vec<GroupReport>, Vec<Breakdown>) {
         group.status = Status::worst(present().map(|g| g.status));
         group.hosts = union(present().map(|g| g.hosts.iter().cloned()));
         group.failing_hosts = union(present().map(|g| g.failing_hosts.iter().cloned()));
-        group.flows = present().map(|g| g.flows).sum();
-        group.bytes_sent = present().map(|g| g.bytes_sent).sum();
-        group.bytes_received = present().map(|g| g.bytes_received).sum();
+        group.flows = total(present().map(|g| g.flows));
+        group.bytes_sent = total(present().map(|g| g.bytes_sent));
+        group.bytes_received = total(present().map(|g| g.bytes_received));
         group.throughput = combine_throughput(present().map(|g| &g.throughput));
         group.transfers = combine_transfers(inputs, &entries, |g| &g.transfers);
         let runners = inputs
@@ -438,9 +438,9 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
             .map(|h| h.cname_chain.clone())
             .find(|c| !c.is_empty())
             .unwrap_or_default();
-        host.flows = present().map(|h| h.flows).sum();
-        host.bytes_sent = present().map(|h| h.bytes_sent).sum();
-        host.bytes_received = present().map(|h| h.bytes_received).sum();
+        host.flows = total(present().map(|h| h.flows));
+        host.bytes_sent = total(present().map(|h| h.bytes_sent));
+        host.bytes_received = total(present().map(|h| h.bytes_received));
         host.throughput = combine_throughput(present().map(|h| &h.throughput));
         host.transfers = combine_transfers(inputs, &entries, |h| &h.transfers);
         host.processes = sorted_union(present().map(|h| h.processes.iter().cloned()));
@@ -545,9 +545,9 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
             .map(|u| u.cname_chain.clone())
             .find(|c| !c.is_empty())
             .unwrap_or_default();
-        u.flows = present().map(|u| u.flows).sum();
-        u.bytes_sent = present().map(|u| u.bytes_sent).sum();
-        u.bytes_received = present().map(|u| u.bytes_received).sum();
+        u.flows = total(present().map(|u| u.flows));
+        u.bytes_sent = total(present().map(|u| u.bytes_sent));
+        u.bytes_received = total(present().map(|u| u.bytes_received));
         u.throughput = combine_throughput(present().map(|u| &u.throughput));
         u.transfers = combine_transfers(inputs, &entries, |u| &u.transfers);
         u.processes = sorted_union(present().map(|u| u.processes.iter().cloned()));
@@ -594,20 +594,24 @@ fn merge_capture(report: &mut Report, inputs: &[Input]) {
     };
     c.ports = sorted_union(captures().map(|x| x.ports.iter().copied()));
     c.all_ports = captures().any(|x| x.all_ports);
-    c.events = captures().map(|x| x.events).sum();
-    c.lost_events = captures().map(|x| x.lost_events).sum();
-    c.undecodable_events = captures().map(|x| x.undecodable_events).sum();
-    c.malformed_dns = captures().map(|x| x.malformed_dns).sum();
-    c.dns_skipped = captures().map(|x| x.dns_skipped).sum();
-    c.flows_dropped = captures().map(|x| x.flows_dropped).sum();
-    c.unreadable_lines = captures().map(|x| x.unreadable_lines).sum();
+    c.events = total(captures().map(|x| x.events));
+    c.lost_events = total(captures().map(|x| x.lost_events));
+    c.undecodable_events = total(captures().map(|x| x.undecodable_events));
+    c.malformed_dns = total(captures().map(|x| x.malformed_dns));
+    c.dns_skipped = total(captures().map(|x| x.dns_skipped));
+    c.flows_dropped = total(captures().map(|x| x.flows_dropped));
+    c.unreadable_lines = total(captures().map(|x| x.unreadable_lines));
     let names = &mut c.name_cache;
-    names.addresses = captures().map(|x| x.name_cache.addresses).sum();
-    names.names = captures().map(|x| x.name_cache.names).sum();
-    names.evicted_addresses = captures().map(|x| x.name_cache.evicted_addresses).sum();
-    names.evicted_bindings = captures().map(|x| x.name_cache.evicted_bindings).sum();
-    names.expired_bindings = captures().map(|x| x.name_cache.expired_bindings).sum();
-    names.evicted_names = captures().map(|x| x.name_cache.evicted_names).sum();
+    names.addresses = captures()
+        .map(|x| x.name_cache.addresses)
+        .fold(0, usize::saturating_add);
+    names.names = captures()
+        .map(|x| x.name_cache.names)
+        .fold(0, usize::saturating_add);
+    names.evicted_addresses = total(captures().map(|x| x.name_cache.evicted_addresses));
+    names.evicted_bindings = total(captures().map(|x| x.name_cache.evicted_bindings));
+    names.expired_bindings = total(captures().map(|x| x.name_cache.expired_bindings));
+    names.evicted_names = total(captures().map(|x| x.name_cache.evicted_names));
     c.probes.clear();
     for input in inputs {
         for probe in &input.report.capture.probes {
@@ -780,9 +784,34 @@ fn merge_verdict(
     verdict.summary = sentences.join(" ");
 }
 
+/// The sum of counts from several reports: a hostile report's counts near `u64::MAX` saturate
+/// rather than overflow.
+fn total(counts: impl Iterator<Item = u64>) -> u64 {
+    counts.fold(0, u64::saturating_add)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_near_the_limit_saturate_instead_of_overflowing() {
+        // A hostile report's counts (found by attacking `report merge`: a panic before).
+        let mut report: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/suggest-report.json"))
+                .expect("fixture");
+        report["hosts"][0]["flows"] = serde_json::json!(1u64 << 63);
+        report["capture"]["lost_events"] = serde_json::json!(1u64 << 63);
+        let report = crate::report::parse("r.json", &report.to_string()).expect("report");
+        let input = |label: &str| Input {
+            label: label.into(),
+            source: format!("{label}.json"),
+            report: report.clone(),
+        };
+        let doc = merge(vec![input("a"), input("b")]).expect("merged");
+        assert_eq!(doc.report.hosts[0].flows, u64::MAX);
+        assert_eq!(doc.report.capture.lost_events, u64::MAX);
+    }
 
     #[test]
     fn worst_status_ignores_unseen() {

@@ -147,24 +147,31 @@ pub fn render(cx: &Context<'_>) -> String {
     for set in &sets {
         let tool = if set.ipv6 { "ip6tables" } else { "iptables" };
         let ports: Vec<String> = set.ports.iter().map(u16::to_string).collect();
-        let port_match = if ports.len() == 1 {
-            format!("--dport {}", sh_quote(&ports[0]))
-        } else {
-            format!("-m multiport --dports {}", sh_quote(&ports.join(",")))
-        };
-        doc.maybe(
-            set.active,
-            "",
-            format!(
-                "{tool} -A {CHAIN} -p tcp {port_match} -m set --match-set {} dst -m comment \
-                 --comment {} -j ACCEPT",
-                sh_quote(&set.name),
-                sh_quote(&render::shorten(&set.comment, MAX_COMMENT))
-            ),
-        );
+        // multiport takes at most 15 ports a rule: more ports, more rules (a rule iptables
+        // refused would stop the script with the chain already emptied).
+        for chunk in ports.chunks(MAX_MULTIPORT) {
+            let port_match = if chunk.len() == 1 {
+                format!("--dport {}", sh_quote(&chunk[0]))
+            } else {
+                format!("-m multiport --dports {}", sh_quote(&chunk.join(",")))
+            };
+            doc.maybe(
+                set.active,
+                "",
+                format!(
+                    "{tool} -A {CHAIN} -p tcp {port_match} -m set --match-set {} dst -m comment \
+                     --comment {} -j ACCEPT",
+                    sh_quote(&set.name),
+                    sh_quote(&render::shorten(&set.comment, MAX_COMMENT))
+                ),
+            );
+        }
     }
     doc.finish()
 }
+
+/// The most ports iptables' multiport match takes in one rule.
+const MAX_MULTIPORT: usize = 15;
 
 fn site_sets(cx: &Context<'_>, section: &Section, names: &mut SetNames) -> Vec<IpSet> {
     let mut elements: Vec<(IpAddr, String)> = Vec::new();
@@ -297,6 +304,45 @@ fn fnv(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_than_15_ports_take_several_multiport_rules() {
+        let mut report: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/suggest-report.json"))
+                .expect("fixture");
+        let flows = report["flows"].as_array_mut().expect("flows");
+        let first = flows[0].clone();
+        for port in 1..=20 {
+            let mut f = first.clone();
+            f["flow_id"] = serde_json::json!(1000 + port);
+            f["dst"] = serde_json::json!(format!("192.0.2.1:{port}"));
+            flows.push(f);
+        }
+        let text = super::super::rules_of_report_text(
+            "r.json",
+            &report.to_string(),
+            &crate::catalog::Catalog::builtin(),
+            super::super::Format::Iptables,
+            false,
+            false,
+        )
+        .expect("rules");
+        let rules: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("iptables -A") && l.contains("github_com"))
+            .collect();
+        assert!(rules.len() >= 2, "{text}");
+        for rule in &rules {
+            let ports = rule
+                .split("--dports '")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .map_or(1, |p| p.split(',').count());
+            assert!(ports <= MAX_MULTIPORT, "{rule}");
+        }
+        let all: usize = rules.iter().map(|r| r.matches(',').count() + 1).sum();
+        assert!(all >= 21, "every port is allowed: {rules:#?}");
+    }
 
     #[test]
     fn set_names_fit_ipset() {
