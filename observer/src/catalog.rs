@@ -106,6 +106,8 @@ pub enum HostError {
     LabelTooLong(String),
     #[error("the name is longer than 253 characters")]
     TooLong,
+    #[error("label {0:?} starts or ends with a hyphen")]
+    HyphenAtEdge(String),
 }
 
 impl HostPattern {
@@ -164,6 +166,11 @@ impl HostPattern {
                 .find(|&c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
             {
                 return Err(HostError::InvalidChar(c));
+            }
+            // A host name's label neither starts nor ends with a hyphen (RFC 1123); a name
+            // such as `-i` would read as an option in a rule file (squid's `dstdomain -i`).
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(HostError::HyphenAtEdge(label.to_owned()));
             }
         }
         Ok(Self(text))
@@ -1270,6 +1277,8 @@ hosts = ["ghes.corp.example", "*.ghes.corp.example"]
             ("github.com/path", HostError::Url),
             ("bücher.de", HostError::InvalidChar('ü')),
             ("a+b.com", HostError::InvalidChar('+')),
+            ("-i", HostError::HyphenAtEdge("-i".to_owned())),
+            ("a-.example", HostError::HyphenAtEdge("a-".to_owned())),
         ];
         for (text, want) in cases {
             assert_eq!(HostPattern::parse(text), Err(want), "{text:?}");

@@ -262,7 +262,7 @@ mod tests {
             "a1.example.com",             // one fixed letter
             "sa12.blob.core.windows.net", // two
             "12abc.example.com",          // starts with the number
-            "---1.example.com",           // no letter
+            "_-_1.example.com",           // no letter
             "mirror1.com",                // directly under a top-level domain
             "nodots",
         ] {
