@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::observer;
+use common::{observer, FORMATS};
 use std::{
     io::Write as _,
     path::PathBuf,
@@ -25,18 +25,6 @@ const META: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/suggest-meta.json"
 );
-
-const FORMATS: [&str; 9] = [
-    "domains",
-    "squid",
-    "nftables",
-    "iptables",
-    "harden-runner",
-    "cilium",
-    "suricata",
-    "azure-firewall",
-    "aws-network-firewall",
-];
 
 fn suggest(args: &[&str]) -> String {
     let mut argv = vec!["suggest"];

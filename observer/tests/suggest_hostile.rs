@@ -9,19 +9,7 @@ mod hostile;
 
 use std::{fs, path::PathBuf, process::Command};
 
-use common::observer;
-
-const FORMATS: &[&str] = &[
-    "domains",
-    "squid",
-    "nftables",
-    "iptables",
-    "harden-runner",
-    "cilium",
-    "suricata",
-    "azure-firewall",
-    "aws-network-firewall",
-];
+use common::{observer, FORMATS};
 
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("observer-suggest-hostile-{}", std::process::id()));
@@ -72,7 +60,7 @@ fn no_report_value_escapes_its_place_in_any_format() {
         format!("hosts[{}].groups[2]", f + 2),
         format!("hosts[{}].pattern", f + 3),
     ];
-    for format in FORMATS {
+    for format in &FORMATS {
         for extra in [&[][..], &["--include-undeclared", "--follow-cnames"][..]] {
             let (rules, stderr) = suggest(&report, format, extra);
             let what = format!("{format} {extra:?}");

@@ -14,3 +14,17 @@ pub fn observer(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Every `observer suggest --format` (the suggest tests run each).
+#[allow(dead_code)] // not every test file that shares this module suggests rules
+pub const FORMATS: [&str; 9] = [
+    "domains",
+    "squid",
+    "nftables",
+    "iptables",
+    "harden-runner",
+    "cilium",
+    "suricata",
+    "azure-firewall",
+    "aws-network-firewall",
+];
