@@ -13,8 +13,19 @@ pub const FLOWS_MAP: &str = "FLOWS";
 pub const SOCK_OWNERS_MAP: &str = "SOCK_OWNERS";
 /// Per-CPU counters of what the kernel side could not deliver (see `COUNTER_*`).
 pub const COUNTERS_MAP: &str = "COUNTERS";
-/// Destination ports whose TCP flows are tracked (key: port in host byte order).
+/// Destination ports whose TCP flows are tracked (key: port in host byte order; value:
+/// `WATCH_*` bits).
 pub const WATCH_PORTS_MAP: &str = "WATCH_PORTS";
+/// Sockets whose first payload was already copied (key: socket cookie; value: `PAYLOAD_FLAG_*`
+/// direction bits), so that each flow's first bytes are copied once per direction.
+pub const PAYLOAD_SEEN_MAP: &str = "PAYLOAD_SEEN";
+
+/// `WATCH_PORTS` value bit: TCP flows to this port are tracked, and the first payload the
+/// client sends on each is copied (`KIND_FLOW_PAYLOAD`).
+pub const WATCH_FLOW: u8 = 1;
+/// `WATCH_PORTS` value bit: the first payload the server sends back is copied too (HTTP
+/// proxies: their answer to CONNECT).
+pub const WATCH_REPLY: u8 = 2;
 /// Runtime configuration written by user space before attaching (see `CONFIG_*`).
 pub const CONFIG_MAP: &str = "CONFIG";
 
@@ -71,6 +82,9 @@ pub const COUNTER_ENTRIES: u32 = 4;
 pub const FLOWS_MAX: u32 = 131_072;
 /// Capacity of `SOCK_OWNERS` (LRU).
 pub const SOCK_OWNERS_MAX: u32 = 16_384;
+/// Capacity of `PAYLOAD_SEEN` (LRU: a socket evicted before its first payload is copied twice
+/// at worst; user space keeps the first copy).
+pub const PAYLOAD_SEEN_MAX: u32 = 65_536;
 /// Capacity of `WATCH_PORTS`.
 pub const WATCH_PORTS_MAX: u32 = 64;
 /// Size of the `EVENTS` ring buffer in bytes (a power-of-two multiple of the page size).
@@ -83,6 +97,11 @@ pub const EVENTS_WAKEUP_BYTES: u64 = 32 * 1024;
 
 /// The longest DNS payload copied from one packet; longer ones are cut and flagged.
 pub const DNS_PAYLOAD_MAX: usize = 512;
+/// The longest prefix copied of a flow's first payload: a CONNECT request, an HTTP request head
+/// or a TLS ClientHello up to its server_name in practice (a post-quantum key share can push a
+/// hello beyond it; user space says when the name was not in the part copied). A power of two:
+/// the kernel masks the length with `PAYLOAD_PREFIX_MAX - 1`.
+pub const PAYLOAD_PREFIX_MAX: usize = 1024;
 /// Length of a task's command name in the kernel, NUL included.
 pub const COMM_LEN: usize = 16;
 
@@ -94,6 +113,8 @@ pub const KIND_SOCK_ERROR: u32 = 4;
 /// whose `ts_syn_ns` and `ts_established_ns` are the adoption time.
 pub const KIND_FLOW_ADOPT: u32 = 6;
 pub const KIND_DNS: u32 = 5;
+/// `PayloadEvent`: the first payload of a watched TCP flow in one direction.
+pub const KIND_FLOW_PAYLOAD: u32 = 7;
 
 /// `AF_INET` and `AF_INET6` as the kernel reports them.
 pub const AF_INET: u16 = 2;
@@ -123,6 +144,14 @@ pub const DNS_FLAG_OWNER_KNOWN: u32 = 8;
 /// `DnsEvent::flags`: a TCP segment's payload (DNS over TCP: length-prefixed messages, possibly
 /// split across segments); `tcp_seq` is the segment's sequence number.
 pub const DNS_FLAG_TCP: u32 = 16;
+
+/// `PayloadEvent::flags`: the segment was sent by the local socket (the client's first bytes).
+pub const PAYLOAD_FLAG_EGRESS: u32 = 1;
+/// `PayloadEvent::flags`: the segment was received by the local socket (the server's first
+/// bytes).
+pub const PAYLOAD_FLAG_INGRESS: u32 = 2;
+/// `PayloadEvent::flags`: the segment's payload was longer than `PAYLOAD_PREFIX_MAX` and was cut.
+pub const PAYLOAD_FLAG_TRUNCATED: u32 = 4;
 
 /// Source and destination of a flow or packet. Addresses are in network byte order; an IPv4
 /// address fills the first four bytes. Ports are in host byte order.
@@ -231,7 +260,29 @@ pub struct DnsEvent {
     pub payload: [u8; DNS_PAYLOAD_MAX],
 }
 
+/// `KIND_FLOW_PAYLOAD`: the first TCP segment with payload that a local socket sent to a
+/// watched port (or, for `WATCH_REPLY` ports, received from it). Only a prefix is copied; user
+/// space parses it (TLS server name, HTTP CONNECT target, proxy status line).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PayloadEvent {
+    pub kind: u32,
+    /// `PAYLOAD_FLAG_*` bits.
+    pub flags: u32,
+    pub ts_ns: u64,
+    /// Socket cookie of the local socket.
+    pub cookie: u64,
+    /// Addresses and ports as in the packet (a received segment comes from the server).
+    pub tuple: Tuple,
+    /// TCP payload length of the segment.
+    pub payload_len: u32,
+    /// Bytes copied into `payload` (at most `PAYLOAD_PREFIX_MAX`).
+    pub captured_len: u32,
+    pub payload: [u8; PAYLOAD_PREFIX_MAX],
+}
+
 const _: () = assert!(size_of::<Tuple>() == 40);
+const _: () = assert!(size_of::<PayloadEvent>() == 1096);
 const _: () = assert!(size_of::<Owner>() == 32);
 const _: () = assert!(size_of::<Flow>() == 144);
 const _: () = assert!(size_of::<FlowEvent>() == 168);

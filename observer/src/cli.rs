@@ -63,6 +63,7 @@ impl CaptureArgs {
         CaptureConfig {
             ports: self.ports.clone().unwrap_or_else(|| catalog.ports()),
             all_ports: self.all_ports,
+            proxies: Vec::new(),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod format;
 pub mod options;
 pub mod outfile;
 pub mod pipeline;
+pub mod proxy;
 pub mod report;
 pub mod sanitize;
 pub mod session;

@@ -80,6 +80,7 @@ pub async fn run_started(
         all_ports: config.all_ports,
         probes: capture.probes.clone(),
         sources: capture.plan.sources.clone(),
+        proxies: config.proxies.clone(),
     };
     consume(stamp(vec![(monotonic_ns(), started)]))?;
     // Kernels without the length tracepoints: bytes and adoption through sock_diag.

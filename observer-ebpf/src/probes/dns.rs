@@ -1,6 +1,7 @@
 //! cgroup_skb ingress/egress on the root cgroup v2: copy the payload of DNS responses received
 //! (source port 53) and queries sent (destination port 53) by any local socket, IPv4 and IPv6,
-//! over UDP and TCP (resolvers fall back to TCP when a UDP answer was truncated). Nothing is
+//! over UDP and TCP (resolvers fall back to TCP when a UDP answer was truncated); TCP segments
+//! of other ports go to `payload` (the first bytes of watched flows). Nothing is
 //! parsed here beyond the IP, IPv6 extension, UDP and TCP headers: user space decodes the DNS
 //! messages and, for TCP, reassembles the length-prefixed messages from the segments (each
 //! segment's sequence number is copied with it).
@@ -117,6 +118,9 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
     tuple.dport = u16::from_be(ctx.load::<u16>(l4 as usize + 2)?);
     let port = if ingress { tuple.sport } else { tuple.dport };
     if port != DNS_PORT {
+        if proto == IPPROTO_TCP {
+            return super::payload::first_payload(ctx, ingress, &tuple, port, l4);
+        }
         return Ok(());
     }
     let mut tcp_seq: u32 = 0;

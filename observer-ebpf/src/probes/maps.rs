@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET,
+    Flow, Owner, CONFIG_ENTRIES, PAYLOAD_SEEN_MAX, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET,
     COUNTER_ENTRIES, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, SOCK_OWNERS_MAX,
     WATCH_PORTS_MAX,
 };
@@ -25,6 +25,9 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_EN
 
 #[map(name = "WATCH_PORTS")]
 pub static WATCH_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(WATCH_PORTS_MAX, 0);
+
+#[map(name = "PAYLOAD_SEEN")]
+pub static PAYLOAD_SEEN: LruHashMap<u64, u32> = LruHashMap::with_max_entries(PAYLOAD_SEEN_MAX, 0);
 
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
@@ -64,4 +67,18 @@ pub fn port_watched(port: u16) -> bool {
     }
     // SAFETY: read-only lookup of a plain value.
     unsafe { WATCH_PORTS.get(&port).is_some() }
+}
+
+/// The `WATCH_*` bits of `port` (host byte order): 0 when it is not watched; `WATCH_FLOW` for
+/// every port when all ports are.
+#[inline(always)]
+pub fn port_watch_bits(port: u16) -> u8 {
+    // SAFETY: read-only lookup of a plain value.
+    let bits = unsafe { WATCH_PORTS.get(&port).copied().unwrap_or(0) };
+    let flags = CONFIG.get(CONFIG_FLAGS).copied().unwrap_or(0);
+    if flags & CONFIG_FLAG_ALL_PORTS != 0 {
+        bits | observer_ebpf::WATCH_FLOW
+    } else {
+        bits
+    }
 }

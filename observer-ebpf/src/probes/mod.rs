@@ -4,5 +4,6 @@
 mod dns;
 mod maps;
 mod owner;
+mod payload;
 mod sockopt;
 mod tcp;

@@ -22,11 +22,13 @@ use observer_ebpf::{
     Flow, CONFIG_ADOPT, CONFIG_ADOPT_AT_END, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP,
     CONFIG_SK_ERR_OFFSET, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
     CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL,
-    EVENTS_MAP, FLOWS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
+    EVENTS_MAP, FLOWS_MAP, WATCH_FLOW, WATCH_REPLY, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
 };
 use tokio::io::unix::AsyncFd;
 
 use serde::{Deserialize, Serialize};
+
+use crate::proxy::discover::WatchedProxy;
 
 use crate::capture::{
     kernel_caps::{self, AdoptionSource, BytesSource, KernelCaps, Plan},
@@ -43,6 +45,28 @@ pub struct CaptureConfig {
     pub ports: Vec<u16>,
     /// Track every destination port.
     pub all_ports: bool,
+    /// HTTP proxies the runner goes through: their ports are watched, and their first bytes
+    /// back (the status line that says whether a CONNECT went through) copied too.
+    pub proxies: Vec<WatchedProxy>,
+}
+
+impl CaptureConfig {
+    /// Every port watched, with its `WATCH_*` bits, each once.
+    pub fn watch_bits(&self) -> Vec<(u16, u8)> {
+        let mut out: Vec<(u16, u8)> = Vec::new();
+        let reply: Vec<u16> = self.proxies.iter().map(|p| p.addr.port()).collect();
+        for &port in self.ports.iter().chain(&reply) {
+            let bits = if reply.contains(&port) {
+                WATCH_FLOW | WATCH_REPLY
+            } else {
+                WATCH_FLOW
+            };
+            if !out.iter().any(|(p, _)| *p == port) {
+                out.push((port, bits));
+            }
+        }
+        out
+    }
 }
 
 /// Errors that stop the capture from starting.
@@ -316,8 +340,9 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Captu
 
 /// Writes the port filter before anything is attached.
 fn configure(ebpf: &mut Ebpf, config: &CaptureConfig, plan: &Plan) -> Result<(), CaptureError> {
-    if config.ports.len() > WATCH_PORTS_MAX as usize {
-        return Err(CaptureError::TooManyPorts(config.ports.len()));
+    let watch = config.watch_bits();
+    if watch.len() > WATCH_PORTS_MAX as usize {
+        return Err(CaptureError::TooManyPorts(watch.len()));
     }
     let map_err = |name| move |source| CaptureError::Map { name, source };
     let mut flags = Array::<_, u32>::try_from(
@@ -386,8 +411,8 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig, plan: &Plan) -> Result<(),
             .ok_or(CaptureError::MissingMap(WATCH_PORTS_MAP))?,
     )
     .map_err(map_err(WATCH_PORTS_MAP))?;
-    for &port in &config.ports {
-        ports.insert(port, 1, 0).map_err(map_err(WATCH_PORTS_MAP))?;
+    for (port, bits) in watch {
+        ports.insert(port, bits, 0).map_err(map_err(WATCH_PORTS_MAP))?;
     }
     Ok(())
 }

@@ -7,9 +7,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_ebpf::{
-    DnsEvent, Flow, FlowEvent, Owner, SockErrorEvent, Tuple, AF_INET, AF_INET6, DNS_FLAG_INGRESS,
-    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS,
-    KIND_FLOW_ADOPT, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_SOCK_ERROR,
+    DnsEvent, Flow, FlowEvent, Owner, PayloadEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6,
+    DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX,
+    KIND_DNS, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN,
+    KIND_FLOW_PAYLOAD, KIND_SOCK_ERROR, PAYLOAD_FLAG_INGRESS, PAYLOAD_FLAG_TRUNCATED,
+    PAYLOAD_PREFIX_MAX,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,27 @@ pub enum KernelEvent {
     FlowAdopt(FlowRecord),
     SockError(SockError),
     Dns(DnsPacket),
+    /// The first payload of a watched flow in one direction.
+    Payload(PayloadPacket),
+}
+
+/// The first TCP segment with payload of a watched flow, in one direction, as the kernel copied
+/// it (a prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadPacket {
+    pub ts_ns: u64,
+    /// True for the server's first bytes (received), false for the client's (sent).
+    pub received: bool,
+    /// Socket cookie of the local socket.
+    pub cookie: u64,
+    /// Addresses as in the packet: for received bytes `src` is the server.
+    pub endpoints: Endpoints,
+    /// The segment's payload length.
+    pub payload_len: u32,
+    /// The copied prefix (at most `PAYLOAD_PREFIX_MAX` bytes).
+    pub payload: Vec<u8>,
+    /// The segment was longer than the prefix copied.
+    pub cut: bool,
 }
 
 /// A flow event: the flow's state in the kernel at `ts_ns`.
@@ -205,6 +228,21 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 tcp_seq: (ev.flags & DNS_FLAG_TCP != 0).then_some(ev.tcp_seq),
             }))
         }
+        KIND_FLOW_PAYLOAD => {
+            let ev: PayloadEvent = read(kind, bytes)?;
+            check_family(ev.tuple.family)?;
+            let captured = (ev.captured_len as usize).min(PAYLOAD_PREFIX_MAX);
+            Ok(KernelEvent::Payload(PayloadPacket {
+                ts_ns: ev.ts_ns,
+                received: ev.flags & PAYLOAD_FLAG_INGRESS != 0,
+                cookie: ev.cookie,
+                endpoints: endpoints(&ev.tuple),
+                payload_len: ev.payload_len,
+                payload: ev.payload[..captured].to_vec(),
+                cut: ev.flags & PAYLOAD_FLAG_TRUNCATED != 0
+                    || (ev.payload_len as usize) > captured,
+            }))
+        }
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -312,6 +350,36 @@ mod tests {
             panic!()
         };
         assert_eq!(packet.payload.len(), DNS_PAYLOAD_MAX);
+    }
+
+    #[test]
+    fn decodes_first_payloads_and_bounds_them() {
+        let mut ev = PayloadEvent {
+            kind: KIND_FLOW_PAYLOAD,
+            flags: PAYLOAD_FLAG_INGRESS,
+            ts_ns: 3,
+            cookie: 8,
+            tuple: tuple_v4([198, 18, 1, 10], 3128, [198, 18, 0, 1], 40000),
+            payload_len: 12,
+            captured_len: 12,
+            payload: [0; PAYLOAD_PREFIX_MAX],
+        };
+        ev.payload[..12].copy_from_slice(b"HTTP/1.1 200");
+        let KernelEvent::Payload(p) = decode(&encode(&ev)).unwrap() else {
+            panic!()
+        };
+        assert!(p.received && !p.cut);
+        assert_eq!(p.payload, b"HTTP/1.1 200");
+        assert_eq!(p.endpoints.src.port(), 3128);
+        // A lying length never reads past the prefix, and a short copy is a cut one.
+        ev.captured_len = u32::MAX;
+        ev.payload_len = 5000;
+        let KernelEvent::Payload(p) = decode(&encode(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.payload.len(), PAYLOAD_PREFIX_MAX);
+        assert!(p.cut);
+        assert!(decode(&encode(&ev)[..100]).is_err());
     }
 
     #[test]

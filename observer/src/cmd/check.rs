@@ -83,6 +83,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let config = CaptureConfig {
         ports: vec![args.port],
         all_ports: false,
+        proxies: Vec::new(),
     };
     let capture = if args.no_capture {
         Err("--no-capture".to_owned())

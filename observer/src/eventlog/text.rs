@@ -27,6 +27,7 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             all_ports,
             probes,
             sources,
+            proxies,
         } => {
             let attached = probes.iter().filter(|p| p.attached).count();
             let ports = if *all_ports {
@@ -52,6 +53,9 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             }
             for s in sources.iter().filter(|s| s.fallback) {
                 rest.push_str(&format!("; {}", s.detail));
+            }
+            for p in proxies {
+                rest.push_str(&format!("; proxy {} ({}, from {})", p.addr, p.url, p.source));
             }
             ("capture-started", String::new(), rest)
         }
@@ -136,6 +140,17 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
                 ),
             )
         }
+        Observed::FlowPayload(p) => (
+            "flow-payload",
+            String::new(),
+            format!(
+                "#{} {} -> {}  {}",
+                p.flow_id,
+                p.src,
+                dest_label(p.dst, p.destination.as_ref()),
+                payload_text(p)
+            ),
+        ),
         Observed::SocketError { src, dst, error } => (
             "socket-error",
             String::new(),
@@ -173,13 +188,67 @@ fn dest_label(dst: std::net::SocketAddr, destination: Option<&Destination>) -> S
         .as_ref()
         .map(|n| format!(", forged-name attempt: {n}"))
         .unwrap_or_default();
+    let mut how = String::new();
+    if let Some(proxy) = d.via_proxy {
+        how.push_str(&format!(", via proxy {proxy}"));
+    }
+    if let Some(by) = d.named_by {
+        how.push_str(&format!(", named by {}", by.as_str()));
+    }
+    if let Some(dns) = &d.dns_name {
+        how.push_str(&format!(", DNS said {dns}"));
+    }
+    if let Some(note) = &d.tls_note {
+        how.push_str(&format!(", {note}"));
+    }
+    let how = format!("{how}{forged}");
     match (&d.name, d.class) {
         (Some(name), DestinationClass::Declared) => {
-            format!("{dst} ({name} [{}]{forged})", d.groups.join(","))
+            format!("{dst} ({name} [{}]{how})", d.groups.join(","))
         }
-        (Some(name), _) => format!("{dst} ({name}, undeclared{forged})"),
-        (None, _) => format!("{dst} (unresolved{forged})"),
+        (Some(name), _) => format!("{dst} ({name}, undeclared{how})"),
+        (None, _) => format!("{dst} (unresolved{how})"),
     }
+}
+
+/// What the first bytes said: `sent TLS hello sni=api.github.com`, `sent CONNECT
+/// api.github.com:443`, `received HTTP 403 Forbidden`.
+fn payload_text(p: &crate::pipeline::events::FlowPayload) -> String {
+    use crate::pipeline::hello::{FirstReceived, FirstSent};
+    let mut s = match (&p.sent, &p.received) {
+        (Some(FirstSent::Tls { sni, ech, incomplete }), _) => {
+            let mut s = format!("sent TLS hello sni={}", sni.as_deref().unwrap_or("-"));
+            if *ech {
+                s.push_str(" [ECH]");
+            }
+            if *incomplete {
+                s.push_str(" [SNI beyond the bytes copied]");
+            }
+            s
+        }
+        (Some(FirstSent::Connect { host, port, credentials }), _) => format!(
+            "sent CONNECT {host}:{port}{}",
+            if *credentials { " [with credentials]" } else { "" }
+        ),
+        (Some(FirstSent::Http { method, host, port, absolute, .. }), _) => format!(
+            "sent HTTP {method} {}{}{}",
+            if *absolute { "absolute " } else { "" },
+            host.as_deref().unwrap_or("-"),
+            port.map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        (Some(FirstSent::Other { note }), _) => format!("sent {note}"),
+        (None, Some(FirstReceived::HttpStatus { code, reason })) => {
+            format!("received HTTP {code} {reason}")
+        }
+        (None, Some(FirstReceived::Tls { alert })) => match alert {
+            Some(a) => format!("received TLS alert {a}"),
+            None => "received TLS".to_owned(),
+        },
+        (None, Some(FirstReceived::Other { note })) => format!("received {note}"),
+        (None, None) => String::new(),
+    };
+    s.push_str(&format!("  ({} bytes{})", p.payload_len, if p.cut { ", cut" } else { "" }));
+    s
 }
 
 fn proc_label(p: &Process) -> String {

@@ -32,8 +32,12 @@ use crate::{
     capture::{record::Process, ProbeStatus},
     catalog::Catalog,
     pipeline::dnsmatch::{DnsCheck, DnsCheckStats, QueryTable, Rejections},
-    pipeline::events::{CaptureStats, ClosedBy, Destination, DestinationClass, Observed, Outcome},
-    pipeline::names::NameCache,
+    pipeline::events::{
+        CaptureStats, ClosedBy, Destination, DestinationClass, NamedBy, Observed, Outcome,
+    },
+    pipeline::hello::{FirstReceived, FirstSent},
+    pipeline::names::{NameCache, Resolution},
+    proxy::discover::WatchedProxy,
     pipeline::throughput::{FlowTransfers, Reading, Series, Throughput, DEFAULT_MIN_BPS},
 };
 
@@ -254,6 +258,10 @@ pub struct FlowEntry {
     pub send_times: Vec<u64>,
     /// Time from the last payload to the close.
     pub idle_ms: Option<f64>,
+    /// What the client sent first (TLS hello, CONNECT, HTTP request), when the kernel copied it.
+    pub first_sent: Option<FirstSent>,
+    /// The status line a proxy answered with (code, reason), for flows to a proxy.
+    pub proxy_status: Option<(u16, String)>,
 }
 
 /// The timing of one reading: its interval, and the time from each direction's last byte to it.
@@ -297,6 +305,8 @@ pub struct CaptureInfo {
     pub unreadable_lines: u64,
     /// What the bounds of the correlator's tables dropped.
     pub dropped: Dropped,
+    /// HTTP proxies watched (capture_started's `proxies`).
+    pub proxies: Vec<WatchedProxy>,
 }
 
 impl CaptureInfo {
@@ -772,9 +782,11 @@ impl Correlator {
                 all_ports,
                 probes,
                 sources,
+                proxies,
                 ..
             } => {
                 self.capture.sources.clone_from(sources);
+                self.capture.proxies.clone_from(proxies);
                 self.capture.started_ns = Some(ts_ns);
                 self.queries.started(ts_ns);
                 self.capture.ports.clone_from(ports);
@@ -912,6 +924,25 @@ impl Correlator {
                     self.forget(c.flow_id);
                 }
             }
+            Observed::FlowPayload(p) => {
+                if let Some(&i) = self.index.get(&p.flow_id) {
+                    let e = &mut self.flows[i];
+                    if let Some(sent) = &p.sent {
+                        e.first_sent.get_or_insert_with(|| sent.clone());
+                    }
+                    if let Some(FirstReceived::HttpStatus { code, reason }) = &p.received {
+                        e.proxy_status.get_or_insert_with(|| (*code, reason.clone()));
+                    }
+                    let named = self.named_by_payload(&self.flows[i], ts_ns);
+                    if named != self.flows[i].destination {
+                        if self.flows[i].closed_ns.is_some() {
+                            self.settled_changes += 1;
+                        }
+                        self.flows[i].destination = named;
+                    }
+                    p.destination = Some(self.flows[i].destination.clone());
+                }
+            }
             Observed::CaptureStats(stats) => self.capture.stats = *stats,
             Observed::SocketError { .. } => {}
         }
@@ -1024,8 +1055,153 @@ impl Correlator {
             read: (0, 0),
             send_times: Vec::new(),
             idle_ms: None,
+            first_sent: None,
+            proxy_status: None,
         });
         self.flows.last_mut()
+    }
+
+    /// Whether `dst` is one of the HTTP proxies watched.
+    pub fn is_proxy(&self, dst: SocketAddr) -> bool {
+        self.capture.proxies.iter().any(|p| p.addr == dst)
+    }
+
+    /// The destination of a flow once its first bytes are known (docs/events.md, "How a flow's
+    /// name is chosen"):
+    /// - to a proxy, the target it asked for (`CONNECT host:port`, or the host of a plain HTTP
+    ///   request), classified on the target's port;
+    /// - with a TLS server name (SNI): the DNS name when it is the same; else the name DNS gave
+    ///   the address that the SNI names (shared addresses); else the SNI, with the DNS name kept
+    ///   as the disagreement's evidence. An address a rejected (forged) answer claimed is never
+    ///   named by an SNI alone: a local process chooses its SNI as freely as a forger its answer;
+    /// - ECH, no SNI, a hello cut before its name, or no TLS at all: the DNS name stays, with a
+    ///   note.
+    fn named_by_payload(&self, e: &FlowEntry, ts_ns: u64) -> Destination {
+        let current = e.destination.clone();
+        let proxy = self.is_proxy(e.dst);
+        match &e.first_sent {
+            Some(FirstSent::Connect { host, port, .. }) if proxy => {
+                self.proxied(e, host, *port, NamedBy::Connect, ts_ns)
+            }
+            Some(FirstSent::Http {
+                host: Some(host),
+                port,
+                ..
+            }) if proxy => self.proxied(e, host, port.unwrap_or(80), NamedBy::HttpHost, ts_ns),
+            Some(FirstSent::Tls {
+                sni,
+                ech,
+                incomplete,
+            }) if !proxy => {
+                let mut d = current;
+                if *ech {
+                    d.tls_note = Some("ech".to_owned());
+                    d.sni.clone_from(sni);
+                    return d;
+                }
+                let Some(sni) = sni else {
+                    d.tls_note = Some(
+                        if *incomplete {
+                            "sni_not_copied"
+                        } else {
+                            "no_sni"
+                        }
+                        .to_owned(),
+                    );
+                    return d;
+                };
+                d.sni = Some(sni.clone());
+                let same = d.name.as_deref() == Some(sni.as_str())
+                    || d.cname_chain.iter().any(|n| n == sni);
+                if same {
+                    return d;
+                }
+                if let Some(r) = self.names.lookup_name(e.dst.ip(), ts_ns, sni) {
+                    let mut named = self.from_resolution(r, e.dst.port(), d.forged_name.clone());
+                    named.sni = Some(sni.clone());
+                    return named;
+                }
+                if d.forged_name.is_some() {
+                    return d;
+                }
+                let mut named = self.by_name(sni, e.dst.port(), NamedBy::Sni);
+                named.sni = Some(sni.clone());
+                named.dns_name = d.name;
+                named
+            }
+            Some(FirstSent::Other { .. }) if !proxy => {
+                let mut d = current;
+                d.tls_note = Some("not_tls".to_owned());
+                d
+            }
+            _ => current,
+        }
+    }
+
+    /// A flow through a proxy to `host:port`: named by the target (an address literal is named
+    /// by the DNS answers for it, like a direct flow).
+    fn proxied(
+        &self,
+        e: &FlowEntry,
+        host: &str,
+        port: u16,
+        by: NamedBy,
+        ts_ns: u64,
+    ) -> Destination {
+        let target = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                let mut d = self.destination(SocketAddr::new(ip, port), ts_ns, &e.process);
+                d.proxy_target = Some(SocketAddr::new(ip, port).to_string());
+                d
+            }
+            Err(_) => {
+                let mut d = self.by_name(host, port, by);
+                d.proxy_target = Some(format!("{host}:{port}"));
+                d
+            }
+        };
+        Destination {
+            via_proxy: Some(e.dst),
+            ..target
+        }
+    }
+
+    /// A destination named without DNS evidence (by SNI or a proxy target).
+    fn by_name(&self, name: &str, port: u16, by: NamedBy) -> Destination {
+        let groups = self.groups_for(name, Some(port));
+        Destination {
+            class: if groups.is_empty() {
+                DestinationClass::Undeclared
+            } else {
+                DestinationClass::Declared
+            },
+            name: Some(name.to_owned()),
+            groups,
+            named_by: Some(by),
+            ..Destination::default()
+        }
+    }
+
+    fn from_resolution(
+        &self,
+        resolution: Resolution,
+        port: u16,
+        forged_name: Option<String>,
+    ) -> Destination {
+        let groups = self.groups_for(&resolution.name, Some(port));
+        Destination {
+            class: if groups.is_empty() {
+                DestinationClass::Undeclared
+            } else {
+                DestinationClass::Declared
+            },
+            name: Some(resolution.name),
+            cname_chain: resolution.cname_chain,
+            groups,
+            name_expired: resolution.expired,
+            forged_name,
+            ..Destination::default()
+        }
     }
 
     /// Names the destination of a connection from `process` to `dst` at `ts_ns`.
@@ -1044,19 +1220,7 @@ impl Correlator {
                 ..Destination::default()
             };
         };
-        let groups = self.groups_for(&resolution.name, Some(dst.port()));
-        Destination {
-            class: if groups.is_empty() {
-                DestinationClass::Undeclared
-            } else {
-                DestinationClass::Declared
-            },
-            name: Some(resolution.name),
-            cname_chain: resolution.cname_chain,
-            groups,
-            name_expired: resolution.expired,
-            forged_name,
-        }
+        self.from_resolution(resolution, dst.port(), forged_name)
     }
 
     /// Names the adopted flows whose address a DNS answer just gave. Their rates before count
@@ -1245,6 +1409,228 @@ pub(crate) mod tests {
             Observed::FlowClosed(c) => c.destination.clone().unwrap(),
             other => panic!("not a flow event: {other:?}"),
         }
+    }
+
+    pub(crate) fn payload(
+        id: u64,
+        dst: &str,
+        sent: Option<FirstSent>,
+        received: Option<FirstReceived>,
+    ) -> Observed {
+        Observed::FlowPayload(Box::new(crate::pipeline::events::FlowPayload {
+            flow_id: id,
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            payload_len: 200,
+            cut: false,
+            sent,
+            received,
+            destination: None,
+        }))
+    }
+
+    pub(crate) fn hello(sni: &str) -> Option<FirstSent> {
+        Some(FirstSent::Tls {
+            sni: Some(sni.to_owned()),
+            ech: false,
+            incomplete: false,
+        })
+    }
+
+    pub(crate) fn with_proxy(c: &mut Correlator, addr: &str) {
+        let mut start = Observed::CaptureStarted {
+            cgroup: "/".into(),
+            ports: vec![443, 3128],
+            all_ports: false,
+            probes: Vec::new(),
+            sources: Vec::new(),
+            proxies: vec![WatchedProxy {
+                addr: addr.parse().unwrap(),
+                url: format!("http://{addr}"),
+                source: "--proxy".into(),
+                no_proxy: None,
+            }],
+        };
+        c.observe(0, &mut start);
+    }
+
+    fn payload_destination(o: &Observed) -> Destination {
+        match o {
+            Observed::FlowPayload(p) => p.destination.clone().unwrap(),
+            other => panic!("not a payload: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hard_coded_address_is_named_by_its_sni() {
+        let mut c = Correlator::new(Catalog::builtin());
+        c.observe(S, &mut opened(1, "198.18.1.10:443"));
+        assert_eq!(c.flows()[0].destination.class, DestinationClass::Unresolved);
+        let mut p = payload(1, "198.18.1.10:443", hello("api.github.com"), None);
+        c.observe(S, &mut p);
+        let d = payload_destination(&p);
+        assert_eq!(d.name.as_deref(), Some("api.github.com"));
+        assert_eq!(d.named_by, Some(NamedBy::Sni));
+        assert!(d.groups.contains(&"essential".to_owned()), "{:?}", d.groups);
+        assert_eq!(d.dns_name, None);
+        assert_eq!(c.flows()[0].destination, d);
+    }
+
+    #[test]
+    fn on_a_shared_address_the_sni_picks_among_the_dns_names() {
+        let mut c = Correlator::new(Catalog::builtin());
+        // Two names answered with the same CDN address; the most recent is someone else's.
+        let mut a = response(
+            "objects.githubusercontent.com",
+            &[("objects.githubusercontent.com", "A", "198.18.1.20")],
+        );
+        observe_answered(&mut c, S, &mut a);
+        let mut b = response("cdn.example.org", &[("cdn.example.org", "A", "198.18.1.20")]);
+        if let Observed::DnsResponse(d) = &mut b {
+            d.id = Some(2);
+        }
+        observe_answered(&mut c, 2 * S, &mut b);
+        let mut github = opened(1, "198.18.1.20:443");
+        c.observe(3 * S, &mut github);
+        let mut other = opened(2, "198.18.1.20:443");
+        c.observe(3 * S, &mut other);
+        let mut p1 = payload(1, "198.18.1.20:443", hello("objects.githubusercontent.com"), None);
+        c.observe(3 * S, &mut p1);
+        let mut p2 = payload(2, "198.18.1.20:443", hello("cdn.example.org"), None);
+        c.observe(3 * S, &mut p2);
+        let d1 = payload_destination(&p1);
+        assert_eq!(d1.name.as_deref(), Some("objects.githubusercontent.com"));
+        assert_eq!(d1.class, DestinationClass::Declared);
+        assert_eq!(d1.named_by, None, "DNS named it; the SNI only chose");
+        assert_eq!(d1.dns_name, None);
+        let d2 = payload_destination(&p2);
+        assert_eq!(d2.name.as_deref(), Some("cdn.example.org"));
+        assert_eq!(d2.class, DestinationClass::Undeclared);
+    }
+
+    #[test]
+    fn an_sni_that_disagrees_with_dns_names_the_flow_and_keeps_the_dns_name() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let mut a = response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]);
+        observe_answered(&mut c, S, &mut a);
+        c.observe(2 * S, &mut opened(1, "198.18.1.10:443"));
+        let mut p = payload(1, "198.18.1.10:443", hello("front.example.net"), None);
+        c.observe(2 * S, &mut p);
+        let d = payload_destination(&p);
+        assert_eq!(d.name.as_deref(), Some("front.example.net"));
+        assert_eq!(d.named_by, Some(NamedBy::Sni));
+        assert_eq!(d.dns_name.as_deref(), Some("api.github.com"));
+        assert_eq!(d.class, DestinationClass::Undeclared);
+        // The same name: DNS stays, the SNI is only recorded.
+        c.observe(3 * S, &mut opened(2, "198.18.1.10:443"));
+        let mut same = payload(2, "198.18.1.10:443", hello("api.github.com"), None);
+        c.observe(3 * S, &mut same);
+        let d = payload_destination(&same);
+        assert_eq!((d.named_by, d.sni.as_deref()), (None, Some("api.github.com")));
+    }
+
+    #[test]
+    fn ech_no_sni_and_non_tls_keep_the_dns_name_with_a_note() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let mut a = response("api.github.com", &[("api.github.com", "A", "198.18.1.10")]);
+        observe_answered(&mut c, S, &mut a);
+        let cases = [
+            (
+                FirstSent::Tls {
+                    sni: Some("public.example".into()),
+                    ech: true,
+                    incomplete: false,
+                },
+                "ech",
+            ),
+            (
+                FirstSent::Tls {
+                    sni: None,
+                    ech: false,
+                    incomplete: false,
+                },
+                "no_sni",
+            ),
+            (
+                FirstSent::Tls {
+                    sni: None,
+                    ech: false,
+                    incomplete: true,
+                },
+                "sni_not_copied",
+            ),
+            (
+                FirstSent::Other {
+                    note: "not TLS or HTTP".into(),
+                },
+                "not_tls",
+            ),
+        ];
+        for (i, (sent, note)) in cases.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            c.observe(2 * S, &mut opened(id, "198.18.1.10:443"));
+            let mut p = payload(id, "198.18.1.10:443", Some(sent), None);
+            c.observe(2 * S, &mut p);
+            let d = payload_destination(&p);
+            assert_eq!(d.name.as_deref(), Some("api.github.com"), "{note}");
+            assert_eq!(d.tls_note.as_deref(), Some(note));
+        }
+    }
+
+    #[test]
+    fn a_forged_claim_is_not_confirmed_by_an_sni_alone() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let mut start = Observed::CaptureStarted {
+            cgroup: "/".into(),
+            ports: vec![443],
+            all_ports: false,
+            probes: Vec::new(),
+            sources: Vec::new(),
+            proxies: Vec::new(),
+        };
+        c.observe(0, &mut start);
+        // An answer nobody asked for claims the attacker's address for api.github.com.
+        let mut forged = response("api.github.com", &[("api.github.com", "A", "198.18.9.9")]);
+        c.observe(10 * S, &mut forged);
+        c.observe(11 * S, &mut opened(1, "198.18.9.9:443"));
+        let mut p = payload(1, "198.18.9.9:443", hello("api.github.com"), None);
+        c.observe(11 * S, &mut p);
+        let d = payload_destination(&p);
+        assert_eq!(d.name, None, "{d:?}");
+        assert_eq!(d.class, DestinationClass::Unresolved);
+        assert_eq!(d.forged_name.as_deref(), Some("api.github.com"));
+        assert_eq!(d.sni.as_deref(), Some("api.github.com"));
+    }
+
+    #[test]
+    fn a_flow_to_a_proxy_is_named_by_its_connect_target() {
+        let mut c = Correlator::new(Catalog::builtin());
+        with_proxy(&mut c, "198.18.1.5:3128");
+        c.observe(S, &mut opened(1, "198.18.1.5:3128"));
+        let connect = Some(FirstSent::Connect {
+            host: "api.github.com".into(),
+            port: 443,
+            credentials: false,
+        });
+        c.observe(S, &mut payload(1, "198.18.1.5:3128", connect, None));
+        let status = Some(FirstReceived::HttpStatus {
+            code: 200,
+            reason: "Connection established".into(),
+        });
+        let mut p = payload(1, "198.18.1.5:3128", None, status);
+        c.observe(S, &mut p);
+        let d = payload_destination(&p);
+        assert_eq!(d.name.as_deref(), Some("api.github.com"));
+        assert!(d.groups.contains(&"essential".to_owned()), "{:?}", d.groups);
+        assert_eq!(d.named_by, Some(NamedBy::Connect));
+        assert_eq!(d.via_proxy, Some("198.18.1.5:3128".parse().unwrap()));
+        assert_eq!(d.proxy_target.as_deref(), Some("api.github.com:443"));
+        assert_eq!(c.flows()[0].proxy_status, Some((200, "Connection established".into())));
+        // The same port on another address is no proxy: a TLS hello there names by SNI.
+        c.observe(S, &mut opened(2, "198.18.1.6:3128"));
+        let mut other = payload(2, "198.18.1.6:3128", hello("example.org"), None);
+        c.observe(S, &mut other);
+        assert_eq!(payload_destination(&other).via_proxy, None);
     }
 
     #[test]
@@ -1444,6 +1830,7 @@ pub(crate) mod tests {
             all_ports: false,
             probes: vec![],
             sources: vec![],
+            proxies: Vec::new(),
         };
         c.observe(S, &mut start);
         let checked = |o: &Observed| match o {
@@ -1553,6 +1940,7 @@ pub(crate) mod tests {
             all_ports: false,
             probes: vec![],
             sources: vec![],
+            proxies: Vec::new(),
         };
         c.observe(S, &mut start);
         let api = "api.github.com";

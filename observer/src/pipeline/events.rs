@@ -11,6 +11,7 @@ use crate::{
     capture::{record::Process, ProbeStatus},
     pipeline::dns::{Answer, Question},
     pipeline::dnsmatch::DnsCheck,
+    pipeline::hello::{FirstReceived, FirstSent},
 };
 
 /// How a TCP flow ended.
@@ -69,6 +70,10 @@ pub enum Observed {
         /// the kernel lacks; absent in logs of older versions.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sources: Vec<crate::capture::kernel_caps::DataSource>,
+        /// HTTP proxies watched, and where each was found: flows to them are named by their
+        /// CONNECT target.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        proxies: Vec<crate::proxy::discover::WatchedProxy>,
     },
     /// A process sent a SYN to a watched port, or (`adopted`) moved payload on a connection
     /// established before the capture started.
@@ -116,6 +121,10 @@ pub enum Observed {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         received_idle_ms: Option<f64>,
     },
+    /// The first bytes of a flow in one direction, read: the TLS server name (SNI) or the HTTP
+    /// request the client sent, or the status line a proxy answered with. The destination is
+    /// named again from them (docs/events.md: how a flow's name is chosen).
+    FlowPayload(Box<FlowPayload>),
     /// The flow ended.
     FlowClosed(Box<FlowClosed>),
     /// A socket error the kernel reported for a flow the observer does not track (one that
@@ -131,6 +140,27 @@ pub enum Observed {
     DnsResponse(Box<DnsObserved>),
     /// Totals of the capture so far; emitted when events were lost, and when the capture stops.
     CaptureStats(CaptureStats),
+}
+
+/// The first bytes a flow carried in one direction (the kernel copies a prefix).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowPayload {
+    pub flow_id: u64,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    /// Length of the segment's payload.
+    pub payload_len: u32,
+    /// Only a prefix of it was copied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut: bool,
+    /// What the client sent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<FirstSent>,
+    /// What the server (a proxy) answered first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<FirstReceived>,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
 }
 
 /// The end of a flow, with everything known about it.
@@ -196,6 +226,53 @@ pub struct Destination {
     /// never names the flow; it is shown so nobody allows the address for that name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forged_name: Option<String>,
+    /// How `name` was chosen when not from a DNS answer for the address (absent: DNS):
+    /// `sni`, `connect` or `http_host` (docs/events.md: how a flow's name is chosen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_by: Option<NamedBy>,
+    /// The HTTP proxy the flow went through (the flow's `dst`); `name` is then the host the
+    /// client asked the proxy for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_proxy: Option<SocketAddr>,
+    /// The target the client sent the proxy (`CONNECT host:port`, or the host of a plain HTTP
+    /// request), as `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_target: Option<String>,
+    /// The TLS server name (SNI) the client sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The name DNS gave the address when the client's SNI named another host: the flow is
+    /// named by its SNI, and this is the disagreement's evidence (a shared CDN address, a stale
+    /// cache, or domain fronting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+    /// Why the TLS hello named nothing: `no_sni`, `ech` (the real name is encrypted; the outer
+    /// one names only the provider), `sni_not_copied` (beyond the bytes the kernel copies),
+    /// `not_tls` (the first bytes were no TLS hello).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_note: Option<String>,
+}
+
+/// Where a flow's name came from when not from DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedBy {
+    /// The TLS server name the client sent.
+    Sni,
+    /// The `CONNECT host:port` the client sent its proxy.
+    Connect,
+    /// The host of a plain HTTP request sent to a proxy.
+    HttpHost,
+}
+
+impl NamedBy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Sni => "sni",
+            Self::Connect => "connect",
+            Self::HttpHost => "http_host",
+        }
+    }
 }
 
 /// Whether a destination is one the documentation lists.
@@ -276,6 +353,14 @@ pub struct CaptureStats {
     /// the reassembly's bounds.
     #[serde(default)]
     pub dns_tcp_undecodable: u64,
+    /// First payloads copied by the kernel that matched no tracked flow (a flow evicted, or
+    /// one that connected before the capture).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub payload_unmatched: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Name of an errno value, for reports (`ECONNREFUSED`); unknown values as `errno 123`.

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod dnsmatch;
 pub mod dnstcp;
 pub mod events;
+pub mod hello;
 pub mod names;
 pub mod throughput;
 pub mod tracker;

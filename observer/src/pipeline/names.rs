@@ -112,6 +112,8 @@ pub enum Basis {
     SameCgroup,
     /// The most recently resolved name of the address.
     MostRecent,
+    /// The TLS server name the client sent picked it among the names of the address.
+    ServerName,
 }
 
 /// The name behind an address.
@@ -750,6 +752,31 @@ impl NameCache {
                 .enumerate()
                 .filter(|(i, _)| *i != index)
                 .map(|(_, b)| b.name.clone())
+                .collect(),
+        })
+    }
+
+    /// The binding of `name` to `addr` at `now_ns`, if a DNS answer gave it (and it is within
+    /// its grace): how a TLS server name picks its name among those sharing an address.
+    pub fn lookup_name(&self, addr: IpAddr, now_ns: u64, name: &str) -> Option<Resolution> {
+        let entry = self.addrs.get(&addr.to_canonical())?;
+        let live = || {
+            entry
+                .bindings
+                .iter()
+                .filter(|b| !b.past_grace(now_ns, self.limits.grace_ns))
+        };
+        let chosen = live().find(|b| b.name == name)?;
+        Some(Resolution {
+            name: chosen.name.clone(),
+            cname_chain: chosen.chain.clone(),
+            ttl: chosen.ttl,
+            resolved_at_ns: chosen.resolved_at_ns,
+            expired: now_ns > chosen.expires_ns(),
+            basis: Basis::ServerName,
+            alternatives: live()
+                .filter(|b| b.name != name)
+                .map(|b| b.name.clone())
                 .collect(),
         })
     }

@@ -12,13 +12,16 @@ use observer_ebpf::{Flow, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
 
 use crate::{
     capture::record::{
-        endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, Process, SockError,
+        endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, PayloadPacket, Process,
+        SockError,
     },
     pipeline::dns::decode_message,
     pipeline::dnstcp::TcpStreams,
     pipeline::events::{
-        errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, Observed, Outcome,
+        errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, FlowPayload, Observed,
+        Outcome,
     },
+    pipeline::hello::{parse_first_received, parse_first_sent},
 };
 
 /// How long a closed flow waits for its socket error before it is reported.
@@ -60,6 +63,8 @@ pub struct Tracker {
     errors: VecDeque<SockError>,
     stats: CaptureStats,
     tcp: TcpStreams,
+    /// Open flows with a known source port, by endpoints: first payloads find their flow here.
+    by_ends: HashMap<Endpoints, u64>,
 }
 
 impl Tracker {
@@ -102,6 +107,55 @@ impl Tracker {
                 Vec::new()
             }
             KernelEvent::Dns(packet) => self.dns_packet(packet),
+            KernelEvent::Payload(packet) => self.payload(packet).into_iter().collect(),
+        }
+    }
+
+    /// The first bytes of a flow: parsed, and reported with the flow's id. Flows adopted
+    /// mid-stream are skipped (what the kernel saw first was not their first bytes).
+    fn payload(&mut self, p: PayloadPacket) -> Option<Timed> {
+        let ends = if p.received {
+            Endpoints {
+                src: p.endpoints.dst,
+                dst: p.endpoints.src,
+            }
+        } else {
+            p.endpoints
+        };
+        let Some(open) = self.by_ends.get(&ends).and_then(|key| self.open.get(key)) else {
+            self.stats.payload_unmatched += 1;
+            return None;
+        };
+        if open.adopted {
+            return None;
+        }
+        let (sent, received) = if p.received {
+            (None, Some(parse_first_received(&p.payload, p.cut)))
+        } else {
+            (Some(parse_first_sent(&p.payload, p.cut)), None)
+        };
+        Some((
+            p.ts_ns,
+            Observed::FlowPayload(Box::new(FlowPayload {
+                flow_id: open.id,
+                src: ends.src,
+                dst: ends.dst,
+                payload_len: p.payload_len,
+                cut: p.cut,
+                sent,
+                received,
+                destination: None,
+            })),
+        ))
+    }
+
+    /// Indexes an open flow by its endpoints once its source port is known.
+    fn index_ends(&mut self, key: u64) {
+        if let Some(open) = self.open.get(&key) {
+            let ends = endpoints(&open.flow.tuple);
+            if ends.src.port() != 0 {
+                self.by_ends.insert(ends, key);
+            }
         }
     }
 
@@ -187,6 +241,7 @@ impl Tracker {
                 last_poll_ns: r.ts_ns,
             },
         );
+        self.index_ends(r.key);
         (
             r.ts_ns,
             Observed::FlowOpened {
@@ -227,6 +282,7 @@ impl Tracker {
 
     fn established(&mut self, r: FlowRecord) -> Option<Timed> {
         let id = self.id_for(&r);
+        self.index_ends(r.key);
         let ends = endpoints(&r.flow.tuple);
         Some((
             r.ts_ns,
@@ -265,6 +321,9 @@ impl Tracker {
             .remove(&r.key)
             .map_or((r.flow.ts_syn_ns, false), |o| (o.last_poll_ns, o.adopted));
         let ends = endpoints(&r.flow.tuple);
+        if self.by_ends.get(&ends) == Some(&r.key) {
+            self.by_ends.remove(&ends);
+        }
         let error = self
             .errors
             .iter()

@@ -188,6 +188,8 @@ fn host_report(
             .map(str::to_owned),
         throughput: series_stats(c.host_series(name)),
         transfers: t.transfers.clone(),
+        via_proxies: t.proxies.iter().map(ToString::to_string).collect(),
+        named_by: t.named_by.iter().copied().collect(),
     }
 }
 
@@ -213,6 +215,8 @@ fn undeclared_report(
         last_seen: t.last_ns.and_then(rfc3339),
         throughput: series_stats(c.host_series(key)),
         transfers: t.transfers.clone(),
+        via_proxies: t.proxies.iter().map(ToString::to_string).collect(),
+        named_by: t.named_by.iter().copied().collect(),
     }
 }
 
@@ -268,6 +272,13 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
         transfers: f.transfers.stats().of_flow(f.flow_id),
         idle_ms: f.idle_ms,
         long_poll: long_poll(f, c),
+        named_by: f.destination.named_by,
+        via_proxy: f.destination.via_proxy.map(|p| p.to_string()),
+        proxy_target: f.destination.proxy_target.clone(),
+        proxy_status: f.proxy_status.as_ref().map(|(code, _)| *code),
+        sni: f.destination.sni.clone(),
+        dns_name: f.destination.dns_name.clone(),
+        tls_note: f.destination.tls_note.clone(),
     }
 }
 

@@ -15,6 +15,17 @@ use super::{vocab::Reason, Status};
 /// that was established and received data reached its destination, however it ended: servers
 /// often reset a connection they are done with.
 pub fn failure(flow: &FlowEntry) -> Option<Reason> {
+    if flow.destination.via_proxy.is_some() {
+        // Through a proxy: its status line says whether the target was reached.
+        if let Some((code, _)) = &flow.proxy_status {
+            return Reason::of_proxy_status(*code);
+        }
+        if flow.outcome.is_some() && flow.bytes_received == 0 {
+            // Asked, and closed without an answer.
+            return Some(Reason::ProxyError);
+        }
+        return None;
+    }
     let outcome = flow.outcome?;
     let established = flow.established_ns.is_some();
     match outcome {
@@ -34,6 +45,21 @@ pub fn failure(flow: &FlowEntry) -> Option<Reason> {
         Outcome::Reset | Outcome::Timeout | Outcome::Error => Some(Reason::ConnectionReset),
         Outcome::Closed | Outcome::Aborted => None,
     }
+}
+
+/// The evidence of a flow's failure, when more than its code says: the proxy that answered and
+/// what (`proxy 198.18.1.5:3128 answered 403 Forbidden to CONNECT api.github.com:443`).
+pub fn failure_detail(flow: &FlowEntry) -> Option<String> {
+    let proxy = flow.destination.via_proxy?;
+    let target = flow.destination.proxy_target.as_deref().unwrap_or("?");
+    let asked = match flow.destination.named_by {
+        Some(crate::pipeline::events::NamedBy::HttpHost) => "HTTP request for",
+        _ => "CONNECT",
+    };
+    Some(match &flow.proxy_status {
+        Some((code, reason)) => format!("proxy {proxy} answered {code} {reason} to {asked} {target}"),
+        None => format!("proxy {proxy} closed without answering {asked} {target}"),
+    })
 }
 
 /// A successful flow: established, and not a failure.

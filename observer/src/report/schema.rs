@@ -19,7 +19,7 @@ pub use crate::capture::record::Process;
 use crate::{
     capture::ProbeStatus,
     pipeline::dnsmatch::DnsCheckStats,
-    pipeline::events::{ClosedBy, DestinationClass, Outcome},
+    pipeline::events::{ClosedBy, DestinationClass, NamedBy, Outcome},
     pipeline::names::NamesStats,
     pipeline::throughput::{ThroughputStats, TransferStats},
 };
@@ -332,6 +332,13 @@ pub struct HostReport {
     /// the headline rate.
     #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
     pub transfers: TransferStats,
+    /// HTTP proxies its flows went through (`host:port`); `addresses` then holds only the
+    /// addresses of direct flows and DNS answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via_proxies: Vec<String>,
+    /// How its flows were named when not by a DNS answer: `sni`, `connect`, `http_host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_by: Vec<NamedBy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -368,6 +375,13 @@ pub struct UndeclaredReport {
     /// the headline rate.
     #[serde(default, skip_serializing_if = "TransferStats::is_empty")]
     pub transfers: TransferStats,
+    /// HTTP proxies its flows went through (`host:port`); `addresses` then holds only the
+    /// addresses of direct flows and DNS answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via_proxies: Vec<String>,
+    /// How its flows were named when not by a DNS answer: `sni`, `connect`, `http_host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_by: Vec<NamedBy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -433,6 +447,27 @@ pub struct FlowReport {
     /// poll sends one about every 50 s.
     #[serde(default)]
     pub long_poll: Option<LongPoll>,
+    /// How `name` was chosen when not by a DNS answer: `sni`, `connect`, `http_host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_by: Option<NamedBy>,
+    /// The HTTP proxy the flow went through (`dst` is the proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_proxy: Option<String>,
+    /// What the client asked the proxy for, `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_target: Option<String>,
+    /// The proxy's HTTP status code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_status: Option<u16>,
+    /// The TLS server name the client sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The name DNS gave the address, when the SNI named another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+    /// Why the TLS hello named nothing: `no_sni`, `ech`, `sni_not_copied`, `not_tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_note: Option<String>,
 }
 
 impl FlowReport {

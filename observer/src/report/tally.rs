@@ -56,6 +56,10 @@ pub struct Tally {
     pub bytes_received: u64,
     pub addresses: BTreeSet<IpAddr>,
     pub ports: BTreeSet<u16>,
+    /// HTTP proxies its flows went through (their addresses are not the host's).
+    pub proxies: BTreeSet<std::net::SocketAddr>,
+    /// How its flows were named when not by DNS (SNI, CONNECT, HTTP host).
+    pub named_by: BTreeSet<crate::pipeline::events::NamedBy>,
     pub processes: BTreeSet<Process>,
     /// The chain of the first flow (in list order) that had one; DNS overrides it.
     cname: Option<(usize, Vec<String>)>,
@@ -120,8 +124,27 @@ impl Tally {
             .or(f.destination.name.as_deref().and_then(runner_function));
         self.bytes_sent += f.bytes_sent;
         self.bytes_received += f.bytes_received;
-        self.addresses.insert(f.dst.ip());
-        self.ports.insert(f.dst.port());
+        match f.destination.via_proxy {
+            Some(proxy) => {
+                self.proxies.insert(proxy);
+                if let Some(port) = f
+                    .destination
+                    .proxy_target
+                    .as_deref()
+                    .and_then(|t| t.rsplit_once(':'))
+                    .and_then(|(_, p)| p.parse().ok())
+                {
+                    self.ports.insert(port);
+                }
+            }
+            None => {
+                self.addresses.insert(f.dst.ip());
+                self.ports.insert(f.dst.port());
+            }
+        }
+        if let Some(by) = f.destination.named_by {
+            self.named_by.insert(by);
+        }
         self.processes.insert(f.process.clone());
         if !f.destination.cname_chain.is_empty() && self.cname.as_ref().is_none_or(|(i, _)| at < *i)
         {
@@ -140,7 +163,8 @@ impl Tally {
         if let Some(code) = failure(f) {
             self.failures += 1;
             let code = (code.as_str(), None);
-            self.occurrence(code, 1, (when, when, at), Some(f.process.clone()), None);
+            let detail = classify::failure_detail(f);
+            self.occurrence(code, 1, (when, when, at), Some(f.process.clone()), detail);
         } else if success(f) {
             self.successes += 1;
             if let Some((code, detail)) = warning(f, c) {

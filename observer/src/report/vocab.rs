@@ -39,6 +39,8 @@ pub enum Reason {
     TlsCertInvalid,
     TlsError,
     ProxyRefused,
+    ProxyAuthRequired,
+    ProxyUpstreamFailed,
     ProxyError,
     ConnectionReset,
     SlowThroughput,
@@ -47,7 +49,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every code, in declaration order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 23] = [
         Reason::DnsNxdomain,
         Reason::DnsServfail,
         Reason::DnsRefused,
@@ -65,6 +67,8 @@ impl Reason {
         Reason::TlsCertInvalid,
         Reason::TlsError,
         Reason::ProxyRefused,
+        Reason::ProxyAuthRequired,
+        Reason::ProxyUpstreamFailed,
         Reason::ProxyError,
         Reason::ConnectionReset,
         Reason::SlowThroughput,
@@ -91,6 +95,8 @@ impl Reason {
             Reason::TlsCertInvalid => "tls_cert_invalid",
             Reason::TlsError => "tls_error",
             Reason::ProxyRefused => "proxy_refused",
+            Reason::ProxyAuthRequired => "proxy_auth_required",
+            Reason::ProxyUpstreamFailed => "proxy_upstream_failed",
             Reason::ProxyError => "proxy_error",
             Reason::ConnectionReset => "connection_reset",
             Reason::SlowThroughput => "slow_throughput",
@@ -163,8 +169,34 @@ impl Reason {
                  proxy, or another host answering"
             }
             Reason::TlsError => "another TLS handshake failure (an alert, a protocol error)",
-            Reason::ProxyRefused => "the proxy refused the CONNECT (HTTP 403 or 407)",
-            Reason::ProxyError => "another CONNECT failure: another HTTP status, or no answer",
+            Reason::ProxyRefused => {
+                "the proxy refused the request (HTTP 403 or another 4xx): its access rules do not \
+                 allow the host"
+            }
+            Reason::ProxyAuthRequired => {
+                "the proxy wants credentials (HTTP 407) the client did not give, or gave wrong"
+            }
+            Reason::ProxyUpstreamFailed => {
+                "the proxy could not reach the host (HTTP 502, 503 or 504): its DNS or its own \
+                 connection failed"
+            }
+            Reason::ProxyError => {
+                "another proxy failure: another HTTP status, or the proxy closed without answering"
+            }
+        }
+    }
+}
+
+impl Reason {
+    /// The reason of a proxy's HTTP status when it is a failure: 407 wants credentials,
+    /// 502/503/504 could not reach the host, other 4xx refused, other non-2xx another error.
+    pub fn of_proxy_status(code: u16) -> Option<Reason> {
+        match code {
+            200..=299 => None,
+            407 => Some(Reason::ProxyAuthRequired),
+            502..=504 => Some(Reason::ProxyUpstreamFailed),
+            400..=499 => Some(Reason::ProxyRefused),
+            _ => Some(Reason::ProxyError),
         }
     }
 }

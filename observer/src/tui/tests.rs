@@ -133,6 +133,7 @@ fn started() -> Observed {
             error: None,
         }],
         sources: Vec::new(),
+        proxies: Vec::new(),
     }
 }
 
@@ -497,6 +498,7 @@ fn the_header_says_which_needs_this_kernel_serves_by_a_fallback() {
                 all_ports,
                 probes,
                 sources: plan.sources,
+                proxies: Vec::new(),
             },
         )],
         T0 + SECOND,

@@ -1,0 +1,2 @@
+//! PLACEHOLDER replaced by the proxy14 branch.
+pub mod discover;
