@@ -25,7 +25,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("eventlog", &["capture", "pipeline", "format", "sanitize"]),
     ("options", &["catalog", "pipeline"]),
     ("exit", &["capture"]),
-    ("report", &["capture", "pipeline", "catalog", "format"]),
+    (
+        "report",
+        &["capture", "pipeline", "catalog", "format", "proxy"],
+    ),
     (
         "export",
         &[

@@ -34,11 +34,7 @@ pub fn first_payload(
     l4: u32,
 ) -> Result<(), i64> {
     let bits = port_watch_bits(port);
-    let wanted = if ingress {
-        WATCH_REPLY
-    } else {
-        WATCH_FLOW
-    };
+    let wanted = if ingress { WATCH_REPLY } else { WATCH_FLOW };
     if bits & wanted == 0 {
         return Ok(());
     }

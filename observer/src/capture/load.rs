@@ -22,7 +22,8 @@ use observer_ebpf::{
     Flow, CONFIG_ADOPT, CONFIG_ADOPT_AT_END, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP,
     CONFIG_SK_ERR_OFFSET, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
     CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL,
-    EVENTS_MAP, FLOWS_MAP, WATCH_FLOW, WATCH_REPLY, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_PORTS_MAP, WATCH_PORTS_MAX,
+    EVENTS_MAP, FLOWS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_FLOW, WATCH_PORTS_MAP,
+    WATCH_PORTS_MAX, WATCH_REPLY,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -412,7 +413,9 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig, plan: &Plan) -> Result<(),
     )
     .map_err(map_err(WATCH_PORTS_MAP))?;
     for (port, bits) in watch {
-        ports.insert(port, bits, 0).map_err(map_err(WATCH_PORTS_MAP))?;
+        ports
+            .insert(port, bits, 0)
+            .map_err(map_err(WATCH_PORTS_MAP))?;
     }
     Ok(())
 }

@@ -239,8 +239,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 endpoints: endpoints(&ev.tuple),
                 payload_len: ev.payload_len,
                 payload: ev.payload[..captured].to_vec(),
-                cut: ev.flags & PAYLOAD_FLAG_TRUNCATED != 0
-                    || (ev.payload_len as usize) > captured,
+                cut: ev.flags & PAYLOAD_FLAG_TRUNCATED != 0 || (ev.payload_len as usize) > captured,
             }))
         }
         other => Err(DecodeError::Kind(other)),

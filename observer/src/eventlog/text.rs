@@ -55,7 +55,10 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
                 rest.push_str(&format!("; {}", s.detail));
             }
             for p in proxies {
-                rest.push_str(&format!("; proxy {} ({}, from {})", p.addr, p.url, p.source));
+                rest.push_str(&format!(
+                    "; proxy {} ({}, from {})",
+                    p.addr, p.url, p.source
+                ));
             }
             ("capture-started", String::new(), rest)
         }
@@ -216,7 +219,14 @@ fn dest_label(dst: std::net::SocketAddr, destination: Option<&Destination>) -> S
 fn payload_text(p: &crate::pipeline::events::FlowPayload) -> String {
     use crate::pipeline::hello::{FirstReceived, FirstSent};
     let mut s = match (&p.sent, &p.received) {
-        (Some(FirstSent::Tls { sni, ech, incomplete }), _) => {
+        (
+            Some(FirstSent::Tls {
+                sni,
+                ech,
+                incomplete,
+            }),
+            _,
+        ) => {
             let mut s = format!("sent TLS hello sni={}", sni.as_deref().unwrap_or("-"));
             if *ech {
                 s.push_str(" [ECH]");
@@ -226,11 +236,31 @@ fn payload_text(p: &crate::pipeline::events::FlowPayload) -> String {
             }
             s
         }
-        (Some(FirstSent::Connect { host, port, credentials }), _) => format!(
+        (
+            Some(FirstSent::Connect {
+                host,
+                port,
+                credentials,
+            }),
+            _,
+        ) => format!(
             "sent CONNECT {host}:{port}{}",
-            if *credentials { " [with credentials]" } else { "" }
+            if *credentials {
+                " [with credentials]"
+            } else {
+                ""
+            }
         ),
-        (Some(FirstSent::Http { method, host, port, absolute, .. }), _) => format!(
+        (
+            Some(FirstSent::Http {
+                method,
+                host,
+                port,
+                absolute,
+                ..
+            }),
+            _,
+        ) => format!(
             "sent HTTP {method} {}{}{}",
             if *absolute { "absolute " } else { "" },
             host.as_deref().unwrap_or("-"),
@@ -247,7 +277,11 @@ fn payload_text(p: &crate::pipeline::events::FlowPayload) -> String {
         (None, Some(FirstReceived::Other { note })) => format!("received {note}"),
         (None, None) => String::new(),
     };
-    s.push_str(&format!("  ({} bytes{})", p.payload_len, if p.cut { ", cut" } else { "" }));
+    s.push_str(&format!(
+        "  ({} bytes{})",
+        p.payload_len,
+        if p.cut { ", cut" } else { "" }
+    ));
     s
 }
 

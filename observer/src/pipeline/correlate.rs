@@ -37,8 +37,8 @@ use crate::{
     },
     pipeline::hello::{FirstReceived, FirstSent},
     pipeline::names::{NameCache, Resolution},
-    proxy::discover::WatchedProxy,
     pipeline::throughput::{FlowTransfers, Reading, Series, Throughput, DEFAULT_MIN_BPS},
+    proxy::discover::WatchedProxy,
 };
 
 /// Flows kept for the report; later flows are counted, not kept.
@@ -931,7 +931,8 @@ impl Correlator {
                         e.first_sent.get_or_insert_with(|| sent.clone());
                     }
                     if let Some(FirstReceived::HttpStatus { code, reason }) = &p.received {
-                        e.proxy_status.get_or_insert_with(|| (*code, reason.clone()));
+                        e.proxy_status
+                            .get_or_insert_with(|| (*code, reason.clone()));
                     }
                     let named = self.named_by_payload(&self.flows[i], ts_ns);
                     if named != self.flows[i].destination {
@@ -1485,7 +1486,10 @@ pub(crate) mod tests {
             &[("objects.githubusercontent.com", "A", "198.18.1.20")],
         );
         observe_answered(&mut c, S, &mut a);
-        let mut b = response("cdn.example.org", &[("cdn.example.org", "A", "198.18.1.20")]);
+        let mut b = response(
+            "cdn.example.org",
+            &[("cdn.example.org", "A", "198.18.1.20")],
+        );
         if let Observed::DnsResponse(d) = &mut b {
             d.id = Some(2);
         }
@@ -1494,7 +1498,12 @@ pub(crate) mod tests {
         c.observe(3 * S, &mut github);
         let mut other = opened(2, "198.18.1.20:443");
         c.observe(3 * S, &mut other);
-        let mut p1 = payload(1, "198.18.1.20:443", hello("objects.githubusercontent.com"), None);
+        let mut p1 = payload(
+            1,
+            "198.18.1.20:443",
+            hello("objects.githubusercontent.com"),
+            None,
+        );
         c.observe(3 * S, &mut p1);
         let mut p2 = payload(2, "198.18.1.20:443", hello("cdn.example.org"), None);
         c.observe(3 * S, &mut p2);
@@ -1526,7 +1535,10 @@ pub(crate) mod tests {
         let mut same = payload(2, "198.18.1.10:443", hello("api.github.com"), None);
         c.observe(3 * S, &mut same);
         let d = payload_destination(&same);
-        assert_eq!((d.named_by, d.sni.as_deref()), (None, Some("api.github.com")));
+        assert_eq!(
+            (d.named_by, d.sni.as_deref()),
+            (None, Some("api.github.com"))
+        );
     }
 
     #[test]
@@ -1625,7 +1637,10 @@ pub(crate) mod tests {
         assert_eq!(d.named_by, Some(NamedBy::Connect));
         assert_eq!(d.via_proxy, Some("198.18.1.5:3128".parse().unwrap()));
         assert_eq!(d.proxy_target.as_deref(), Some("api.github.com:443"));
-        assert_eq!(c.flows()[0].proxy_status, Some((200, "Connection established".into())));
+        assert_eq!(
+            c.flows()[0].proxy_status,
+            Some((200, "Connection established".into()))
+        );
         // The same port on another address is no proxy: a TLS hello there names by SNI.
         c.observe(S, &mut opened(2, "198.18.1.6:3128"));
         let mut other = payload(2, "198.18.1.6:3128", hello("example.org"), None);

@@ -29,24 +29,35 @@ pub enum FirstSent {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         credentials: bool,
     },
-    Other { note: String },
+    Other {
+        note: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FirstReceived {
-    HttpStatus { code: u16, reason: String },
+    HttpStatus {
+        code: u16,
+        reason: String,
+    },
     Tls {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         alert: Option<u8>,
     },
-    Other { note: String },
+    Other {
+        note: String,
+    },
 }
 
 pub fn parse_first_sent(_bytes: &[u8], _cut: bool) -> FirstSent {
-    FirstSent::Other { note: "placeholder".into() }
+    FirstSent::Other {
+        note: "placeholder".into(),
+    }
 }
 
 pub fn parse_first_received(_bytes: &[u8], _cut: bool) -> FirstReceived {
-    FirstReceived::Other { note: "placeholder".into() }
+    FirstReceived::Other {
+        note: "placeholder".into(),
+    }
 }

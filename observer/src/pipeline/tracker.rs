@@ -12,14 +12,12 @@ use observer_ebpf::{Flow, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
 
 use crate::{
     capture::record::{
-        endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, PayloadPacket, Process,
-        SockError,
+        endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, PayloadPacket, Process, SockError,
     },
     pipeline::dns::decode_message,
     pipeline::dnstcp::TcpStreams,
     pipeline::events::{
-        errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, FlowPayload, Observed,
-        Outcome,
+        errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, FlowPayload, Observed, Outcome,
     },
     pipeline::hello::{parse_first_received, parse_first_sent},
 };

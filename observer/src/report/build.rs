@@ -462,6 +462,7 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         dropped: info.dropped,
         name_cache: names,
         local_resolvers: c.local_resolvers().to_vec(),
+        proxies: c.capture().proxies.clone(),
         data_sources: info.sources.clone(),
         notes: info
             .sources
@@ -483,9 +484,10 @@ mod tests {
         capture::record::Process,
         catalog::Catalog,
         pipeline::correlate::tests::{
-            closed, flood_query, observe_answered, opened, query, response,
+            closed, flood_query, observe_answered, opened, payload, query, response, with_proxy,
         },
         pipeline::events::Observed,
+        pipeline::hello::{FirstReceived, FirstSent},
     };
 
     const S: u64 = 1_000_000_000;
@@ -739,6 +741,84 @@ mod tests {
             "{}",
             r.verdict.summary
         );
+    }
+
+    #[test]
+    fn a_proxy_s_answer_is_the_verdict_on_the_host_asked_for() {
+        let proxy = "198.18.1.5:3128";
+        let mut c = Correlator::new(Catalog::builtin());
+        with_proxy(&mut c, proxy);
+        let cases: [(u64, &str, u16, &str); 4] = [
+            (1, "api.github.com", 200, "Connection established"),
+            (2, "codeload.github.com", 403, "Forbidden"),
+            (
+                3,
+                "pkg.actions.githubusercontent.com",
+                407,
+                "Proxy Authentication Required",
+            ),
+            (
+                4,
+                "results-receiver.actions.githubusercontent.com",
+                503,
+                "Service Unavailable",
+            ),
+        ];
+        for (id, host, code, reason) in cases {
+            let connect = FirstSent::Connect {
+                host: host.into(),
+                port: 443,
+                credentials: false,
+            };
+            let status = FirstReceived::HttpStatus {
+                code,
+                reason: reason.into(),
+            };
+            for mut o in [
+                opened(id, proxy),
+                payload(id, proxy, Some(connect), None),
+                payload(id, proxy, None, Some(status)),
+                closed(id, proxy, true, 2000, 4000),
+            ] {
+                c.observe(id * S, &mut o);
+            }
+        }
+        c.finish();
+        let r = build(&c);
+        let ok = host(&r, "api.github.com");
+        assert_eq!(ok.status, Status::Ok);
+        assert_eq!(ok.via_proxies, vec![proxy.to_owned()]);
+        assert!(
+            ok.addresses.is_empty(),
+            "the proxy's address is not the host's"
+        );
+        for (name, code) in [
+            ("codeload.github.com", "proxy_refused"),
+            ("pkg.actions.githubusercontent.com", "proxy_auth_required"),
+            (
+                "results-receiver.actions.githubusercontent.com",
+                "proxy_upstream_failed",
+            ),
+        ] {
+            let h = host(&r, name);
+            assert_eq!(
+                (h.status, h.reasons[0].code.as_str()),
+                (Status::Blocked, code)
+            );
+            let detail = h.reasons[0].detail.as_deref().unwrap_or_default();
+            assert!(
+                detail.starts_with(&format!("proxy {proxy} answered ")) && detail.contains(name),
+                "{detail}"
+            );
+        }
+        let flow = r.flows.iter().find(|f| f.flow_id == 2).unwrap();
+        assert_eq!(flow.proxy_status, Some(403));
+        assert_eq!(flow.via_proxy.as_deref(), Some(proxy));
+        assert_eq!(
+            flow.proxy_target.as_deref(),
+            Some("codeload.github.com:443")
+        );
+        assert!(r.undeclared.is_empty(), "{:?}", r.undeclared);
     }
 
     /// A response for `name` of type `rtype` with `rcode` and A/AAAA `answers`.

@@ -57,7 +57,9 @@ pub fn failure_detail(flow: &FlowEntry) -> Option<String> {
         _ => "CONNECT",
     };
     Some(match &flow.proxy_status {
-        Some((code, reason)) => format!("proxy {proxy} answered {code} {reason} to {asked} {target}"),
+        Some((code, reason)) => {
+            format!("proxy {proxy} answered {code} {reason} to {asked} {target}")
+        }
         None => format!("proxy {proxy} closed without answering {asked} {target}"),
     })
 }

@@ -119,6 +119,9 @@ pub struct CaptureSection {
     /// on 127.0.0.53): their lookups are counted as their clients', not as their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_resolvers: Vec<Process>,
+    /// HTTP proxies watched, and where each was found (docs/proxy.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<crate::proxy::discover::WatchedProxy>,
     /// Where each need's data came from on the capturing kernel (bytes, adoption, ...); absent
     /// in reports of captures that did not record it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
