@@ -1118,7 +1118,7 @@ impl Correlator {
                     return d;
                 }
                 if let Some(r) = self.names.lookup_name(e.dst.ip(), ts_ns, sni) {
-                    let mut named = self.from_resolution(r, e.dst.port(), d.forged_name.clone());
+                    let mut named = self.resolved_destination(r, e.dst.port(), d.forged_name.clone());
                     named.sni = Some(sni.clone());
                     return named;
                 }
@@ -1183,7 +1183,7 @@ impl Correlator {
         }
     }
 
-    fn from_resolution(
+    fn resolved_destination(
         &self,
         resolution: Resolution,
         port: u16,
@@ -1221,7 +1221,7 @@ impl Correlator {
                 ..Destination::default()
             };
         };
-        self.from_resolution(resolution, dst.port(), forged_name)
+        self.resolved_destination(resolution, dst.port(), forged_name)
     }
 
     /// Names the adopted flows whose address a DNS answer just gave. Their rates before count
