@@ -18,8 +18,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sanitize", &[]),
     ("outfile", &[]),
     ("catalog", &[]),
+    ("proxy", &["sanitize"]),
     ("capture", &["format", "sanitize"]),
-    ("pipeline", &["capture", "catalog", "format"]),
+    ("pipeline", &["capture", "catalog", "format", "proxy"]),
     ("session", &["capture", "pipeline"]),
     ("eventlog", &["capture", "pipeline", "format", "sanitize"]),
     ("options", &["catalog", "pipeline"]),
@@ -40,7 +41,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "check",
         &[
-            "pipeline", "catalog", "report", "format", "exit", "sanitize",
+            "pipeline", "catalog", "report", "format", "exit", "sanitize", "proxy",
         ],
     ),
     (
