@@ -1,6 +1,6 @@
 //! HTTP proxies as the runner configures them: one parser for `observer check` (which speaks
 //! CONNECT through the proxy) and for the passive capture (which must know which proxies to
-//! watch).
+//! watch, [`discover`]).
 //!
 //! Why one parser: a proxy URL or a `no_proxy` list read two ways would make the check and the
 //! capture disagree about the same runner. The rules follow the runner's own
@@ -23,9 +23,15 @@
 //! is bounded ([`MAX_URL`]), validated (a host is a host name or an IP address), and never
 //! panics.
 
+pub mod discover;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
+
+pub use self::discover::{
+    discover, parse_explicit, DiscoverOptions, Discovery, ProxyEndpoint, WatchedProxy,
+};
 
 /// The longest proxy URL parsed; longer values are refused (a real one is well under 200 bytes).
 pub const MAX_URL: usize = 2048;
@@ -610,6 +616,7 @@ mod tests {
                 let _ = parse_no_proxy(cut);
                 let _ = percent_decode(cut);
                 let _ = redact(cut);
+                let _ = parse_explicit(cut);
             }
         }
     }
