@@ -10,6 +10,7 @@
 //! - [`report`]: the audit report built from the correlator; [`export`] renders it (JSON,
 //!   Markdown, HTML, CSV) and merges fleets; [`suggest`] turns it into firewall rules;
 //! - [`check`]: the active preflight; [`tui`]: the live terminal UI;
+//! - [`proxy`]: the HTTP proxies the runner uses, parsed once and found on the host (bottom layer);
 //! - [`format`], [`outfile`], [`options`], [`exit`]: shared helpers and settings.
 //!
 //! The command line lives in the binary (`cli`, `cmd`): nothing here knows it.

@@ -47,11 +47,11 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use crate::report::Status;
 
 pub use self::{
-    proxy::{proxy_from_env, ProxyConfig},
     render::render_table,
     summary::{build_report, exit_code, CheckReport},
     targets::{default_targets, target, Target},
 };
+pub use crate::proxy::{proxy_from_env, ProxyConfig};
 use resolve::RESOLV_CONF;
 
 /// Version of the `--json` output; changes only when a field changes meaning.

@@ -1,118 +1,21 @@
-//! The HTTP proxy the runner would use, read from the environment as the runner reads it, and
-//! the CONNECT request through it.
+//! The CONNECT request through the HTTP proxy the runner would use.
 //!
-//! The runner takes `https_proxy` (or `HTTPS_PROXY` when the lower-case one is unset or empty)
-//! for its HTTPS traffic, and `no_proxy` (or `NO_PROXY`) as a comma-separated list of names that
-//! go direct:
-//!
-//! - `example.com` exempts `example.com` and every name under it;
-//! - `.example.com` exempts only the names under it;
-//! - `*` exempts every name (the runner itself ignores `*`, but the tools jobs run honour it);
-//! - `host:port` applies only to that port;
-//! - IP addresses are ignored, as the runner ignores them; loopback names always go direct.
-//!
-//! Only `http://` proxies are used (with CONNECT); a URL without a scheme is taken as
-//! `http://`. Credentials in the URL (`http://user:pass@proxy:3128`, percent-encoded) are sent
-//! as `Proxy-Authorization: Basic`. A proxy without a port is on port 80.
+//! The proxy and its `no_proxy` list are read by [`crate::proxy`] (the one parser, shared with
+//! the passive capture). Here: the proxy's addresses, the `CONNECT name:port` request (with
+//! `Proxy-Authorization: Basic` when the URL carries credentials), and the proxy's answer read
+//! up to the end of its head, so the tunnel's first bytes are left for the TLS handshake.
 
 use std::{net::SocketAddr, time::Duration};
 
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use super::{code, seconds};
+use crate::proxy::ProxyConfig;
 
 /// The largest CONNECT answer head read before giving up.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// An HTTP proxy and the names that bypass it.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-pub struct ProxyConfig {
-    /// The variable it came from (`https_proxy` or `HTTPS_PROXY`).
-    pub source: String,
-    /// Host name or address (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
-    #[serde(skip)]
-    pub username: Option<String>,
-    #[serde(skip)]
-    pub password: Option<String>,
-    /// Why this proxy cannot be used (an unsupported scheme, no host): every name it would
-    /// carry fails with `proxy_error` and this text.
-    pub unsupported: Option<String>,
-    /// From `no_proxy`, in order.
-    pub no_proxy: Vec<NoProxyRule>,
-}
-
-impl std::fmt::Debug for ProxyConfig {
-    // Without the password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProxyConfig")
-            .field("source", &self.source)
-            .field("url", &self.url())
-            .field("username", &self.username)
-            .field("unsupported", &self.unsupported)
-            .field("no_proxy", &self.no_proxy)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One `no_proxy` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum NoProxyRule {
-    /// `*`: every name.
-    All,
-    /// `example.com`: the name and every name under it.
-    Domain { domain: String, port: Option<u16> },
-    /// `.example.com`: only the names under it.
-    Subdomains { domain: String, port: Option<u16> },
-}
-
-impl NoProxyRule {
-    fn matches(&self, name: &str, port: u16) -> bool {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let port_ok = |rule_port: &Option<u16>| rule_port.is_none_or(|p| p == port);
-        match self {
-            Self::All => true,
-            Self::Domain { domain, port } => {
-                port_ok(port)
-                    && (name == *domain
-                        || name
-                            .strip_suffix(domain.as_str())
-                            .is_some_and(|head| head.ends_with('.')))
-            }
-            Self::Subdomains { domain, port } => {
-                port_ok(port)
-                    && name
-                        .strip_suffix(domain.as_str())
-                        .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
-            }
-        }
-    }
-}
-
 impl ProxyConfig {
-    /// Whether `name` on `port` goes direct: a `no_proxy` rule matches, or it is a loopback name.
-    pub fn bypasses(&self, name: &str, port: u16) -> bool {
-        let lower = name.trim_end_matches('.').to_ascii_lowercase();
-        let loopback = lower == "localhost"
-            || lower.ends_with(".localhost")
-            || lower
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        loopback || self.no_proxy.iter().any(|rule| rule.matches(&lower, port))
-    }
-
-    /// The proxy as a URL, without credentials: `http://proxy.example:3128`.
-    pub fn url(&self) -> String {
-        if self.host.contains(':') {
-            format!("http://[{}]:{}", self.host, self.port)
-        } else {
-            format!("http://{}:{}", self.host, self.port)
-        }
-    }
-
     /// The value of the `Proxy-Authorization` header, when the URL carries credentials.
     fn authorization(&self) -> Option<String> {
         if self.username.is_none() && self.password.is_none() {
@@ -149,173 +52,6 @@ impl ProxyConfig {
             Err(e) => Err(format!("cannot resolve the proxy {}: {e}", self.host)),
         }
     }
-}
-
-/// The proxy the runner would use for HTTPS, from environment variables (`vars` returns a
-/// variable's value). `None` when no proxy is set.
-pub fn proxy_from_env(vars: impl Fn(&str) -> Option<String>) -> Option<ProxyConfig> {
-    let first_set = |names: [&'static str; 2]| {
-        names.into_iter().find_map(|name| {
-            vars(name)
-                .map(|value| value.trim().to_owned())
-                .filter(|value| !value.is_empty())
-                .map(|value| (name, value))
-        })
-    };
-    let (source, url) = first_set(["https_proxy", "HTTPS_PROXY"])?;
-    let no_proxy = first_set(["no_proxy", "NO_PROXY"])
-        .map(|(_, list)| parse_no_proxy(&list))
-        .unwrap_or_default();
-    let mut config = parse_proxy_url(&url);
-    config.source = source.to_owned();
-    config.no_proxy = no_proxy;
-    Some(config)
-}
-
-/// Parses `[scheme://][user[:password]@]host[:port][/...]`.
-fn parse_proxy_url(url: &str) -> ProxyConfig {
-    let mut config = ProxyConfig {
-        source: String::new(),
-        host: String::new(),
-        port: 80,
-        username: None,
-        password: None,
-        unsupported: None,
-        no_proxy: Vec::new(),
-    };
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, _)) => {
-            config.unsupported = Some(format!(
-                "proxy scheme {scheme:?} is not supported (only http:// proxies, with CONNECT)"
-            ));
-            return config;
-        }
-        None => url,
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = match authority.rsplit_once('@') {
-        Some((userinfo, host_port)) => {
-            let (user, password) = match userinfo.split_once(':') {
-                Some((user, password)) => (user, Some(password)),
-                None => (userinfo, None),
-            };
-            config.username = Some(percent_decode(user)).filter(|u| !u.is_empty());
-            config.password = password.map(percent_decode).filter(|p| !p.is_empty());
-            host_port
-        }
-        None => authority,
-    };
-    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
-        match bracketed.split_once(']') {
-            Some((host, after)) => (host, after.strip_prefix(':')),
-            None => (bracketed, None),
-        }
-    } else {
-        match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        }
-    };
-    config.host = host.to_ascii_lowercase();
-    if config.host.is_empty() {
-        config.unsupported = Some(format!("no host in the proxy URL {:?}", redact(url)));
-    }
-    match port.filter(|p| !p.is_empty()).map(str::parse::<u16>) {
-        None => {}
-        Some(Ok(port)) if port > 0 => config.port = port,
-        Some(_) => {
-            config.unsupported = Some(format!("bad port in the proxy URL {:?}", redact(url)));
-        }
-    }
-    config
-}
-
-/// The URL with its credentials replaced by `***`, for messages.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_owned(),
-    };
-    if scheme.is_empty() {
-        format!("{authority}{path}")
-    } else {
-        format!("{scheme}://{authority}{path}")
-    }
-}
-
-/// Parses a `no_proxy` list. IP addresses are dropped, as the runner drops them.
-fn parse_no_proxy(list: &str) -> Vec<NoProxyRule> {
-    let mut rules: Vec<NoProxyRule> = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let rule = if entry == "*" {
-            NoProxyRule::All
-        } else {
-            let (host, port) = split_port(entry);
-            let host = host.trim_end_matches('.').to_ascii_lowercase();
-            if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok() || host.contains('/') {
-                // Addresses and CIDR ranges: not names, and the runner ignores them.
-                continue;
-            }
-            match host.strip_prefix('.') {
-                Some(domain) if !domain.is_empty() => NoProxyRule::Subdomains {
-                    domain: domain.to_owned(),
-                    port,
-                },
-                Some(_) => continue,
-                None => NoProxyRule::Domain { domain: host, port },
-            }
-        };
-        if !rules.contains(&rule) {
-            rules.push(rule);
-        }
-    }
-    rules
-}
-
-/// `host:port` into its parts; the port only when it is a number. `[v6]:port` too.
-fn split_port(entry: &str) -> (&str, Option<u16>) {
-    if let Some(bracketed) = entry.strip_prefix('[') {
-        return match bracketed.split_once(']') {
-            Some((host, after)) => (host, after.strip_prefix(':').and_then(|p| p.parse().ok())),
-            None => (entry, None),
-        };
-    }
-    match entry.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse::<u16>() {
-            Ok(port) => (host, Some(port)),
-            Err(_) => (host, None),
-        },
-        _ => (entry, None),
-    }
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as written).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escape = bytes
-            .get(i + 1..i + 3)
-            .filter(|_| bytes[i] == b'%')
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escape {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Standard base64 with padding (for `Proxy-Authorization: Basic`).
@@ -457,182 +193,7 @@ fn parse_status_line(head: &[u8]) -> Result<(u16, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |key| map.get(key).cloned()
-    }
-
-    #[test]
-    fn no_proxy_variable_means_no_proxy() {
-        assert_eq!(proxy_from_env(env(&[])), None);
-        assert_eq!(proxy_from_env(env(&[("https_proxy", "  ")])), None);
-        // http_proxy is for plain HTTP; the runner's traffic is HTTPS.
-        assert_eq!(
-            proxy_from_env(env(&[("http_proxy", "http://p:3128")])),
-            None
-        );
-    }
-
-    #[test]
-    fn lower_case_wins_and_empty_falls_through() {
-        let p = proxy_from_env(env(&[
-            ("https_proxy", "http://lower:1"),
-            ("HTTPS_PROXY", "http://upper:2"),
-        ]))
-        .expect("proxy");
-        assert_eq!(
-            (p.source.as_str(), p.host.as_str(), p.port),
-            ("https_proxy", "lower", 1)
-        );
-        let p = proxy_from_env(env(&[
-            ("https_proxy", ""),
-            ("HTTPS_PROXY", " http://upper:2 "),
-        ]))
-        .expect("proxy");
-        assert_eq!(
-            (p.source.as_str(), p.host.as_str(), p.port),
-            ("HTTPS_PROXY", "upper", 2)
-        );
-    }
-
-    #[test]
-    fn proxy_urls() {
-        // (URL, host, port, user, password)
-        type Case<'a> = (&'a str, &'a str, u16, Option<&'a str>, Option<&'a str>);
-        let cases: &[Case] = &[
-            ("http://proxy.local", "proxy.local", 80, None, None),
-            ("http://192.168.1.1:8080", "192.168.1.1", 8080, None, None),
-            ("HTTP://Proxy.Local:3128/", "proxy.local", 3128, None, None),
-            ("proxy.local:3128", "proxy.local", 3128, None, None),
-            (
-                "http://user:p%40ss@proxy.local:3128",
-                "proxy.local",
-                3128,
-                Some("user"),
-                Some("p@ss"),
-            ),
-            (
-                "http://user@proxy.local",
-                "proxy.local",
-                80,
-                Some("user"),
-                None,
-            ),
-            ("http://[::1]:3128", "::1", 3128, None, None),
-            ("http://[fd00::1]", "fd00::1", 80, None, None),
-        ];
-        for &(url, host, port, user, password) in cases {
-            let p = parse_proxy_url(url);
-            assert_eq!(p.unsupported, None, "{url}");
-            assert_eq!(p.host, host, "{url}");
-            assert_eq!(p.port, port, "{url}");
-            assert_eq!(p.username.as_deref(), user, "{url}");
-            assert_eq!(p.password.as_deref(), password, "{url}");
-        }
-        for (url, problem) in [
-            (
-                "https://proxy.local:443",
-                "proxy scheme \"https\" is not supported",
-            ),
-            (
-                "socks5://proxy.local:1080",
-                "proxy scheme \"socks5\" is not supported",
-            ),
-            ("http://", "no host in the proxy URL \"http://\""),
-            (
-                "http://user:secret@:3128",
-                "no host in the proxy URL \"http://***@:3128\"",
-            ),
-            ("http://proxy:http", "bad port in the proxy URL"),
-            ("http://proxy:0", "bad port in the proxy URL"),
-        ] {
-            let p = parse_proxy_url(url);
-            let got = p.unsupported.unwrap_or_default();
-            assert!(got.starts_with(problem), "{url}: {got}");
-            assert!(!got.contains("secret"), "{url}: {got}");
-        }
-    }
-
-    #[test]
-    fn url_and_debug_hide_credentials() {
-        let p = proxy_from_env(env(&[("https_proxy", "http://u:secret@proxy.local:3128")]))
-            .expect("proxy");
-        assert_eq!(p.url(), "http://proxy.local:3128");
-        assert!(!format!("{p:?}").contains("secret"));
-        assert!(!serde_json::to_string(&p).expect("json").contains("secret"));
-        assert_eq!(
-            parse_proxy_url("http://[::1]:3128").url(),
-            "http://[::1]:3128"
-        );
-    }
-
-    #[test]
-    fn no_proxy_rules() {
-        let p = proxy_from_env(env(&[
-            ("https_proxy", "http://proxy:3128"),
-            (
-                "NO_PROXY",
-                "github.com, .blob.core.windows.net,ghcr.io:8443,10.0.0.1,10.0.0.0/8,[::1]:443,,.,Example.ORG.",
-            ),
-        ]))
-        .expect("proxy");
-        assert_eq!(
-            p.no_proxy,
-            [
-                NoProxyRule::Domain {
-                    domain: "github.com".to_owned(),
-                    port: None
-                },
-                NoProxyRule::Subdomains {
-                    domain: "blob.core.windows.net".to_owned(),
-                    port: None
-                },
-                NoProxyRule::Domain {
-                    domain: "ghcr.io".to_owned(),
-                    port: Some(8443)
-                },
-                NoProxyRule::Domain {
-                    domain: "example.org".to_owned(),
-                    port: None
-                },
-            ]
-        );
-        let cases = [
-            ("github.com", true),
-            ("GitHub.com.", true),
-            ("api.github.com", true),
-            ("notgithub.com", false),
-            ("github.com.evil.example", false),
-            ("x.blob.core.windows.net", true),
-            ("blob.core.windows.net", false),
-            ("ghcr.io", false), // only on port 8443
-            ("www.example.org", true),
-            ("localhost", true),
-            ("127.0.0.1", true),
-            ("objects.githubusercontent.com", false),
-        ];
-        for (name, bypass) in cases {
-            assert_eq!(p.bypasses(name, 443), bypass, "{name}");
-        }
-        assert!(p.bypasses("ghcr.io", 8443));
-    }
-
-    #[test]
-    fn star_exempts_everything() {
-        let p = proxy_from_env(env(&[
-            ("https_proxy", "http://proxy:3128"),
-            ("no_proxy", "example.com,*"),
-            ("NO_PROXY", "ignored.example"),
-        ]))
-        .expect("proxy");
-        assert_eq!(p.no_proxy.last(), Some(&NoProxyRule::All));
-        assert!(p.bypasses("github.com", 443));
-    }
+    use crate::proxy::parse_proxy_url;
 
     #[test]
     fn base64_and_authorization() {
@@ -655,13 +216,6 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding_keeps_bad_escapes() {
-        assert_eq!(percent_decode("a%20b%2"), "a b%2");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-        assert_eq!(percent_decode("%"), "%");
-    }
-
-    #[test]
     fn status_lines() {
         assert_eq!(
             parse_status_line(b"HTTP/1.1 200 Connection established\r\n\r\n"),
@@ -677,22 +231,11 @@ mod tests {
     }
 
     #[test]
-    fn parsers_never_panic() {
-        let samples = [
-            "http://user:p%4@[::1:3128/x?y#z",
-            "HTTP/1.1 200 OK\r\n\r\n",
-            "%%%41%4",
-            "[]:,.*:,[::1]:x,a:99999,\u{e9}.example:443",
-            "\u{0}\u{7f}\u{e9}@:@:[[]]",
-        ];
+    fn status_line_parser_never_panics() {
+        let samples = ["HTTP/1.1 200 OK\r\n\r\n", "\u{0}\u{7f}\u{e9}@:@:[[]]"];
         for sample in samples {
-            for end in (0..=sample.len()).filter(|&i| sample.is_char_boundary(i)) {
-                let cut = &sample[..end];
-                let _ = parse_proxy_url(cut);
-                let _ = parse_no_proxy(cut);
-                let _ = percent_decode(cut);
-                let _ = parse_status_line(cut.as_bytes());
-                let _ = redact(cut);
+            for end in 0..=sample.len() {
+                let _ = parse_status_line(&sample.as_bytes()[..end]);
             }
         }
         for byte in 0..=255u8 {
