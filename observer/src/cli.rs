@@ -5,7 +5,11 @@ use std::{path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 use observer::{
-    capture::CaptureConfig, catalog::Catalog, export::Format, suggest::Format as RuleFormat,
+    capture::CaptureConfig,
+    catalog::Catalog,
+    export::Format,
+    proxy::discover::{discover, parse_explicit, DiscoverOptions, WatchedProxy},
+    suggest::Format as RuleFormat,
 };
 
 /// See which GitHub hosts a self-hosted Actions runner reaches, which are blocked and how,
@@ -56,20 +60,60 @@ pub struct CaptureArgs {
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub duration: Option<Duration>,
+
+    /// An HTTP proxy the runner goes through, ADDR:PORT, NAME:PORT or a URL (repeatable): its
+    /// port is watched and flows to it are named by their CONNECT target. Proxies are also
+    /// found in running runners' environment, their .env and .proxy files, and this process's
+    /// https_proxy/http_proxy (docs/proxy.md).
+    #[arg(long = "proxy", value_name = "ADDR:PORT", value_parser = parse_proxy)]
+    pub proxies: Vec<String>,
+
+    /// A runner's directory (the one with `run.sh`), whose .env and .proxy files name its
+    /// proxy (repeatable); running runners' directories are found by themselves.
+    #[arg(long = "runner-dir", value_name = "DIR")]
+    pub runner_dirs: Vec<PathBuf>,
+
+    /// Watch only the proxies given with --proxy: do not look for them in runner processes,
+    /// runner directories and the environment.
+    #[arg(long)]
+    pub no_proxy_discovery: bool,
 }
 
 impl CaptureArgs {
+    /// The capture's settings, with the proxies found on this host (what could not be used is
+    /// said on stderr).
     pub fn config(&self, catalog: &Catalog) -> CaptureConfig {
+        let found = discover(&DiscoverOptions::on_this_host(
+            self.proxies.clone(),
+            self.runner_dirs.clone(),
+            !self.no_proxy_discovery,
+        ));
+        for problem in &found.problems {
+            eprintln!(
+                "observer: warning: proxy not watched: {}",
+                observer::sanitize::line(problem)
+            );
+        }
+        self.config_with(catalog, found.proxies)
+    }
+
+    pub fn config_with(&self, catalog: &Catalog, proxies: Vec<WatchedProxy>) -> CaptureConfig {
         CaptureConfig {
             ports: self.ports.clone().unwrap_or_else(|| catalog.ports()),
             all_ports: self.all_ports,
-            proxies: Vec::new(),
+            proxies,
         }
     }
 
     pub fn duration(&self) -> Option<Duration> {
         self.duration
     }
+}
+
+fn parse_proxy(text: &str) -> Result<String, String> {
+    parse_explicit(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -372,7 +416,10 @@ mod tests {
     #[test]
     fn ports_default_to_the_catalog_and_are_checked() {
         let catalog = Catalog::builtin();
-        assert_eq!(watch(&[]).capture.config(&catalog).ports, [443]);
+        assert_eq!(
+            watch(&[]).capture.config_with(&catalog, Vec::new()).ports,
+            [443]
+        );
         assert_eq!(
             watch(&["--ports", "443,8443"])
                 .capture

@@ -98,10 +98,14 @@ pub mod code {
     /// Another handshake failure: an alert from the server, a protocol error, a reset after the
     /// server had answered.
     pub const TLS_ERROR: &str = Reason::TlsError.as_str();
-    /// The proxy refused the CONNECT (HTTP 403 or 407).
+    /// The proxy refused the CONNECT (HTTP 403 or another 4xx).
     pub const PROXY_REFUSED: &str = Reason::ProxyRefused.as_str();
-    /// Any other CONNECT failure: another HTTP status (502, 503, 504...), no answer, a proxy
-    /// that cannot be resolved or whose scheme is not supported.
+    /// The proxy wants credentials (HTTP 407).
+    pub const PROXY_AUTH_REQUIRED: &str = Reason::ProxyAuthRequired.as_str();
+    /// The proxy could not reach the host (HTTP 502, 503 or 504).
+    pub const PROXY_UPSTREAM_FAILED: &str = Reason::ProxyUpstreamFailed.as_str();
+    /// Any other CONNECT failure: another HTTP status, no answer, a proxy that cannot be
+    /// resolved or whose scheme is not supported.
     pub const PROXY_ERROR: &str = Reason::ProxyError.as_str();
 }
 

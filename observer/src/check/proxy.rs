@@ -129,15 +129,23 @@ pub(super) async fn open_tunnel<S: AsyncRead + AsyncWrite + Unpin>(
         code: code::PROXY_ERROR,
         detail: problem,
     })?;
-    match status {
-        200..=299 => Ok(()),
-        403 | 407 => Err(Failure {
-            code: code::PROXY_REFUSED,
-            detail: format!("the proxy refused CONNECT {name}:{port}: {line}"),
-        }),
-        _ => Err(Failure {
-            code: code::PROXY_ERROR,
-            detail: format!("the proxy answered CONNECT {name}:{port} with {line}"),
+    // The same reading of the status as the passive capture's (report::vocab).
+    match crate::report::vocab::Reason::of_proxy_status(status) {
+        None => Ok(()),
+        Some(reason) => Err(Failure {
+            code: reason.as_str(),
+            detail: match reason {
+                crate::report::vocab::Reason::ProxyRefused => {
+                    format!("the proxy refused CONNECT {name}:{port}: {line}")
+                }
+                crate::report::vocab::Reason::ProxyAuthRequired => {
+                    format!("the proxy wants credentials for CONNECT {name}:{port}: {line}")
+                }
+                crate::report::vocab::Reason::ProxyUpstreamFailed => {
+                    format!("the proxy could not reach {name}:{port}: {line}")
+                }
+                _ => format!("the proxy answered CONNECT {name}:{port} with {line}"),
+            },
         }),
     }
 }
@@ -252,9 +260,13 @@ mod tests {
             (b"HTTP/1.1 403 Forbidden\r\n\r\n", Some(code::PROXY_REFUSED)),
             (
                 b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
-                Some(code::PROXY_REFUSED),
+                Some(code::PROXY_AUTH_REQUIRED),
             ),
-            (b"HTTP/1.1 502 Bad Gateway\r\n\r\n", Some(code::PROXY_ERROR)),
+            (
+                b"HTTP/1.1 502 Bad Gateway\r\n\r\n",
+                Some(code::PROXY_UPSTREAM_FAILED),
+            ),
+            (b"HTTP/1.1 302 Found\r\n\r\n", Some(code::PROXY_ERROR)),
             (b"HTTP/1.1 200 OK\r\n", Some(code::PROXY_ERROR)),
             (b"", Some(code::PROXY_ERROR)),
         ];

@@ -906,7 +906,7 @@ async fn checks_through_a_proxy() {
         )
     );
     let failed = run(&targets[..1], with_proxy(failing.addr, "")).await;
-    assert_eq!(failed[0].reasons, [code::PROXY_ERROR]);
+    assert_eq!(failed[0].reasons, [code::PROXY_UPSTREAM_FAILED]);
 
     // A proxy that cannot be used at all.
     let mut ctx = context(Some(dns.addr), Duration::from_secs(1));

@@ -1118,7 +1118,8 @@ impl Correlator {
                     return d;
                 }
                 if let Some(r) = self.names.lookup_name(e.dst.ip(), ts_ns, sni) {
-                    let mut named = self.resolved_destination(r, e.dst.port(), d.forged_name.clone());
+                    let mut named =
+                        self.resolved_destination(r, e.dst.port(), d.forged_name.clone());
                     named.sni = Some(sni.clone());
                     return named;
                 }
