@@ -14,12 +14,13 @@
 //!
 //! What is trusted: nothing. The bytes come from any process on the runner, or from any server
 //! it reached, and are copied mid-stream:
-//! - **cut anywhere**: a ClientHello with a post-quantum key share (X25519MLKEM768, ~1.2 kB) is
-//!   longer than the copy, and a handshake may be split over several TLS records. The record
-//!   and handshake headers are read first (tls-parser), the fragments joined, the fixed part of
-//!   the ClientHello parsed by tls-parser, and the extensions walked here one by one with their
-//!   lengths checked, so an SNI before the cut is found; `incomplete` says only that the SNI was
-//!   not in the copied part. The HTTP head is parsed by httparse; when it is cut, the lines that
+//! - **cut anywhere**: a ClientHello with a post-quantum key share (X25519MLKEM768: 1,216
+//!   bytes of it, ~2 kB in all) is longer than the copy, and a handshake may be split over
+//!   several TLS records. The record and handshake headers are read first (tls-parser), the
+//!   fragments joined, the fixed part of the ClientHello parsed by tls-parser, and the
+//!   extensions walked here one by one with their lengths checked (tls-parser's own walk stops
+//!   silently at the first extension it cannot read whole), so an SNI before the cut is found;
+//!   `incomplete` says only that the SNI was not in the copied part. The HTTP head is parsed by httparse; when it is cut, the lines that
 //!   ended before the cut are parsed again on their own, and a line the cut went through is never
 //!   read as a value (`Host: exa` cut from `Host: example.com` names nothing).
 //! - **names**: every name (SNI, CONNECT target, absolute URI, Host header) must be a DNS host
@@ -29,8 +30,8 @@
 //!   addresses to some resolvers and names to none), or an IP literal (IPv4 dotted quad; IPv6 in
 //!   brackets, kept without them). Underscores are tolerated, as in the catalog: real names
 //!   carry them (service labels, some CDN and bucket host names), OpenSSL and curl send them,
-//!   and the names DNS answers bring in already do; an underscore means nothing in any output
-//!   the observer writes. An SNI must not be an address (RFC 6066). Anything else gives
+//!   and the names DNS answers bring in already do; the one output where `_` means something
+//!   (Markdown) escapes it. An SNI must not be an address (RFC 6066). Anything else gives
 //!   [`FirstSent::Other`] with a fixed note ([`note`]): no byte from the wire is ever kept
 //!   except a validated name, a validated method token, and a status line's reason reduced to at
 //!   most 64 printable ASCII characters.
