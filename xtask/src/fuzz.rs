@@ -12,7 +12,15 @@ use anyhow::{bail, Context as _, Result};
 use crate::{check, workspace_root};
 
 /// The fuzz targets (tests/fuzz/fuzz_targets/*.rs).
-pub const TARGETS: [&str; 6] = ["record", "dns", "event_line", "report", "catalog", "rules"];
+pub const TARGETS: [&str; 7] = [
+    "record",
+    "dns",
+    "event_line",
+    "report",
+    "catalog",
+    "rules",
+    "first_bytes",
+];
 
 /// `cargo fuzz` on the nightly toolchain.
 fn cargo_fuzz() -> Command {

@@ -241,6 +241,7 @@ fn payload_text(p: &crate::pipeline::events::FlowPayload) -> String {
                 host,
                 port,
                 credentials,
+                ..
             }),
             _,
         ) => format!(

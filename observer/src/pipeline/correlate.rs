@@ -1624,6 +1624,7 @@ pub(crate) mod tests {
             host: "api.github.com".into(),
             port: 443,
             credentials: false,
+            incomplete: false,
         });
         c.observe(S, &mut payload(1, "198.18.1.5:3128", connect, None));
         let status = Some(FirstReceived::HttpStatus {

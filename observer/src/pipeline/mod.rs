@@ -10,6 +10,8 @@
 //!    undeclared destination, unresolved address), failures and timeouts kept per name;
 //! 5. [`throughput`]: per flow, host and group rates from the byte counters.
 //!
+//! [`hello`]: a flow's first bytes each way (TLS SNI, HTTP CONNECT and proxy requests, status).
+//!
 //! Time is data here (kernel and wall-clock nanoseconds carried by the events), so a live
 //! capture and the replay of its event log reach the same state. Nothing in this folder does
 //! I/O or needs privileges.

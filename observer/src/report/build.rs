@@ -769,6 +769,7 @@ mod tests {
                 host: host.into(),
                 port: 443,
                 credentials: false,
+                incomplete: false,
             };
             let status = FirstReceived::HttpStatus {
                 code,
