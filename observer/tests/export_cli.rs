@@ -1,5 +1,6 @@
 //! Black-box tests of the report formats (`--format markdown|html|csv`) and of
-//! `observer report merge`, on the event log recorded in the network lab (no root needed).
+//! `observer report merge`, on the event log recorded in the network lab and on a proxied
+//! capture (tests/fixtures/proxied.jsonl), no root needed.
 
 use std::{
     path::{Path, PathBuf},
@@ -12,6 +13,10 @@ const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/runner-workload.jsonl"
 );
+/// A capture behind an HTTP proxy (198.18.1.5:3128, from `--proxy`): CONNECTs the proxy
+/// allowed (200), refused (403), wanted credentials for (407) and could not reach (503); a
+/// direct flow named by its SNI alone, one whose SNI disagreed with DNS, one without SNI.
+const PROXIED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proxied.jsonl");
 
 /// A scratch directory, removed when dropped.
 struct Scratch(PathBuf);
@@ -479,4 +484,225 @@ fn a_large_fleet_gets_one_column_of_failing_runners() {
     let html = render("html");
     assert!(html.contains("<th scope=\"col\">Not ok on</th>"));
     assert!(!html.contains("On ok-1"));
+}
+
+/// The columns of the CSV before the naming evidence was added: they keep their places.
+const CSV_COLUMNS_BEFORE_NAMING: [&str; 23] = [
+    "flow_id",
+    "opened_at",
+    "closed_at",
+    "pid",
+    "comm",
+    "cgroup_id",
+    "src",
+    "dst",
+    "name",
+    "cname_chain",
+    "class",
+    "groups",
+    "outcome",
+    "closed_by",
+    "error",
+    "established",
+    "rst_received",
+    "syn_retransmits",
+    "retransmits",
+    "bytes_sent",
+    "bytes_received",
+    "adopted",
+    "capture_complete",
+];
+
+#[test]
+fn a_proxied_capture_in_every_format() {
+    let md = observer(&["report", PROXIED, "--format", "markdown"]);
+    // The proxy watched and where it came from; hosts say through which proxy, reasons what it
+    // answered; flows how they were named.
+    assert!(
+        md.contains(
+            "- **HTTP proxies watched:** 198.18.1.5:3128 from --proxy (no\\_proxy \
+             localhost,127.0.0.1,.corp.example)"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| codeload.github.com (via proxy 198.18.1.5:3128) | ⛔ blocked | proxy\\_refused ×1 \
+             (last 2026-11-27 08:00:02.012 by Runner.Worker\\[1020\\]): proxy 198.18.1.5:3128 \
+             answered 403 Forbidden to CONNECT codeload.github.com:443 |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("broker.actions.githubusercontent.com (as \\*.actions.githubusercontent.com; named by SNI)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("(named by CONNECT pkg.actions.githubusercontent.com:443 to proxy 198.18.1.5:3128) | closed, proxy answered 407 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| front.example.net | objects.githubusercontent.com |"),
+        "the SNI that disagreed with DNS: {md}"
+    );
+    insta::assert_snapshot!("proxied_markdown", md);
+
+    let html = observer(&["report", PROXIED, "--format", "html"]);
+    assert!(!html.contains("<script"), "a script in the page");
+    assert!(
+        html.contains("<dt>HTTP proxies watched</dt><dd>198.18.1.5:3128 from --proxy"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "codeload.github.com <span class=\"muted\">(via proxy 198.18.1.5:3128)</span>"
+        ),
+        "{html}"
+    );
+    insta::assert_snapshot!("proxied_html", html);
+
+    // CSV: the columns consumers read keep their places; the evidence comes after them.
+    let csv = parse_csv(&observer(&["report", PROXIED, "--format", "csv"]));
+    assert_eq!(csv[0][..23], CSV_COLUMNS_BEFORE_NAMING);
+    assert_eq!(
+        csv[0][23..],
+        [
+            "named_by",
+            "via_proxy",
+            "proxy_target",
+            "proxy_status",
+            "sni",
+            "dns_name",
+            "tls_note"
+        ]
+    );
+    assert!(csv.iter().all(|r| r.len() == csv[0].len()));
+    let refused = csv.iter().find(|r| r[0] == "2").expect("flow 2");
+    assert_eq!(
+        refused[23..27],
+        [
+            "connect",
+            "198.18.1.5:3128",
+            "codeload.github.com:443",
+            "403"
+        ]
+    );
+    let fronted = csv.iter().find(|r| r[0] == "7").expect("flow 7");
+    assert_eq!(
+        fronted[27..],
+        ["front.example.net", "objects.githubusercontent.com", ""]
+    );
+    let no_sni = csv.iter().find(|r| r[0] == "8").expect("flow 8");
+    assert_eq!(no_sni[29], "no_sni");
+}
+
+#[test]
+fn a_merge_unites_proxies_and_how_hosts_were_reached() {
+    let dir = Scratch::new("merge-proxied");
+    let proxied = dir.path("proxied.json");
+    let direct = dir.path("direct.json");
+    observer(&["report", PROXIED, "--out", proxied.to_str().expect("utf-8")]);
+    observer(&["report", FIXTURE, "--out", direct.to_str().expect("utf-8")]);
+    let (code, stdout, stderr) = observer_in(
+        Some(&dir.0),
+        &[
+            "report",
+            "merge",
+            "direct.json",
+            "proxied.json",
+            "proxied.json",
+            "--label",
+            "a",
+            "--label",
+            "b",
+            "--label",
+            "c",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let merged: Value = serde_json::from_str(&stdout).expect("JSON");
+    // The same proxy found the same way on two runners: once.
+    let proxies = merged["capture"]["proxies"].as_array().expect("proxies");
+    assert_eq!(proxies.len(), 1, "{proxies:?}");
+    assert_eq!(proxies[0]["addr"], "198.18.1.5:3128");
+    // api.github.com: direct on one runner, through the proxy on the others.
+    let api = merged["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "api.github.com")
+        .expect("api.github.com");
+    assert_eq!(api["via_proxies"], serde_json::json!(["198.18.1.5:3128"]));
+    assert_eq!(api["named_by"], serde_json::json!(["connect"]));
+    assert_eq!(api["addresses"], serde_json::json!(["198.18.1.10"]));
+    let npm = merged["undeclared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "registry.npmjs.org")
+        .expect("registry.npmjs.org");
+    assert_eq!(npm["via_proxies"], serde_json::json!(["198.18.1.5:3128"]));
+    assert_eq!(npm["named_by"], serde_json::json!(["connect"]));
+}
+
+#[test]
+fn hostile_proxy_evidence_is_escaped_and_credentials_redacted() {
+    let dir = Scratch::new("hostile-proxy");
+    let clean = dir.path("proxied.json");
+    observer(&["report", PROXIED, "--out", clean.to_str().expect("utf-8")]);
+    let mut report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&clean).unwrap()).unwrap();
+    let hostile = "<script>alert(1)</script>|*x*";
+    report["capture"]["proxies"][0]["url"] = Value::from("http://runner:hunter2@198.18.1.5:3128");
+    report["capture"]["proxies"][0]["source"] = Value::from(hostile);
+    let codeload = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|h| h["name"] == "codeload.github.com")
+        .unwrap();
+    report["hosts"][codeload]["reasons"][0]["detail"] = Value::from(hostile);
+    report["hosts"][codeload]["via_proxies"][0] = Value::from(hostile);
+    let fronted = report["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|f| f["flow_id"] == 7)
+        .unwrap();
+    report["flows"][fronted]["sni"] = Value::from(hostile);
+    report["flows"][fronted]["dns_name"] = Value::from("=cmd|' /C calc'!A0");
+    std::fs::write(dir.path("hostile.json"), report.to_string()).unwrap();
+    let render = |format: &str| {
+        let (code, stdout, stderr) = observer_in(
+            Some(&dir.0),
+            &["report", "merge", "hostile.json", "--format", format],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    for format in ["json", "markdown", "html", "csv"] {
+        assert!(
+            !render(format).contains("hunter2"),
+            "{format}: the proxy's password"
+        );
+    }
+    let html = render("html");
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;|*x*"),
+        "{html}"
+    );
+    let md = render("markdown");
+    assert!(!md.contains("<script>"), "{md}");
+    for line in md.lines().filter(|l| l.contains("alert(1)")) {
+        assert!(
+            line.contains("\\<script\\>alert(1)\\</script\\>\\|\\*x\\*"),
+            "{line}"
+        );
+    }
+    let csv = parse_csv(&render("csv"));
+    let column = |name: &str| csv[0].iter().position(|h| h == name).unwrap();
+    let (flow_id, dns_name) = (column("flow_id"), column("dns_name"));
+    let row = csv.iter().find(|r| r[flow_id] == "7").unwrap();
+    assert_eq!(row[dns_name], "'=cmd|' /C calc'!A0", "a formula is defused");
 }

@@ -1,6 +1,7 @@
 //! The rule files `observer suggest` writes re-parse with the tools that will read them: nftables
 //! (`nft -c -f`), squid (`squid -k parse`), the iptables/ipset script (`sh -n`) and the Cilium
-//! policy (a YAML parser). Fed the fixture report, the hostile report of issue 13
+//! policy (a YAML parser). Fed the fixture report, the report of a capture behind a proxy
+//! (tests/fixtures/proxied.jsonl), the hostile report of issue 13
 //! (common/hostile.rs: patterns and group ids that try to add lines and commands), and the fuzz
 //! corpus of the `rules` target (tests/fuzz/corpus/rules: a flags byte, then a report). Without
 //! a tool, its check is skipped with a note, except under CI=true.
@@ -15,6 +16,8 @@ const REPORT: &str = concat!(
     "/tests/fixtures/suggest-report.json"
 );
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fuzz/corpus/rules");
+/// A capture behind an HTTP proxy, whose report names the proxy and what it refused.
+const PROXIED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proxied.jsonl");
 
 /// The reports to render: (name, flags, report text).
 fn reports() -> Vec<(String, u8, String)> {
@@ -26,6 +29,15 @@ fn reports() -> Vec<(String, u8, String)> {
     // The hostile report, without and with the flags that add rules (3: both).
     for flags in [0, 3] {
         reports.push(("hostile report".to_owned(), flags, hostile::report()));
+    }
+    let proxied = Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args(["report", PROXIED])
+        .output()
+        .expect("run observer report");
+    assert!(proxied.status.success(), "the report of {PROXIED}");
+    let proxied = String::from_utf8(proxied.stdout).expect("a UTF-8 report");
+    for flags in [0, 3] {
+        reports.push(("proxied capture".to_owned(), flags, proxied.clone()));
     }
     for entry in fs::read_dir(CORPUS).expect("the rules corpus") {
         let path = entry.expect("entry").path();

@@ -1,7 +1,8 @@
 //! Black-box tests of `observer suggest` (no root needed): every format on the event log recorded
 //! in the network lab (tests/fixtures/runner-workload.jsonl) and on a hand-made report with
 //! rotating names, CNAME chains, blocked hosts and undeclared names
-//! (tests/fixtures/suggest-report.json); `--diff-meta` against a saved `/meta` response; and the
+//! (tests/fixtures/suggest-report.json); squid for a capture behind a proxy
+//! (tests/fixtures/proxied.jsonl); `--diff-meta` against a saved `/meta` response; and the
 //! errors an admin sees.
 
 mod common;
@@ -25,6 +26,10 @@ const META: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/suggest-meta.json"
 );
+/// A capture behind the HTTP proxy 198.18.1.5:3128 (tests/fixtures/proxied.jsonl): it refused
+/// codeload.github.com (403), wanted credentials for pkg.actions.githubusercontent.com (407)
+/// and could not reach results-receiver.actions.githubusercontent.com (503).
+const PROXIED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proxied.jsonl");
 
 fn suggest(args: &[&str]) -> String {
     let mut argv = vec!["suggest"];
@@ -172,6 +177,70 @@ fn unresolved_addresses_only_in_address_rules() {
         squid.contains("Left out: this syntax filters by name"),
         "{squid}"
     );
+}
+
+#[test]
+fn squid_for_the_proxy_the_runner_went_through() {
+    let squid = suggest(&["--events", PROXIED, "--format", "squid"]);
+    // The header names the proxy, where it was found, and what it refused.
+    let header: Vec<&str> = squid.lines().take_while(|l| l.starts_with('#')).collect();
+    let said = |text: &str| header.iter().any(|l| l.contains(text));
+    assert!(
+        said("# For the HTTP proxy the runner went through: 198.18.1.5:3128 (from --proxy)."),
+        "{squid}"
+    );
+    assert!(
+        said("The proxy refused (proxy_refused) what the runner needs; allowed below: codeload.github.com."),
+        "{squid}"
+    );
+    assert!(
+        said("The proxy wanted credentials (proxy_auth_required) for: pkg.actions.githubusercontent.com."),
+        "{squid}"
+    );
+    assert!(
+        said("The proxy could not reach (proxy_upstream_failed): results-receiver.actions.githubusercontent.com."),
+        "{squid}"
+    );
+    // What it refused is allowed, like every blocked documented host the runner used.
+    let active: Vec<&str> = squid
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    for line in [
+        "acl runner_github dstdomain api.github.com",
+        "acl runner_github dstdomain codeload.github.com",
+        "acl runner_github dstdomain .actions.githubusercontent.com",
+        "http_access allow runner_github runner_ports",
+    ] {
+        assert!(active.contains(&line), "{line}:\n{squid}");
+    }
+    // The port the runner asked the proxy for, not the proxy's own.
+    assert!(active.contains(&"acl runner_ports port 443"), "{squid}");
+    assert!(!active.iter().any(|l| l.contains("3128")), "{squid}");
+    // An undeclared host reached through the proxy stays a suggestion, with its evidence.
+    assert!(squid.contains("#acl runner_undeclared dstdomain registry.npmjs.org"));
+    assert!(
+        squid.contains("registry.npmjs.org: 1 flow to port 443 via proxy 198.18.1.5:3128;"),
+        "{squid}"
+    );
+    insta::assert_snapshot!("proxied_squid", squid);
+
+    // Every format takes the proxied capture; endpoints keep the port asked for.
+    for format in FORMATS {
+        suggest(&["--events", PROXIED, "--format", format]);
+    }
+    let endpoints = suggest(&["--events", PROXIED, "--format", "harden-runner"]);
+    assert!(endpoints.contains("codeload.github.com:443"), "{endpoints}");
+    assert!(
+        !endpoints
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains(":3128")),
+        "{endpoints}"
+    );
+
+    // Without a proxy, squid says nothing of one.
+    let direct = suggest(&["--events", EVENTS, "--format", "squid"]);
+    assert!(!direct.contains("proxy"), "{direct}");
 }
 
 #[test]

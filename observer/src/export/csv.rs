@@ -2,7 +2,8 @@
 //! ends, fields quoted when they hold a comma, a double quote or a line break (quotes doubled).
 //!
 //! Every row carries `capture_complete`, so a filtered or partial extract still says whether the
-//! capture behind it was complete. A merged report has a first column `runner`. Text that a
+//! capture behind it was complete. Columns added later go at the end (after `capture_complete`):
+//! a consumer that reads columns by position keeps reading the same ones. A merged report has a first column `runner`. Text that a
 //! spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab or CR at the start of the field,
 //! or after a character a spreadsheet may split cells on: `;` `,` `|`, tab, line breaks) gets a
 //! `'` before it: names come from DNS answers and are treated as hostile.
@@ -15,7 +16,7 @@ use crate::{
 use super::Document;
 
 /// The columns, in order (after `runner` for merged reports).
-pub const COLUMNS: [&str; 23] = [
+pub const COLUMNS: [&str; 30] = [
     "flow_id",
     "opened_at",
     "closed_at",
@@ -39,6 +40,14 @@ pub const COLUMNS: [&str; 23] = [
     "bytes_received",
     "adopted",
     "capture_complete",
+    // How the flow was named and what its proxy answered (docs/report.md, flows).
+    "named_by",
+    "via_proxy",
+    "proxy_target",
+    "proxy_status",
+    "sni",
+    "dns_name",
+    "tls_note",
 ];
 
 /// The CSV of a report's (or a merge's) flows.
@@ -60,6 +69,7 @@ pub fn render(doc: &Document) -> String {
         }
         fields.extend(flow_fields(f));
         fields.push(complete.clone());
+        fields.extend(naming_fields(f));
         row(&mut out, fields.into_iter());
     }
     out
@@ -100,6 +110,24 @@ fn flow_fields(f: &FlowReport) -> Vec<String> {
         f.bytes_sent.to_string(),
         f.bytes_received.to_string(),
         f.adopted.to_string(),
+    ]
+}
+
+/// The naming evidence of a flow: how it was named, its proxy and what it asked and got, the
+/// TLS server name and the DNS name it disagreed with, and why a TLS hello named nothing.
+fn naming_fields(f: &FlowReport) -> [String; 7] {
+    let opt = |o: Option<&str>| o.map(text).unwrap_or_default();
+    [
+        f.named_by
+            .map(|n| n.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        opt(f.via_proxy.as_deref()),
+        opt(f.proxy_target.as_deref()),
+        f.proxy_status.map(|c| c.to_string()).unwrap_or_default(),
+        opt(f.sni.as_deref()),
+        opt(f.dns_name.as_deref()),
+        opt(f.tls_note.as_deref()),
     ]
 }
 

@@ -179,8 +179,13 @@ fn cell(cell: &Cell) -> String {
                     .as_ref()
                     .map(|p| format!(" by {}", escape(p)))
                     .unwrap_or_default();
+                let detail = reason
+                    .detail
+                    .as_ref()
+                    .map(|d| format!(": {}", escape(d)))
+                    .unwrap_or_default();
                 format!(
-                    "<code>{}</code> ×{} <span class=\"muted\">(last {}{by})</span>",
+                    "<code>{}</code> ×{} <span class=\"muted\">(last {}{by}){detail}</span>",
                     escape(&reason.code),
                     reason.count,
                     escape(&reason.last)
@@ -595,9 +600,17 @@ fn flows(html: &mut String, doc: &Document) {
     if let Some(t) = table::problem_flows(doc, MAX_PROBLEM_FLOWS) {
         let _ = writeln!(
             html,
-            "<p>Flows that never completed the handshake or received nothing ({} of {}):</p>",
+            "<p>Flows that never completed the handshake, received nothing or got an error from \
+             their proxy ({} of {}):</p>",
             t.rows.len(),
             t.total
+        );
+        render_table(html, &t);
+    }
+    if let Some(t) = table::sni_disagreements(doc, MAX_PROBLEM_FLOWS) {
+        html.push_str(
+            "<p>Flows whose TLS server name (SNI) disagreed with DNS: each is named by its SNI; \
+             a CDN address shared by several names, a stale cache, or domain fronting.</p>\n",
         );
         render_table(html, &t);
     }

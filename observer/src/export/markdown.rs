@@ -149,8 +149,13 @@ fn cell(cell: &Cell) -> String {
                     .as_ref()
                     .map(|p| format!(" by {}", escape(p)))
                     .unwrap_or_default();
+                let detail = reason
+                    .detail
+                    .as_ref()
+                    .map(|d| format!(": {}", escape(d)))
+                    .unwrap_or_default();
                 format!(
-                    "{} ×{} (last {}{by})",
+                    "{} ×{} (last {}{by}){detail}",
                     escape(&reason.code),
                     reason.count,
                     escape(&reason.last)
@@ -348,14 +353,27 @@ fn flows(md: &mut String, doc: &Document) {
     md.push_str("## Flows\n\n");
     let counts = FlowCounts::of(r);
     let _ = writeln!(md, "{}\n", escape(&counts.sentence()));
-    let Some(t) = table::problem_flows(doc, MAX_PROBLEM_FLOWS) else {
+    if let Some(t) = table::problem_flows(doc, MAX_PROBLEM_FLOWS) {
+        let _ = writeln!(
+            md,
+            "**Flows that never completed the handshake, received nothing or got an error from \
+             their proxy** ({} of {}):\n",
+            t.rows.len(),
+            t.total
+        );
+        render_table(md, &t);
+    }
+    sni_disagreements(md, doc);
+}
+
+/// The flows whose TLS server name disagreed with DNS, when there are any.
+fn sni_disagreements(md: &mut String, doc: &Document) {
+    let Some(t) = table::sni_disagreements(doc, MAX_PROBLEM_FLOWS) else {
         return;
     };
-    let _ = writeln!(
-        md,
-        "**Flows that never completed the handshake or received nothing** ({} of {}):\n",
-        t.rows.len(),
-        t.total
+    md.push_str(
+        "**Flows whose TLS server name (SNI) disagreed with DNS**: each is named by its SNI; a \
+         CDN address shared by several names, a stale cache, or domain fronting.\n\n",
     );
     render_table(md, &t);
 }

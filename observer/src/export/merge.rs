@@ -434,6 +434,8 @@ fn merge_hosts(inputs: &[Input]) -> (Vec<HostReport>, Vec<Breakdown>) {
         host.groups = union(present().map(|h| h.groups.iter().cloned()));
         host.reasons = merge_reasons(present().map(|h| h.reasons.as_slice()));
         host.addresses = sorted_union(present().map(|h| h.addresses.iter().copied()));
+        host.via_proxies = union(present().map(|h| h.via_proxies.iter().cloned()));
+        host.named_by = sorted_union(present().map(|h| h.named_by.iter().copied()));
         host.cname_chain = present()
             .map(|h| h.cname_chain.clone())
             .find(|c| !c.is_empty())
@@ -541,6 +543,8 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
         u.reasons = merge_reasons(present().map(|u| u.reasons.as_slice()));
         u.addresses = sorted_union(present().map(|u| u.addresses.iter().copied()));
         u.ports = sorted_union(present().map(|u| u.ports.iter().copied()));
+        u.via_proxies = union(present().map(|u| u.via_proxies.iter().cloned()));
+        u.named_by = sorted_union(present().map(|u| u.named_by.iter().copied()));
         u.cname_chain = present()
             .map(|u| u.cname_chain.clone())
             .find(|c| !c.is_empty())
@@ -577,9 +581,9 @@ fn merge_undeclared(inputs: &[Input]) -> (Vec<UndeclaredReport>, Vec<Breakdown>)
     merged.into_iter().unzip()
 }
 
-/// The capture section of the merge: the widest window, counters summed, probes attached only
-/// where attached on every runner, complete only when every runner's capture was, with each
-/// runner's reasons prefixed by its label.
+/// The capture section of the merge: the widest window, counters summed, proxies united,
+/// probes attached only where attached on every runner, complete only when every runner's
+/// capture was, with each runner's reasons prefixed by its label.
 fn merge_capture(report: &mut Report, inputs: &[Input]) {
     let c = &mut report.capture;
     let captures = || inputs.iter().map(|i| &i.report.capture);
@@ -593,6 +597,8 @@ fn merge_capture(report: &mut Report, inputs: &[Input]) {
         _ => captures().map(|x| x.duration_s).fold(0.0, f64::max),
     };
     c.ports = sorted_union(captures().map(|x| x.ports.iter().copied()));
+    // The same proxy found the same way on several runners once; found another way, again.
+    c.proxies = union(captures().map(|x| x.proxies.iter().cloned()));
     c.all_ports = captures().any(|x| x.all_ports);
     c.events = total(captures().map(|x| x.events));
     c.lost_events = total(captures().map(|x| x.lost_events));

@@ -23,6 +23,7 @@ use crate::{
     capture::record::Process,
     outfile::write_out,
     pipeline::correlate::Correlator,
+    pipeline::events::NamedBy,
     report::{self, Report, Status},
 };
 
@@ -130,6 +131,10 @@ pub fn sanitize(report: &mut Report) {
         probe.error.iter_mut().for_each(text);
     }
     report.capture.incomplete_because.iter_mut().for_each(text);
+    // A proxy URL from an environment can carry its credentials (`http://user:pass@proxy`).
+    for proxy in &mut report.capture.proxies {
+        text(&mut proxy.url);
+    }
     for host in &mut report.hosts {
         host.processes.iter_mut().for_each(process);
         for reason in &mut host.reasons {
@@ -216,6 +221,7 @@ pub fn capture_facts(report: &Report) -> Vec<(&'static str, String)> {
             ),
         ),
         ("Watched ports", ports),
+        ("HTTP proxies watched", proxies(report)),
         (
             "Events",
             format!(
@@ -247,6 +253,116 @@ pub fn capture_facts(report: &Report) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The proxies watched, each with where it was found and the names it lets go direct:
+/// `198.18.1.5:3128 from --proxy (no_proxy localhost,.corp.example)`; `none` when no proxy was
+/// watched (flows through an unwatched proxy go to a port the capture may not watch at all).
+pub fn proxies(report: &Report) -> String {
+    let list = &report.capture.proxies;
+    if list.is_empty() {
+        return "none".to_owned();
+    }
+    list.iter()
+        .map(|p| {
+            let mut text = format!("{} from {}", p.addr, p.source);
+            if let Some(no_proxy) = p.no_proxy.as_deref().filter(|n| !n.is_empty()) {
+                text.push_str(&format!(" (no_proxy {no_proxy})"));
+            }
+            text
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a host's or destination's flows say of how they were reached and named, as side notes
+/// of its name: `via proxy 198.18.1.5:3128`, `named by SNI`. (CONNECT and HTTP naming go with
+/// a proxy, which says it.)
+pub fn host_notes(via_proxies: &[String], named_by: &[NamedBy]) -> Vec<String> {
+    let mut notes = Vec::new();
+    match via_proxies {
+        [] => {}
+        [one] => notes.push(format!("via proxy {one}")),
+        several => notes.push(format!("via proxies {}", several.join(", "))),
+    }
+    if named_by.contains(&NamedBy::Sni) {
+        notes.push("named by SNI".to_owned());
+    }
+    notes
+}
+
+/// How a flow was named when not by a DNS answer alone, and how it went through a proxy: the
+/// evidence fields of a flow (docs/report.md), from a report's flow or the correlator's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowNaming<'a> {
+    pub named_by: Option<NamedBy>,
+    pub via_proxy: Option<&'a str>,
+    pub proxy_target: Option<&'a str>,
+    pub sni: Option<&'a str>,
+    pub dns_name: Option<&'a str>,
+    pub tls_note: Option<&'a str>,
+}
+
+impl<'a> FlowNaming<'a> {
+    pub fn of_report(f: &'a crate::report::FlowReport) -> Self {
+        Self {
+            named_by: f.named_by,
+            via_proxy: f.via_proxy.as_deref(),
+            proxy_target: f.proxy_target.as_deref(),
+            sni: f.sni.as_deref(),
+            dns_name: f.dns_name.as_deref(),
+            tls_note: f.tls_note.as_deref(),
+        }
+    }
+
+    /// `named by CONNECT api.github.com:443 to proxy 198.18.1.5:3128`, `named by SNI (DNS said
+    /// objects.githubusercontent.com)`, `TLS hello without SNI`; none for a flow DNS named
+    /// with nothing to add. The text is raw: each format escapes it.
+    pub fn words(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(proxy) = self.via_proxy {
+            let target = self.proxy_target.unwrap_or("?");
+            parts.push(match self.named_by {
+                Some(NamedBy::HttpHost) => {
+                    format!("named by the HTTP request for {target} to proxy {proxy}")
+                }
+                Some(_) => format!("named by CONNECT {target} to proxy {proxy}"),
+                // An address asked of the proxy: named like a direct flow to it.
+                None => format!("CONNECT {target} to proxy {proxy}"),
+            });
+        } else if self.named_by == Some(NamedBy::Sni) {
+            parts.push(match self.dns_name {
+                Some(dns) => format!("named by SNI (DNS said {dns})"),
+                None => "named by SNI (no DNS answer named the address)".to_owned(),
+            });
+        }
+        if let Some(note) = self.tls_note {
+            parts.push(tls_note_words(note, self.sni));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// A flow's `tls_note` in words.
+pub fn tls_note_words(note: &str, sni: Option<&str>) -> String {
+    match (note, sni) {
+        ("no_sni", _) => "TLS hello without SNI".to_owned(),
+        ("ech", Some(outer)) => format!("ECH: the real name is encrypted (outer SNI {outer})"),
+        ("ech", None) => "ECH: the real name is encrypted".to_owned(),
+        ("sni_not_copied", _) => "SNI beyond the bytes copied".to_owned(),
+        ("not_tls", _) => "first bytes not TLS".to_owned(),
+        (other, _) => other.to_owned(),
+    }
+}
+
+/// Whether a flow through a proxy failed there: the proxy answered with an error status, or
+/// closed without answering (as the report classifies it, docs/report.md).
+pub fn proxy_failed(f: &crate::report::FlowReport) -> bool {
+    f.via_proxy.is_some()
+        && match f.proxy_status {
+            Some(code) => crate::report::vocab::Reason::of_proxy_status(code).is_some(),
+            None => f.outcome.is_some() && f.bytes_received == 0,
+        }
+}
+
 /// Probes that were not attached, as `program (hook): error`.
 pub fn unattached_probes(report: &Report) -> Vec<String> {
     report
@@ -270,12 +386,15 @@ pub struct FlowCounts {
     pub nothing_received: usize,
     pub by_outcome: Vec<(&'static str, usize)>,
     pub by_class: Vec<(&'static str, usize)>,
+    /// Through an HTTP proxy, and of those, the ones the proxy failed ([`proxy_failed`]).
+    pub proxied: usize,
+    pub proxy_failed: usize,
 }
 
 /// Whether a flow deserves a line in a summary of problems: it ended without completing the
-/// handshake, or was established and received nothing.
+/// handshake, was established and received nothing, or its proxy answered with an error.
 pub fn flow_is_problem(f: &crate::report::FlowReport) -> bool {
-    f.outcome.is_some() && (!f.established || f.bytes_received == 0)
+    (f.outcome.is_some() && (!f.established || f.bytes_received == 0)) || proxy_failed(f)
 }
 
 impl FlowCounts {
@@ -320,6 +439,8 @@ impl FlowCounts {
                 .map(|(c, word)| (*word, flows.iter().filter(|f| f.class == *c).count()))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            proxied: flows.iter().filter(|f| f.via_proxy.is_some()).count(),
+            proxy_failed: flows.iter().filter(|f| proxy_failed(f)).count(),
         }
     }
 
@@ -354,6 +475,12 @@ impl FlowCounts {
             ". {} never completed the handshake, {} were established but received nothing.",
             self.not_established, self.nothing_received
         ));
+        if self.proxied > 0 {
+            s.push_str(&format!(
+                " {} went through an HTTP proxy, which answered {} of them with an error or not at all.",
+                self.proxied, self.proxy_failed
+            ));
+        }
         s
     }
 }
@@ -378,6 +505,84 @@ mod tests {
         );
         assert_eq!(when(Some("yesterday")), "yesterday");
         assert_eq!(when(None), "—");
+    }
+
+    #[test]
+    fn how_a_flow_was_named_reads_as_its_evidence() {
+        let proxy = Some("198.18.1.5:3128");
+        let words = |n: FlowNaming<'_>| n.words();
+        assert_eq!(
+            words(FlowNaming::default()),
+            None,
+            "DNS alone: nothing to add"
+        );
+        assert_eq!(
+            words(FlowNaming {
+                named_by: Some(NamedBy::Connect),
+                via_proxy: proxy,
+                proxy_target: Some("api.github.com:443"),
+                ..FlowNaming::default()
+            })
+            .as_deref(),
+            Some("named by CONNECT api.github.com:443 to proxy 198.18.1.5:3128")
+        );
+        assert_eq!(
+            words(FlowNaming {
+                named_by: Some(NamedBy::HttpHost),
+                via_proxy: proxy,
+                proxy_target: Some("deb.example.org:80"),
+                ..FlowNaming::default()
+            })
+            .as_deref(),
+            Some("named by the HTTP request for deb.example.org:80 to proxy 198.18.1.5:3128")
+        );
+        // An address asked of the proxy is named as a direct flow to it would be.
+        assert_eq!(
+            words(FlowNaming {
+                via_proxy: proxy,
+                proxy_target: Some("198.18.1.10:443"),
+                ..FlowNaming::default()
+            })
+            .as_deref(),
+            Some("CONNECT 198.18.1.10:443 to proxy 198.18.1.5:3128")
+        );
+        let sni = |dns_name| FlowNaming {
+            named_by: Some(NamedBy::Sni),
+            sni: Some("front.example.net"),
+            dns_name,
+            ..FlowNaming::default()
+        };
+        assert_eq!(
+            words(sni(Some("objects.githubusercontent.com"))).as_deref(),
+            Some("named by SNI (DNS said objects.githubusercontent.com)")
+        );
+        assert_eq!(
+            words(sni(None)).as_deref(),
+            Some("named by SNI (no DNS answer named the address)")
+        );
+        let noted = |note, sni| {
+            words(FlowNaming {
+                tls_note: Some(note),
+                sni,
+                ..FlowNaming::default()
+            })
+        };
+        assert_eq!(
+            noted("ech", Some("cloudflare-ech.com")).as_deref(),
+            Some("ECH: the real name is encrypted (outer SNI cloudflare-ech.com)")
+        );
+        assert_eq!(
+            noted("no_sni", None).as_deref(),
+            Some("TLS hello without SNI")
+        );
+        assert_eq!(
+            noted("sni_not_copied", None).as_deref(),
+            Some("SNI beyond the bytes copied")
+        );
+        assert_eq!(
+            noted("not_tls", None).as_deref(),
+            Some("first bytes not TLS")
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@
 use crate::report::{GroupVerdict, HostReport, Reason, Status};
 
 use super::{
-    bytes, flow_is_problem,
+    bytes, flow_is_problem, host_notes,
     merge::{Merged, Runner, RunnerStatus},
-    process_label, when, Document, MAX_RUNNER_COLUMNS,
+    process_label, when, Document, FlowNaming, MAX_RUNNER_COLUMNS,
 };
 
 /// A column: its title, and whether it holds numbers (right-aligned).
@@ -36,6 +36,9 @@ pub struct ReasonCell {
     pub last: String,
     /// The process of the latest failure ([`process_label`]).
     pub by: Option<String>,
+    /// Evidence of the latest occurrence (`proxy 198.18.1.5:3128 answered 403 Forbidden to
+    /// CONNECT codeload.github.com:443`), from the report: untrusted.
+    pub detail: Option<String>,
 }
 
 /// A cell's content, by kind; each format escapes and styles it its own way.
@@ -163,9 +166,20 @@ fn reasons(reasons: &[Reason]) -> Cell {
                 count: r.count,
                 last: when(r.last_seen.as_deref()),
                 by: r.process.as_ref().map(process_label),
+                detail: r.detail.clone(),
             })
             .collect(),
     )
+}
+
+/// A cell with its side notes joined (`name (as *.x; via proxy 198.18.1.5:3128)`), or the cell
+/// alone when there are none.
+fn with_notes(cell: Cell, notes: Vec<String>) -> Cell {
+    if notes.is_empty() {
+        cell
+    } else {
+        Cell::Noted(Box::new(cell), notes.join("; "))
+    }
 }
 
 fn addresses(addresses: &[std::net::IpAddr]) -> Cell {
@@ -323,7 +337,8 @@ pub fn failing_hosts(doc: &Document, max_rows: usize) -> Option<Table> {
         .iter()
         .take(max_rows)
         .map(|(i, h)| {
-            let mut row = vec![text(&h.name), Cell::Status(h.status)];
+            let name = with_notes(text(&h.name), host_notes(&h.via_proxies, &h.named_by));
+            let mut row = vec![name, Cell::Status(h.status)];
             row.extend(runners.cells(host_runners(doc, *i)));
             row.extend([
                 reasons(&h.reasons),
@@ -356,11 +371,12 @@ pub fn documented_hosts(doc: &Document, max_rows: usize) -> Table {
         .enumerate()
         .take(max_rows)
         .map(|(i, h)| {
-            let name = if h.pattern == h.name {
-                text(&h.name)
-            } else {
-                noted(&h.name, format!("as {}", h.pattern))
-            };
+            let mut notes = Vec::new();
+            if h.pattern != h.name {
+                notes.push(format!("as {}", h.pattern));
+            }
+            notes.extend(host_notes(&h.via_proxies, &h.named_by));
+            let name = with_notes(text(&h.name), notes);
             let mut row = vec![name, Cell::Status(h.status)];
             row.extend(runners.cells(host_runners(doc, i)));
             row.extend([
@@ -408,6 +424,7 @@ pub fn undeclared(doc: &Document, max_rows: usize) -> Option<Table> {
                     "no DNS name seen".to_owned(),
                 ),
             };
+            let destination = with_notes(destination, host_notes(&u.via_proxies, &u.named_by));
             let mut row = vec![destination, Cell::Status(u.status)];
             row.extend(
                 runners.cells(
@@ -453,8 +470,8 @@ pub fn undeclared(doc: &Document, max_rows: usize) -> Option<Table> {
     })
 }
 
-/// The flows that never completed the handshake or received nothing, at most `max_rows`;
-/// none when there are none.
+/// The flows that never completed the handshake, received nothing or got an error from their
+/// proxy, at most `max_rows`; none when there are none.
 pub fn problem_flows(doc: &Document, max_rows: usize) -> Option<Table> {
     let problems: Vec<(usize, &crate::report::FlowReport)> = doc
         .report
@@ -492,8 +509,11 @@ pub fn problem_flows(doc: &Document, max_rows: usize) -> Option<Table> {
                 Cell::Time(when(f.opened_at.as_deref())),
                 text(process_label(&f.process)),
                 text(&f.dst),
-                text(f.name.as_deref().unwrap_or("—")),
-                text(f.outcome.map_or("open", |o| o.as_str())),
+                with_notes(
+                    text(f.name.as_deref().unwrap_or("—")),
+                    FlowNaming::of_report(f).words().into_iter().collect(),
+                ),
+                text(outcome(f)),
                 text(f.error.as_deref().unwrap_or("—")),
                 text(bytes(f.bytes_sent)),
             ]);
@@ -506,4 +526,67 @@ pub fn problem_flows(doc: &Document, max_rows: usize) -> Option<Table> {
         total: problems.len(),
         noun: None,
     })
+}
+
+/// The flows whose TLS server name named another host than the DNS answer for their address
+/// (a CDN address shared by several names, a stale cache, or domain fronting), at most
+/// `max_rows`; none when there are none.
+pub fn sni_disagreements(doc: &Document, max_rows: usize) -> Option<Table> {
+    let flows: Vec<(usize, &crate::report::FlowReport)> = doc
+        .report
+        .flows
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.dns_name.is_some())
+        .collect();
+    if flows.is_empty() {
+        return None;
+    }
+    let merged = doc.merged.as_ref();
+    let mut base = vec![("Flow", true)];
+    if merged.is_some() {
+        base.push(("Runner", false));
+    }
+    base.extend([
+        ("Opened (UTC)", false),
+        ("Process", false),
+        ("Destination", false),
+        ("SNI (the flow's name)", false),
+        ("DNS said", false),
+    ]);
+    let rows: Vec<Vec<Cell>> = flows
+        .iter()
+        .take(max_rows)
+        .map(|(i, f)| {
+            let mut row = vec![text(f.flow_id)];
+            if let Some(m) = merged {
+                row.push(text(m.runner_of_flow(*i).unwrap_or("—")));
+            }
+            row.extend([
+                Cell::Time(when(f.opened_at.as_deref())),
+                text(process_label(&f.process)),
+                text(&f.dst),
+                text(f.sni.as_deref().or(f.name.as_deref()).unwrap_or("—")),
+                text(f.dns_name.as_deref().unwrap_or("—")),
+            ]);
+            row
+        })
+        .collect();
+    Some(Table {
+        columns: columns(&base),
+        rows,
+        total: flows.len(),
+        noun: Some("flows"),
+    })
+}
+
+/// How a flow ended, with its proxy's answer when it went through one: `closed`, `closed,
+/// proxy answered 403`, `open`.
+fn outcome(f: &crate::report::FlowReport) -> String {
+    let ended = f.outcome.map_or("open", |o| o.as_str());
+    match (f.via_proxy.is_some(), f.proxy_status) {
+        (true, Some(code)) => format!("{ended}, proxy answered {code}"),
+        (true, None) if f.outcome.is_some() => format!("{ended}, no answer from the proxy"),
+        _ => ended.to_owned(),
+    }
 }

@@ -19,6 +19,11 @@
 //!   domain that is not a public suffix are generalised. Addresses no DNS answer named are kept
 //!   apart too.
 //! - CNAME targets are added only when asked, marked as names that may change.
+//! - Hosts reached through an HTTP proxy are hosts like any other, on the port the client asked
+//!   the proxy for (`CONNECT host:443`), not the proxy's: a host the proxy refused
+//!   (`proxy_refused`, `proxy_auth_required`) or could not reach is blocked, and so allowed like
+//!   every blocked host the runner used. The proxies themselves ([`Plan::proxies`]) are named
+//!   for the formats that configure a proxy (squid).
 //! - Only the catalog in effect says what is documented. A report's own `pattern` is checked
 //!   (it must match its host) but never made a rule: a name the catalog does not know is allowed
 //!   by itself, with a note to pass the report's catalog (`--catalog`). Every value of the report
@@ -26,7 +31,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
 };
 
 use crate::{
@@ -135,6 +140,8 @@ pub struct Seen {
     pub first_seen: Option<Text>,
     /// DNS answers for it came from a DNS filter's sinkhole: its real addresses are unknown.
     pub sinkholed: bool,
+    /// HTTP proxies its flows went through.
+    pub via_proxies: Vec<SocketAddr>,
 }
 
 impl Seen {
@@ -238,6 +245,16 @@ impl Skipped {
     }
 }
 
+/// An HTTP proxy of the capture: watched (with where it was found), used by flows, or both.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Proxy {
+    pub address: SocketAddr,
+    /// Where the capture found it (`--proxy`, a runner's environment), when it watched it.
+    pub source: Option<Text>,
+    /// Flows went through it.
+    pub used: bool,
+}
+
 /// The capture behind the report, as the rules' header tells it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaptureInfo {
@@ -262,6 +279,8 @@ pub struct Plan {
     pub undeclared: Vec<Section>,
     /// Addresses no DNS answer named.
     pub unresolved: Vec<Unresolved>,
+    /// HTTP proxies the capture watched or its flows went through, in address order.
+    pub proxies: Vec<Proxy>,
     /// Documented exact names not used in the capture (not allowed).
     pub unused_documented: usize,
     pub skipped: Vec<Skipped>,
@@ -367,11 +386,18 @@ fn seen_host(
         first_seen: h.first_seen.as_deref().map(Text::new),
         sinkholed,
         reasons,
+        via_proxies: proxies_of(&format!("hosts[{index}]"), &h.via_proxies, skipped),
     }
 }
 
-/// What was seen of an undeclared destination; `chain` its checked CNAME chain.
-fn seen_undeclared(u: &UndeclaredReport, name: Name, chain: Vec<Name>) -> Seen {
+/// What was seen of an undeclared destination; `chain` its checked CNAME chain, `via_proxies`
+/// its checked proxies.
+fn seen_undeclared(
+    u: &UndeclaredReport,
+    name: Name,
+    chain: Vec<Name>,
+    via_proxies: Vec<SocketAddr>,
+) -> Seen {
     let reasons = reason_codes(&u.reasons);
     let sinkholed = reasons.iter().any(|r| r == Reason::DnsSinkhole.as_str());
     Seen {
@@ -391,7 +417,49 @@ fn seen_undeclared(u: &UndeclaredReport, name: Name, chain: Vec<Name>) -> Seen {
         first_seen: u.first_seen.as_deref().map(Text::new),
         sinkholed,
         reasons,
+        via_proxies,
     }
+}
+
+/// The proxies of a host (`field` is where the host is, `hosts[3]`): each an address and port;
+/// the others are skipped with a warning.
+fn proxies_of(field: &str, list: &[String], skipped: &mut Vec<Skipped>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        match text.parse::<SocketAddr>() {
+            Ok(address) if !out.contains(&address) => out.push(address),
+            Ok(_) => {}
+            Err(_) => skipped.push(Skipped::new(
+                format!("{field}.via_proxies[{i}]"),
+                text,
+                "not an address and port",
+            )),
+        }
+    }
+    out
+}
+
+/// The proxies the capture watched, with where it found each, and those its hosts' flows went
+/// through.
+fn proxies(report: &Report, seen: impl Iterator<Item = SocketAddr>) -> Vec<Proxy> {
+    let mut out: BTreeMap<SocketAddr, Proxy> = BTreeMap::new();
+    for watched in &report.capture.proxies {
+        out.entry(watched.addr).or_insert(Proxy {
+            address: watched.addr,
+            source: Some(Text::new(&watched.source.to_string())),
+            used: false,
+        });
+    }
+    for address in seen {
+        out.entry(address)
+            .or_insert(Proxy {
+                address,
+                source: None,
+                used: true,
+            })
+            .used = true;
+    }
+    out.into_values().collect()
 }
 
 /// Rules in the order they were first made, each target once.
@@ -460,11 +528,20 @@ impl Rules {
     }
 }
 
-/// Ports of each name's flows.
+/// Ports of each name's flows: for a flow through a proxy, the port the client asked the proxy
+/// for (`CONNECT host:443`), not the proxy's.
 fn ports_by_name(report: &Report) -> BTreeMap<&str, BTreeSet<u16>> {
     let mut out: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
     for flow in &report.flows {
-        if let (Some(name), Some(port)) = (flow.name.as_deref(), flow.port().filter(|p| *p != 0)) {
+        let port = if flow.via_proxy.is_some() {
+            flow.proxy_target
+                .as_deref()
+                .and_then(|t| t.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse::<u16>().ok())
+        } else {
+            flow.port()
+        };
+        if let (Some(name), Some(port)) = (flow.name.as_deref(), port.filter(|p| *p != 0)) {
             out.entry(name).or_default().insert(port);
         }
     }
@@ -517,6 +594,15 @@ pub fn build(report: &Report, catalog: &Catalog, options: Options) -> Plan {
     };
 
     let (undeclared, unresolved) = undeclared(report, &mut skipped);
+    let used_proxies: Vec<SocketAddr> = github
+        .0
+        .iter()
+        .chain(undeclared.iter().flat_map(|s| &s.rules))
+        .flat_map(|r| &r.seen)
+        .chain(unresolved.iter().map(|u| &u.seen))
+        .flat_map(|s| s.via_proxies.iter().copied())
+        .collect();
+    let proxies = proxies(report, used_proxies.into_iter());
 
     Plan {
         options,
@@ -537,6 +623,7 @@ pub fn build(report: &Report, catalog: &Catalog, options: Options) -> Plan {
         cnames: cnames.into_sections(),
         undeclared,
         unresolved,
+        proxies,
         unused_documented,
         skipped,
         default_ports: default_ports(catalog),
@@ -652,39 +739,45 @@ fn choose(
 /// Undeclared names (generalised only when two or more share a rotating shape under a domain
 /// that is not a public suffix) and unresolved addresses.
 fn undeclared(report: &Report, skipped: &mut Vec<Skipped>) -> (Vec<Section>, Vec<Unresolved>) {
-    let mut named: Vec<(Name, &UndeclaredReport, Vec<Name>)> = Vec::new();
+    let mut named: Vec<(Name, &UndeclaredReport, Vec<Name>, Vec<SocketAddr>)> = Vec::new();
     let mut unresolved: Vec<Unresolved> = Vec::new();
     for (index, u) in report.undeclared.iter().enumerate() {
         let field = format!("undeclared[{index}]");
         let cnames = chain(&field, &u.cname_chain, skipped);
+        let via = proxies_of(&field, &u.via_proxies, skipped);
         match &u.name {
             Some(text) => {
                 if let Some(name) = host_name(format!("{field}.name"), text, skipped) {
-                    named.push((name, u, cnames));
+                    named.push((name, u, cnames, via));
                 }
             }
             None => {
                 for address in u.addresses.iter().copied().filter(usable) {
                     unresolved.push(Unresolved {
                         address,
-                        seen: seen_undeclared(u, Name::of_address(address), cnames.clone()),
+                        seen: seen_undeclared(
+                            u,
+                            Name::of_address(address),
+                            cnames.clone(),
+                            via.clone(),
+                        ),
                     });
                 }
             }
         }
     }
     let mut shapes: BTreeMap<Rotating, usize> = BTreeMap::new();
-    for (name, _, _) in &named {
+    for (name, ..) in &named {
         if let Some(r) = Rotating::of(name) {
             *shapes.entry(r).or_default() += 1;
         }
     }
     let mut rules = Rules::default();
-    for (name, u, cnames) in named {
+    for (name, u, cnames, via) in named {
         let rotating = Rotating::of(&name).filter(|r| {
             shapes.get(r).is_some_and(|n| *n >= 2) && domain::wildcard_is_safe(r.parent().as_str())
         });
-        let seen = seen_undeclared(u, name.clone(), cnames);
+        let seen = seen_undeclared(u, name.clone(), cnames, via);
         match rotating {
             Some(r) => rules.add(
                 Target::Rotating(r),
@@ -1035,6 +1128,59 @@ mod tests {
         let fields: Vec<&str> = p.skipped.iter().map(|s| s.field.as_str()).collect();
         assert_eq!(fields, ["hosts[0].pattern", "hosts[0].groups[1]"]);
         assert!(p.skipped.iter().all(|s| !s.why.contains('\n')));
+    }
+
+    #[test]
+    fn hosts_through_a_proxy_are_allowed_on_the_port_asked_for() {
+        let text = r#"{"schema_version": 1,
+            "capture": {"proxies": [
+                {"addr": "198.18.1.5:3128", "url": "http://198.18.1.5:3128", "source": "--proxy"},
+                {"addr": "198.18.1.6:8080", "url": "http://198.18.1.6:8080", "source": "--proxy"}]},
+            "hosts": [{"name": "codeload.github.com", "pattern": "codeload.github.com",
+                "groups": ["actions-download"], "status": "blocked", "flows": 1,
+                "reasons": [{"code": "proxy_refused", "count": 1}],
+                "via_proxies": ["198.18.1.5:3128", "x\nhttp_access allow all"],
+                "named_by": ["connect"]}],
+            "undeclared": [{"name": "registry.npmjs.org", "status": "ok", "flows": 1,
+                "ports": [443], "via_proxies": ["198.18.1.7:3128"]}],
+            "flows": [{"flow_id": 1, "src": "198.18.0.1:40000", "dst": "198.18.1.5:3128",
+                "name": "codeload.github.com", "class": "declared",
+                "via_proxy": "198.18.1.5:3128", "proxy_target": "codeload.github.com:443",
+                "proxy_status": 403, "named_by": "connect"}]}"#;
+        let report = crate::report::parse("proxied.json", text).unwrap();
+        let p = build(&report, &Catalog::builtin(), Options::default());
+        // Refused by the proxy: blocked, and allowed like any blocked host the runner used.
+        assert_eq!(targets(&p.github), ["codeload.github.com"]);
+        let rule = &p.github[0].rules[0];
+        assert!(rule.seen[0].blocked());
+        assert_eq!(rule.ports(&p.default_ports), BTreeSet::from([443]));
+        assert_eq!(
+            rule.seen[0].via_proxies,
+            ["198.18.1.5:3128".parse::<SocketAddr>().unwrap()]
+        );
+        // A proxy that is no address is left out by field.
+        let fields: Vec<&str> = p.skipped.iter().map(|s| s.field.as_str()).collect();
+        assert_eq!(fields, ["hosts[0].via_proxies[1]"]);
+        // Watched and used, watched only, used only (by an undeclared host).
+        let proxies: Vec<(String, Option<&str>, bool)> = p
+            .proxies
+            .iter()
+            .map(|x| {
+                (
+                    x.address.to_string(),
+                    x.source.as_ref().map(Text::as_str),
+                    x.used,
+                )
+            })
+            .collect();
+        assert_eq!(
+            proxies,
+            [
+                ("198.18.1.5:3128".to_owned(), Some("--proxy"), true),
+                ("198.18.1.6:8080".to_owned(), Some("--proxy"), false),
+                ("198.18.1.7:3128".to_owned(), None, true),
+            ]
+        );
     }
 
     #[test]

@@ -201,6 +201,9 @@ pub fn brief(seen: &Seen) -> String {
     } else {
         text.push_str(&format!(", {}", plural(seen.flows, "flow")));
     }
+    if !seen.via_proxies.is_empty() {
+        text.push_str(&format!(" via proxy {}", join_addresses(&seen.via_proxies)));
+    }
     match seen.status {
         Status::Blocked => text.push_str(": the firewall must open it"),
         Status::Degraded => text.push_str(": some attempts failed, check that all of it is open"),
@@ -214,6 +217,14 @@ pub fn brief(seen: &Seen) -> String {
     text
 }
 
+/// Socket addresses, comma-separated.
+pub fn join_addresses(list: &[std::net::SocketAddr]) -> String {
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One observed name with all its evidence, for names to review: processes, flows, bytes, first
 /// seen, outcome.
 pub fn evidence(seen: &Seen, ports: &BTreeSet<u16>) -> String {
@@ -222,8 +233,13 @@ pub fn evidence(seen: &Seen, ports: &BTreeSet<u16>) -> String {
         parts.push("resolved, no connection seen".to_owned());
     } else {
         let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let via = if seen.via_proxies.is_empty() {
+            String::new()
+        } else {
+            format!(" via proxy {}", join_addresses(&seen.via_proxies))
+        };
         parts.push(format!(
-            "{} to port {}",
+            "{} to port {}{via}",
             plural(seen.flows, "flow"),
             ports.join(",")
         ));

@@ -1,10 +1,17 @@
 //! squid.conf lines: `dstdomain` ACLs (`.example.com` for the names under a domain),
 //! `dstdom_regex` for rotating names, and the `http_access allow` lines that use them.
+//!
+//! When the runner went through an HTTP proxy, the header says which one the lines are for, and
+//! which hosts it refused in the capture (`proxy_refused`, `proxy_auth_required`): they are in
+//! the allow-list like every other blocked host the runner used, since the runner needs them;
+//! the lines are what its access rules lack.
 
 use std::collections::BTreeSet;
 
+use crate::report::vocab::Reason;
+
 use super::{
-    plan::{Plan, Section},
+    plan::{Plan, Proxy, Section},
     render::{self, Context, Doc, Entry, Syntax},
 };
 
@@ -26,6 +33,7 @@ pub fn render(cx: &Context<'_>) -> String {
     let plan = cx.plan;
     let mut doc = Doc::new("# ");
     doc.comments(&render::header(cx));
+    doc.comments(&proxy_notes(plan));
     doc.comments(&[
         "squid.conf lines: put them before your final \"http_access deny all\".".to_owned(),
         "dstdomain \".example.com\" matches example.com itself and every name under it; \
@@ -110,6 +118,66 @@ pub fn render(cx: &Context<'_>) -> String {
     doc.finish()
 }
 
+/// What the capture says of its proxies: which the lines are for, and what the proxy refused,
+/// wanted credentials for or could not reach.
+fn proxy_notes(plan: &Plan) -> Vec<String> {
+    let described = |p: &Proxy| match &p.source {
+        Some(source) => format!("{} (from {source})", p.address),
+        None => format!("{} (not watched: named by the report's flows)", p.address),
+    };
+    let (used, unused): (Vec<&Proxy>, Vec<&Proxy>) = plan.proxies.iter().partition(|p| p.used);
+    let mut lines = Vec::new();
+    if !used.is_empty() {
+        let word = if used.len() == 1 { "proxy" } else { "proxies" };
+        let list: Vec<String> = used.iter().map(|p| described(p)).collect();
+        lines.push(format!(
+            "For the HTTP {word} the runner went through: {}.",
+            list.join(", ")
+        ));
+    }
+    if !unused.is_empty() {
+        let list: Vec<String> = unused.iter().map(|p| described(p)).collect();
+        lines.push(format!(
+            "Watched, but no flow went through: {}.",
+            list.join(", ")
+        ));
+    }
+    let failed = |code: Reason| -> Vec<String> {
+        plan.github
+            .iter()
+            .flat_map(|s| &s.rules)
+            .flat_map(|r| &r.seen)
+            .filter(|s| s.reasons.iter().any(|r| r == code.as_str()))
+            .map(|s| s.name.to_string())
+            .collect()
+    };
+    let refused = failed(Reason::ProxyRefused);
+    if !refused.is_empty() {
+        lines.push(format!(
+            "The proxy refused (proxy_refused) what the runner needs; allowed below: {}.",
+            refused.join(", ")
+        ));
+    }
+    let credentials = failed(Reason::ProxyAuthRequired);
+    if !credentials.is_empty() {
+        lines.push(format!(
+            "The proxy wanted credentials (proxy_auth_required) for: {}. Allowed below: put \
+             these lines before your proxy_auth rules to let the runner through without \
+             credentials, or give the runner the proxy's credentials.",
+            credentials.join(", ")
+        ));
+    }
+    let upstream = failed(Reason::ProxyUpstreamFailed);
+    if !upstream.is_empty() {
+        lines.push(format!(
+            "The proxy could not reach (proxy_upstream_failed): {}. Allowed below, but the \
+             proxy's own DNS or route must be fixed too.",
+            upstream.join(", ")
+        ));
+    }
+    lines
+}
+
 fn join(ports: &BTreeSet<u16>) -> String {
     ports
         .iter()
@@ -170,4 +238,60 @@ fn acls(
         }
     }
     (any_plain, any_regex)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::Catalog;
+
+    fn squid(report: &str) -> String {
+        super::super::rules_of_report_text(
+            "r.json",
+            report,
+            &Catalog::builtin(),
+            super::super::Format::Squid,
+            false,
+            false,
+        )
+        .expect("a report")
+    }
+
+    #[test]
+    fn a_proxy_watched_but_not_used_is_said_and_its_source_stays_a_comment() {
+        let text = r#"{"schema_version": 1,
+            "capture": {"proxies": [{"addr": "198.18.1.6:8080", "url": "http://198.18.1.6:8080",
+                "source": "evil\nhttp_access allow all"}]},
+            "hosts": [{"name": "api.github.com", "pattern": "api.github.com",
+                "groups": ["essential"], "status": "ok", "flows": 1}]}"#;
+        let rules = squid(text);
+        assert!(
+            rules.contains(
+                "# Watched, but no flow went through: 198.18.1.6:8080 (from evil?http_access allow all)."
+            ),
+            "{rules}"
+        );
+        assert!(!rules.contains("For the HTTP proxy"), "{rules}");
+        assert!(
+            !rules
+                .lines()
+                .any(|l| l.starts_with("http_access allow all")),
+            "{rules}"
+        );
+    }
+
+    #[test]
+    fn a_proxy_only_the_flows_name_is_said_as_such() {
+        let text = r#"{"schema_version": 1,
+            "hosts": [{"name": "api.github.com", "pattern": "api.github.com",
+                "groups": ["essential"], "status": "ok", "flows": 1,
+                "via_proxies": ["[fd00::5]:3128"]}]}"#;
+        let rules = squid(text);
+        assert!(
+            rules.contains(
+                "# For the HTTP proxy the runner went through: [fd00::5]:3128 (not watched: named \
+                 by the report's flows)."
+            ),
+            "{rules}"
+        );
+    }
 }

@@ -475,6 +475,7 @@ impl App {
         hay.extend(h.reasons.iter().map(|r| r.code.as_str()));
         hay.extend(h.processes.iter().map(String::as_str));
         hay.extend(h.addresses.iter().map(String::as_str));
+        hay.extend(h.via_proxies.iter().map(String::as_str));
         hay.extend(h.cname_chain.iter().map(String::as_str));
         self.matches(&hay)
     }
@@ -519,6 +520,8 @@ impl App {
                     vec![&f.label, &f.process, f.state.word(), &outcome, &f.dst];
                 hay.push(f.group());
                 hay.extend(f.groups.iter().map(String::as_str));
+                hay.extend(f.via_proxy.as_deref());
+                hay.extend(f.sni.as_deref());
                 self.matches(&hay)
             })
             .collect();

@@ -1,6 +1,7 @@
 //! Frames of the TUI, snapshotted: each panel in 80x24 and the dashboard in 160x48, for the
 //! recorded runner workload (blocked features, undeclared destinations), an essential host
-//! blocked, a degraded runner (a slow download, a long poll cut) and nothing seen yet. States
+//! blocked, a degraded runner (a slow download, a long poll cut), a runner behind an HTTP proxy
+//! (and flows named by their SNI) and nothing seen yet. States
 //! are built by feeding events to a correlator; "now" is the events' time, so every frame is
 //! the same on every run. Snapshots live in observer/tests/snapshots/tui_*.snap.
 
@@ -18,10 +19,11 @@ use crate::{
     capture::record::Process,
     catalog::Catalog,
     pipeline::correlate::{
-        tests::{closed, observe_answered, opened, response},
+        tests::{closed, hello, observe_answered, opened, payload, response},
         Correlator,
     },
     pipeline::events::{ClosedBy, FlowClosed, Observed, Outcome},
+    pipeline::hello::{FirstReceived, FirstSent},
 };
 
 use super::{
@@ -510,4 +512,191 @@ fn the_header_says_which_needs_this_kernel_serves_by_a_fallback() {
     );
     // On a kernel with every source, nothing is said.
     assert!(!frame(&workload(), 200, 30).contains("kernel:"));
+}
+
+/// The proxy of [`proxied`], and where it was found.
+const PROXY: &str = "198.18.1.5:3128";
+const PROXY_SOURCE: &str = "/home/runner/actions-runner/.env (https_proxy)";
+
+/// A runner behind an HTTP proxy: CONNECTs the proxy allowed (api.github.com), refused
+/// (codeload.github.com, 403) and wanted credentials for (pkg.actions.githubusercontent.com,
+/// 407); beside it, a direct flow named only by its SNI and one whose SNI disagreed with DNS.
+fn proxied() -> App {
+    let s = SECOND;
+    let Observed::CaptureStarted {
+        cgroup,
+        all_ports,
+        probes,
+        ..
+    } = started()
+    else {
+        unreachable!("started() is a CaptureStarted");
+    };
+    let start = Observed::CaptureStarted {
+        cgroup,
+        ports: vec![443, 3128],
+        all_ports,
+        probes,
+        sources: Vec::new(),
+        proxies: vec![crate::proxy::discover::WatchedProxy {
+            addr: PROXY.parse().expect("address"),
+            url: format!("http://{PROXY}"),
+            source: PROXY_SOURCE.into(),
+            no_proxy: None,
+        }],
+    };
+    let connect = |host: &str| {
+        Some(FirstSent::Connect {
+            host: host.into(),
+            port: 443,
+            credentials: false,
+        })
+    };
+    let status = |code: u16, reason: &str| {
+        Some(FirstReceived::HttpStatus {
+            code,
+            reason: reason.into(),
+        })
+    };
+    let mut events = vec![(T0, start)];
+    for (id, host, (code, reason), received) in [
+        (1, "api.github.com", (200, "Connection established"), 48_000),
+        (2, "codeload.github.com", (403, "Forbidden"), 3_400),
+        (
+            3,
+            "pkg.actions.githubusercontent.com",
+            (407, "Proxy Authentication Required"),
+            3_800,
+        ),
+    ] {
+        let at = T0 + id * s;
+        events.extend([
+            (at, opened(id, PROXY)),
+            (at, payload(id, PROXY, connect(host), None)),
+            (at, payload(id, PROXY, None, status(code, reason))),
+            (at + s / 2, closed(id, PROXY, true, 600, received)),
+        ]);
+    }
+    // Direct: an address no DNS answer named, named by its SNI.
+    let broker = "198.18.1.12:443";
+    events.extend([
+        (T0 + 4 * s, opened(4, broker)),
+        (
+            T0 + 4 * s,
+            payload(
+                4,
+                broker,
+                hello("broker.actions.githubusercontent.com"),
+                None,
+            ),
+        ),
+        (T0 + 4 * s + s / 2, closed(4, broker, true, 700, 5_000)),
+    ]);
+    // DNS said objects.githubusercontent.com, the SNI another name.
+    let objects = "198.18.1.30:443";
+    events.extend([
+        (
+            T0 + 5 * s,
+            response(
+                "objects.githubusercontent.com",
+                &[("objects.githubusercontent.com", "A", "198.18.1.30")],
+            ),
+        ),
+        (T0 + 5 * s, opened(5, objects)),
+        (
+            T0 + 5 * s,
+            payload(5, objects, hello("front.example.net"), None),
+        ),
+        (T0 + 6 * s, closed(5, objects, true, 900, 4_000)),
+    ]);
+    live(events, T0 + 7 * s)
+}
+
+/// Types `text` into the filter and keeps it.
+fn filter(app: &mut App, text: &str) {
+    key(app, KeyCode::Char('/'));
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+    key(app, KeyCode::Enter);
+}
+
+#[test]
+fn a_runner_behind_a_proxy() {
+    let mut app = proxied();
+    focus(&mut app, Panel::Hosts);
+    let hosts = frame(&app, 80, 24);
+    // Capture health names the proxy and where it was found, cut short.
+    assert!(
+        hosts.contains(" · proxy 198.18.1.5:3128 (/home/ru"),
+        "{hosts}"
+    );
+    let header = frame(&app, 200, 24);
+    assert!(
+        header.contains(" · proxy 198.18.1.5:3128 (/home/runner/actions-ru…) · 5 flows"),
+        "{header}"
+    );
+    assert!(hosts.contains("codeload.github.com via pr"), "{hosts}");
+    snapshot!("tui_proxied_hosts_80x24", hosts);
+    snapshot!("tui_proxied_dashboard_160x48", frame(&app, 160, 48));
+    // Where the column has room, the host row names the proxy.
+    let wide = frame(&app, 320, 48);
+    assert!(
+        wide.contains("codeload.github.com via proxy 198.18.1.5:3128 "),
+        "{wide}"
+    );
+
+    // The refused host: through which proxy, and the proxy's answer as the evidence.
+    filter(&mut app, "codeload");
+    key(&mut app, KeyCode::Enter);
+    let zoomed = frame(&app, 160, 30);
+    for text in [
+        "proxy_refused ×1",
+        "proxy 198.18.1.5:3128 answered 403 Forbidden to CONNECT",
+        "via proxy 198.18.1.5:3128",
+        "named by CONNECT",
+    ] {
+        assert!(zoomed.contains(text), "{text}:\n{zoomed}");
+    }
+    snapshot!("tui_proxied_host_zoomed_160x30", zoomed);
+    key(&mut app, KeyCode::Enter);
+
+    // Its flow: how it was named, what the proxy was asked and answered.
+    focus(&mut app, Panel::Flows);
+    let flows = frame(&app, 160, 30);
+    assert!(
+        flows.contains("codeload.github.com via proxy (403)") && flows.contains("proxy_refused"),
+        "{flows}"
+    );
+    key(&mut app, KeyCode::Enter);
+    let flow = frame(&app, 120, 30);
+    for text in [
+        "named by CONNECT to proxy 198.18.1.5:3128",
+        "proxy 198.18.1.5:3128 · asked CONNECT codeload.github.com:443 · answered 403 Forbidden",
+    ] {
+        assert!(flow.contains(text), "{text}:\n{flow}");
+    }
+    snapshot!("tui_proxied_flow_zoomed_120x30", flow);
+    key(&mut app, KeyCode::Enter);
+
+    // The flows named by their SNI: against DNS, and alone.
+    for (name, named) in [
+        (
+            "front.example.net",
+            "named by SNI (DNS said objects.githubusercontent.com)",
+        ),
+        (
+            "broker.actions.githubusercontent.com",
+            "named by SNI (no DNS answer named the address)",
+        ),
+    ] {
+        key(&mut app, KeyCode::Esc);
+        filter(&mut app, name);
+        let row = frame(&app, 160, 30);
+        assert!(row.contains(&format!("{name} (SNI)")), "{row}");
+        key(&mut app, KeyCode::Enter);
+        let zoomed = frame(&app, 160, 30);
+        assert!(zoomed.contains(named), "{zoomed}");
+        key(&mut app, KeyCode::Enter);
+    }
 }

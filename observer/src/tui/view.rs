@@ -14,7 +14,7 @@
 use crate::{
     capture::record::Process,
     pipeline::correlate::{series_key, Correlator, FlowEntry},
-    pipeline::events::{ClosedBy, DestinationClass, Outcome},
+    pipeline::events::{ClosedBy, DestinationClass, NamedBy, Outcome},
     pipeline::throughput::{runner_function, Series, ThroughputStats, TransferStats},
     report::{
         self, classify,
@@ -85,6 +85,18 @@ pub struct CaptureHealth {
     pub undecodable_events: u64,
     /// Needs served by a fallback on this kernel, in a few words (`bytes polled 1/s`).
     pub fallbacks: Vec<String>,
+    /// HTTP proxies watched, and where each was found: flows to them are named by what the
+    /// client asked them for.
+    pub proxies: Vec<WatchedProxyRow>,
+}
+
+/// An HTTP proxy the capture watches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchedProxyRow {
+    /// `198.18.1.5:3128`.
+    pub addr: String,
+    /// Where it was found (`--proxy`, a runner's environment, ...).
+    pub source: String,
 }
 
 /// Rates in bits per second.
@@ -167,6 +179,10 @@ pub struct HostRow {
     /// DNS failures of one record type while another answered: `dns_refused AAAA ×2`.
     pub notes: Vec<String>,
     pub addresses: Vec<String>,
+    /// HTTP proxies its flows went through (their addresses are not the host's).
+    pub via_proxies: Vec<String>,
+    /// How its flows were named when not by a DNS answer (SNI, CONNECT, HTTP host).
+    pub named_by: Vec<NamedBy>,
     pub ports: Vec<u16>,
     pub cname_chain: Vec<String>,
     pub flows: u64,
@@ -183,6 +199,22 @@ pub struct HostRow {
 }
 
 impl HostRow {
+    /// The name column in `width` characters: the label, and the proxy its flows went through
+    /// (`api.github.com via proxy 198.18.1.5:3128`), without its address when that does not
+    /// fit (the details have it).
+    pub fn name_cell(&self, width: usize) -> String {
+        let long = match self.via_proxies.as_slice() {
+            [] => return self.label.clone(),
+            [one] => format!("{} via proxy {one}", self.label),
+            several => format!("{} via proxies {}", self.label, several.join(", ")),
+        };
+        if long.chars().count() <= width {
+            long
+        } else {
+            format!("{} via proxy", self.label)
+        }
+    }
+
     /// `tcp_reset×3, dns_nxdomain A/AAAA×2` (the record types of a DNS code joined).
     pub fn reason_codes(&self) -> String {
         let mut grouped: Vec<(String, Vec<String>, u64)> = Vec::new();
@@ -255,6 +287,20 @@ pub struct FlowRow {
     pub groups: Vec<String>,
     pub class: DestinationClass,
     pub name_expired: bool,
+    /// How `label` was chosen when not by a DNS answer: SNI, CONNECT, HTTP host.
+    pub named_by: Option<NamedBy>,
+    /// The HTTP proxy the flow went through (`dst`).
+    pub via_proxy: Option<String>,
+    /// What the client asked the proxy for, `host:port`.
+    pub proxy_target: Option<String>,
+    /// The proxy's status line: code and reason phrase.
+    pub proxy_status: Option<(u16, String)>,
+    /// The TLS server name the client sent.
+    pub sni: Option<String>,
+    /// The name DNS gave the address when the SNI named another host.
+    pub dns_name: Option<String>,
+    /// Why the TLS hello named nothing (`no_sni`, `ech`, ...).
+    pub tls_note: Option<String>,
     pub state: FlowState,
     pub opened_ns: u64,
     /// Connected before the capture: `opened_ns` is its adoption.
@@ -287,6 +333,36 @@ impl FlowRow {
             (None, DestinationClass::Unresolved) => "unresolved",
             (None, _) => "undeclared",
         }
+    }
+
+    /// The name column: the label, and how the flow reached it when not directly by a name
+    /// DNS gave: through a proxy, with the status it answered (`codeload.github.com via proxy
+    /// (403)`), or named by its SNI (`front.example.net (SNI)`).
+    pub fn name_cell(&self) -> String {
+        if self.via_proxy.is_some() {
+            match &self.proxy_status {
+                Some((code, _)) => format!("{} via proxy ({code})", self.label),
+                None => format!("{} via proxy", self.label),
+            }
+        } else if self.named_by == Some(NamedBy::Sni) {
+            format!("{} (SNI)", self.label)
+        } else {
+            self.label.clone()
+        }
+    }
+
+    /// How the name was chosen when not by a DNS answer alone, after `named by`:
+    /// `CONNECT to proxy 198.18.1.5:3128`, `SNI (DNS said api.github.com)`.
+    pub fn named_by_words(&self) -> Option<String> {
+        let proxy = self.via_proxy.as_deref().unwrap_or("?");
+        Some(match self.named_by? {
+            NamedBy::Connect => format!("CONNECT to proxy {proxy}"),
+            NamedBy::HttpHost => format!("the HTTP request to proxy {proxy}"),
+            NamedBy::Sni => match &self.dns_name {
+                Some(dns) => format!("SNI (DNS said {dns})"),
+                None => "SNI (no DNS answer named the address)".to_owned(),
+            },
+        })
     }
 
     /// The outcome column: the failure or warning code, else how the flow ended.
@@ -453,6 +529,14 @@ pub fn build_with(digest: &mut Digest, c: &Correlator, now_ns: u64, observations
             .collect(),
         lost_events: info.stats.lost_events,
         undecodable_events: info.stats.undecodable_events,
+        proxies: info
+            .proxies
+            .iter()
+            .map(|p| WatchedProxyRow {
+                addr: p.addr.to_string(),
+                source: clean(&p.source.to_string()),
+            })
+            .collect(),
     };
 
     let hosts = hosts
@@ -562,6 +646,8 @@ fn host_row(c: &Correlator, key: &str, t: &Tally, now_ns: u64) -> HostRow {
             .collect(),
         notes: notes(&t.dns_notes),
         addresses: t.addresses.iter().map(ToString::to_string).collect(),
+        via_proxies: t.proxies.iter().map(ToString::to_string).collect(),
+        named_by: t.named_by.iter().copied().collect(),
         ports: Vec::new(),
         cname_chain: t.cname_chain().iter().map(|n| clean(n)).collect(),
         flows: t.flows,
@@ -596,6 +682,16 @@ fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
         groups: f.destination.groups.clone(),
         class: f.destination.class,
         name_expired: f.destination.name_expired,
+        named_by: f.destination.named_by,
+        via_proxy: f.destination.via_proxy.map(|p| p.to_string()),
+        proxy_target: f.destination.proxy_target.as_deref().map(clean),
+        proxy_status: f
+            .proxy_status
+            .as_ref()
+            .map(|(code, reason)| (*code, clean(reason))),
+        sni: f.destination.sni.as_deref().map(clean),
+        dns_name: f.destination.dns_name.as_deref().map(clean),
+        tls_note: f.destination.tls_note.as_deref().map(clean),
         state,
         opened_ns: f.opened_ns,
         adopted: f.adopted,
@@ -831,6 +927,76 @@ mod tests {
         assert_eq!(v.flows[1].group(), "unresolved");
         let packages = v.groups.iter().find(|g| g.id == "packages").unwrap();
         assert_eq!((packages.blocked, packages.reached), (1, 0));
+    }
+
+    #[test]
+    fn a_proxy_s_answer_and_a_server_name_reach_the_terminal_clean() {
+        use crate::pipeline::correlate::tests::{hello, payload, with_proxy};
+        use crate::pipeline::hello::{FirstReceived, FirstSent};
+        let proxy = "198.18.1.5:3128";
+        let mut c = Correlator::new(Catalog::builtin());
+        with_proxy(&mut c, proxy);
+        let connect = FirstSent::Connect {
+            host: "codeload.github.com".into(),
+            port: 443,
+            credentials: false,
+        };
+        let status = FirstReceived::HttpStatus {
+            code: 403,
+            reason: "Forbidden\x1b]0;pwned\x07".into(),
+        };
+        let objects = "198.18.1.30:443";
+        for (ts, mut o) in [
+            (T0, opened(1, proxy)),
+            (T0, payload(1, proxy, Some(connect), None)),
+            (T0, payload(1, proxy, None, Some(status))),
+            (T0 + SECOND, closed(1, proxy, true, 100, 300)),
+            (
+                T0 + SECOND,
+                response(
+                    "objects.githubusercontent.com",
+                    &[("objects.githubusercontent.com", "A", "198.18.1.30")],
+                ),
+            ),
+            (T0 + SECOND, opened(2, objects)),
+            (
+                T0 + SECOND,
+                payload(2, objects, hello("evil\u{202e}moc.example"), None),
+            ),
+        ] {
+            observe_answered(&mut c, ts, &mut o);
+        }
+        let v = build(&c, T0 + 2 * SECOND, 7);
+        let refused = &v.flows[0];
+        assert_eq!(refused.via_proxy.as_deref(), Some(proxy));
+        assert_eq!(
+            refused.proxy_status,
+            Some((403, "Forbidden?]0;pwned?".to_owned()))
+        );
+        assert_eq!(
+            refused.named_by_words().as_deref(),
+            Some("CONNECT to proxy 198.18.1.5:3128")
+        );
+        let codeload = v
+            .hosts
+            .iter()
+            .find(|h| h.label == "codeload.github.com")
+            .unwrap();
+        assert_eq!(codeload.via_proxies, [proxy]);
+        assert!(codeload.addresses.is_empty(), "the proxy is not the host");
+        let detail = codeload.reasons[0].detail.as_deref().unwrap_or_default();
+        assert!(
+            detail.ends_with("answered 403 Forbidden?]0;pwned? to CONNECT codeload.github.com:443"),
+            "{detail}"
+        );
+        let fronted = &v.flows[1];
+        assert_eq!(fronted.sni.as_deref(), Some("evil?moc.example"));
+        assert_eq!(fronted.label, "evil?moc.example");
+        assert_eq!(
+            fronted.named_by_words().as_deref(),
+            Some("SNI (DNS said objects.githubusercontent.com)")
+        );
+        assert_eq!(v.capture.proxies[0].source, "--proxy");
     }
 
     #[test]

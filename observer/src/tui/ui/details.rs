@@ -10,7 +10,9 @@ use ratatui::{
 };
 
 use crate::{
+    export::tls_note_words,
     format::{bytes, rate},
+    pipeline::events::NamedBy,
     pipeline::throughput::{RateStats, ThroughputStats, TransferStats, TransferSummary},
     report::{vocab::Reason, Status},
     tui::app::{App, Panel},
@@ -303,7 +305,21 @@ pub(super) fn host_details(h: &HostRow, theme: Theme) -> Vec<Line<'static>> {
         let ports: Vec<String> = h.ports.iter().map(u16::to_string).collect();
         second.push(Span::raw(format!(" · ports {}", ports.join(","))));
     }
+    if !h.via_proxies.is_empty() {
+        // The proxy's address is not the host's: the addresses are those of direct flows.
+        second.push(Span::raw(format!(
+            " · via proxy {}",
+            h.via_proxies.join(", ")
+        )));
+    }
     lines.push(Line::from(second));
+    if !h.named_by.is_empty() {
+        let how: Vec<&str> = h.named_by.iter().map(|n| named_by_word(*n)).collect();
+        lines.push(Line::from(vec![
+            label("named by", theme),
+            Span::raw(how.join(", ")),
+        ]));
+    }
     if h.cname_chain.len() > 1 {
         lines.push(Line::from(vec![
             label("CNAME", theme),
@@ -434,6 +450,7 @@ pub(super) fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'st
             Span::raw(f.cname_chain.join(" → ")),
         ]));
     }
+    naming_lines(&mut lines, f, theme);
     if let Some(code) = f.failure {
         lines.push(Line::from(vec![
             label("failure", theme),
@@ -449,6 +466,59 @@ pub(super) fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'st
         ]));
     }
     lines
+}
+
+/// How a flow's name was chosen when not by DNS alone, what its proxy was asked and answered,
+/// and what its TLS hello said.
+fn naming_lines(lines: &mut Vec<Line<'static>>, f: &FlowRow, theme: Theme) {
+    if let Some(words) = f.named_by_words() {
+        lines.push(Line::from(vec![label("named by", theme), Span::raw(words)]));
+    }
+    if let Some(proxy) = &f.via_proxy {
+        let asked = match (f.named_by, &f.proxy_target) {
+            (Some(NamedBy::HttpHost), Some(t)) => format!(" · asked an HTTP request for {t}"),
+            (_, Some(t)) => format!(" · asked CONNECT {t}"),
+            (_, None) => String::new(),
+        };
+        let mut spans = vec![label("proxy", theme), Span::raw(format!("{proxy}{asked}"))];
+        match &f.proxy_status {
+            Some((code, reason)) => {
+                let style = if (200..300).contains(code) {
+                    Style::new()
+                } else {
+                    theme.status(Status::Blocked)
+                };
+                spans.push(Span::raw(" · answered "));
+                spans.push(Span::styled(format!("{code} {reason}"), style));
+            }
+            None if f.closed_ns.is_some() => spans.push(Span::styled(
+                " · closed without answering",
+                theme.status(Status::Blocked),
+            )),
+            None => spans.push(Span::raw(" · no answer yet")),
+        }
+        lines.push(Line::from(spans));
+    }
+    let tls = match (&f.tls_note, &f.sni) {
+        (Some(note), sni) => Some(tls_note_words(note, sni.as_deref())),
+        // The SNI agreed with the name DNS gave: worth a word only when nothing else says it.
+        (None, Some(sni)) if f.named_by != Some(NamedBy::Sni) => {
+            Some(format!("SNI {sni} (agrees with DNS)"))
+        }
+        _ => None,
+    };
+    if let Some(tls) = tls {
+        lines.push(Line::from(vec![label("TLS", theme), Span::raw(tls)]));
+    }
+}
+
+/// `SNI`, `CONNECT`, `HTTP Host`.
+fn named_by_word(n: NamedBy) -> &'static str {
+    match n {
+        NamedBy::Sni => "SNI",
+        NamedBy::Connect => "CONNECT",
+        NamedBy::HttpHost => "HTTP Host",
+    }
 }
 
 pub(super) fn event_details(e: &LogEntry, theme: Theme) -> Vec<Line<'static>> {

@@ -14,7 +14,7 @@ use crate::{
 };
 
 use super::{
-    text::{clock, duration},
+    text::{clock, duration, fit},
     Theme,
 };
 
@@ -126,6 +126,17 @@ pub(super) fn draw_header(frame: &mut Frame, area: Rect, app: &App, theme: Theme
             format!("kernel: {}", c.fallbacks.join(", ")),
             theme.status(Status::Degraded),
         ));
+    }
+    if !c.proxies.is_empty() {
+        // Which proxies are watched and where each was found, shortly (the report has it all):
+        // flows through a proxy nobody watches are named by nothing.
+        let list: Vec<String> = c
+            .proxies
+            .iter()
+            .map(|p| format!("{} ({})", p.addr, fit(&p.source, 24)))
+            .collect();
+        let word = if list.len() == 1 { "proxy" } else { "proxies" };
+        spans.push(Span::raw(format!(" · {word} {}", list.join(", "))));
     }
     spans.push(Span::raw(format!(" · {} flows", v.flows_total)));
     if let Some(start) = c.started_ns {

@@ -238,12 +238,13 @@ pub(super) fn hosts_table(
     } else {
         app.undeclared()
     };
+    let name_width = cols.get(1).copied().unwrap_or(20);
     let rows = list
         .into_iter()
         .map(|h| {
             let mut cells = vec![
                 Cell::new(h.status.shouted()).style(theme.status(h.status)),
-                Cell::new(fit(&h.label, cols.get(1).copied().unwrap_or(20))),
+                Cell::new(fit(&h.name_cell(usize::from(name_width)), name_width)),
                 Cell::new(fit(&h.reason_codes(), cols.get(2).copied().unwrap_or(10))),
                 Cell::new(h.flows.to_string()),
                 Cell::new(short_rate(h.rates.now_down)),
@@ -327,7 +328,7 @@ pub(super) fn flows_table(
             });
             let mut cells = vec![
                 Cell::new(fit(process, cols.first().copied().unwrap_or(10))),
-                Cell::new(fit(&f.label, cols.get(1).copied().unwrap_or(20))),
+                Cell::new(fit(&f.name_cell(), cols.get(1).copied().unwrap_or(20))),
                 Cell::new(fit(f.group(), cols.get(2).copied().unwrap_or(12))),
             ];
             if wide {
