@@ -285,7 +285,7 @@ pub fn series_key(destination: &Destination, dst: SocketAddr) -> String {
     destination
         .name
         .clone()
-        .unwrap_or_else(|| dst.ip().to_string())
+        .unwrap_or_else(|| destination.target(dst).ip().to_string())
 }
 
 /// What the capture said about itself.

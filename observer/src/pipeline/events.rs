@@ -253,6 +253,17 @@ pub struct Destination {
     pub tls_note: Option<String>,
 }
 
+impl Destination {
+    /// The address the client meant to reach: through a proxy, the address it asked the proxy
+    /// for (`CONNECT 198.18.1.9:443`), else `dst` itself.
+    pub fn target(&self, dst: SocketAddr) -> SocketAddr {
+        self.via_proxy
+            .and(self.proxy_target.as_deref())
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(dst)
+    }
+}
+
 /// Where a flow's name came from when not from DNS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -822,6 +822,40 @@ mod tests {
         assert!(r.undeclared.is_empty(), "{:?}", r.undeclared);
     }
 
+    #[test]
+    fn a_connect_to_an_address_is_reported_by_that_address_not_the_proxy_s() {
+        let proxy = "198.18.1.5:3128";
+        let mut c = Correlator::new(Catalog::builtin());
+        with_proxy(&mut c, proxy);
+        let connect = FirstSent::Connect {
+            host: "198.18.1.9".into(),
+            port: 443,
+            credentials: false,
+            incomplete: false,
+        };
+        let status = FirstReceived::HttpStatus {
+            code: 403,
+            reason: "Forbidden".into(),
+        };
+        for mut o in [
+            opened(1, proxy),
+            payload(1, proxy, Some(connect), None),
+            payload(1, proxy, None, Some(status)),
+            closed(1, proxy, true, 200, 400),
+        ] {
+            c.observe(S, &mut o);
+        }
+        c.finish();
+        let r = build(&c);
+        assert_eq!(r.undeclared.len(), 1, "{:?}", r.undeclared);
+        let u = &r.undeclared[0];
+        assert_eq!(u.name, None);
+        assert_eq!(u.addresses, vec!["198.18.1.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(u.via_proxies, vec![proxy.to_owned()]);
+        assert_eq!(u.reasons[0].code, "proxy_refused");
+        assert!(c.host_series("198.18.1.5").is_none());
+    }
+
     /// A response for `name` of type `rtype` with `rcode` and A/AAAA `answers`.
     fn typed(name: &str, rtype: &str, rcode: &str, answers: &[&str]) -> Observed {
         let recs: Vec<(&str, &str, &str)> = answers

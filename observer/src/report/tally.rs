@@ -127,6 +127,12 @@ impl Tally {
         match f.destination.via_proxy {
             Some(proxy) => {
                 self.proxies.insert(proxy);
+                // A CONNECT to an address literal names the address; a name's addresses are
+                // the proxy's business.
+                let target = f.destination.target(f.dst);
+                if target != f.dst {
+                    self.addresses.insert(target.ip());
+                }
                 if let Some(port) = f
                     .destination
                     .proxy_target
@@ -308,7 +314,7 @@ impl Tallies {
             }
             None => self
                 .unresolved
-                .entry(f.dst.ip())
+                .entry(f.destination.target(f.dst).ip())
                 .or_default()
                 .add_flow(at, f, false, c),
         }

@@ -550,6 +550,7 @@ fn proxied() -> App {
             host: host.into(),
             port: 443,
             credentials: false,
+            incomplete: false,
         })
     };
     let status = |code: u16, reason: &str| {

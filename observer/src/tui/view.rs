@@ -940,6 +940,7 @@ mod tests {
             host: "codeload.github.com".into(),
             port: 443,
             credentials: false,
+            incomplete: false,
         };
         let status = FirstReceived::HttpStatus {
             code: 403,
