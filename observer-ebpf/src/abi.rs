@@ -26,6 +26,14 @@ pub const WATCH_FLOW: u8 = 1;
 /// `WATCH_PORTS` value bit: the first payload the server sends back is copied too (HTTP
 /// proxies: their answer to CONNECT).
 pub const WATCH_REPLY: u8 = 2;
+/// Processes of the jobs `observer daemon` follows (key: thread group id; value: the job's slot,
+/// never 0). User space puts a job's `Runner.Worker` and its descendants there when the job
+/// starts; `sched_process_fork` adds each new child of a listed process, `sched_process_exit`
+/// removes a task when it ends (so a recycled pid is not the job's), and every `Owner` the
+/// programs record carries its process's slot (`Owner::job`).
+pub const JOB_PIDS_MAP: &str = "JOB_PIDS";
+/// Capacity of `JOB_PIDS`; a child that does not fit is counted in `COUNTER_JOB_PIDS_FULL`.
+pub const JOB_PIDS_MAX: u32 = 65_536;
 /// Runtime configuration written by user space before attaching (see `CONFIG_*`).
 pub const CONFIG_MAP: &str = "CONFIG";
 
@@ -75,6 +83,8 @@ pub const COUNTER_RINGBUF_FULL: u32 = 0;
 /// DNS packets seen on port 53 that could not be copied (odd headers, IPv6 extension headers
 /// beyond the four followed, non-first fragments).
 pub const COUNTER_DNS_SKIPPED: u32 = 1;
+/// Children of a job's process that `JOB_PIDS` had no room for (their flows are not the job's).
+pub const COUNTER_JOB_PIDS_FULL: u32 = 2;
 /// Number of entries in `COUNTERS`.
 pub const COUNTER_ENTRIES: u32 = 4;
 
@@ -176,6 +186,9 @@ pub struct Owner {
     pub tid: u32,
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
+    /// The job slot of the process (`JOB_PIDS`), 0 when it belongs to no followed job.
+    pub job: u32,
+    pub _pad: u32,
 }
 
 /// One tracked TCP flow; the value of `FLOWS` and the body of flow events.
@@ -283,11 +296,11 @@ pub struct PayloadEvent {
 
 const _: () = assert!(size_of::<Tuple>() == 40);
 const _: () = assert!(size_of::<PayloadEvent>() == 1096);
-const _: () = assert!(size_of::<Owner>() == 32);
-const _: () = assert!(size_of::<Flow>() == 144);
-const _: () = assert!(size_of::<FlowEvent>() == 168);
+const _: () = assert!(size_of::<Owner>() == 40);
+const _: () = assert!(size_of::<Flow>() == 152);
+const _: () = assert!(size_of::<FlowEvent>() == 176);
 const _: () = assert!(size_of::<SockErrorEvent>() == 56);
-const _: () = assert!(size_of::<DnsEvent>() == 632);
+const _: () = assert!(size_of::<DnsEvent>() == 640);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -102,6 +102,7 @@ impl CaptureArgs {
             ports: self.ports.clone().unwrap_or_else(|| catalog.ports()),
             all_ports: self.all_ports,
             proxies,
+            jobs: None,
         }
     }
 

@@ -191,6 +191,7 @@ fn stats(tracker: &Tracker, capture: &Capture) -> CaptureStats {
     CaptureStats {
         lost_events: lost,
         dns_skipped: skipped,
+        job_pids_full: capture.job_pids_full(),
         ..tracker.stats()
     }
 }

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use observer_ebpf::{
     Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET,
-    COUNTER_ENTRIES, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, PAYLOAD_SEEN_MAX,
+    COUNTER_ENTRIES, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, JOB_PIDS_MAX, PAYLOAD_SEEN_MAX,
     SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
 };
 
@@ -25,6 +25,9 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_EN
 
 #[map(name = "WATCH_PORTS")]
 pub static WATCH_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(WATCH_PORTS_MAX, 0);
+
+#[map(name = "JOB_PIDS")]
+pub static JOB_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(JOB_PIDS_MAX, 0);
 
 #[map(name = "PAYLOAD_SEEN")]
 pub static PAYLOAD_SEEN: LruHashMap<u64, u32> = LruHashMap::with_max_entries(PAYLOAD_SEEN_MAX, 0);

@@ -2,6 +2,7 @@
 //! programs return "allow" on every path, tracepoints return 0.
 
 mod dns;
+mod jobs;
 mod maps;
 mod owner;
 mod payload;

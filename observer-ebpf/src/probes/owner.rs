@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use observer_ebpf::Owner;
 
-use super::maps::SOCK_OWNERS;
+use super::maps::{JOB_PIDS, SOCK_OWNERS};
 
 /// Allow: sock_addr programs return 1 to let the call proceed.
 const ALLOW: i32 = 1;
@@ -23,12 +23,16 @@ const DNS_PORT: u16 = 53;
 #[inline(always)]
 pub fn current_owner() -> Owner {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
     Owner {
-        pid: (pid_tgid >> 32) as u32,
+        pid,
         tid: pid_tgid as u32,
         // SAFETY: helper without arguments.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        // SAFETY: read-only lookup of a plain value.
+        job: unsafe { JOB_PIDS.get(&pid).copied().unwrap_or(0) },
+        _pad: 0,
     }
 }
 

@@ -21,8 +21,8 @@ use aya::{
 use observer_ebpf::{
     Flow, CONFIG_ADOPT, CONFIG_ADOPT_AT_END, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP,
     CONFIG_SK_ERR_OFFSET, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
-    CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL,
-    EVENTS_MAP, FLOWS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_FLOW, WATCH_PORTS_MAP,
+    CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_JOB_PIDS_FULL, COUNTER_RINGBUF_FULL,
+    EVENTS_MAP, FLOWS_MAP, JOB_PIDS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_FLOW, WATCH_PORTS_MAP,
     WATCH_PORTS_MAX, WATCH_REPLY,
 };
 use tokio::io::unix::AsyncFd;
@@ -49,6 +49,9 @@ pub struct CaptureConfig {
     /// HTTP proxies the runner goes through: their ports are watched, and their first bytes
     /// back (the status line that says whether a CONNECT went through) copied too.
     pub proxies: Vec<WatchedProxy>,
+    /// Follow the process trees of jobs (`observer daemon`): the job programs are attached and
+    /// the kernel's job table is shared through this handle.
+    pub jobs: Option<crate::capture::jobs::JobPids>,
 }
 
 impl CaptureConfig {
@@ -156,6 +159,12 @@ const PROBES: &[(&str, Hook)] = &[
     ("so_error_seen", Hook::CgroupSockopt("getsockopt")),
 ];
 
+/// The programs that follow jobs' process trees (only with `CaptureConfig::jobs`).
+const JOB_PROBES: &[(&str, Hook)] = &[
+    ("job_fork", Hook::Tracepoint("sched", "sched_process_fork")),
+    ("job_exit", Hook::Tracepoint("sched", "sched_process_exit")),
+];
+
 /// Without these, nothing useful is captured.
 const ESSENTIAL: &[&str] = &["tcp_set_state", "dns_ingress"];
 
@@ -223,7 +232,12 @@ impl Capture {
         configure(&mut ebpf, config, &plan)?;
 
         let mut probes = Vec::new();
-        for &(program, hook) in PROBES {
+        let job_probes = if config.jobs.is_some() {
+            JOB_PROBES
+        } else {
+            &[]
+        };
+        for &(program, hook) in PROBES.iter().chain(job_probes) {
             // Replaced by the plan's fallback (named in its sources), not a probe that failed.
             if !plan.length_tracepoints && kernel_caps::is_length_tracepoint(program) {
                 continue;
@@ -282,6 +296,15 @@ impl Capture {
                     source,
                 }
             })?;
+        if let Some(jobs) = &config.jobs {
+            let map = HashMap::try_from(take_map(&mut ebpf, JOB_PIDS_MAP)?).map_err(|source| {
+                CaptureError::Map {
+                    name: JOB_PIDS_MAP,
+                    source,
+                }
+            })?;
+            jobs.install(map);
+        }
         Ok(Self {
             ring,
             flows,
@@ -321,6 +344,14 @@ impl Capture {
     /// The kernel's current view of every tracked flow (byte counters included).
     pub fn flows(&self) -> Vec<(u64, Flow)> {
         self.flows.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Children of job processes the kernel's job table had no room for, summed over CPUs.
+    pub fn job_pids_full(&self) -> u64 {
+        self.counters
+            .get(&COUNTER_JOB_PIDS_FULL, 0)
+            .map(|values| values.iter().sum::<u64>())
+            .unwrap_or(0)
     }
 
     /// (events lost because the ring buffer was full, DNS packets not copied), summed over CPUs.

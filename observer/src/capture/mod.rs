@@ -6,6 +6,7 @@
 //! flows, DNS answers and names.
 
 pub mod clock;
+pub mod jobs;
 pub mod kernel_caps;
 pub mod load;
 pub mod mountinfo;

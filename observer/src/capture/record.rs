@@ -100,6 +100,10 @@ pub struct Process {
     pub pid: u32,
     pub comm: String,
     pub cgroup_id: u64,
+    /// The job `observer daemon` followed this process for (its slot), when it was one of a
+    /// job's processes; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u32>,
 }
 
 impl From<&Owner> for Process {
@@ -113,6 +117,7 @@ impl From<&Owner> for Process {
             pid: owner.pid,
             comm: String::from_utf8_lossy(&owner.comm[..end]).into_owned(),
             cgroup_id: owner.cgroup_id,
+            job: (owner.job != 0).then_some(owner.job),
         }
     }
 }

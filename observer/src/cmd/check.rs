@@ -84,6 +84,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         ports: vec![args.port],
         all_ports: false,
         proxies: Vec::new(),
+        jobs: None,
     };
     let capture = if args.no_capture {
         Err("--no-capture".to_owned())

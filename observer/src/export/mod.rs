@@ -602,11 +602,13 @@ mod tests {
                 pid: 512,
                 comm: "systemd-resolve".into(),
                 cgroup_id: 1,
+                job: None,
             },
             Process {
                 pid: 900,
                 comm: "dnsmasq".into(),
                 cgroup_id: 1,
+                job: None,
             },
         ];
         assert_eq!(

@@ -1297,6 +1297,7 @@ pub(crate) mod tests {
             pid: 10,
             comm: "curl".into(),
             cgroup_id: 3,
+            job: None,
         }
     }
 

@@ -368,6 +368,10 @@ pub struct CaptureStats {
     /// one that connected before the capture).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub payload_unmatched: u64,
+    /// Children of a followed job's processes that the kernel's job table had no room for:
+    /// their flows are not attributed to the job (`observer daemon`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub job_pids_full: u64,
 }
 
 fn is_zero_u64(n: &u64) -> bool {

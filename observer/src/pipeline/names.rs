@@ -915,6 +915,7 @@ mod tests {
             pid,
             comm: format!("p{pid}"),
             cgroup_id,
+            job: None,
         }
     }
 

@@ -406,6 +406,13 @@ fn capture_section(c: &Correlator) -> CaptureSection {
             s.dns_skipped
         ));
     }
+    if s.job_pids_full > 0 {
+        incomplete.push(format!(
+            "{} processes of followed jobs did not fit in the kernel's job table: their flows \
+             are not attributed to their job",
+            s.job_pids_full
+        ));
+    }
     if s.malformed_dns > 0 {
         incomplete.push(format!(
             "{} DNS packets could not be decoded: what they asked or answered is unknown",
@@ -573,6 +580,7 @@ mod tests {
             pid,
             comm: comm.into(),
             cgroup_id: 3,
+            job: None,
         });
         d.socket_cookie = cookie;
         d.server = server.parse().unwrap();
@@ -616,7 +624,8 @@ mod tests {
             [Process {
                 pid: 5,
                 comm: "resolved".into(),
-                cgroup_id: 3
+                cgroup_id: 3,
+                job: None,
             }]
         );
         let api = host(&r, "api.github.com");

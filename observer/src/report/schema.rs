@@ -486,6 +486,7 @@ fn unknown_process() -> Process {
         pid: 0,
         comm: String::new(),
         cgroup_id: 0,
+        job: None,
     }
 }
 

@@ -144,6 +144,7 @@ fn runner() -> Process {
         pid: 700,
         comm: "Runner.Listener".into(),
         cgroup_id: 3,
+        job: None,
     }
 }
 
