@@ -44,6 +44,110 @@ pub enum Command {
     /// undeclared destinations, flows, and what changed; or a recorded event log replayed
     /// (`--replay EVENTS`, no root needed). Keys: `?`.
     Tui(TuiArgs),
+    /// Capture continuously as a service: a rotating event log and per-job reports in the state
+    /// directory, a control socket for the runner's job hooks, optional Prometheus metrics
+    /// (docs/daemon.md).
+    Daemon(DaemonArgs),
+    /// From the runner's job hooks: tell `observer daemon` a job started (optionally gate it on
+    /// required groups) or completed (write its report and job summary).
+    Job(JobArgs),
+}
+
+/// `observer daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The control socket the job hooks talk to.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// The group whose members (the runners' users) may use the socket besides root; without
+    /// it only root can.
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+
+    /// Where the event log and the job reports are kept.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/observer")]
+    pub state_dir: PathBuf,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (off by default).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
+
+    /// The event log's total size kept, in MiB (the oldest files go first).
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    pub log_max_mib: u64,
+
+    /// Event-log files older than this many hours are removed.
+    #[arg(long, value_name = "HOURS", default_value_t = 168)]
+    pub log_max_hours: u64,
+
+    /// Job reports kept in the state directory (the oldest go first).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub keep_jobs: usize,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// Where `observer daemon` listens by default.
+pub const DEFAULT_SOCKET: &str = "/run/observer/observer.sock";
+
+/// `observer job started|completed`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    #[command(subcommand)]
+    pub command: JobCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// The job-started hook (ACTIONS_RUNNER_HOOK_JOB_STARTED): the daemon follows this job's
+    /// processes from now on. With --require, fails the job (exit 20) when a required group is
+    /// blocked now.
+    Started(JobStartedArgs),
+    /// The job-completed hook (ACTIONS_RUNNER_HOOK_JOB_COMPLETED): the job's report is written
+    /// to the daemon's state directory and its summary appended to $GITHUB_STEP_SUMMARY. Exits
+    /// 21 only with --fail-on and a finding of that kind.
+    Completed(JobCompletedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobStartedArgs {
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Groups the job needs (catalog ids, e.g. essential): the job fails before it runs when
+    /// one is blocked now.
+    #[arg(long, value_name = "GROUP", num_args = 1..)]
+    pub require: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JobCompletedArgs {
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Exit 21 when the job's report has findings of these kinds.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
+    pub fail_on: Vec<FailOn>,
+
+    /// Do not append the summary to $GITHUB_STEP_SUMMARY.
+    #[arg(long)]
+    pub no_summary: bool,
+}
+
+/// What `--fail-on` weighs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// A documented host the job needed was blocked.
+    Blocked,
+    /// The job reached destinations GitHub's list does not document.
+    Undeclared,
+    /// A transfer of the job was below the minimum rate.
+    Slow,
 }
 
 /// What to capture, and for how long.
@@ -211,8 +315,21 @@ pub struct ReportArgs {
     pub command: Option<ReportCommand>,
 
     /// An event log written by `observer record --events` or `observer watch --json`.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "jobs")]
     pub events: Option<PathBuf>,
+
+    /// List the job reports `observer daemon` keeps (newest first) instead.
+    #[arg(long, conflicts_with = "events")]
+    pub jobs: bool,
+
+    /// The daemon's state directory, for --jobs.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/observer",
+        requires = "jobs"
+    )]
+    pub state_dir: PathBuf,
 
     /// Where to write the report; `-` for stdout.
     #[arg(long, value_name = "FILE", default_value = "-")]

@@ -18,6 +18,7 @@
 pub mod capture;
 pub mod catalog;
 pub mod check;
+pub mod daemon;
 pub mod eventlog;
 pub mod exit;
 pub mod export;

@@ -48,6 +48,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "daemon",
+        &[
+            "capture", "pipeline", "catalog", "session", "eventlog", "options", "report", "export",
+            "format", "sanitize", "proxy",
+        ],
+    ),
+    (
         "tui",
         &[
             "capture", "pipeline", "catalog", "session", "eventlog", "options", "report", "export",

@@ -4,6 +4,8 @@
 
 mod catalog;
 mod check;
+mod daemon;
+mod job;
 mod record;
 mod report;
 mod suggest;
@@ -26,6 +28,8 @@ pub fn run(command: &Command) -> anyhow::Result<u8> {
         Command::Check(args) => block_on(check::run(args)),
         Command::Suggest(args) => suggest::run(args).map(|()| exit::OK),
         Command::Tui(args) => tui::run(args).map(|()| exit::OK),
+        Command::Daemon(args) => block_on(daemon::run(args)).map(|()| exit::OK),
+        Command::Job(args) => block_on(job::run(&args.command)),
     }
 }
 

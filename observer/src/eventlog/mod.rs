@@ -62,11 +62,26 @@ pub fn json_line(unix_ns: u64, observed: &Observed) -> String {
 pub struct Sink<W: Write> {
     out: W,
     json: bool,
+    written: u64,
 }
 
 impl<W: Write> Sink<W> {
     pub fn new(out: W, json: bool) -> Self {
-        Self { out, json }
+        Self {
+            out,
+            json,
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far (lines and their newlines).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// The writer.
+    pub fn into_inner(self) -> W {
+        self.out
     }
 
     /// Writes observations; a closed pipe (`observer watch | head`) is reported as BrokenPipe.
@@ -82,6 +97,7 @@ impl<W: Write> Sink<W> {
                 text_line(ts, observed)
             };
             writeln!(self.out, "{line}")?;
+            self.written += line.len() as u64 + 1;
         }
         self.out.flush()
     }

@@ -10,6 +10,7 @@
 mod csv;
 mod html;
 mod markdown;
+pub use markdown::escape as escape_markdown;
 pub mod merge;
 mod redact;
 mod table;

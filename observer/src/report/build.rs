@@ -93,6 +93,7 @@ pub fn build(c: &Correlator) -> Report {
         hosts,
         undeclared,
         flows: c.flows().iter().map(|f| flow_report(f, c)).collect(),
+        job: None,
     }
 }
 

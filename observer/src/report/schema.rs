@@ -43,6 +43,39 @@ pub struct Report {
     pub undeclared: Vec<UndeclaredReport>,
     #[serde(default)]
     pub flows: Vec<FlowReport>,
+    /// The runner job this report is about (`observer daemon`'s per-job reports); absent in
+    /// reports of a whole capture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSection>,
+}
+
+/// Which job a per-job report covers: the `GITHUB_*` identity its hooks sent, the process that
+/// ran it, and when.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSection {
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub run_attempt: Option<String>,
+    #[serde(default)]
+    pub job: Option<String>,
+    #[serde(default)]
+    pub workflow: Option<String>,
+    #[serde(default)]
+    pub runner_name: Option<String>,
+    /// The `Runner.Worker` process whose tree the job's flows and lookups came from.
+    #[serde(default)]
+    pub worker_pid: u32,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub completed_at: Option<String>,
+    /// Processes listed as the job's when it started (the worker and its descendants then);
+    /// the kernel adds their children as they are forked.
+    #[serde(default)]
+    pub processes_listed: u64,
 }
 
 /// The answer first: can this runner work, and which optional features will fail.

@@ -1,0 +1,473 @@
+//! `observer daemon`: the capture as a service (docs/daemon.md). One capture runs for the
+//! daemon's life; every batch of observations goes to
+//!
+//! - the host's window: a correlator that starts afresh every [`WINDOW`] (the one before is kept
+//!   for a second window), what `job started --require` and the metrics judge "now" by;
+//! - each job followed: a correlator fed only the job's observations: flows and DNS lookups
+//!   whose process the kernel stamped with the job's slot (the job's `Runner.Worker` and every
+//!   descendant, see `capture::jobs`), and the capture's own health;
+//! - the rotating event log in the state directory ([`rotate`]).
+//!
+//! Jobs are started and completed over the control socket ([`socket`], [`protocol`]) by the
+//! runner's hooks (`observer job started|completed`). The job's processes are found from the
+//! caller's own pid, which the kernel gives with the connection: a caller can only name its own
+//! `Runner.Worker`, never another runner's.
+
+pub mod protocol;
+pub mod rotate;
+pub mod socket;
+pub mod summary;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{
+    capture::jobs::{ancestry, descendants, JobPids},
+    options::CatalogOptions,
+    pipeline::correlate::Correlator,
+    pipeline::events::Observed,
+    report::{self, rfc3339, JobSection, Report, Status},
+    session::Batch,
+};
+
+use protocol::{Findings, JobIdentity, Response};
+
+/// How long the host's window runs before a fresh one starts.
+pub const WINDOW: Duration = Duration::from_secs(600);
+/// The command name of the runner's job process.
+pub const WORKER_COMM: &str = "Runner.Worker";
+/// Jobs followed at once (a host with more runner instances than this is unusual).
+pub const MAX_JOBS: usize = 256;
+/// Flows of followed jobs remembered by id (their progress and first bytes carry only the id).
+const MAX_JOB_FLOWS: usize = 262_144;
+
+/// One job being followed.
+struct ActiveJob {
+    slot: u32,
+    identity: JobIdentity,
+    worker_pid: u32,
+    started_ns: u64,
+    processes_listed: u64,
+    correlator: Correlator,
+}
+
+/// What the daemon knows; shared by the capture loop and the control socket.
+pub struct Daemon {
+    options: CatalogOptions,
+    /// The current window and the one before it.
+    window: Correlator,
+    previous: Option<Correlator>,
+    window_started_ns: Option<u64>,
+    /// `capture_started`, replayed into every new correlator.
+    started: Option<(u64, Observed)>,
+    jobs: HashMap<u32, ActiveJob>,
+    /// Flow id → job slot, for observations that carry only the flow's id.
+    job_flows: HashMap<u64, u32>,
+    next_slot: u32,
+    job_pids: JobPids,
+    state_dir: PathBuf,
+    /// Job reports kept in the state directory (oldest removed first).
+    pub max_job_reports: usize,
+    proc_root: PathBuf,
+    /// The latest time seen (nanoseconds since the epoch).
+    now_ns: u64,
+}
+
+impl Daemon {
+    pub fn new(
+        options: CatalogOptions,
+        job_pids: JobPids,
+        state_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            window: options.correlator()?,
+            options,
+            previous: None,
+            window_started_ns: None,
+            started: None,
+            jobs: HashMap::new(),
+            job_flows: HashMap::new(),
+            next_slot: 1,
+            job_pids,
+            state_dir: state_dir.to_owned(),
+            max_job_reports: 1000,
+            proc_root: PathBuf::from("/proc"),
+            now_ns: 0,
+        })
+    }
+
+    /// Where job reports are written.
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.state_dir.join("jobs")
+    }
+
+    /// Reads the catalog files again (SIGHUP): new windows and new jobs use the new catalog.
+    pub fn reload(&mut self) -> anyhow::Result<()> {
+        let fresh = self.options.correlator()?;
+        self.rotate_window(fresh);
+        Ok(())
+    }
+
+    fn rotate_window(&mut self, mut fresh: Correlator) {
+        if let Some((ts, started)) = &self.started {
+            fresh.observe(*ts, &mut started.clone());
+        }
+        let old = std::mem::replace(&mut self.window, fresh);
+        self.previous = Some(old);
+        self.window_started_ns = Some(self.now_ns);
+    }
+
+    /// Takes one batch of the capture.
+    pub fn observe(&mut self, batch: &Batch) {
+        for (ts, observed) in batch {
+            self.now_ns = self.now_ns.max(*ts);
+            if let Observed::CaptureStarted { .. } = observed {
+                self.started = Some((*ts, observed.clone()));
+            }
+            let slot = self.job_of(observed);
+            if let Some(job) = slot.and_then(|s| self.jobs.get_mut(&s)) {
+                job.correlator.observe(*ts, &mut observed.clone());
+            } else if matches!(observed, Observed::CaptureStats(_)) {
+                for job in self.jobs.values_mut() {
+                    job.correlator.observe(*ts, &mut observed.clone());
+                }
+            }
+            self.window.observe(*ts, &mut observed.clone());
+        }
+        let started = *self.window_started_ns.get_or_insert(self.now_ns);
+        if self.now_ns.saturating_sub(started) >= WINDOW.as_nanos() as u64 {
+            if let Ok(fresh) = self.options.correlator() {
+                self.rotate_window(fresh);
+            }
+        }
+    }
+
+    /// The job slot an observation belongs to, if any.
+    fn job_of(&mut self, observed: &Observed) -> Option<u32> {
+        match observed {
+            Observed::FlowOpened {
+                flow_id, process, ..
+            }
+            | Observed::FlowEstablished {
+                flow_id, process, ..
+            } => {
+                let slot = process.job?;
+                if self.job_flows.len() < MAX_JOB_FLOWS {
+                    self.job_flows.insert(*flow_id, slot);
+                }
+                Some(slot)
+            }
+            Observed::FlowClosed(c) => self.job_flows.remove(&c.flow_id).or(c.process.job),
+            Observed::FlowProgress { flow_id, .. } => self.job_flows.get(flow_id).copied(),
+            Observed::FlowPayload(p) => self.job_flows.get(&p.flow_id).copied(),
+            Observed::DnsQuery(d) | Observed::DnsResponse(d) => d.process.as_ref()?.job,
+            _ => None,
+        }
+    }
+
+    /// The `Runner.Worker` among `pid`'s ancestors (`pid` itself included).
+    fn worker_of(&self, pid: u32) -> Result<u32, String> {
+        ancestry(&self.proc_root, pid)
+            .into_iter()
+            .find(|p| p.comm == WORKER_COMM)
+            .map(|p| p.pid)
+            .ok_or_else(|| {
+                format!(
+                    "no {WORKER_COMM} among the calling process's ancestors: run `observer job \
+                     started` and `observer job completed` from the runner's job hooks \
+                     (ACTIONS_RUNNER_HOOK_JOB_STARTED / _COMPLETED)"
+                )
+            })
+    }
+
+    /// `job started` from the process `peer_pid`.
+    pub fn job_started(
+        &mut self,
+        peer_pid: u32,
+        identity: JobIdentity,
+        require: &[String],
+    ) -> Response {
+        let worker = match self.worker_of(peer_pid) {
+            Ok(w) => w,
+            Err(e) => return Response::failed(e),
+        };
+        if self.jobs.values().any(|j| j.worker_pid == worker) {
+            // The same worker starting again: the earlier start's report would be wrong.
+            return Response::failed(format!(
+                "a job is already followed for {WORKER_COMM} {worker}; each job runs its \
+                 started hook once"
+            ));
+        }
+        if self.jobs.len() >= MAX_JOBS {
+            return Response::failed(format!("{MAX_JOBS} jobs are followed already"));
+        }
+        let slot = self.next_slot;
+        self.next_slot = self.next_slot.checked_add(1).unwrap_or(1).max(1);
+        let mut pids = vec![worker];
+        pids.extend(descendants(&self.proc_root, worker));
+        if let Err(e) = self.job_pids.add(slot, &pids) {
+            self.job_pids.remove_job(slot);
+            return Response::failed(format!("cannot follow the job's processes: {e}"));
+        }
+        let mut correlator = match self.options.correlator() {
+            Ok(c) => c,
+            Err(e) => return Response::failed(format!("cannot load the catalog: {e:#}")),
+        };
+        if let Some((ts, started)) = &self.started {
+            correlator.observe(*ts, &mut started.clone());
+        }
+        self.jobs.insert(
+            slot,
+            ActiveJob {
+                slot,
+                identity,
+                worker_pid: worker,
+                started_ns: self.now_ns,
+                processes_listed: pids.len() as u64,
+                correlator,
+            },
+        );
+        let mut response = Response::ok();
+        response.blocked = self.blocked_now(require);
+        response
+    }
+
+    /// Required groups blocked in the host's recent windows, `group: reason`. A group the
+    /// windows did not see is not blocked.
+    pub fn blocked_now(&self, require: &[String]) -> Vec<String> {
+        let mut reports = vec![report::build(&self.window)];
+        if let Some(previous) = &self.previous {
+            reports.push(report::build(previous));
+        }
+        let mut out = Vec::new();
+        for id in require {
+            // The newest window that saw the group decides.
+            let seen = reports.iter().find_map(|r| {
+                r.groups
+                    .iter()
+                    .find(|g| &g.id == id && g.status != Status::Unseen)
+                    .map(|g| (r, g))
+            });
+            let Some((r, g)) = seen else {
+                continue;
+            };
+            if g.status == Status::Blocked {
+                let why: Vec<String> = r
+                    .hosts
+                    .iter()
+                    .filter(|h| g.failing_hosts.contains(&h.name))
+                    .map(|h| {
+                        let codes: Vec<&str> = h.reasons.iter().map(|x| x.code.as_str()).collect();
+                        format!("{} {}", h.name, codes.join(","))
+                    })
+                    .collect();
+                out.push(format!("{id}: blocked ({})", why.join("; ")));
+            }
+        }
+        out
+    }
+
+    /// Removes the job run by `peer_pid`'s worker from the followed ones.
+    fn take_job(&mut self, peer_pid: u32) -> Result<ActiveJob, String> {
+        let worker = self.worker_of(peer_pid)?;
+        let slot = self
+            .jobs
+            .values()
+            .find(|j| j.worker_pid == worker)
+            .map(|j| j.slot)
+            .ok_or_else(|| {
+                format!(
+                    "no job is followed for {WORKER_COMM} {worker}: was `observer job started` \
+                     run by the job-started hook (and did the daemon run then)?"
+                )
+            })?;
+        self.job_pids.remove_job(slot);
+        self.job_flows.retain(|_, s| *s != slot);
+        self.jobs
+            .remove(&slot)
+            .ok_or_else(|| "job vanished".to_owned())
+    }
+
+    /// `job completed` from `peer_pid`: the job's report, written to the state directory, and
+    /// its summary.
+    pub fn job_completed(&mut self, peer_pid: u32, identity: JobIdentity) -> Response {
+        let mut job = match self.take_job(peer_pid) {
+            Ok(job) => job,
+            Err(e) => return Response::failed(e),
+        };
+        job.correlator.finish();
+        let mut report = report::build(&job.correlator);
+        // The hook's identity fills what the start did not say.
+        let id = merge_identity(job.identity, identity);
+        report.job = Some(JobSection {
+            repository: id.repository.clone(),
+            run_id: id.run_id.clone(),
+            run_attempt: id.run_attempt.clone(),
+            job: id.job.clone(),
+            workflow: id.workflow.clone(),
+            runner_name: id.runner_name.clone(),
+            worker_pid: job.worker_pid,
+            started_at: rfc3339(job.started_ns),
+            completed_at: rfc3339(self.now_ns),
+            processes_listed: job.processes_listed,
+        });
+        let findings = findings(&report);
+        let summary = summary::markdown(&report, &id);
+        let path = match self.write_job_report(&report, &id) {
+            Ok(path) => path,
+            Err(e) => return Response::failed(format!("cannot write the job's report: {e:#}")),
+        };
+        let mut response = Response::ok();
+        response.report = Some(path.display().to_string());
+        response.summary = Some(summary);
+        response.findings = Some(findings);
+        response
+    }
+
+    fn write_job_report(&self, report: &Report, id: &JobIdentity) -> anyhow::Result<PathBuf> {
+        let dir = self.jobs_dir();
+        std::fs::create_dir_all(&dir)?;
+        let name = format!(
+            "{}-{}-{}-{}.json",
+            self.now_ns / 1_000_000,
+            file_part(id.repository.as_deref()),
+            file_part(id.run_id.as_deref()),
+            file_part(id.job.as_deref()),
+        );
+        let path = dir.join(name);
+        let text = serde_json::to_string_pretty(report)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)?;
+        prune_job_reports(&dir, self.max_job_reports);
+        Ok(path)
+    }
+
+    /// The daemon's state for `status`.
+    pub fn status(&self) -> serde_json::Value {
+        let jobs: Vec<serde_json::Value> = self
+            .jobs
+            .values()
+            .map(|j| {
+                serde_json::json!({
+                    "slot": j.slot,
+                    "worker_pid": j.worker_pid,
+                    "job": j.identity.describe(),
+                    "flows": j.correlator.flows().len(),
+                })
+            })
+            .collect();
+        let capture = self.window.capture();
+        serde_json::json!({
+            "jobs": jobs,
+            "capture": {
+                "probes_attached": capture.probes.iter().filter(|p| p.attached).count(),
+                "probes": capture.probes.len(),
+                "lost_events": capture.stats.lost_events,
+                "proxies": capture.proxies,
+            },
+        })
+    }
+
+    /// The current window's correlator (metrics, tests).
+    pub fn window(&self) -> &Correlator {
+        &self.window
+    }
+
+    #[cfg(test)]
+    fn with_proc_root(mut self, root: &Path) -> Self {
+        self.proc_root = root.to_owned();
+        self
+    }
+}
+
+/// The start's identity, completed by the end's.
+fn merge_identity(start: JobIdentity, end: JobIdentity) -> JobIdentity {
+    JobIdentity {
+        repository: start.repository.or(end.repository),
+        run_id: start.run_id.or(end.run_id),
+        run_attempt: start.run_attempt.or(end.run_attempt),
+        job: start.job.or(end.job),
+        workflow: start.workflow.or(end.workflow),
+        runner_name: start.runner_name.or(end.runner_name),
+    }
+}
+
+/// What `--fail-on` weighs: blocked documented hosts, undeclared destinations, slow transfers.
+pub fn findings(report: &Report) -> Findings {
+    Findings {
+        blocked: report.hosts.iter().any(|h| h.status == Status::Blocked),
+        undeclared: !report.undeclared.is_empty(),
+        slow: report
+            .hosts
+            .iter()
+            .flat_map(|h| &h.reasons)
+            .chain(report.undeclared.iter().flat_map(|u| &u.reasons))
+            .any(|r| r.code == report::vocab::Reason::SlowThroughput.as_str()),
+    }
+}
+
+/// A file-name part: letters, digits, `.`, `_`, `-` only, at most 64 characters.
+fn file_part(value: Option<&str>) -> String {
+    let cleaned: String = value
+        .unwrap_or("unknown")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "unknown".to_owned(),
+        s => s.to_owned(),
+    }
+}
+
+/// Keeps the newest `keep` job reports of `dir`.
+fn prune_job_reports(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut reports: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    // Names start with the completion time in milliseconds.
+    reports.sort();
+    let excess = reports.len().saturating_sub(keep);
+    for old in &reports[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
+}
+
+/// The stored job reports of a state directory, newest first: (path, report).
+pub fn stored_jobs(state_dir: &Path) -> Vec<(PathBuf, anyhow::Result<Report>)> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("jobs")) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    paths.reverse();
+    paths
+        .into_iter()
+        .map(|p| {
+            let report = report::read(&p).map_err(anyhow::Error::from);
+            (p, report)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

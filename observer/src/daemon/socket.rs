@@ -1,0 +1,181 @@
+//! The control socket: a Unix socket that root and one configurable group may connect to (mode
+//! 0660), nobody else. One request per connection (docs/daemon.md); each connection is its own
+//! task with a deadline, at most [`MAX_CLIENTS`] at once, so a slow or hostile client never
+//! holds up the capture or the other clients: the shared state is locked only to answer.
+
+use std::{
+    os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::Semaphore,
+};
+
+use super::{
+    protocol::{self, Request, Response, MAX_REQUEST_BYTES},
+    Daemon,
+};
+
+/// Clients served at once; more wait for a turn (the kernel queues their connections).
+pub const MAX_CLIENTS: usize = 32;
+/// How long a client has to send its request, and to read the answer.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long `job completed` waits before closing the job: the job's last flows close in the
+/// kernel, are held 150 ms for their socket error, and are polled once a second.
+pub const SETTLE: Duration = Duration::from_millis(1500);
+
+/// Where the socket is and who may use it.
+#[derive(Clone, Debug)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    /// The group whose members may connect besides root (`--socket-group`).
+    pub group: Option<String>,
+}
+
+/// Creates the socket: its directory if missing (0755), a stale socket of an earlier run
+/// replaced (anything else at the path is refused), mode 0660, group `config.group`.
+pub fn bind(config: &SocketConfig) -> anyhow::Result<UnixListener> {
+    let gid = match &config.group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .map_err(|e| anyhow::anyhow!("cannot look up group {name:?}: {e}"))?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no group {name:?} on this host: create it (`groupadd {name}`) and add \
+                         the runner's user to it, or pass another --socket-group"
+                    )
+                })?
+                .gid,
+        ),
+        None => None,
+    };
+    if let Some(dir) = config.path.parent() {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    match std::fs::symlink_metadata(&config.path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&config.path)?,
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket: remove it or choose another --socket",
+            config.path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(&config.path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.path.display()))?;
+    std::fs::set_permissions(&config.path, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = gid {
+        nix::unistd::chown(&config.path, None, Some(gid)).map_err(|e| {
+            anyhow::anyhow!("cannot give {} to its group: {e}", config.path.display())
+        })?;
+    }
+    Ok(listener)
+}
+
+/// Serves clients until the listener fails.
+pub async fn serve(listener: UnixListener, state: Arc<Mutex<Daemon>>) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = handle(stream, &state).await;
+        });
+    }
+}
+
+/// One client: its request within the deadline, then the answer.
+async fn handle(stream: UnixStream, state: &Mutex<Daemon>) -> std::io::Result<()> {
+    let peer = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    let read = tokio::time::timeout(CLIENT_DEADLINE, async {
+        let mut reader = BufReader::new(read).take(MAX_REQUEST_BYTES as u64 + 1);
+        reader.read_until(b'\n', &mut line).await
+    })
+    .await;
+    let response = match read {
+        Err(_) => Response::failed("no request within 5 s"),
+        Ok(Err(e)) => Response::failed(format!("cannot read the request: {e}")),
+        Ok(Ok(_)) => match protocol::parse(trim_newline(&line)) {
+            Err(e) => Response::failed(e),
+            Ok(request) => answer(request, peer.pid(), state).await,
+        },
+    };
+    let mut text = serde_json::to_string(&response).unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    let _ = tokio::time::timeout(CLIENT_DEADLINE, write.write_all(text.as_bytes())).await;
+    Ok(())
+}
+
+fn trim_newline(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\n").unwrap_or(line)
+}
+
+async fn answer(request: Request, pid: Option<i32>, state: &Mutex<Daemon>) -> Response {
+    let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()).filter(|&p| p > 0) else {
+        return Response::failed("the caller's process is unknown (no SO_PEERCRED pid)");
+    };
+    let locked = |f: &mut dyn FnMut(&mut Daemon) -> Response| match state.lock() {
+        Ok(mut daemon) => f(&mut daemon),
+        Err(_) => Response::failed("the daemon's state is unusable: restart it"),
+    };
+    match request {
+        Request::JobStarted { job, require } => {
+            locked(&mut |d: &mut Daemon| d.job_started(pid, job.clone(), &require))
+        }
+        Request::JobCompleted { job } => {
+            tokio::time::sleep(SETTLE).await;
+            locked(&mut |d: &mut Daemon| d.job_completed(pid, job.clone()))
+        }
+        Request::Status => locked(&mut |d: &mut Daemon| {
+            let mut r = Response::ok();
+            r.status = Some(d.status());
+            r
+        }),
+    }
+}
+
+/// A client: sends `request` to the daemon at `path`, returns its answer.
+pub async fn request(path: &Path, request: &protocol::Envelope) -> anyhow::Result<Response> {
+    let mut stream = tokio::time::timeout(CLIENT_DEADLINE, UnixStream::connect(path))
+        .await
+        .map_err(|_| anyhow::anyhow!("the daemon at {} did not accept within 5 s", path.display()))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the observer daemon at {}: {e} (is `observer daemon` running, and \
+                 is this user in its --socket-group?)",
+                path.display()
+            )
+        })?;
+    let mut text = serde_json::to_string(request)?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).await?;
+    let mut answer = Vec::new();
+    // `job completed` waits for the job's last flows before it answers.
+    tokio::time::timeout(
+        SETTLE + Duration::from_secs(30),
+        BufReader::new(stream)
+            .take(4 << 20)
+            .read_until(b'\n', &mut answer),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the daemon did not answer in time"))??;
+    serde_json::from_slice(trim_newline(&answer))
+        .map_err(|e| anyhow::anyhow!("the daemon's answer is not understood ({e}): same versions?"))
+}
