@@ -43,6 +43,8 @@ pub const WORKER_COMM: &str = "Runner.Worker";
 pub const MAX_JOBS: usize = 256;
 /// Flows of followed jobs remembered by id (their progress and first bytes carry only the id).
 const MAX_JOB_FLOWS: usize = 262_144;
+/// How often jobs whose `Runner.Worker` ended without completing are looked for.
+const REAP_EVERY_NS: u64 = 10_000_000_000;
 
 /// One job being followed.
 struct ActiveJob {
@@ -74,6 +76,7 @@ pub struct Daemon {
     proc_root: PathBuf,
     /// The latest time seen (nanoseconds since the epoch).
     now_ns: u64,
+    last_reap_ns: u64,
 }
 
 impl Daemon {
@@ -96,6 +99,7 @@ impl Daemon {
             max_job_reports: 1000,
             proc_root: PathBuf::from("/proc"),
             now_ns: 0,
+            last_reap_ns: 0,
         })
     }
 
@@ -136,6 +140,10 @@ impl Daemon {
                 }
             }
             self.window.observe(*ts, &mut observed.clone());
+        }
+        if self.now_ns.saturating_sub(self.last_reap_ns) >= REAP_EVERY_NS {
+            self.last_reap_ns = self.now_ns;
+            self.reap();
         }
         let started = *self.window_started_ns.get_or_insert(self.now_ns);
         if self.now_ns.saturating_sub(started) >= WINDOW.as_nanos() as u64 {
@@ -183,6 +191,33 @@ impl Daemon {
             })
     }
 
+    /// Closes the jobs whose `Runner.Worker` is gone (the completed hook never ran: a
+    /// cancelled job, a crashed runner), each with a report marked `abandoned`.
+    pub fn reap(&mut self) {
+        let gone: Vec<u32> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                crate::capture::jobs::proc_info(&self.proc_root, j.worker_pid)
+                    .is_none_or(|p| p.comm != WORKER_COMM)
+            })
+            .map(|j| j.slot)
+            .collect();
+        for slot in gone {
+            self.job_pids.remove_job(slot);
+            self.job_flows.retain(|_, s| *s != slot);
+            if let Some(job) = self.jobs.remove(&slot) {
+                let identity = job.identity.clone();
+                if let Err(e) = self.close_job(job, identity, true) {
+                    eprintln!(
+                        "observer: cannot write an abandoned job's report: {}",
+                        crate::sanitize::line(&e)
+                    );
+                }
+            }
+        }
+    }
+
     /// `job started` from the process `peer_pid`.
     pub fn job_started(
         &mut self,
@@ -190,6 +225,7 @@ impl Daemon {
         identity: JobIdentity,
         require: &[String],
     ) -> Response {
+        self.reap();
         let worker = match self.worker_of(peer_pid) {
             Ok(w) => w,
             Err(e) => return Response::failed(e),
@@ -294,10 +330,29 @@ impl Daemon {
     /// `job completed` from `peer_pid`: the job's report, written to the state directory, and
     /// its summary.
     pub fn job_completed(&mut self, peer_pid: u32, identity: JobIdentity) -> Response {
-        let mut job = match self.take_job(peer_pid) {
+        let job = match self.take_job(peer_pid) {
             Ok(job) => job,
             Err(e) => return Response::failed(e),
         };
+        match self.close_job(job, identity, false) {
+            Ok((path, summary, findings)) => {
+                let mut response = Response::ok();
+                response.report = Some(path.display().to_string());
+                response.summary = Some(summary);
+                response.findings = Some(findings);
+                response
+            }
+            Err(e) => Response::failed(e),
+        }
+    }
+
+    /// Builds and writes a job's report: its path, summary and findings.
+    fn close_job(
+        &self,
+        mut job: ActiveJob,
+        identity: JobIdentity,
+        abandoned: bool,
+    ) -> Result<(PathBuf, String, Findings), String> {
         job.correlator.finish();
         let mut report = report::build(&job.correlator);
         // The hook's identity fills what the start did not say.
@@ -313,18 +368,14 @@ impl Daemon {
             started_at: rfc3339(job.started_ns),
             completed_at: rfc3339(self.now_ns),
             processes_listed: job.processes_listed,
+            abandoned,
         });
         let findings = findings(&report);
         let summary = summary::markdown(&report, &id);
-        let path = match self.write_job_report(&report, &id) {
-            Ok(path) => path,
-            Err(e) => return Response::failed(format!("cannot write the job's report: {e:#}")),
-        };
-        let mut response = Response::ok();
-        response.report = Some(path.display().to_string());
-        response.summary = Some(summary);
-        response.findings = Some(findings);
-        response
+        let path = self
+            .write_job_report(&report, &id)
+            .map_err(|e| format!("cannot write the job's report: {e:#}"))?;
+        Ok((path, summary, findings))
     }
 
     fn write_job_report(&self, report: &Report, id: &JobIdentity) -> anyhow::Result<PathBuf> {

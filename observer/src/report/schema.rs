@@ -76,6 +76,10 @@ pub struct JobSection {
     /// the kernel adds their children as they are forked.
     #[serde(default)]
     pub processes_listed: u64,
+    /// The job's `Runner.Worker` ended without the job-completed hook (a cancelled job, a
+    /// crashed runner): the report covers the job until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
 }
 
 /// The answer first: can this runner work, and which optional features will fail.
