@@ -48,6 +48,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "metrics",
+        &[
+            "capture", "pipeline", "catalog", "report", "format", "sanitize", "proxy",
+        ],
+    ),
+    (
         "tui",
         &[
             "capture", "pipeline", "catalog", "session", "eventlog", "options", "report", "export",
