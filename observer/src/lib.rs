@@ -9,7 +9,8 @@
 //! - [`eventlog`]: the observations as JSON lines (and text), written and replayed;
 //! - [`report`]: the audit report built from the correlator; [`export`] renders it (JSON,
 //!   Markdown, HTML, CSV) and merges fleets; [`suggest`] turns it into firewall rules;
-//! - [`check`]: the active preflight; [`tui`]: the live terminal UI;
+//! - [`check`]: the active preflight; [`tui`]: the live terminal UI; [`metrics`]: Prometheus
+//!   metrics of a long-running capture, and their HTTP endpoint;
 //! - [`proxy`]: the HTTP proxies the runner uses, parsed once and found on the host (bottom layer);
 //! - [`format`], [`outfile`], [`options`], [`exit`]: shared helpers and settings.
 //!
@@ -23,6 +24,7 @@ pub mod eventlog;
 pub mod exit;
 pub mod export;
 pub mod format;
+pub mod metrics;
 pub mod options;
 pub mod outfile;
 pub mod pipeline;

@@ -48,10 +48,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "metrics",
+        &[
+            "capture", "pipeline", "catalog", "report", "format", "sanitize", "proxy",
+        ],
+    ),
+    (
         "daemon",
         &[
             "capture", "pipeline", "catalog", "session", "eventlog", "options", "report", "export",
-            "format", "sanitize", "proxy",
+            "format", "sanitize", "proxy", "metrics",
         ],
     ),
     (

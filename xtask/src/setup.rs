@@ -29,6 +29,9 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     // tests/tests/export_html.rs renders the HTML report in headless Chromium.
     "chromium",
+    // The metrics endpoint checked by `promtool check metrics` and scraped by a real Prometheus
+    // server in the lab (observer/src/metrics/tests.rs, tests/tests/metrics.rs).
+    "prometheus",
 ];
 
 /// bpf-linker version known to build against LLVM 22 with our compilers.

@@ -366,6 +366,12 @@ pub struct Correlator {
     closed_journal: Vec<usize>,
     /// Times a flow changed after it had closed (a late reading, a second close, a late name).
     settled_changes: u64,
+    /// The flow forgotten last, kept until the next one is: whoever counts each flow as it
+    /// closes (`metrics`) reads it after the close through [`Correlator::flow`].
+    forgotten: Option<FlowEntry>,
+    /// Names of the queries the last observation judged unanswered (see
+    /// [`Correlator::judged_unanswered`]).
+    judged_unanswered: Vec<String>,
 }
 
 /// Thresholds of the throughput and long-poll judgements.
@@ -419,6 +425,8 @@ impl Correlator {
             open: std::collections::BTreeSet::new(),
             closed_journal: Vec::new(),
             settled_changes: 0,
+            forgotten: None,
+            judged_unanswered: Vec::new(),
         }
     }
 
@@ -435,7 +443,7 @@ impl Correlator {
             return;
         };
         let last = self.flows.len() - 1;
-        self.flows.swap_remove(i);
+        self.forgotten = Some(self.flows.swap_remove(i));
         self.open.remove(&i);
         if let Some(moved) = self.flows.get(i) {
             self.index.insert(moved.flow_id, i);
@@ -628,6 +636,7 @@ impl Correlator {
     /// Judges the queries still waiting at the end of the capture: those older than
     /// `DNS_TIMEOUT_NS` timed out, younger ones are left unjudged.
     pub fn finish(&mut self) {
+        self.clear_judged();
         if let Some(end) = self.capture.ended_ns {
             self.expire_queries(end);
         }
@@ -658,6 +667,7 @@ impl Correlator {
                 .get(&(query.name.clone(), query.rtype.clone()))
                 .is_some_and(|&t| t >= query.ts_ns);
             if !retried_ok {
+                self.judged_unanswered.push(query.name.clone());
                 self.note_timeout(query);
             }
         }
@@ -727,6 +737,30 @@ impl Correlator {
         &self.flows
     }
 
+    /// The flow `flow_id`: a kept one, or the one forgotten last (a flow that just closed, when
+    /// closed flows are forgotten), so that an observer of the close can still classify it.
+    pub fn flow(&self, flow_id: u64) -> Option<&FlowEntry> {
+        match self.index.get(&flow_id) {
+            Some(&i) => self.flows.get(i),
+            None => self.forgotten.as_ref().filter(|e| e.flow_id == flow_id),
+        }
+    }
+
+    /// The names of the DNS queries the last observation (or [`Correlator::finish`]) judged
+    /// unanswered, one per query, whether or not the bounds of [`Correlator::dns_timeouts`] kept
+    /// them: what a consumer that counts as it goes (`metrics`) adds, since the table itself only
+    /// grows until its bound.
+    pub fn judged_unanswered(&self) -> &[String] {
+        &self.judged_unanswered
+    }
+
+    /// Empties [`Correlator::judged_unanswered`] before an observation, giving back the memory
+    /// of a burst.
+    fn clear_judged(&mut self) {
+        self.judged_unanswered.clear();
+        self.judged_unanswered.shrink_to(64);
+    }
+
     /// The flows not closed yet, with their positions in [`Correlator::flows`], in the order
     /// they opened.
     pub fn open_flows(&self) -> impl Iterator<Item = (usize, &FlowEntry)> {
@@ -767,6 +801,7 @@ impl Correlator {
     /// Takes one observation at `ts_ns` (nanoseconds since the Unix epoch) and fills in the
     /// destination of flow events.
     pub fn observe(&mut self, ts_ns: u64, observed: &mut Observed) {
+        self.clear_judged();
         self.capture.started_ns.get_or_insert(ts_ns);
         self.capture.ended_ns = Some(self.capture.ended_ns.map_or(ts_ns, |t| t.max(ts_ns)));
         match observed {
@@ -1789,6 +1824,28 @@ pub(crate) mod tests {
             c.host_series("github.com").is_some(),
             "the host's rates outlive its flows"
         );
+    }
+
+    #[test]
+    fn the_flow_just_forgotten_and_the_queries_just_judged_are_handed_out() {
+        let mut c = Correlator::new(Catalog::builtin()).forgetting_closed_flows();
+        c.observe(S, &mut opened(1, "198.18.1.1:443"));
+        c.observe(S, &mut opened(2, "198.18.1.1:443"));
+        c.observe(2 * S, &mut closed(1, "198.18.1.1:443", false, 0, 0));
+        assert!(c.flows().iter().all(|f| f.flow_id != 1));
+        let gone = c.flow(1).expect("the flow forgotten last");
+        assert_eq!(gone.outcome, Some(Outcome::Refused));
+        assert_eq!(c.flow(2).map(|f| f.flow_id), Some(2));
+        c.observe(2 * S, &mut closed(2, "198.18.1.1:443", false, 0, 0));
+        assert!(c.flow(1).is_none(), "only the last one is kept");
+        // Unanswered queries: named once, by the observation that judged them.
+        c.observe(3 * S, &mut query(7, "a.example"));
+        c.observe(4 * S, &mut opened(3, "198.18.1.1:443"));
+        assert!(c.judged_unanswered().is_empty());
+        c.observe(7 * S, &mut opened(4, "198.18.1.1:443"));
+        assert_eq!(c.judged_unanswered(), ["a.example"]);
+        c.observe(8 * S, &mut opened(5, "198.18.1.1:443"));
+        assert!(c.judged_unanswered().is_empty());
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub struct DnsFinding {
 }
 
 /// The reason code of a DNS response code that is a failure.
-fn rcode_reason(rcode: &str) -> &'static str {
+pub fn rcode_reason(rcode: &str) -> &'static str {
     match rcode {
         "NXDOMAIN" => Reason::DnsNxdomain.as_str(),
         "SERVFAIL" => Reason::DnsServfail.as_str(),
