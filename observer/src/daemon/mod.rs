@@ -1,8 +1,9 @@
 //! `observer daemon`: the capture as a service (docs/daemon.md). One capture runs for the
 //! daemon's life; every batch of observations goes to
 //!
-//! - the host's window: a correlator that starts afresh every [`WINDOW`] (the one before is kept
-//!   for a second window), what `job started --require` and the metrics judge "now" by;
+//! - the host's correlator, which forgets each flow once it has closed (memory follows the open
+//!   flows), and the Prometheus metrics it feeds ([`crate::metrics`]): their statuses over the
+//!   last ten minutes are what `job started --require` judges "now" by;
 //! - each job followed: a correlator fed only the job's observations: flows and DNS lookups
 //!   whose process the kernel stamped with the job's slot (the job's `Runner.Worker` and every
 //!   descendant, see `capture::jobs`), and the capture's own health;
@@ -21,11 +22,11 @@ pub mod summary;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use crate::{
     capture::jobs::{ancestry, descendants, JobPids},
+    metrics::{Metrics, MetricsConfig},
     options::CatalogOptions,
     pipeline::correlate::Correlator,
     pipeline::events::Observed,
@@ -35,8 +36,6 @@ use crate::{
 
 use protocol::{Findings, JobIdentity, Response};
 
-/// How long the host's window runs before a fresh one starts.
-pub const WINDOW: Duration = Duration::from_secs(600);
 /// The command name of the runner's job process.
 pub const WORKER_COMM: &str = "Runner.Worker";
 /// Jobs followed at once (a host with more runner instances than this is unusual).
@@ -59,10 +58,9 @@ struct ActiveJob {
 /// What the daemon knows; shared by the capture loop and the control socket.
 pub struct Daemon {
     options: CatalogOptions,
-    /// The current window and the one before it.
-    window: Correlator,
-    previous: Option<Correlator>,
-    window_started_ns: Option<u64>,
+    /// The host's correlator (closed flows forgotten) and the metrics counted from it.
+    host: Correlator,
+    metrics: Metrics,
     /// `capture_started`, replayed into every new correlator.
     started: Option<(u64, Observed)>,
     jobs: HashMap<u32, ActiveJob>,
@@ -86,10 +84,9 @@ impl Daemon {
         state_dir: &Path,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            window: options.correlator()?,
+            host: options.correlator()?.forgetting_closed_flows(),
+            metrics: Metrics::new(MetricsConfig::default()),
             options,
-            previous: None,
-            window_started_ns: None,
             started: None,
             jobs: HashMap::new(),
             job_flows: HashMap::new(),
@@ -108,20 +105,12 @@ impl Daemon {
         self.state_dir.join("jobs")
     }
 
-    /// Reads the catalog files again (SIGHUP): new windows and new jobs use the new catalog.
+    /// Reads the catalog files again (SIGHUP): the flows that open from now on, and new jobs,
+    /// are judged by the new catalog.
     pub fn reload(&mut self) -> anyhow::Result<()> {
-        let fresh = self.options.correlator()?;
-        self.rotate_window(fresh);
+        let catalog = self.options.load()?;
+        self.host.set_catalog(catalog);
         Ok(())
-    }
-
-    fn rotate_window(&mut self, mut fresh: Correlator) {
-        if let Some((ts, started)) = &self.started {
-            fresh.observe(*ts, &mut started.clone());
-        }
-        let old = std::mem::replace(&mut self.window, fresh);
-        self.previous = Some(old);
-        self.window_started_ns = Some(self.now_ns);
     }
 
     /// Takes one batch of the capture.
@@ -139,17 +128,13 @@ impl Daemon {
                     job.correlator.observe(*ts, &mut observed.clone());
                 }
             }
-            self.window.observe(*ts, &mut observed.clone());
+            let mut observed = observed.clone();
+            self.host.observe(*ts, &mut observed);
+            self.metrics.observe(&self.host, *ts, &observed);
         }
         if self.now_ns.saturating_sub(self.last_reap_ns) >= REAP_EVERY_NS {
             self.last_reap_ns = self.now_ns;
             self.reap();
-        }
-        let started = *self.window_started_ns.get_or_insert(self.now_ns);
-        if self.now_ns.saturating_sub(started) >= WINDOW.as_nanos() as u64 {
-            if let Ok(fresh) = self.options.correlator() {
-                self.rotate_window(fresh);
-            }
         }
     }
 
@@ -271,39 +256,32 @@ impl Daemon {
         response
     }
 
-    /// Required groups blocked in the host's recent windows, `group: reason`. A group the
-    /// windows did not see is not blocked.
+    /// Required groups blocked over the metrics' status window (the last ten minutes), as
+    /// `group: blocked (host, host)`. A group nobody reached lately is not blocked; an unknown
+    /// group id is said so.
     pub fn blocked_now(&self, require: &[String]) -> Vec<String> {
-        let mut reports = vec![report::build(&self.window)];
-        if let Some(previous) = &self.previous {
-            reports.push(report::build(previous));
-        }
+        let statuses = self.metrics.group_statuses(&self.host, self.now_ns);
         let mut out = Vec::new();
         for id in require {
-            // The newest window that saw the group decides.
-            let seen = reports.iter().find_map(|r| {
-                r.groups
-                    .iter()
-                    .find(|g| &g.id == id && g.status != Status::Unseen)
-                    .map(|g| (r, g))
-            });
-            let Some((r, g)) = seen else {
+            let Some((_, status, members)) = statuses.iter().find(|(g, ..)| g == id) else {
+                out.push(format!("{id}: no such group in the catalog"));
                 continue;
             };
-            if g.status == Status::Blocked {
-                let why: Vec<String> = r
-                    .hosts
+            if *status == Status::Blocked {
+                let failing: Vec<&str> = members
                     .iter()
-                    .filter(|h| g.failing_hosts.contains(&h.name))
-                    .map(|h| {
-                        let codes: Vec<&str> = h.reasons.iter().map(|x| x.code.as_str()).collect();
-                        format!("{} {}", h.name, codes.join(","))
-                    })
+                    .filter(|(_, s)| *s == Status::Blocked)
+                    .map(|(p, _)| p.as_str())
                     .collect();
-                out.push(format!("{id}: blocked ({})", why.join("; ")));
+                out.push(format!("{id}: blocked ({})", failing.join(", ")));
             }
         }
         out
+    }
+
+    /// The metrics' text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(&self.host, self.now_ns)
     }
 
     /// Removes the job run by `peer_pid`'s worker from the followed ones.
@@ -348,7 +326,7 @@ impl Daemon {
 
     /// Builds and writes a job's report: its path, summary and findings.
     fn close_job(
-        &self,
+        &mut self,
         mut job: ActiveJob,
         identity: JobIdentity,
         abandoned: bool,
@@ -371,6 +349,18 @@ impl Daemon {
             abandoned,
         });
         let findings = findings(&report);
+        let result = if abandoned {
+            "failed"
+        } else if findings.blocked {
+            "blocked"
+        } else if findings.undeclared {
+            "undeclared"
+        } else if findings.slow {
+            "slow"
+        } else {
+            "ok"
+        };
+        let _ = self.metrics.job_finished(result);
         let summary = summary::markdown(&report, &id);
         let path = self
             .write_job_report(&report, &id)
@@ -411,7 +401,7 @@ impl Daemon {
                 })
             })
             .collect();
-        let capture = self.window.capture();
+        let capture = self.host.capture();
         serde_json::json!({
             "jobs": jobs,
             "capture": {
@@ -423,9 +413,9 @@ impl Daemon {
         })
     }
 
-    /// The current window's correlator (metrics, tests).
-    pub fn window(&self) -> &Correlator {
-        &self.window
+    /// The host's correlator.
+    pub fn host(&self) -> &Correlator {
+        &self.host
     }
 
     #[cfg(test)]

@@ -754,6 +754,40 @@ impl Metrics {
 
     /// `observer_group_status` and `observer_host_status`, for every group and pattern of the
     /// catalog.
+    /// Each catalog group's status over the status window, with the statuses of its patterns
+    /// (what `observer job started --require` gates on).
+    pub fn group_statuses(
+        &self,
+        c: &Correlator,
+        now_ns: u64,
+    ) -> Vec<(String, Status, Vec<(String, Status)>)> {
+        let recent = self.recent(c, now_ns);
+        c.catalog()
+            .groups()
+            .iter()
+            .map(|g| {
+                let members: Vec<(Status, &str)> = g
+                    .hosts
+                    .iter()
+                    .map(|pattern| {
+                        let status = recent
+                            .get(&(g.id.clone(), pattern.as_str().to_owned()))
+                            .map_or(Status::Unseen, Counts::status);
+                        (status, pattern.as_str())
+                    })
+                    .collect();
+                (
+                    g.id.clone(),
+                    group_status(&members),
+                    members
+                        .iter()
+                        .map(|(s, p)| ((*p).to_owned(), *s))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
     fn status_families(&self, c: &Correlator, now_ns: u64) -> Vec<Family> {
         let recent = self.recent(c, now_ns);
         let mut groups = Family::new(

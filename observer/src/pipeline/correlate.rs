@@ -1097,6 +1097,11 @@ impl Correlator {
         self.flows.last_mut()
     }
 
+    /// Replaces the catalog (a daemon's SIGHUP): flows named from now on are classified by it.
+    pub fn set_catalog(&mut self, catalog: Catalog) {
+        self.catalog = catalog;
+    }
+
     /// Whether `dst` is one of the HTTP proxies watched.
     pub fn is_proxy(&self, dst: SocketAddr) -> bool {
         self.capture.proxies.iter().any(|p| p.addr == dst)
