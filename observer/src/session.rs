@@ -1,6 +1,11 @@
 //! The live capture loop shared by `watch` and `record`: drains the kernel's ring buffer, polls
 //! flow counters, releases held observations, stops on SIGINT/SIGTERM or after `--duration`, and
 //! hands every batch of observations (stamped in nanoseconds since the Unix epoch) to a consumer.
+//!
+//! It also names the cgroups of what it saw: the first time a batch's flow or DNS packet carries
+//! a cgroup id, the id is looked up off the loop ([`Lookups`]: a walk of the cgroup2 tree may read
+//! thousands of directories) and a `cgroup_seen` observation follows when its path is found, so
+//! that the event log, replayed offline, names each flow's workload after its container is gone.
 
 use std::{future::Future, time::Duration};
 
@@ -10,6 +15,7 @@ use tokio::{
 };
 
 use crate::{
+    capture::cgroups::Lookups,
     capture::clock::{monotonic_ns, Clock},
     capture::kernel_caps::{AdoptionSource, BytesSource},
     capture::record::decode,
@@ -23,6 +29,9 @@ use crate::{
 const TICK: Duration = Duration::from_millis(100);
 /// How often flow byte counters are read from the kernel map.
 const POLL: Duration = Duration::from_secs(1);
+/// At the stop, how long the cgroup lookups still owed are waited for: one walk, which may have
+/// to wait for `cgroups::MIN_REWALK`.
+const SETTLE_CGROUPS: Duration = Duration::from_millis(1500);
 
 /// Observations stamped with nanoseconds since the Unix epoch.
 pub type Batch = Vec<(u64, Observed)>;
@@ -70,6 +79,7 @@ pub async fn run_started(
             .collect()
     };
     let mut tracker = Tracker::new();
+    let mut cgroups = Lookups::start(capture.cgroup.clone());
     let started = Observed::CaptureStarted {
         cgroup: capture.cgroup.display().to_string(),
         ports: if config.all_ports {
@@ -93,6 +103,7 @@ pub async fn run_started(
             for event in adopted {
                 batch.extend(tracker.on_event(event));
             }
+            ask_cgroups(&mut cgroups, &batch);
             consume(stamp(batch))?;
         }
     }
@@ -137,16 +148,22 @@ pub async fn run_started(
                 for event in closed {
                     batch.extend(tracker.on_event(event));
                 }
-                let stats = stats(&tracker, &capture);
+                let stats = stats(&tracker, &capture, &cgroups);
                 if stats.lost_events > reported_lost {
                     reported_lost = stats.lost_events;
                     batch.push((now, Observed::CaptureStats(stats)));
+                }
+            }
+            found = cgroups.next() => {
+                if let Some((cgroup_id, workload)) = found {
+                    batch.push((monotonic_ns(), Observed::CgroupSeen { cgroup_id, workload }));
                 }
             }
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
             () = &mut stop => break Ok(()),
         }
+        ask_cgroups(&mut cgroups, &batch);
         if let Err(e) = consume(stamp(batch)) {
             break Err(e);
         }
@@ -156,9 +173,19 @@ pub async fn run_started(
     let mut last = Vec::new();
     capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut last, record));
     last.extend(tracker.flush());
+    ask_cgroups(&mut cgroups, &last);
+    for (cgroup_id, workload) in cgroups.settle(SETTLE_CGROUPS).await {
+        last.push((
+            monotonic_ns(),
+            Observed::CgroupSeen {
+                cgroup_id,
+                workload,
+            },
+        ));
+    }
     last.push((
         monotonic_ns(),
-        Observed::CaptureStats(stats(&tracker, &capture)),
+        Observed::CaptureStats(stats(&tracker, &capture, &cgroups)),
     ));
     let last = consume(stamp(last));
     result.and(last)
@@ -186,12 +213,33 @@ fn ingest(
     }
 }
 
-fn stats(tracker: &Tracker, capture: &Capture) -> CaptureStats {
+/// Asks for the workload of every cgroup id the batch's flows and DNS packets carry (each id
+/// once per capture: [`Lookups::ask`] remembers).
+fn ask_cgroups(cgroups: &mut Lookups, batch: &[(u64, Observed)]) {
+    for (_, observed) in batch {
+        match observed {
+            Observed::FlowOpened { process, .. } | Observed::FlowEstablished { process, .. } => {
+                cgroups.ask(process.cgroup_id);
+            }
+            Observed::FlowClosed(c) => cgroups.ask(c.process.cgroup_id),
+            Observed::DnsQuery(d) | Observed::DnsResponse(d) => {
+                cgroups.ask(d.cgroup_id);
+                if let Some(p) = &d.process {
+                    cgroups.ask(p.cgroup_id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn stats(tracker: &Tracker, capture: &Capture, cgroups: &Lookups) -> CaptureStats {
     let (lost, skipped) = capture.kernel_counters();
     CaptureStats {
         lost_events: lost,
         dns_skipped: skipped,
         job_pids_full: capture.job_pids_full(),
+        cgroups_unresolved: cgroups.unresolved(),
         ..tracker.stats()
     }
 }

@@ -301,6 +301,41 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_seen_reads_back_and_shows_what_the_path_says() {
+        let path = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poddc380811_8168_4a9e_9b4a_56ded1b6fe9c.slice/cri-containerd-1207db63eaeb133a85d2b614d12d95d4dff3f29af60d7a7b3c7d39abdf4bd119.scope";
+        let seen = Observed::CgroupSeen {
+            cgroup_id: 4242,
+            workload: crate::capture::cgroups::classify(path),
+        };
+        let json = json_line(T, &seen);
+        assert_eq!(
+            json,
+            format!(
+                r#"{{"ts":"2026-11-27T08:00:00Z","event":"cgroup_seen","cgroup_id":4242,"workload":{{"cgroup":"{path}","unit":"cri-containerd-1207db63eaeb133a85d2b614d12d95d4dff3f29af60d7a7b3c7d39abdf4bd119.scope","runtime":"containerd","container_id":"1207db63eaeb133a85d2b614d12d95d4dff3f29af60d7a7b3c7d39abdf4bd119","pod_uid":"dc380811-8168-4a9e-9b4a-56ded1b6fe9c"}}}}"#
+            )
+        );
+        assert_eq!(parse_line(&json), Ok((T, seen.clone())));
+        assert_eq!(
+            text_line(T, &seen),
+            format!(
+                "08:00:00.000  cgroup-seen                             #4242 {path}  pod \
+                 dc380811-8168-4a9e-9b4a-56ded1b6fe9c, containerd 1207db63eaeb, unit \
+                 cri-containerd-1207db63eaeb133a85d2b614d12d95d4dff3f29af60d7a7b3c7d39abdf4bd119.scope"
+            )
+        );
+        // The root cgroup says nothing but its path; a hostile event log's name is escaped.
+        let root = Observed::CgroupSeen {
+            cgroup_id: 1,
+            workload: crate::capture::cgroups::classify("/"),
+        };
+        assert!(text_line(T, &root).ends_with("  #1 /"));
+        let line = r#"{"ts":"2026-11-27T08:00:00Z","event":"cgroup_seen","cgroup_id":9,"workload":{"cgroup":"/x\u001b[2J","unit":"\u001b]0;t\u0007.scope"}}"#;
+        let (_, hostile) = parse_line(line).expect("reads");
+        let text = text_line(T, &hostile);
+        assert!(!text.chars().any(crate::sanitize::is_unsafe), "{text:?}");
+    }
+
+    #[test]
     fn a_line_that_is_not_utf8_is_skipped_not_fatal() {
         let good = json_line(T, &closed());
         let mut log = Vec::new();

@@ -176,6 +176,14 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
                 s.dns_tcp_undecodable
             ),
         ),
+        Observed::CgroupSeen {
+            cgroup_id,
+            workload,
+        } => (
+            "cgroup-seen",
+            String::new(),
+            format!("#{cgroup_id} {}", workload_text(workload)),
+        ),
     };
     let line = format!("{ts}  {kind:<16}  {who:<20}  {rest}");
     crate::sanitize::line(line.trim_end()).into_owned()
@@ -284,6 +292,28 @@ fn payload_text(p: &crate::pipeline::events::FlowPayload) -> String {
         if p.cut { ", cut" } else { "" }
     ));
     s
+}
+
+/// `/kubepods.slice/…/cri-containerd-1207….scope  pod 26a1…, containerd 1207db63eaeb, unit
+/// cri-containerd-1207….scope`: the path, then what it says.
+fn workload_text(w: &crate::capture::cgroups::Workload) -> String {
+    let mut said = Vec::new();
+    if let Some(pod) = &w.pod_uid {
+        said.push(format!("pod {pod}"));
+    }
+    if let Some(id) = &w.container_id {
+        let short: String = id.chars().take(12).collect();
+        let runtime = w.runtime.map_or("container", |r| r.as_str());
+        said.push(format!("{runtime} {short}"));
+    }
+    if let Some(unit) = &w.unit {
+        said.push(format!("unit {unit}"));
+    }
+    if said.is_empty() {
+        w.cgroup.clone()
+    } else {
+        format!("{}  {}", w.cgroup, said.join(", "))
+    }
 }
 
 fn proc_label(p: &Process) -> String {

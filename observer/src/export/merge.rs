@@ -332,6 +332,11 @@ pub fn merge(mut inputs: Vec<Input>) -> anyhow::Result<Document> {
 
     let mut runners = Vec::with_capacity(inputs.len());
     report.flows.clear();
+    // cgroup ids are per host: one runner's table would name another's processes wrongly. Each
+    // flow keeps its own `workload`.
+    if inputs.len() > 1 {
+        report.workloads.clear();
+    }
     for input in &inputs {
         let r = &input.report;
         runners.push(Runner {

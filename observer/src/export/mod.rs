@@ -148,9 +148,18 @@ pub fn sanitize(report: &mut Report) {
             reason.process.iter_mut().for_each(process);
         }
     }
+    // cgroup names below a delegated subtree are chosen by its owner, as task names are.
+    fn workload(w: &mut crate::report::Workload) {
+        text(&mut w.cgroup);
+        w.unit.iter_mut().for_each(text);
+    }
     for flow in &mut report.flows {
         process(&mut flow.process);
         flow.error.iter_mut().for_each(text);
+        flow.workload.iter_mut().for_each(workload);
+    }
+    for w in &mut report.workloads {
+        workload(&mut w.workload);
     }
 }
 
@@ -616,5 +625,35 @@ mod tests {
             fact(&report).as_deref(),
             Some("systemd-resolve[512], dnsmasq[900]")
         );
+    }
+
+    #[test]
+    fn cgroup_names_are_redacted_like_task_names() {
+        let mut c = crate::pipeline::correlate::Correlator::new(crate::catalog::Catalog::builtin());
+        // A delegated subtree's owner names its cgroups as it likes.
+        let path = "/user.slice/user-1000.slice/user@1000.service/GITHUB_TOKEN=ghs_abcdef.service";
+        c.observe(
+            1,
+            &mut crate::pipeline::events::Observed::CgroupSeen {
+                cgroup_id: 3,
+                workload: crate::capture::cgroups::classify(path),
+            },
+        );
+        c.observe(
+            1,
+            &mut crate::pipeline::correlate::tests::opened(1, "198.18.1.1:443"),
+        );
+        let doc = Document::single(crate::report::build(&c));
+        let json = render(&doc, Format::Json).expect("renders");
+        assert!(!json.contains("ghs_abcdef"), "{json}");
+        let w = doc.report.flows[0]
+            .workload
+            .as_ref()
+            .expect("the flow's workload");
+        assert_eq!(
+            w.cgroup,
+            "/user.slice/user-1000.slice/user@1000.service/GITHUB_TOKEN=[redacted]"
+        );
+        assert_eq!(doc.report.workloads[0].workload.unit, w.unit);
     }
 }

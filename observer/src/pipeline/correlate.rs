@@ -22,14 +22,16 @@
 //!   and [`MAX_RECENT_BYTES`] each, entries past their window swept first;
 //! - host rate series: [`MAX_HOST_SERIES_BYTES`] (`watch` forgets hosts idle for
 //!   [`SERIES_IDLE_NS`] first); group series are one per catalog group;
-//! - flows kept for the report: [`MAX_FLOWS`].
+//! - flows kept for the report: [`MAX_FLOWS`];
+//! - workloads of cgroup ids (`cgroup_seen`): [`MAX_WORKLOADS`] and [`MAX_WORKLOAD_BYTES`]; a
+//!   cgroup beyond them is counted in [`Dropped::workloads`] and its flows show no workload.
 
 use std::{collections::HashMap, net::SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    capture::{record::Process, ProbeStatus},
+    capture::{cgroups::Workload, record::Process, ProbeStatus},
     catalog::Catalog,
     pipeline::dnsmatch::{DnsCheck, DnsCheckStats, QueryTable, Rejections},
     pipeline::events::{
@@ -73,6 +75,11 @@ const BUCKET_BYTES: usize = 64;
 const MAX_LOCAL_RESOLVERS: usize = 64;
 /// Adopted flows still waiting for a DNS answer that names their address.
 const MAX_UNNAMED_ADOPTED: usize = 4096;
+/// cgroups whose workload is kept (`cgroup_seen`).
+pub const MAX_WORKLOADS: usize = 65_536;
+/// Approximate bytes of the workloads kept (paths are at most 1,024 characters, but an event
+/// log can hold anything).
+pub const MAX_WORKLOAD_BYTES: usize = 8 << 20;
 
 /// A DNS query waiting for its response.
 #[derive(Clone, Debug)]
@@ -116,6 +123,10 @@ pub struct Dropped {
     /// counted, not listed (set by the report builder).
     #[serde(skip_serializing_if = "is_zero")]
     pub dns_only_undeclared: u64,
+    /// cgroups whose workload was not kept beyond [`MAX_WORKLOADS`] (or
+    /// [`MAX_WORKLOAD_BYTES`]): their flows show no workload.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub workloads: u64,
 }
 
 #[allow(
@@ -372,6 +383,9 @@ pub struct Correlator {
     /// Names of the queries the last observation judged unanswered (see
     /// [`Correlator::judged_unanswered`]).
     judged_unanswered: Vec<String>,
+    /// What each cgroup id seen is (`cgroup_seen`), and the approximate bytes of it.
+    workloads: std::collections::BTreeMap<u64, Workload>,
+    workload_bytes: usize,
 }
 
 /// Thresholds of the throughput and long-poll judgements.
@@ -427,6 +441,8 @@ impl Correlator {
             settled_changes: 0,
             forgotten: None,
             judged_unanswered: Vec::new(),
+            workloads: std::collections::BTreeMap::new(),
+            workload_bytes: 0,
         }
     }
 
@@ -793,6 +809,31 @@ impl Correlator {
         &self.capture
     }
 
+    /// What cgroup `cgroup_id` is, when a `cgroup_seen` said.
+    pub fn workload(&self, cgroup_id: u64) -> Option<&Workload> {
+        self.workloads.get(&cgroup_id)
+    }
+
+    /// Every cgroup's workload known, by id.
+    pub fn workloads(&self) -> &std::collections::BTreeMap<u64, Workload> {
+        &self.workloads
+    }
+
+    /// Keeps (or replaces) what cgroup `cgroup_id` is, within [`MAX_WORKLOADS`] and
+    /// [`MAX_WORKLOAD_BYTES`]; what does not fit is counted in [`Dropped::workloads`].
+    fn note_workload(&mut self, cgroup_id: u64, workload: &Workload) {
+        let cost = |w: &Workload| ENTRY_OVERHEAD + w.heap_bytes();
+        let old = self.workloads.get(&cgroup_id).map_or(0, cost);
+        let fits = (old > 0 || self.workloads.len() < MAX_WORKLOADS)
+            && self.workload_bytes - old + cost(workload) <= MAX_WORKLOAD_BYTES;
+        if !fits {
+            self.capture.dropped.workloads += 1;
+            return;
+        }
+        self.workload_bytes = self.workload_bytes - old + cost(workload);
+        self.workloads.insert(cgroup_id, workload.clone());
+    }
+
     /// Counts an event-log line that could not be read.
     pub fn note_unreadable_line(&mut self) {
         self.capture.unreadable_lines += 1;
@@ -981,6 +1022,10 @@ impl Correlator {
             }
             Observed::CaptureStats(stats) => self.capture.stats = *stats,
             Observed::SocketError { .. } => {}
+            Observed::CgroupSeen {
+                cgroup_id,
+                workload,
+            } => self.note_workload(*cgroup_id, workload),
         }
         self.expire_queries(ts_ns);
     }
@@ -2235,5 +2280,62 @@ pub(crate) mod tests {
                     .sum::<usize>()
             );
         }
+    }
+
+    #[test]
+    fn workloads_are_kept_by_cgroup_and_bounded_in_bytes() {
+        use crate::capture::cgroups::{classify, Workload};
+        let mut c = Correlator::new(Catalog::builtin());
+        let docker = classify(
+            "/system.slice/docker-293f758723d0652a0b9fa869106e600079e56dae362ca84de12942d38524a272.scope",
+        );
+        c.observe(
+            S,
+            &mut Observed::CgroupSeen {
+                cgroup_id: 3,
+                workload: docker.clone(),
+            },
+        );
+        assert_eq!(c.workload(3), Some(&docker));
+        assert_eq!(c.workload(4), None);
+        // Seen again (a new capture of the same host, say): replaced, not counted twice.
+        let root = classify("/");
+        c.observe(
+            S,
+            &mut Observed::CgroupSeen {
+                cgroup_id: 3,
+                workload: root.clone(),
+            },
+        );
+        assert_eq!((c.workloads().len(), c.workload(3)), (1, Some(&root)));
+
+        // An event log can hold paths of any length: the table stops at its bytes.
+        let huge = |i: u64| Workload {
+            cgroup: format!("/{i}{}", "x".repeat(200_000)),
+            ..Workload::default()
+        };
+        for i in 10..100 {
+            c.observe(
+                S,
+                &mut Observed::CgroupSeen {
+                    cgroup_id: i,
+                    workload: huge(i),
+                },
+            );
+        }
+        let kept = c.workloads().len() as u64;
+        assert!(kept > 30 && kept < 50, "{kept}");
+        assert_eq!(c.capture().dropped.workloads, 91 - kept);
+        assert!(c.workload_bytes <= MAX_WORKLOAD_BYTES);
+        // A kept cgroup can still be replaced by a smaller workload.
+        c.observe(
+            S,
+            &mut Observed::CgroupSeen {
+                cgroup_id: 10,
+                workload: root.clone(),
+            },
+        );
+        assert_eq!(c.workload(10), Some(&root));
+        assert_eq!(c.capture().dropped.workloads, 91 - kept);
     }
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    capture::{record::Process, ProbeStatus},
+    capture::{cgroups::Workload, record::Process, ProbeStatus},
     pipeline::dns::{Answer, Question},
     pipeline::dnsmatch::DnsCheck,
     pipeline::hello::{FirstReceived, FirstSent},
@@ -140,6 +140,10 @@ pub enum Observed {
     DnsResponse(Box<DnsObserved>),
     /// Totals of the capture so far; emitted when events were lost, and when the capture stops.
     CaptureStats(CaptureStats),
+    /// A cgroup id seen for the first time in this capture (on a flow's or a DNS packet's
+    /// process, or a DNS packet's socket), with what its path says: so that an event log names
+    /// the workloads of its flows and lookups offline, after the cgroups are gone.
+    CgroupSeen { cgroup_id: u64, workload: Workload },
 }
 
 /// The first bytes a flow carried in one direction (the kernel copies a prefix).
@@ -372,6 +376,10 @@ pub struct CaptureStats {
     /// their flows are not attributed to the job (`observer daemon`).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub job_pids_full: u64,
+    /// cgroup ids whose path no walk of the cgroup2 tree found (the cgroup was gone before it
+    /// was looked up): their flows and lookups have no workload.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cgroups_unresolved: u64,
 }
 
 fn is_zero_u64(n: &u64) -> bool {

@@ -6,6 +6,7 @@ use crate::{
     pipeline::correlate::{
         Correlator, Dropped, FlowEntry, MAX_HOST_SERIES_BYTES, MAX_PENDING_BYTES,
         MAX_PENDING_QUERIES, MAX_RECENT, MAX_RECENT_BYTES, MAX_TIMEOUT_BYTES, MAX_TIMEOUT_NAMES,
+        MAX_WORKLOADS, MAX_WORKLOAD_BYTES,
     },
     pipeline::throughput::{runner_function, ThroughputStats, TransferStats},
 };
@@ -14,7 +15,7 @@ use super::{
     rfc3339,
     tally::{group_status, runner_can_work, Destinations, Tallies, Tally},
     CaptureSection, FlowReport, GroupReport, GroupVerdict, HostReport, LongPoll, RejectedDnsReport,
-    Report, Status, UndeclaredReport, Verdict, SCHEMA_VERSION,
+    Report, Status, UndeclaredReport, Verdict, WorkloadReport, SCHEMA_VERSION,
 };
 
 /// Builds the report of everything the correlator has seen.
@@ -94,6 +95,14 @@ pub fn build(c: &Correlator) -> Report {
         undeclared,
         flows: c.flows().iter().map(|f| flow_report(f, c)).collect(),
         job: None,
+        workloads: c
+            .workloads()
+            .iter()
+            .map(|(&cgroup_id, workload)| WorkloadReport {
+                cgroup_id,
+                workload: workload.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -280,6 +289,7 @@ fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
         sni: f.destination.sni.clone(),
         dns_name: f.destination.dns_name.clone(),
         tls_note: f.destination.tls_note.clone(),
+        workload: c.workload(f.process.cgroup_id).cloned(),
     }
 }
 
@@ -343,6 +353,15 @@ fn dropped_reasons(d: &Dropped) -> Vec<String> {
              hosts' throughput is partial or missing",
             n(d.host_readings),
             MAX_HOST_SERIES_BYTES >> 20
+        ));
+    }
+    if d.workloads > 0 {
+        out.push(format!(
+            "{} cgroups' workloads were not kept beyond the {} kept (or {} MiB): their flows \
+             show no workload",
+            n(d.workloads),
+            limit(MAX_WORKLOADS),
+            MAX_WORKLOAD_BYTES >> 20
         ));
     }
     out
@@ -467,6 +486,7 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         dns_rejected_dropped: rejections.groups_dropped,
         flows_dropped: info.flows_dropped,
         unreadable_lines: info.unreadable_lines,
+        cgroups_unresolved: s.cgroups_unresolved,
         dropped: info.dropped,
         name_cache: names,
         local_resolvers: c.local_resolvers().to_vec(),
@@ -1092,6 +1112,78 @@ mod tests {
         assert!(because.contains(&expected), "{because}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["capture"]["dropped"]["dns_timeouts"], dropped);
+    }
+
+    #[test]
+    fn flows_and_the_workloads_table_show_what_cgroups_are() {
+        use crate::capture::cgroups::{classify, Runtime};
+        let pod = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poddc380811_8168_4a9e_9b4a_56ded1b6fe9c.slice/cri-containerd-1207db63eaeb133a85d2b614d12d95d4dff3f29af60d7a7b3c7d39abdf4bd119.scope";
+        let seen = |cgroup_id, path: &str| Observed::CgroupSeen {
+            cgroup_id,
+            workload: classify(path),
+        };
+        // The cgroup may be named after its flow (lookups happen off the capture loop).
+        let mut flow = opened(1, "198.18.1.1:443");
+        let Observed::FlowOpened { process, .. } = &mut flow else {
+            unreachable!()
+        };
+        process.cgroup_id = 77;
+        let r = report(
+            vec![
+                (S, query(1, "api.github.com")),
+                (
+                    S,
+                    seen(3, "/system.slice/actions.runner.octo.runner-1.service"),
+                ),
+                (2 * S, closed(2, "198.18.1.2:443", true, 10, 10)),
+                (2 * S, flow),
+                (3 * S, seen(77, pod)),
+            ],
+            vec![],
+        );
+        let on = |id| r.flows.iter().find(|f| f.flow_id == id).expect("flow");
+        let w = on(1)
+            .workload
+            .as_ref()
+            .expect("the pod's flow has its workload");
+        assert_eq!(
+            (w.pod_uid.as_deref(), w.runtime),
+            (
+                Some("dc380811-8168-4a9e-9b4a-56ded1b6fe9c"),
+                Some(Runtime::Containerd)
+            )
+        );
+        assert_eq!(
+            on(2).workload.as_ref().and_then(|w| w.unit.as_deref()),
+            Some("actions.runner.octo.runner-1.service")
+        );
+        // The table names the cgroups of the hosts' processes (curl's, cgroup 3), by id.
+        let ids: Vec<u64> = r.workloads.iter().map(|w| w.cgroup_id).collect();
+        assert_eq!(ids, vec![3, 77]);
+        let api = host(&r, "api.github.com");
+        assert!(api.processes.iter().all(|p| p.cgroup_id == 3));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["workloads"][1]["cgroup_id"], 77);
+        assert_eq!(json["workloads"][1]["cgroup"], pod);
+        assert_eq!(json["workloads"][1]["runtime"], "containerd");
+        assert_eq!(
+            json["flows"][0]["workload"]["unit"],
+            "actions.runner.octo.runner-1.service"
+        );
+        // Read back: the table and the flows' workloads, and a report without them.
+        let back: Report = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, r);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("workloads");
+        let old: Report = serde_json::from_value(old).unwrap();
+        assert!(old.workloads.is_empty());
+        // Without any cgroup_seen (a log of an older version) nothing new is written.
+        let plain = report(
+            vec![(2 * S, closed(2, "198.18.1.2:443", true, 10, 10))],
+            vec![],
+        );
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("workload"), "{json}");
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
+/// What a cgroup path says: the systemd unit, container and Kubernetes pod of a process.
+pub use crate::capture::cgroups::{Runtime, Workload};
 /// The process of a flow or a lookup, as the report gives it (`comm`, `pid`, `cgroup_id`).
 pub use crate::capture::record::Process;
 
@@ -47,6 +49,18 @@ pub struct Report {
     /// reports of a whole capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobSection>,
+    /// What each cgroup of the capture is (unit, container, pod), by the `cgroup_id` of the
+    /// processes above; absent when no cgroup was named (captures of older versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadReport>,
+}
+
+/// One cgroup of the capture and what its path says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadReport {
+    pub cgroup_id: u64,
+    #[serde(flatten)]
+    pub workload: Workload,
 }
 
 /// Which job a per-job report covers: the `GITHUB_*` identity its hooks sent, the process that
@@ -143,6 +157,10 @@ pub struct CaptureSection {
     pub dns_rejected_dropped: u64,
     pub flows_dropped: u64,
     pub unreadable_lines: u64,
+    /// cgroup ids whose path was not found (the cgroup was gone before it was looked up):
+    /// their processes have no entry in `workloads`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cgroups_unresolved: u64,
     /// What the bounds of the correlator's tables dropped (docs/architecture.md, "What is
     /// bounded"); absent when nothing was.
     #[serde(
@@ -508,6 +526,9 @@ pub struct FlowReport {
     /// Why the TLS hello named nothing: `no_sni`, `ech`, `sni_not_copied`, `not_tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_note: Option<String>,
+    /// What the process's cgroup is (unit, container, pod), when its path was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
 }
 
 impl FlowReport {
