@@ -207,6 +207,7 @@ impl CaptureArgs {
             all_ports: self.all_ports,
             proxies,
             jobs: None,
+            stats_every: None,
         }
     }
 

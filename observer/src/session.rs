@@ -116,6 +116,7 @@ pub async fn run_started(
     let mut poll = interval(POLL);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut reported_lost = 0;
+    let mut stats_reported_ns = monotonic_ns();
 
     let result: anyhow::Result<()> = loop {
         let mut batch = Vec::new();
@@ -149,8 +150,12 @@ pub async fn run_started(
                     batch.extend(tracker.on_event(event));
                 }
                 let stats = stats(&tracker, &capture, &cgroups);
-                if stats.lost_events > reported_lost {
+                let stats_due = config.stats_every.is_some_and(|every| {
+                    now.saturating_sub(stats_reported_ns) >= every.as_nanos() as u64
+                });
+                if stats.lost_events > reported_lost || stats_due {
                     reported_lost = stats.lost_events;
+                    stats_reported_ns = now;
                     batch.push((now, Observed::CaptureStats(stats)));
                 }
             }

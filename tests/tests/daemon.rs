@@ -43,13 +43,17 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path, socket: &Path) -> Self {
+    /// Starts the daemon in the lab's runner namespace (its metrics endpoint listens there).
+    fn start(lab: &Lab, dir: &Path, socket: &Path) -> Self {
         let stderr = dir.join(format!(
             "daemon-{}.err",
             Instant::now().elapsed().as_nanos()
         ));
-        let child = Command::new(observer_bin())
-            .args(["daemon", "--socket"])
+        // Only the network namespace: `ip netns exec` would remount /sys without cgroup2.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.runner_ns()))
+            .arg(observer_bin())
+            .args(["daemon", "--metrics", "127.0.0.1:9477", "--socket"])
             .arg(socket)
             .args(["--socket-group", SOCKET_GROUP, "--state-dir"])
             .arg(dir.join("state"))
@@ -200,7 +204,7 @@ fn jobs_are_reported_from_their_own_process_tree() {
     std::fs::set_permissions(&summaries, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let socket = dir.join("run").join("observer.sock");
 
-    let mut daemon = Daemon::start(&dir, &socket);
+    let mut daemon = Daemon::start(&lab, &dir, &socket);
     let mode = std::fs::metadata(&socket)
         .expect("socket")
         .permissions()
@@ -313,6 +317,26 @@ fn jobs_are_reported_from_their_own_process_tree() {
             > 5
     );
 
+    // Prometheus metrics, from inside the namespace the endpoint listens in.
+    let scrape = lab
+        .runner_command("curl")
+        .args(["-sS", "http://127.0.0.1:9477/metrics"])
+        .output()
+        .expect("scrape");
+    let page = String::from_utf8_lossy(&scrape.stdout);
+    assert!(
+        page.contains("observer_jobs_total{result=\"blocked\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.contains("observer_jobs_total{result=\"ok\"} 2"),
+        "{page}"
+    );
+    assert!(
+        page.contains("observer_group_status{group=\"actions-download\",status=\"blocked\"} 1"),
+        "{page}"
+    );
+
     // SIGHUP reloads; the daemon goes on.
     daemon.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
@@ -411,7 +435,7 @@ fn jobs_are_reported_from_their_own_process_tree() {
         .flatten()
         .collect();
     assert!(!events.is_empty());
-    let daemon = Daemon::start(&dir, &socket);
+    let daemon = Daemon::start(&lab, &dir, &socket);
     let list = Command::new(observer_bin())
         .args(["report", "--jobs", "--state-dir"])
         .arg(dir.join("state"))

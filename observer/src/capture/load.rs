@@ -52,6 +52,9 @@ pub struct CaptureConfig {
     /// Follow the process trees of jobs (`observer daemon`): the job programs are attached and
     /// the kernel's job table is shared through this handle.
     pub jobs: Option<crate::capture::jobs::JobPids>,
+    /// Also report the capture's totals (`capture_stats`) this often, not only when events were
+    /// lost and at the end (a daemon's metrics follow them).
+    pub stats_every: Option<std::time::Duration>,
 }
 
 impl CaptureConfig {

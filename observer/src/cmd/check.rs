@@ -85,6 +85,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         all_ports: false,
         proxies: Vec::new(),
         jobs: None,
+        stats_every: None,
     };
     let capture = if args.no_capture {
         Err("--no-capture".to_owned())

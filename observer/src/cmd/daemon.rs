@@ -15,6 +15,7 @@ use observer::{
         socket::{self, SocketConfig},
         Daemon,
     },
+    metrics::serve::{MetricsServer, Render},
     session,
 };
 use tokio::signal::unix::{signal, SignalKind};
@@ -27,6 +28,7 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     let jobs = JobPids::default();
     let mut config = args.capture.config(&catalog);
     config.jobs = Some(jobs.clone());
+    config.stats_every = Some(Duration::from_secs(10));
     std::fs::create_dir_all(&args.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
@@ -55,6 +57,23 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         group: args.socket_group.clone(),
     })?;
     let server = tokio::spawn(socket::serve(listener, Arc::clone(&daemon)));
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let endpoint = MetricsServer::bind(addr).await?;
+            let state = Arc::clone(&daemon);
+            let render: Render = Arc::new(move || match state.lock() {
+                Ok(d) => d.render_metrics(),
+                Err(_) => String::new(),
+            });
+            eprintln!("observer: metrics at http://{addr}/metrics");
+            Some(tokio::spawn(async move {
+                if let Err(e) = endpoint.run(render).await {
+                    eprintln!("observer: the metrics endpoint stopped: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
     let reload = {
         let daemon = Arc::clone(&daemon);
         let mut hup = signal(SignalKind::hangup())?;
@@ -96,6 +115,9 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     .await;
     server.abort();
     reload.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     let _ = std::fs::remove_file(&args.socket);
     let _ = log.flush();
     result

@@ -779,10 +779,7 @@ impl Metrics {
                 (
                     g.id.clone(),
                     group_status(&members),
-                    members
-                        .iter()
-                        .map(|(s, p)| ((*p).to_owned(), *s))
-                        .collect(),
+                    members.iter().map(|(s, p)| ((*p).to_owned(), *s)).collect(),
                 )
             })
             .collect()
