@@ -90,6 +90,9 @@ pub const UNRESOLVED: &str = "(unresolved)";
 /// The `group` label beyond [`MAX_GROUP_LABELS`].
 pub const OTHER_GROUP: &str = "(other)";
 
+/// A group's id and status over the status window, with its patterns' statuses.
+pub type GroupStatus = (String, Status, Vec<(String, Status)>);
+
 /// Settings of the metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
@@ -760,7 +763,7 @@ impl Metrics {
         &self,
         c: &Correlator,
         now_ns: u64,
-    ) -> Vec<(String, Status, Vec<(String, Status)>)> {
+    ) -> Vec<GroupStatus> {
         let recent = self.recent(c, now_ns);
         c.catalog()
             .groups()
