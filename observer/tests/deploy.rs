@@ -195,9 +195,7 @@ fn the_mounts_are_there_and_read_only_where_they_should_be() {
     assert_eq!(flag(&line, "--state-dir"), "/var/lib/observer");
 }
 
-/// The options of `observer daemon` (issue 15: the record options plus the daemon's own).
-/// The daemon is being written on another branch: until it is here, its options are this list;
-/// once `observer daemon --help` works, each flag must also be in its help.
+/// The options of `observer daemon` the recipes may use; each must also be in its `--help`.
 const DAEMON_FLAGS: &[&str] = &[
     "--socket",
     "--state-dir",
@@ -354,4 +352,108 @@ fn the_containerfile_builds_with_what_the_setup_installs() {
         .map(str::to_owned)
         .collect();
     assert!(ignore.contains("/target"), "{ignore:?}");
+}
+
+/// The flags of `observer daemon --help`.
+fn daemon_help() -> String {
+    let help = Command::new(env!("CARGO_BIN_EXE_observer"))
+        .args(["daemon", "--help"])
+        .output()
+        .expect("the observer runs");
+    assert!(help.status.success());
+    String::from_utf8_lossy(&help.stdout).into_owned()
+}
+
+#[test]
+fn the_systemd_unit_runs_the_daemon_hardened_and_verifies() {
+    let unit = repo_file("deploy/systemd/observer.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(&words[..2], ["/usr/local/bin/observer", "daemon"]);
+    let help = daemon_help();
+    for flag in words.iter().filter(|w| w.starts_with("--")) {
+        assert!(help.contains(flag), "observer daemon --help has no {flag}");
+    }
+    // Only the capabilities docs/daemon.md lists, and the directories it writes.
+    let caps: BTreeSet<&str> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("CapabilityBoundingSet")
+        .split_whitespace()
+        .collect();
+    let doc = repo_file("docs/daemon.md");
+    for cap in &caps {
+        assert!(
+            doc.contains(&format!("`{cap}`")),
+            "{cap} is not explained in docs/daemon.md"
+        );
+    }
+    for line in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/observer /run/observer",
+        "RuntimeDirectory=observer",
+        "StateDirectory=observer",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
+    }
+    // systemd's own check, with the binary under test in place of the installed one.
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    let Ok(_) = Command::new("systemd-analyze").arg("--version").output() else {
+        assert!(!ci, "systemd-analyze is missing (Debian: systemd)");
+        eprintln!("skipping systemd-analyze verify: not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("observer.service");
+    fs::write(
+        &copy,
+        unit.replace("/usr/local/bin/observer", env!("CARGO_BIN_EXE_observer")),
+    )
+    .expect("copy");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_runner_hooks_call_the_job_commands() {
+    for (file, command) in [
+        ("deploy/runner-hooks/job-started.sh", "job started"),
+        ("deploy/runner-hooks/job-completed.sh", "job completed"),
+    ] {
+        let script = repo_file(file);
+        assert!(script.starts_with("#!/bin/sh\n"), "{file}");
+        assert!(
+            script.contains(&format!(
+                "\"$exec_observer\" {command} --socket /run/observer/observer.sock \"$@\""
+            )),
+            "{file}"
+        );
+        let out = Command::new("sh")
+            .arg("-n")
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(file),
+            )
+            .output()
+            .expect("sh -n");
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -759,11 +759,7 @@ impl Metrics {
     /// catalog.
     /// Each catalog group's status over the status window, with the statuses of its patterns
     /// (what `observer job started --require` gates on).
-    pub fn group_statuses(
-        &self,
-        c: &Correlator,
-        now_ns: u64,
-    ) -> Vec<GroupStatus> {
+    pub fn group_statuses(&self, c: &Correlator, now_ns: u64) -> Vec<GroupStatus> {
         let recent = self.recent(c, now_ns);
         c.catalog()
             .groups()
