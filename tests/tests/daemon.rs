@@ -415,7 +415,7 @@ fn jobs_are_reported_from_their_own_process_tree() {
     let s1 = std::fs::read_to_string(&summary1).expect("summary 1");
     assert!(s1.contains("octo/app run 101 attempt 1 job build"), "{s1}");
     assert!(
-        s1.contains("codeload.github.com` BLOCKED: tcp\\_reset"),
+        s1.contains("codeload.github.com BLOCKED: tcp\\_reset"),
         "{s1}"
     );
     assert!(s1.contains("registry.example.org"), "{s1}");

@@ -53,6 +53,14 @@ struct ActiveJob {
     started_ns: u64,
     processes_listed: u64,
     correlator: Correlator,
+    /// Where its report is (written at the first `job completed`, rewritten at later ones and
+    /// when its worker ends).
+    report_path: Option<PathBuf>,
+    /// When `job completed` first came; the job is followed until its worker ends all the same
+    /// (job code can call `job completed` itself: what it does after still counts).
+    completed_ns: Option<u64>,
+    /// Observations of the job after its first `job completed`.
+    after_completion: u64,
 }
 
 /// What the daemon knows; shared by the capture loop and the control socket.
@@ -123,6 +131,9 @@ impl Daemon {
             let slot = self.job_of(observed);
             if let Some(job) = slot.and_then(|s| self.jobs.get_mut(&s)) {
                 job.correlator.observe(*ts, &mut observed.clone());
+                if job.completed_ns.is_some() {
+                    job.after_completion += 1;
+                }
             } else if matches!(observed, Observed::CaptureStats(_)) {
                 for job in self.jobs.values_mut() {
                     job.correlator.observe(*ts, &mut observed.clone());
@@ -176,8 +187,8 @@ impl Daemon {
             })
     }
 
-    /// Closes the jobs whose `Runner.Worker` is gone (the completed hook never ran: a
-    /// cancelled job, a crashed runner), each with a report marked `abandoned`.
+    /// Closes the jobs whose `Runner.Worker` is gone: their final report is written (marked
+    /// `abandoned` when the completed hook never ran: a cancelled job, a crashed runner).
     pub fn reap(&mut self) {
         let gone: Vec<u32> = self
             .jobs
@@ -191,11 +202,11 @@ impl Daemon {
         for slot in gone {
             self.job_pids.remove_job(slot);
             self.job_flows.retain(|_, s| *s != slot);
-            if let Some(job) = self.jobs.remove(&slot) {
+            if let Some(mut job) = self.jobs.remove(&slot) {
                 let identity = job.identity.clone();
-                if let Err(e) = self.close_job(job, identity, true) {
+                if let Err(e) = self.write_job(&mut job, identity) {
                     eprintln!(
-                        "observer: cannot write an abandoned job's report: {}",
+                        "observer: cannot write a job's final report: {}",
                         crate::sanitize::line(&e)
                     );
                 }
@@ -215,6 +226,20 @@ impl Daemon {
             Ok(w) => w,
             Err(e) => return Response::failed(e),
         };
+        // Any process can call itself Runner.Worker: a job's own code must not start a job of
+        // its own (its traffic would leave the real job's report).
+        let chain = ancestry(&self.proc_root, peer_pid);
+        if let Some(j) = self.jobs.values().find(|j| {
+            chain
+                .iter()
+                .any(|p| p.pid == j.worker_pid && p.pid != worker)
+        }) {
+            return Response::failed(format!(
+                "this process belongs to the job followed for {WORKER_COMM} {}: a job's own \
+                 processes cannot start another job",
+                j.worker_pid
+            ));
+        }
         if self.jobs.values().any(|j| j.worker_pid == worker) {
             // The same worker starting again: the earlier start's report would be wrong.
             return Response::failed(format!(
@@ -249,6 +274,9 @@ impl Daemon {
                 started_ns: self.now_ns,
                 processes_listed: pids.len() as u64,
                 correlator,
+                report_path: None,
+                completed_ns: None,
+                after_completion: 0,
             },
         );
         let mut response = Response::ok();
@@ -284,35 +312,33 @@ impl Daemon {
         self.metrics.render(&self.host, self.now_ns)
     }
 
-    /// Removes the job run by `peer_pid`'s worker from the followed ones.
-    fn take_job(&mut self, peer_pid: u32) -> Result<ActiveJob, String> {
-        let worker = self.worker_of(peer_pid)?;
-        let slot = self
+    /// `job completed` from `peer_pid`: the job's report so far, written to the state
+    /// directory, and its summary. The job stays followed until its worker ends, when the report
+    /// is written a last time with everything (`activity_after_completion` counts what came
+    /// after this call).
+    pub fn job_completed(&mut self, peer_pid: u32, identity: JobIdentity) -> Response {
+        let worker = match self.worker_of(peer_pid) {
+            Ok(w) => w,
+            Err(e) => return Response::failed(e),
+        };
+        let Some(slot) = self
             .jobs
             .values()
             .find(|j| j.worker_pid == worker)
             .map(|j| j.slot)
-            .ok_or_else(|| {
-                format!(
-                    "no job is followed for {WORKER_COMM} {worker}: was `observer job started` \
-                     run by the job-started hook (and did the daemon run then)?"
-                )
-            })?;
-        self.job_pids.remove_job(slot);
-        self.job_flows.retain(|_, s| *s != slot);
-        self.jobs
-            .remove(&slot)
-            .ok_or_else(|| "job vanished".to_owned())
-    }
-
-    /// `job completed` from `peer_pid`: the job's report, written to the state directory, and
-    /// its summary.
-    pub fn job_completed(&mut self, peer_pid: u32, identity: JobIdentity) -> Response {
-        let job = match self.take_job(peer_pid) {
-            Ok(job) => job,
-            Err(e) => return Response::failed(e),
+        else {
+            return Response::failed(format!(
+                "no job is followed for {WORKER_COMM} {worker}: was `observer job started` run \
+                 by the job-started hook (and did the daemon run then)?"
+            ));
         };
-        match self.close_job(job, identity, false) {
+        let Some(mut job) = self.jobs.remove(&slot) else {
+            return Response::failed("the job vanished");
+        };
+        job.completed_ns.get_or_insert(self.now_ns);
+        let written = self.write_job(&mut job, identity);
+        self.jobs.insert(slot, job);
+        match written {
             Ok((path, summary, findings)) => {
                 let mut response = Response::ok();
                 response.report = Some(path.display().to_string());
@@ -324,17 +350,17 @@ impl Daemon {
         }
     }
 
-    /// Builds and writes a job's report: its path, summary and findings.
-    fn close_job(
+    /// Builds and writes a job's report (at its path, or a new one): path, summary, findings.
+    fn write_job(
         &mut self,
-        mut job: ActiveJob,
+        job: &mut ActiveJob,
         identity: JobIdentity,
-        abandoned: bool,
     ) -> Result<(PathBuf, String, Findings), String> {
+        let abandoned = job.completed_ns.is_none();
         job.correlator.finish();
         let mut report = report::build(&job.correlator);
         // The hook's identity fills what the start did not say.
-        let id = merge_identity(job.identity, identity);
+        let id = merge_identity(job.identity.clone(), identity);
         report.job = Some(JobSection {
             repository: id.repository.clone(),
             run_id: id.run_id.clone(),
@@ -344,41 +370,61 @@ impl Daemon {
             runner_name: id.runner_name.clone(),
             worker_pid: job.worker_pid,
             started_at: rfc3339(job.started_ns),
-            completed_at: rfc3339(self.now_ns),
+            completed_at: job.completed_ns.and_then(rfc3339),
             processes_listed: job.processes_listed,
             abandoned,
+            activity_after_completion: job.after_completion,
         });
         let findings = findings(&report);
-        let result = if abandoned {
-            "failed"
-        } else if findings.blocked {
-            "blocked"
-        } else if findings.undeclared {
-            "undeclared"
-        } else if findings.slow {
-            "slow"
-        } else {
-            "ok"
-        };
-        let _ = self.metrics.job_finished(result);
+        if job.report_path.is_none() {
+            let result = if abandoned {
+                "failed"
+            } else if findings.blocked {
+                "blocked"
+            } else if findings.undeclared {
+                "undeclared"
+            } else if findings.slow {
+                "slow"
+            } else {
+                "ok"
+            };
+            let _ = self.metrics.job_finished(result);
+        }
         let summary = summary::markdown(&report, &id);
         let path = self
-            .write_job_report(&report, &id)
+            .write_job_report(&report, &id, job)
             .map_err(|e| format!("cannot write the job's report: {e:#}"))?;
         Ok((path, summary, findings))
     }
 
-    fn write_job_report(&self, report: &Report, id: &JobIdentity) -> anyhow::Result<PathBuf> {
+    fn write_job_report(
+        &self,
+        report: &Report,
+        id: &JobIdentity,
+        job: &mut ActiveJob,
+    ) -> anyhow::Result<PathBuf> {
         let dir = self.jobs_dir();
         std::fs::create_dir_all(&dir)?;
-        let name = format!(
-            "{}-{}-{}-{}.json",
-            self.now_ns / 1_000_000,
-            file_part(id.repository.as_deref()),
-            file_part(id.run_id.as_deref()),
-            file_part(id.job.as_deref()),
-        );
-        let path = dir.join(name);
+        let path = match &job.report_path {
+            Some(path) => path.clone(),
+            None => {
+                // The wall clock and the job's slot: matrix legs share their identity.
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                let path = dir.join(format!(
+                    "{ms}-{}-{}-{}-{}-{}.json",
+                    job.slot,
+                    file_part(id.repository.as_deref()),
+                    file_part(id.run_id.as_deref()),
+                    file_part(id.run_attempt.as_deref()),
+                    file_part(id.job.as_deref()),
+                ));
+                job.report_path = Some(path.clone());
+                path
+            }
+        };
         let text = serde_json::to_string_pretty(report)?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text)?;

@@ -86,8 +86,10 @@ impl JobIdentity {
                 if v.chars().count() > MAX_FIELD {
                     return Err(format!("job.{name} is longer than {MAX_FIELD} characters"));
                 }
-                if v.chars().any(char::is_control) {
-                    return Err(format!("job.{name} holds control characters"));
+                if v.chars().any(|c| c.is_control() || invisible(c)) {
+                    return Err(format!(
+                        "job.{name} holds control or invisible formatting characters"
+                    ));
                 }
             }
         }
@@ -115,6 +117,12 @@ impl JobIdentity {
             parts.join(" ")
         }
     }
+}
+
+/// Unicode formatting characters that change how text reads without showing: bidirectional
+/// overrides and isolates, zero-width characters, the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}')
 }
 
 /// A group id as `--require` names it: the catalog's id syntax.
@@ -253,11 +261,15 @@ mod tests {
             (b"\xff\xfe", "not a request"),
             (
                 br#"{"v":1,"op":"job_completed","job":{"job":"a\u001b[2Jb"}}"#,
-                "control characters",
+                "control or invisible",
             ),
             (
                 br#"{"v":1,"op":"job_started","job":{},"require":["essential; rm -rf /"]}"#,
                 "not a group id",
+            ),
+            (
+                "{\"v\":1,\"op\":\"job_completed\",\"job\":{\"job\":\"a\u{202E}b\"}}".as_bytes(),
+                "invisible",
             ),
         ] {
             let e = parse(bad).unwrap_err();

@@ -1,7 +1,8 @@
 //! A job's report as the few Markdown lines a job summary (`$GITHUB_STEP_SUMMARY`) has room for:
 //! the groups the job used, blocked and degraded hosts with their reasons, undeclared
 //! destinations, slow transfers; one line when all is well. Names come from the wire and from
-//! the job's processes: everything is escaped for Markdown.
+//! the job's processes: everything is escaped for Markdown, and nothing is put in code spans
+//! (where escapes would show and a backtick would end the span).
 
 use crate::{
     export::escape_markdown as esc,
@@ -44,7 +45,7 @@ pub fn markdown(report: &Report, id: &JobIdentity) -> String {
         .filter(|(_, r)| r.code == Reason::SlowThroughput.as_str())
         .map(|(name, r)| {
             format!(
-                "- `{}`: {}",
+                "- {}: {}",
                 esc(name),
                 esc(r.detail.as_deref().unwrap_or("slow"))
             )
@@ -76,7 +77,7 @@ pub fn markdown(report: &Report, id: &JobIdentity) -> String {
                 })
                 .collect();
             out.push_str(&format!(
-                "- `{}` {}: {}\n",
+                "- {} {}: {}\n",
                 esc(&h.name),
                 h.status.shouted(),
                 reasons.join(", ")
@@ -97,7 +98,7 @@ pub fn markdown(report: &Report, id: &JobIdentity) -> String {
                     .collect::<Vec<_>>()
                     .join(", "),
             };
-            out.push_str(&format!("- `{name}` {} flows\n", u.flows));
+            out.push_str(&format!("- {name}: {} flows\n", u.flows));
         }
         more(&mut out, report.undeclared.len());
         out.push('\n');

@@ -296,6 +296,7 @@ pub fn series_key(destination: &Destination, dst: SocketAddr) -> String {
     destination
         .name
         .clone()
+        .filter(|_| destination.named_by != Some(NamedBy::Sni))
         .unwrap_or_else(|| destination.target(dst).ip().to_string())
 }
 
@@ -1158,8 +1159,9 @@ impl Correlator {
     ///   request), classified on the target's port;
     /// - with a TLS server name (SNI): the DNS name when it is the same; else the name DNS gave
     ///   the address that the SNI names (shared addresses); else the SNI, with the DNS name kept
-    ///   as the disagreement's evidence. An address a rejected (forged) answer claimed is never
-    ///   named by an SNI alone: a local process chooses its SNI as freely as a forger its answer;
+    ///   as the disagreement's evidence. A name only the SNI gives is never documented (the flow
+    ///   is undeclared under that name): a local process chooses its SNI as freely as a forger
+    ///   its answer. An address a rejected (forged) answer claimed is never named by an SNI;
     /// - ECH, no SNI, a hello cut before its name, or no TLS at all: the DNS name stays, with a
     ///   note.
     fn named_by_payload(&self, e: &FlowEntry, ts_ns: u64) -> Destination {
@@ -1211,7 +1213,12 @@ impl Correlator {
                 if d.forged_name.is_some() {
                     return d;
                 }
+                // The SNI is the client's word only: the flow is named by it, but never
+                // documented by it (no DNS answer gave this address to that name), so a process
+                // cannot make its own destination read as a GitHub host by saying so.
                 let mut named = self.by_name(sni, e.dst.port(), NamedBy::Sni);
+                named.class = DestinationClass::Undeclared;
+                named.groups.clear();
                 named.sni = Some(sni.clone());
                 named.dns_name = d.name;
                 named
@@ -1559,7 +1566,9 @@ pub(crate) mod tests {
         let d = payload_destination(&p);
         assert_eq!(d.name.as_deref(), Some("api.github.com"));
         assert_eq!(d.named_by, Some(NamedBy::Sni));
-        assert!(d.groups.contains(&"essential".to_owned()), "{:?}", d.groups);
+        // The client's word only: named, never documented by it.
+        assert_eq!(d.class, DestinationClass::Undeclared);
+        assert!(d.groups.is_empty(), "{:?}", d.groups);
         assert_eq!(d.dns_name, None);
         assert_eq!(c.flows()[0].destination, d);
     }

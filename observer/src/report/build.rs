@@ -227,6 +227,7 @@ fn undeclared_report(
         transfers: t.transfers.clone(),
         via_proxies: t.proxies.iter().map(ToString::to_string).collect(),
         named_by: t.named_by.iter().copied().collect(),
+        sni: t.sni_names.iter().cloned().collect(),
     }
 }
 
@@ -512,7 +513,8 @@ mod tests {
         capture::record::Process,
         catalog::Catalog,
         pipeline::correlate::tests::{
-            closed, flood_query, observe_answered, opened, payload, query, response, with_proxy,
+            closed, flood_query, hello, observe_answered, opened, payload, query, response,
+            with_proxy,
         },
         pipeline::events::Observed,
         pipeline::hello::{FirstReceived, FirstSent},
@@ -884,6 +886,56 @@ mod tests {
         assert_eq!(u.via_proxies, vec![proxy.to_owned()]);
         assert_eq!(u.reasons[0].code, "proxy_refused");
         assert!(c.host_series("198.18.1.5").is_none());
+    }
+
+    #[test]
+    fn an_sni_alone_never_makes_an_address_a_documented_host() {
+        // Found by the hostile review: a process that says "api.github.com" in its hello to its
+        // own server read as the documented host reached, and its address became a rule.
+        let attacker = "203.0.113.66:443";
+        for with_dns in [false, true] {
+            let mut events = Vec::new();
+            if with_dns {
+                events.push((
+                    S,
+                    response(
+                        "exfil.attacker.example",
+                        &[("exfil.attacker.example", "A", "203.0.113.66")],
+                    ),
+                ));
+            }
+            events.extend([
+                (2 * S, opened(1, attacker)),
+                (2 * S, payload(1, attacker, hello("api.github.com"), None)),
+                (3 * S, closed(1, attacker, true, 50_000_000, 4_000)),
+            ]);
+            let r = report(events, vec![]);
+            let api = host(&r, "api.github.com");
+            assert_eq!(api.status, Status::Unseen, "with DNS: {with_dns}");
+            assert!(api.addresses.is_empty());
+            // The address with the SNI it claimed (and, with DNS, the name DNS gave it).
+            assert_eq!(
+                r.undeclared.len(),
+                1 + usize::from(with_dns),
+                "{:?}",
+                r.undeclared
+            );
+            let u = r.undeclared.iter().find(|u| u.name.is_none()).unwrap();
+            assert_eq!(u.addresses, vec!["203.0.113.66".parse::<IpAddr>().unwrap()]);
+            assert_eq!(u.sni, vec!["api.github.com".to_owned()]);
+            assert_eq!(u.bytes_sent, 50_000_000);
+            let f = &r.flows[0];
+            assert_eq!(f.name.as_deref(), Some("api.github.com"));
+            assert_eq!(
+                f.class,
+                crate::pipeline::events::DestinationClass::Undeclared
+            );
+            assert_eq!(
+                f.dns_name.as_deref(),
+                with_dns.then_some("exfil.attacker.example")
+            );
+            assert!(r.verdict.runner_can_work.is_none(), "{:?}", r.verdict);
+        }
     }
 
     /// A response for `name` of type `rtype` with `rcode` and A/AAAA `answers`.

@@ -94,6 +94,14 @@ pub struct JobSection {
     /// crashed runner): the report covers the job until then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub abandoned: bool,
+    /// Flows and lookups of the job's processes after its first `job completed` (the worker's
+    /// own uploads, or job code that called the hook command itself): they are in the report.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub activity_after_completion: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The answer first: can this runner work, and which optional features will fail.
@@ -440,6 +448,10 @@ pub struct UndeclaredReport {
     /// How its flows were named when not by a DNS answer: `sni`, `connect`, `http_host`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub named_by: Vec<NamedBy>,
+    /// For an address no DNS answer named: the TLS server names its clients sent (their claim,
+    /// not evidence of the address's name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sni: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -29,6 +29,9 @@ use super::{
     DnsNote, Reason, Status,
 };
 
+/// SNI names kept per address.
+const MAX_SNI_NAMES: usize = 16;
+
 /// The position DNS evidence takes: after every flow.
 const AFTER_FLOWS: usize = usize::MAX;
 
@@ -60,6 +63,8 @@ pub struct Tally {
     pub proxies: BTreeSet<std::net::SocketAddr>,
     /// How its flows were named when not by DNS (SNI, CONNECT, HTTP host).
     pub named_by: BTreeSet<crate::pipeline::events::NamedBy>,
+    /// The TLS server names its flows claimed when no DNS answer gave the address to them.
+    pub sni_names: BTreeSet<String>,
     pub processes: BTreeSet<Process>,
     /// The chain of the first flow (in list order) that had one; DNS overrides it.
     cname: Option<(usize, Vec<String>)>,
@@ -301,7 +306,10 @@ impl Tallies {
 
     /// The flow at position `at` of the correlator's list.
     pub fn add_flow(&mut self, at: usize, f: &FlowEntry, c: &Correlator) {
-        match &f.destination.name {
+        // A name only the client's TLS server name gives is its claim, not the name's evidence:
+        // such flows are tallied by their address, their SNI kept beside it.
+        let sni_only = f.destination.named_by == Some(crate::pipeline::events::NamedBy::Sni);
+        match f.destination.name.as_ref().filter(|_| !sni_only) {
             Some(name) => {
                 if f.destination.class == DestinationClass::Declared {
                     self.declared_names.insert(name.clone());
@@ -312,11 +320,18 @@ impl Tallies {
                     .or_default()
                     .add_flow(at, f, sinkhole, c);
             }
-            None => self
-                .unresolved
-                .entry(f.destination.target(f.dst).ip())
-                .or_default()
-                .add_flow(at, f, false, c),
+            None => {
+                let t = self
+                    .unresolved
+                    .entry(f.destination.target(f.dst).ip())
+                    .or_default();
+                t.add_flow(at, f, false, c);
+                if let (true, Some(sni)) = (sni_only, &f.destination.sni) {
+                    if t.sni_names.len() < MAX_SNI_NAMES {
+                        t.sni_names.insert(sni.clone());
+                    }
+                }
+            }
         }
     }
 
