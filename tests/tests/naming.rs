@@ -1,7 +1,8 @@
 //! How flows are named beyond DNS, end to end: the kernel copies the first bytes of each watched
 //! flow and the observer reads the TLS server name (SNI) in them. Real curl against the lab's
 //! real TLS servers, with and without DNS:
-//! - a hard-coded address (no DNS lookup at all) is named, and classified, by its SNI;
+//! - a hard-coded address (no DNS lookup at all) is named by its SNI, and stays undeclared: the
+//!   client's word alone documents nothing (the address is listed with the name it claimed);
 //! - two names sharing one address (a CDN), one documented and one not: each client is
 //!   classified by its own SNI, whichever name DNS answered last;
 //! - a client that resolved one name and sent another as SNI: named by the SNI, with the DNS
@@ -89,25 +90,27 @@ fn flows_are_named_by_their_sni_where_dns_cannot_tell() {
         report["capture"]
     );
 
-    // 1.
+    // 1. Named by its SNI, but the client's word alone documents nothing: the flow is
+    //    undeclared, listed under its address with the name it claimed.
     let hard = flows_to(&report, "198.18.1.30:443");
     assert_eq!(hard.len(), 1, "{:#}", report["flows"]);
     assert_eq!(hard[0]["name"], "api.github.com", "{:#}", hard[0]);
     assert_eq!(hard[0]["named_by"], "sni", "{:#}", hard[0]);
-    assert_eq!(hard[0]["class"], "declared", "{:#}", hard[0]);
+    assert_eq!(hard[0]["class"], "undeclared", "{:#}", hard[0]);
     assert!(
         hard[0]["bytes_received"].as_u64().unwrap_or(0) > 20_000,
         "{:#}",
         hard[0]
     );
-    let api = observer_tests::observer::report_host(&report, "api.github.com");
-    assert_eq!(api["status"], "ok", "{api:#}");
-    assert!(
-        api["named_by"]
-            .as_array()
-            .is_some_and(|n| n.contains(&Value::from("sni"))),
-        "{api:#}"
-    );
+    let claimed = report["undeclared"]
+        .as_array()
+        .and_then(|u| {
+            u.iter()
+                .find(|u| u["addresses"] == serde_json::json!(["198.18.1.30"]))
+        })
+        .unwrap_or_else(|| panic!("{:#}", report["undeclared"]));
+    assert_eq!(claimed["sni"], serde_json::json!(["api.github.com"]), "{claimed:#}");
+    assert!(claimed["name"].is_null(), "{claimed:#}");
 
     // 2.
     let shared = flows_to(&report, "198.18.1.20:443");
