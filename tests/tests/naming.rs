@@ -109,7 +109,11 @@ fn flows_are_named_by_their_sni_where_dns_cannot_tell() {
                 .find(|u| u["addresses"] == serde_json::json!(["198.18.1.30"]))
         })
         .unwrap_or_else(|| panic!("{:#}", report["undeclared"]));
-    assert_eq!(claimed["sni"], serde_json::json!(["api.github.com"]), "{claimed:#}");
+    assert_eq!(
+        claimed["sni"],
+        serde_json::json!(["api.github.com"]),
+        "{claimed:#}"
+    );
     assert!(claimed["name"].is_null(), "{claimed:#}");
 
     // 2.
