@@ -209,7 +209,8 @@ fn squid_for_the_proxy_the_runner_went_through() {
     for line in [
         "acl runner_github dstdomain api.github.com",
         "acl runner_github dstdomain codeload.github.com",
-        "acl runner_github dstdomain .actions.githubusercontent.com",
+        "acl runner_github dstdomain pkg.actions.githubusercontent.com",
+        "acl runner_github dstdomain results-receiver.actions.githubusercontent.com",
         "http_access allow runner_github runner_ports",
     ] {
         assert!(active.contains(&line), "{line}:\n{squid}");

@@ -992,7 +992,8 @@ mod tests {
         );
         let fronted = &v.flows[1];
         assert_eq!(fronted.sni.as_deref(), Some("evil?moc.example"));
-        assert_eq!(fronted.label, "evil?moc.example");
+        // Named by its SNI alone: known by its address (the SNI is its claim, shown beside).
+        assert_eq!(fronted.label, "198.18.1.30");
         assert_eq!(
             fronted.named_by_words().as_deref(),
             Some("SNI (DNS said objects.githubusercontent.com)")
