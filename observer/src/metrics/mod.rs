@@ -785,7 +785,6 @@ impl Metrics {
     }
 
     fn status_families(&self, c: &Correlator, now_ns: u64) -> Vec<Family> {
-        let recent = self.recent(c, now_ns);
         let mut groups = Family::new(
             Kind::Gauge,
             "group_status",
@@ -798,25 +797,19 @@ impl Metrics {
             "1 for the status of each documented host (catalog pattern) in each of its groups \
              over the status window, 0 for the others.",
         );
-        for g in c.catalog().groups() {
-            let group = label_value(&g.id);
-            let mut members: Vec<(Status, &str)> = Vec::new();
-            for pattern in &g.hosts {
-                let status = recent
-                    .get(&(g.id.clone(), pattern.as_str().to_owned()))
-                    .map_or(Status::Unseen, Counts::status);
-                members.push((status, pattern.as_str()));
-                let host = label_value(pattern.as_str());
+        for (id, status, members) in self.group_statuses(c, now_ns) {
+            let group = label_value(&id);
+            for (pattern, member) in &members {
+                let host = label_value(pattern);
                 for s in STATUSES {
                     let labels = [
                         ("host", host.as_str()),
                         ("group", &group),
                         ("status", s.word()),
                     ];
-                    hosts.push(&labels, u64::from(s == status));
+                    hosts.push(&labels, u64::from(s == *member));
                 }
             }
-            let status = group_status(&members);
             for s in STATUSES {
                 let labels = [("group", group.as_str()), ("status", s.word())];
                 groups.push(&labels, u64::from(s == status));
