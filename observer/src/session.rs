@@ -134,21 +134,7 @@ pub async fn run_started(
                 // The kernel's word on adopted flows first (see `Poller::rewrite`).
                 capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut batch, record));
                 let now = monotonic_ns();
-                let mut flows = capture.flows();
-                let closed = match diag.as_mut() {
-                    Some(poller) => {
-                        let closed = poller.poll(&mut flows, now);
-                        flows.extend(poller.adopted_flows());
-                        closed
-                    }
-                    None => Vec::new(),
-                };
-                for (key, flow) in flows {
-                    batch.extend(tracker.on_snapshot(key, &flow, now));
-                }
-                for event in closed {
-                    batch.extend(tracker.on_event(event));
-                }
+                read_flows(&capture, &mut tracker, &mut diag, &mut batch, now);
                 let stats = stats(&tracker, &capture, &cgroups);
                 let stats_due = config.stats_every.is_some_and(|every| {
                     now.saturating_sub(stats_reported_ns) >= every.as_nanos() as u64
@@ -174,9 +160,12 @@ pub async fn run_started(
         }
     };
 
-    // Stopping: what the kernel already delivered, everything held back, and the totals.
+    // Stopping: what the kernel already delivered, a last reading of the open flows' counters
+    // (bytes that moved since the last poll: an upload's answer that came just before the stop
+    // is what ends and judges that upload), everything held back, and the totals.
     let mut last = Vec::new();
     capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut last, record));
+    read_flows(&capture, &mut tracker, &mut diag, &mut last, monotonic_ns());
     last.extend(tracker.flush());
     ask_cgroups(&mut cgroups, &last);
     for (cgroup_id, workload) in cgroups.settle(SETTLE_CGROUPS).await {
@@ -194,6 +183,32 @@ pub async fn run_started(
     ));
     let last = consume(stamp(last));
     result.and(last)
+}
+
+/// Reads the open flows' kernel counters (and, without the length tracepoints, the kernel's TCP
+/// statistics): progress of the flows whose bytes moved, and the flows sock_diag saw closed.
+fn read_flows(
+    capture: &Capture,
+    tracker: &mut Tracker,
+    diag: &mut Option<Poller>,
+    batch: &mut Vec<(u64, Observed)>,
+    now: u64,
+) {
+    let mut flows = capture.flows();
+    let closed = match diag.as_mut() {
+        Some(poller) => {
+            let closed = poller.poll(&mut flows, now);
+            flows.extend(poller.adopted_flows());
+            closed
+        }
+        None => Vec::new(),
+    };
+    for (key, flow) in flows {
+        batch.extend(tracker.on_snapshot(key, &flow, now));
+    }
+    for event in closed {
+        batch.extend(tracker.on_event(event));
+    }
 }
 
 /// Decodes one ring-buffer record into the tracker, its observations into `batch`.

@@ -10,7 +10,7 @@ use std::{
 };
 
 use observer_tests::{
-    observer::{observer_bin, of_kind, Observer},
+    observer::{observer_bin, of_kind, report_host, Observer, Recording},
     require_root_or_skip, LabConfig, RecordType,
 };
 use serde_json::Value;
@@ -469,4 +469,65 @@ fn a_flow_open_before_the_capture_is_adopted_when_it_moves_payload() {
     );
     let sent = closed["bytes_sent"].as_u64().unwrap_or_default();
     assert!(sent > 0, "the later requests: {closed:#}");
+}
+
+/// Downloads `/bytes/300000` over one kept-alive TLS connection, says `read N` once the body is
+/// in, and keeps the connection open (like the runner's connections between requests).
+const READ_AND_HOLD: &str = r#"
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+s = ctx.wrap_socket(socket.create_connection(("api.github.com", 443)), server_hostname="api.github.com")
+s.sendall(b"GET /bytes/300000 HTTP/1.1\r\nHost: api.github.com\r\n\r\n")
+data = b""
+while b"\r\n\r\n" not in data:
+    data += s.recv(65536)
+head, body = data.split(b"\r\n\r\n", 1)
+length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+while len(body) < length:
+    body += s.recv(65536)
+print("read", len(body), flush=True)
+time.sleep(60)
+"#;
+
+#[test]
+fn bytes_moved_just_before_the_stop_are_in_the_report() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("laststop")
+        .a("api.github.com", API)
+        .tls_server(IpAddr::V4(API))
+        .start();
+    let recording = Recording::start(lab.work_dir(), &["--ports", "443"]);
+    let ca = lab.ca_file().to_string_lossy().into_owned();
+    let mut cmd = lab.runner_command("python3");
+    cmd.args(["-c", READ_AND_HOLD, &ca])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    let mut client = lab.spawn(&mut cmd);
+    let mut line = String::new();
+    let stdout = client.stdout.take().expect("the client's stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("the client's line");
+    assert_eq!(line.trim(), "read 300000", "the client read the body");
+    // Stopped at once: the counters are read once a second, the body came milliseconds ago.
+    let (report, stderr) = recording.stop();
+    let _ = client.kill();
+    let _ = client.wait();
+    let flows = report["flows"].as_array().expect("flows");
+    let flow = flows
+        .iter()
+        .find(|f| f["dst"] == format!("{API}:443"))
+        .unwrap_or_else(|| panic!("no flow to {API}: {report:#}\n{stderr}"));
+    assert!(
+        flow["closed_at"].is_null(),
+        "still open at the stop: {flow:#}"
+    );
+    let received = flow["bytes_received"].as_u64().unwrap_or_default();
+    assert!(
+        received >= 300_000,
+        "the body read just before the stop counts: received {received}: {flow:#}"
+    );
+    let host = report_host(&report, "api.github.com");
+    assert_eq!(host["bytes_received"].as_u64(), Some(received), "{host:#}");
 }
