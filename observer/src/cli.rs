@@ -85,6 +85,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub keep_jobs: usize,
 
+    /// The Docker Engine API socket asked which runner created a container (containers carrying
+    /// a job's runner label are the job's); `none` attributes no containers to jobs.
+    #[arg(long, value_name = "PATH", default_value = observer::daemon::containers::DEFAULT_DOCKER_SOCKET)]
+    pub docker_socket: PathBuf,
+
     #[command(flatten)]
     pub capture: CaptureArgs,
 

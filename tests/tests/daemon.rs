@@ -450,3 +450,263 @@ fn jobs_are_reported_from_their_own_process_tree() {
     assert!(listed.contains("blocked, undeclared"), "{listed}");
     assert!(daemon.stop().success());
 }
+
+/// A real `dockerd` listening on `dir/docker.sock` (group `nogroup`, as the runner's user is),
+/// in the lab's runner namespace, with `lab/busybox` (a static busybox) imported; stopped, its
+/// mounts undone and its directory removed when dropped.
+struct Dockerd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Dockerd {
+    fn start(lab: &Lab, dir: &Path) -> Self {
+        let dir = dir.join("docker");
+        std::fs::create_dir_all(&dir).expect("docker dir");
+        let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.runner_ns()))
+            .arg("dockerd")
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--storage-driver=vfs",
+                "--exec-opt",
+                "native.cgroupdriver=cgroupfs",
+                "--group",
+                SOCKET_GROUP,
+            ])
+            .arg("--data-root")
+            .arg(dir.join("root"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd (Debian package docker.io)");
+        let dockerd = Self { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dockerd.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start: {}",
+                std::fs::read_to_string(dockerd.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The image: a static busybox, imported from a tarball (nothing is pulled).
+        let rootfs = dockerd.dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).expect("rootfs");
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static");
+        for applet in ["sh", "nc", "nslookup", "sleep"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).expect("link");
+        }
+        let import = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "tar -C {} -c . | docker -H unix://{} import - lab/busybox",
+                rootfs.display(),
+                dockerd.socket().display()
+            ))
+            .output()
+            .expect("docker import");
+        assert!(import.status.success(), "{}", text(&import));
+        dockerd
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket().display()))
+            .args(args)
+            .output()
+            .expect("docker CLI")
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let ps = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ps.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // What dockerd leaves mounted (its network namespace handle), innermost first.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn containers_the_job_s_runner_starts_are_the_job_s_and_no_one_else_s() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("dockjob")
+        .a("api.github.com", v4(10))
+        .tls_server(IpAddr::V4(v4(10)))
+        .a("registry.example.org", v4(27))
+        .tls_server(IpAddr::V4(v4(27)))
+        .a("ghcr.io", v4(24))
+        .tls_server(IpAddr::V4(v4(24)))
+        .start();
+    let dir = std::env::temp_dir().join(format!("observer-dockjob-{}", std::process::id()));
+    let _cleanup = RemoveDir(dir.clone());
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    for d in [&dir, &bin] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::copy(observer_bin(), bin.join("observer")).expect("copy observer");
+    std::fs::copy("/bin/bash", bin.join("Runner.Worker")).expect("copy bash");
+    // The runner's configuration: its instance label is the hash of this file.
+    std::fs::write(
+        dir.join(".runner"),
+        "{\"agentid\": 7, \"agentname\": \"lab-runner-1\", \"poolid\": 1}",
+    )
+    .expect(".runner");
+    let dockerd = Dockerd::start(&lab, &dir);
+    let socket = dir.join("run").join("observer.sock");
+    let mut daemon = {
+        // The daemon asks this dockerd about containers.
+        let stderr = dir.join("daemon.err");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.runner_ns()))
+            .arg(observer_bin())
+            .args(["daemon", "--socket"])
+            .arg(&socket)
+            .args(["--socket-group", SOCKET_GROUP, "--state-dir"])
+            .arg(dir.join("state"))
+            .arg("--docker-socket")
+            .arg(dockerd.socket())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start observer daemon");
+        let daemon = Daemon { child, stderr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() || !daemon.stderr().contains("listening") {
+            assert!(Instant::now() < deadline, "{}", daemon.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        daemon
+    };
+    let dns = lab.dns_server();
+    let docker_host = format!("unix://{}", dockerd.socket().display());
+    // Another runner's container on the same host, at the same time: its own label.
+    let other = dockerd.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--label",
+        "0a0b0c",
+        "lab/busybox",
+        "sh",
+        "-c",
+        &format!(
+            "for i in 1 2 3 4 5 6; do nslookup ghcr.io {dns}; nc -w 1 198.18.1.24 443 </dev/null; \
+             sleep 0.5; done"
+        ),
+    ]);
+    assert!(other.status.success(), "{}", text(&other));
+    // The job: the runner labels its containers with its instance label (the first six hex
+    // digits of the SHA-256 of its lowercased .runner file), as `docker run` does for a
+    // Docker action or `docker create` for a service container.
+    let job = format!(
+        "observer job started --socket {sock} || exit 90
+         label=$(sha256sum < {root}/.runner | cut -c1-6)
+         docker -H {docker_host} run --rm --name job-step --network host --label $label \
+           lab/busybox sh -c 'nslookup api.github.com {dns}; nc -w 2 198.18.1.10 443 </dev/null;
+             nslookup registry.example.org {dns}; nc -w 2 198.18.1.27 443 </dev/null; sleep 1'
+         echo docker=$?
+         observer job completed --socket {sock} --no-summary
+         echo completed=$?",
+        sock = socket.display(),
+        root = dir.display(),
+    );
+    let out = run_job(&lab, &bin, &job, "201", &dir.join("summary.md"));
+    let log = text(&out);
+    assert!(
+        log.contains("docker=0") && log.contains("completed=0"),
+        "{log}\n{}",
+        daemon.stderr()
+    );
+    assert!(daemon.running(), "{}", daemon.stderr());
+    let jobs_dir = dir.join("state").join("jobs");
+    let report: Value = std::fs::read_dir(&jobs_dir)
+        .expect("jobs dir")
+        .flatten()
+        .map(|e| serde_json::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap())
+        .next()
+        .expect("the job's report");
+    let section = &report["job"];
+    let label = {
+        let sum = Command::new("sh")
+            .arg("-c")
+            .arg(format!("sha256sum < {}/.runner", dir.display()))
+            .output()
+            .expect("sha256sum");
+        String::from_utf8_lossy(&sum.stdout)[..6].to_owned()
+    };
+    assert_eq!(section["runner_label"], label.as_str(), "{section:#}");
+    let containers = section["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "only the job's container: {section:#}");
+    assert_eq!(containers[0]["name"], "job-step");
+    assert_eq!(containers[0]["image"], "lab/busybox");
+    let id = containers[0]["id"].as_str().expect("id");
+    // Every flow of the report is the container's, named by the lookups made in it.
+    let flows = report["flows"].as_array().expect("flows");
+    let names: Vec<&str> = flows.iter().filter_map(|f| f["name"].as_str()).collect();
+    assert!(
+        names.contains(&"api.github.com") && names.contains(&"registry.example.org"),
+        "{names:?}: {report:#}"
+    );
+    for f in flows {
+        assert_eq!(f["workload"]["container_id"], id, "{f:#}");
+    }
+    let undeclared: Vec<&str> = report["undeclared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(undeclared, ["registry.example.org"], "{report:#}");
+    // Nothing of the other runner's container.
+    assert!(
+        host(&report, "ghcr.io").is_none_or(|h| h["status"] == "unseen"),
+        "{report:#}"
+    );
+    assert!(section["containers_note"].is_null(), "{section:#}");
+    daemon.stop();
+    drop(dockerd);
+}

@@ -32,6 +32,10 @@ const APT_PACKAGES: &[&str] = &[
     // The metrics endpoint checked by `promtool check metrics` and scraped by a real Prometheus
     // server in the lab (observer/src/metrics/tests.rs, tests/tests/metrics.rs).
     "prometheus",
+    // Containers a job starts, found by the runner's Docker label (tests/tests/daemon.rs): a
+    // real dockerd in the lab, its image a static busybox.
+    "docker.io",
+    "busybox-static",
 ];
 
 /// bpf-linker version known to build against LLVM 22 with our compilers.

@@ -11,9 +11,10 @@ use anyhow::Context as _;
 use observer::{
     capture::jobs::JobPids,
     daemon::{
+        containers::DockerApi,
         rotate::{EventLog, Limits},
         socket::{self, SocketConfig},
-        Daemon,
+        ContainerLookup, Daemon,
     },
     metrics::serve::{MetricsServer, Render},
     session,
@@ -37,6 +38,7 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     })?;
     let mut daemon = Daemon::new(options, jobs, &args.state_dir)?;
     daemon.max_job_reports = args.keep_jobs.max(1);
+    daemon.follow_containers = args.docker_socket != std::path::Path::new("none");
     let daemon = Arc::new(Mutex::new(daemon));
     let mut log = EventLog::new(
         &args.state_dir.join("events"),
@@ -96,10 +98,29 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         args.socket.display(),
         args.state_dir.display()
     );
+    // Containers are looked up off the capture's path, one at a time (each cgroup once).
+    let (lookup_tx, mut lookup_rx) = tokio::sync::mpsc::unbounded_channel::<ContainerLookup>();
+    let lookups = (args.docker_socket != std::path::Path::new("none")).then(|| {
+        let api = DockerApi::new(&args.docker_socket);
+        let daemon = Arc::clone(&daemon);
+        tokio::spawn(async move {
+            while let Some(lookup) = lookup_rx.recv().await {
+                let answer = api.inspect(&lookup.container_id).await;
+                if let Ok(mut d) = daemon.lock() {
+                    d.container_found(&lookup, answer);
+                }
+            }
+        })
+    });
     let mut log_failures = 0u64;
     let result = session::run(&config, session::after(args.capture.duration()), |batch| {
         if let Ok(mut d) = daemon.lock() {
             d.observe(&batch);
+            for lookup in d.take_container_lookups() {
+                if lookups.is_some() {
+                    let _ = lookup_tx.send(lookup);
+                }
+            }
         }
         // A full disk must not stop the capture: the log is evidence, the capture the job.
         if let Err(e) = log.write(&batch, SystemTime::now()) {
@@ -115,6 +136,9 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     .await;
     server.abort();
     reload.abort();
+    if let Some(lookups) = lookups {
+        lookups.abort();
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

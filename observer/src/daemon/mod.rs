@@ -9,18 +9,23 @@
 //!   descendant, see `capture::jobs`), and the capture's own health;
 //! - the rotating event log in the state directory ([`rotate`]).
 //!
+//! Containers the job's runner creates (`container:` jobs, services, Docker actions) are found
+//! by the runner's Docker label ([`containers`]): their cgroups' flows and lookups are the job's
+//! too, including those that came in the seconds before the container was looked up.
+//!
 //! Jobs are started and completed over the control socket ([`socket`], [`protocol`]) by the
 //! runner's hooks (`observer job started|completed`). The job's processes are found from the
 //! caller's own pid, which the kernel gives with the connection: a caller can only name its own
 //! `Runner.Worker`, never another runner's.
 
+pub mod containers;
 pub mod protocol;
 pub mod rotate;
 pub mod socket;
 pub mod summary;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     path::{Path, PathBuf},
 };
 
@@ -30,7 +35,7 @@ use crate::{
     options::CatalogOptions,
     pipeline::correlate::Correlator,
     pipeline::events::Observed,
-    report::{self, rfc3339, JobSection, Report, Status},
+    report::{self, rfc3339, JobContainer, JobSection, Report, Status},
     session::Batch,
 };
 
@@ -44,6 +49,23 @@ pub const MAX_JOBS: usize = 256;
 const MAX_JOB_FLOWS: usize = 262_144;
 /// How often jobs whose `Runner.Worker` ended without completing are looked for.
 const REAP_EVERY_NS: u64 = 10_000_000_000;
+/// Containers listed per job.
+const MAX_JOB_CONTAINERS: usize = 64;
+/// Container cgroups looked up in the Docker API (each once; more are not looked up).
+const MAX_CONTAINER_LOOKUPS: usize = 4096;
+/// Observations of no job kept for a container looked up late (a container's first flows come
+/// before the answer about it), at most this many and this old.
+const RECENT_MAX: usize = 4096;
+const RECENT_NS: u64 = 10_000_000_000;
+/// A container created this long before its job started is still the job's (clock skew).
+const CREATED_SLACK_NS: u64 = 2_000_000_000;
+
+/// A container cgroup to look up in the Docker API ([`Daemon::take_container_lookups`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLookup {
+    pub cgroup_id: u64,
+    pub container_id: String,
+}
 
 /// One job being followed.
 struct ActiveJob {
@@ -61,6 +83,9 @@ struct ActiveJob {
     completed_ns: Option<u64>,
     /// Observations of the job after its first `job completed`.
     after_completion: u64,
+    /// Its runner's Docker instance label, or why it is unknown.
+    runner_label: Result<String, String>,
+    containers: Vec<JobContainer>,
 }
 
 /// What the daemon knows; shared by the capture loop and the control socket.
@@ -79,10 +104,21 @@ pub struct Daemon {
     state_dir: PathBuf,
     /// Job reports kept in the state directory (oldest removed first).
     pub max_job_reports: usize,
+    /// Whether containers are looked up (the Docker API socket is set).
+    pub follow_containers: bool,
     proc_root: PathBuf,
     /// The latest time seen (nanoseconds since the epoch).
     now_ns: u64,
     last_reap_ns: u64,
+    /// Container cgroup id → job slot.
+    cgroup_jobs: HashMap<u64, u32>,
+    /// Observations of no job while a job may still gain containers (see [`RECENT_MAX`]).
+    recent: VecDeque<(u64, Observed)>,
+    lookups: Vec<ContainerLookup>,
+    looked_up: HashSet<u64>,
+    /// Container lookups that failed, and the last reason.
+    lookup_failures: u64,
+    lookup_problem: Option<String>,
 }
 
 impl Daemon {
@@ -102,9 +138,16 @@ impl Daemon {
             job_pids,
             state_dir: state_dir.to_owned(),
             max_job_reports: 1000,
+            follow_containers: true,
             proc_root: PathBuf::from("/proc"),
             now_ns: 0,
             last_reap_ns: 0,
+            cgroup_jobs: HashMap::new(),
+            recent: VecDeque::new(),
+            lookups: Vec::new(),
+            looked_up: HashSet::new(),
+            lookup_failures: 0,
+            lookup_problem: None,
         })
     }
 
@@ -134,10 +177,23 @@ impl Daemon {
                 if job.completed_ns.is_some() {
                     job.after_completion += 1;
                 }
-            } else if matches!(observed, Observed::CaptureStats(_)) {
+            } else if matches!(
+                observed,
+                Observed::CaptureStats(_) | Observed::CgroupSeen { .. }
+            ) {
+                // The capture's health, and the workloads of cgroups (of the job's flows, maybe).
                 for job in self.jobs.values_mut() {
                     job.correlator.observe(*ts, &mut observed.clone());
                 }
+            } else if self.may_gain_containers() && is_traffic(observed) {
+                self.remember(*ts, observed);
+            }
+            if let Observed::CgroupSeen {
+                cgroup_id,
+                workload,
+            } = observed
+            {
+                self.look_up(*cgroup_id, workload);
             }
             let mut observed = observed.clone();
             self.host.observe(*ts, &mut observed);
@@ -158,16 +214,26 @@ impl Daemon {
             | Observed::FlowEstablished {
                 flow_id, process, ..
             } => {
-                let slot = process.job?;
+                let slot = process
+                    .job
+                    .or_else(|| self.cgroup_jobs.get(&process.cgroup_id).copied())?;
                 if self.job_flows.len() < MAX_JOB_FLOWS {
                     self.job_flows.insert(*flow_id, slot);
                 }
                 Some(slot)
             }
-            Observed::FlowClosed(c) => self.job_flows.remove(&c.flow_id).or(c.process.job),
+            Observed::FlowClosed(c) => self
+                .job_flows
+                .remove(&c.flow_id)
+                .or(c.process.job)
+                .or_else(|| self.cgroup_jobs.get(&c.process.cgroup_id).copied()),
             Observed::FlowProgress { flow_id, .. } => self.job_flows.get(flow_id).copied(),
             Observed::FlowPayload(p) => self.job_flows.get(&p.flow_id).copied(),
-            Observed::DnsQuery(d) | Observed::DnsResponse(d) => d.process.as_ref()?.job,
+            Observed::DnsQuery(d) | Observed::DnsResponse(d) => d
+                .process
+                .as_ref()
+                .and_then(|p| p.job)
+                .or_else(|| self.cgroup_jobs.get(&d.cgroup_id).copied()),
             _ => None,
         }
     }
@@ -202,6 +268,7 @@ impl Daemon {
         for slot in gone {
             self.job_pids.remove_job(slot);
             self.job_flows.retain(|_, s| *s != slot);
+            self.cgroup_jobs.retain(|_, s| *s != slot);
             if let Some(mut job) = self.jobs.remove(&slot) {
                 let identity = job.identity.clone();
                 if let Err(e) = self.write_job(&mut job, identity) {
@@ -264,7 +331,22 @@ impl Daemon {
         };
         if let Some((ts, started)) = &self.started {
             correlator.observe(*ts, &mut started.clone());
+            // The workloads of the cgroups seen so far (the runner's own, say).
+            for (cgroup_id, workload) in self.host.workloads() {
+                correlator.observe(
+                    *ts,
+                    &mut Observed::CgroupSeen {
+                        cgroup_id: *cgroup_id,
+                        workload: workload.clone(),
+                    },
+                );
+            }
         }
+        let runner_label = if self.follow_containers {
+            containers::runner_label(&self.proc_root, worker)
+        } else {
+            Err("--docker-socket none".to_owned())
+        };
         self.jobs.insert(
             slot,
             ActiveJob {
@@ -277,6 +359,8 @@ impl Daemon {
                 report_path: None,
                 completed_ns: None,
                 after_completion: 0,
+                runner_label,
+                containers: Vec::new(),
             },
         );
         let mut response = Response::ok();
@@ -374,6 +458,15 @@ impl Daemon {
             processes_listed: job.processes_listed,
             abandoned,
             activity_after_completion: job.after_completion,
+            runner_label: job.runner_label.as_ref().ok().cloned(),
+            containers: job.containers.clone(),
+            containers_note: match &job.runner_label {
+                Err(e) => Some(format!("containers are not attributed: {e}")),
+                Ok(_) => self
+                    .lookup_problem
+                    .as_ref()
+                    .map(|p| format!("containers may be missing: {p}")),
+            },
         });
         let findings = findings(&report);
         if job.report_path.is_none() {
@@ -444,6 +537,7 @@ impl Daemon {
                     "worker_pid": j.worker_pid,
                     "job": j.identity.describe(),
                     "flows": j.correlator.flows().len(),
+                    "containers": j.containers.iter().map(|c| &c.id[..12]).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -459,6 +553,144 @@ impl Daemon {
         })
     }
 
+    /// Whether a container found now could be a job's: a followed job's runner label is known.
+    fn may_gain_containers(&self) -> bool {
+        self.follow_containers && self.jobs.values().any(|j| j.runner_label.is_ok())
+    }
+
+    /// Keeps an observation of no job for a container looked up late.
+    fn remember(&mut self, ts: u64, observed: &Observed) {
+        while self.recent.len() >= RECENT_MAX
+            || self
+                .recent
+                .front()
+                .is_some_and(|(t, _)| ts.saturating_sub(*t) > RECENT_NS)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((ts, observed.clone()));
+    }
+
+    /// Asks about a cgroup that names a container, once, while a job may gain containers.
+    fn look_up(&mut self, cgroup_id: u64, workload: &crate::capture::cgroups::Workload) {
+        let Some(container_id) = &workload.container_id else {
+            return;
+        };
+        if !self.may_gain_containers()
+            || self.looked_up.len() >= MAX_CONTAINER_LOOKUPS
+            || !self.looked_up.insert(cgroup_id)
+        {
+            return;
+        }
+        self.lookups.push(ContainerLookup {
+            cgroup_id,
+            container_id: container_id.clone(),
+        });
+    }
+
+    /// The container cgroups to look up in the Docker API; each answer goes to
+    /// [`Daemon::container_found`].
+    pub fn take_container_lookups(&mut self) -> Vec<ContainerLookup> {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// The Docker API's answer about a container cgroup: when the container carries the label
+    /// of a followed job's runner and was created while that job ran, its flows and lookups are
+    /// the job's from now on, and those kept from the last seconds are given to the job.
+    pub fn container_found(
+        &mut self,
+        lookup: &ContainerLookup,
+        answer: Result<containers::Inspected, String>,
+    ) {
+        let inspected = match answer {
+            Ok(i) if i.id == lookup.container_id => i,
+            Ok(_) => return,
+            Err(e) => {
+                self.lookup_failures += 1;
+                if self.lookup_failures.is_power_of_two() {
+                    eprintln!(
+                        "observer: warning: a container was not looked up ({} times): {}",
+                        self.lookup_failures,
+                        crate::sanitize::line(&e)
+                    );
+                }
+                // "No such container" is a container gone already, not a broken lookup.
+                if !e.starts_with("no container") {
+                    self.lookup_problem = Some(e);
+                }
+                return;
+            }
+        };
+        let Some(slot) = self
+            .jobs
+            .values()
+            .find(|j| {
+                j.runner_label
+                    .as_ref()
+                    .is_ok_and(|l| inspected.labels.iter().any(|k| k == l))
+                    && inspected
+                        .created_ns
+                        .is_none_or(|c| c.saturating_add(CREATED_SLACK_NS) >= j.started_ns)
+            })
+            .map(|j| j.slot)
+        else {
+            return;
+        };
+        self.cgroup_jobs.insert(lookup.cgroup_id, slot);
+        let Some(job) = self.jobs.get_mut(&slot) else {
+            return;
+        };
+        if job.containers.len() < MAX_JOB_CONTAINERS {
+            job.containers.push(JobContainer {
+                id: inspected.id,
+                name: inspected.name,
+                image: inspected.image,
+                cgroup_id: lookup.cgroup_id,
+            });
+        }
+        // What came before the answer, in order.
+        let mut flows = HashSet::new();
+        let mut closed = HashSet::new();
+        let mut kept = VecDeque::with_capacity(self.recent.len());
+        for (ts, observed) in std::mem::take(&mut self.recent) {
+            let mine = match &observed {
+                Observed::FlowOpened {
+                    flow_id, process, ..
+                }
+                | Observed::FlowEstablished {
+                    flow_id, process, ..
+                } if process.cgroup_id == lookup.cgroup_id => {
+                    flows.insert(*flow_id);
+                    true
+                }
+                Observed::FlowClosed(c) => {
+                    let mine =
+                        c.process.cgroup_id == lookup.cgroup_id || flows.contains(&c.flow_id);
+                    if mine {
+                        closed.insert(c.flow_id);
+                    }
+                    mine
+                }
+                Observed::FlowProgress { flow_id, .. } => flows.contains(flow_id),
+                Observed::FlowPayload(p) => flows.contains(&p.flow_id),
+                Observed::DnsQuery(d) | Observed::DnsResponse(d) => d.cgroup_id == lookup.cgroup_id,
+                _ => false,
+            };
+            if mine {
+                job.correlator.observe(ts, &mut observed.clone());
+            } else {
+                kept.push_back((ts, observed));
+            }
+        }
+        self.recent = kept;
+        // Flows still open: their later progress and close carry only their id.
+        for flow_id in flows.difference(&closed) {
+            if self.job_flows.len() < MAX_JOB_FLOWS {
+                self.job_flows.insert(*flow_id, slot);
+            }
+        }
+    }
+
     /// The host's correlator.
     pub fn host(&self) -> &Correlator {
         &self.host
@@ -469,6 +701,20 @@ impl Daemon {
         self.proc_root = root.to_owned();
         self
     }
+}
+
+/// Observations a job's report is made of (flows and DNS), as opposed to the capture's health.
+fn is_traffic(observed: &Observed) -> bool {
+    matches!(
+        observed,
+        Observed::FlowOpened { .. }
+            | Observed::FlowEstablished { .. }
+            | Observed::FlowClosed(_)
+            | Observed::FlowProgress { .. }
+            | Observed::FlowPayload(_)
+            | Observed::DnsQuery(_)
+            | Observed::DnsResponse(_)
+    )
 }
 
 /// The start's identity, completed by the end's.

@@ -4,6 +4,23 @@
 use super::*;
 use crate::pipeline::correlate::tests::{closed, opened};
 
+/// A followed job (its runner's label `abc123` when `label` says so).
+fn active_job(options: &CatalogOptions, slot: u32, worker_pid: u32, started_ns: u64) -> ActiveJob {
+    ActiveJob {
+        slot,
+        identity: JobIdentity::default(),
+        worker_pid,
+        started_ns,
+        processes_listed: 1,
+        correlator: options.correlator().unwrap(),
+        report_path: None,
+        completed_ns: None,
+        after_completion: 0,
+        runner_label: Err("no label in this test".into()),
+        containers: Vec::new(),
+    }
+}
+
 #[test]
 fn a_job_start_needs_a_runner_worker_among_the_callers_ancestors() {
     let dir = tempfile::tempdir().unwrap();
@@ -40,23 +57,9 @@ fn observations_are_routed_to_their_job_by_the_kernel_s_stamp() {
     let dir = tempfile::tempdir().unwrap();
     let options = CatalogOptions::default();
     let mut d = Daemon::new(options.clone(), JobPids::default(), dir.path()).unwrap();
-    d.jobs.insert(
-        7,
-        ActiveJob {
-            slot: 7,
-            identity: JobIdentity {
-                repository: Some("octo/app".into()),
-                ..JobIdentity::default()
-            },
-            worker_pid: 10,
-            started_ns: 0,
-            processes_listed: 1,
-            correlator: options.correlator().unwrap(),
-            report_path: None,
-            completed_ns: None,
-            after_completion: 0,
-        },
-    );
+    let mut job = active_job(&options, 7, 10, 0);
+    job.identity.repository = Some("octo/app".into());
+    d.jobs.insert(7, job);
     let stamped = |mut o: Observed, job: Option<u32>| {
         match &mut o {
             Observed::FlowOpened { process, .. } => process.job = job,
@@ -116,20 +119,7 @@ fn a_job_s_own_process_named_runner_worker_cannot_start_a_job() {
     let mut d = Daemon::new(options.clone(), JobPids::default(), dir.path())
         .unwrap()
         .with_proc_root(&proc_root);
-    d.jobs.insert(
-        1,
-        ActiveJob {
-            slot: 1,
-            identity: JobIdentity::default(),
-            worker_pid: 10,
-            started_ns: 0,
-            processes_listed: 2,
-            correlator: options.correlator().unwrap(),
-            report_path: None,
-            completed_ns: None,
-            after_completion: 0,
-        },
-    );
+    d.jobs.insert(1, active_job(&options, 1, 10, 0));
     let r = d.job_started(50, JobIdentity::default(), &[]);
     assert!(!r.ok);
     assert!(
@@ -152,4 +142,111 @@ fn a_job_s_own_process_named_runner_worker_cannot_start_a_job() {
     assert!(d.jobs.is_empty());
     let jobs: Vec<_> = std::fs::read_dir(d.jobs_dir()).unwrap().flatten().collect();
     assert_eq!(jobs.len(), 1);
+}
+
+#[test]
+fn containers_with_the_job_runner_s_label_are_the_job_s_from_their_first_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = CatalogOptions::default();
+    // The job's worker lives (the daemon reaps jobs whose worker is gone).
+    let proc_root = dir.path().join("proc");
+    std::fs::create_dir_all(proc_root.join("10/task")).unwrap();
+    std::fs::write(proc_root.join("10/stat"), "10 (Runner.Worker) S 1 0 0").unwrap();
+    let mut d = Daemon::new(options.clone(), JobPids::default(), dir.path())
+        .unwrap()
+        .with_proc_root(&proc_root);
+    const S: u64 = 1_000_000_000;
+    let mut job = active_job(&options, 3, 10, 100 * S);
+    job.runner_label = Ok("abc123".into());
+    d.jobs.insert(3, job);
+    let in_cgroup = |mut o: Observed, cgroup: u64| {
+        match &mut o {
+            Observed::FlowOpened { process, .. } => process.cgroup_id = cgroup,
+            Observed::FlowClosed(c) => c.process.cgroup_id = cgroup,
+            _ => {}
+        }
+        o
+    };
+    let container = |id: char, cgroup: u64| {
+        (
+            ContainerLookup {
+                cgroup_id: cgroup,
+                container_id: id.to_string().repeat(64),
+            },
+            Observed::CgroupSeen {
+                cgroup_id: cgroup,
+                workload: crate::capture::cgroups::classify(&format!(
+                    "/docker/{}",
+                    id.to_string().repeat(64)
+                )),
+            },
+        )
+    };
+    let inspected = |id: char, labels: &[&str], created_s: u64| containers::Inspected {
+        id: id.to_string().repeat(64),
+        name: Some(format!("c{id}")),
+        image: Some("redis:7".into()),
+        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        created_ns: Some(created_s * S),
+    };
+    let (mine, mine_seen) = container('a', 500);
+    let (other, other_seen) = container('b', 600);
+    let (stale, stale_seen) = container('c', 700);
+    // Their first flows come before anyone knows whose containers they are.
+    d.observe(&vec![
+        (101 * S, in_cgroup(opened(1, "198.18.1.10:443"), 500)),
+        (101 * S, in_cgroup(opened(2, "198.18.1.11:443"), 600)),
+        (101 * S, in_cgroup(opened(3, "198.18.1.12:443"), 700)),
+        (101 * S, mine_seen),
+        (101 * S, other_seen),
+        (101 * S, stale_seen),
+    ]);
+    assert_eq!(
+        d.take_container_lookups(),
+        vec![mine.clone(), other.clone(), stale.clone()],
+        "each container cgroup is looked up once"
+    );
+    d.container_found(&mine, Ok(inspected('a', &["abc123"], 101)));
+    d.container_found(&other, Ok(inspected('b', &["fff999"], 101)));
+    // The same runner's label on a container from before the job: a previous job's.
+    d.container_found(&stale, Ok(inspected('c', &["abc123"], 90)));
+    d.observe(&vec![
+        (102 * S, in_cgroup(opened(4, "198.18.1.10:443"), 500)),
+        (
+            103 * S,
+            in_cgroup(closed(1, "198.18.1.10:443", true, 10, 20), 500),
+        ),
+        (
+            103 * S,
+            in_cgroup(closed(2, "198.18.1.11:443", true, 10, 20), 600),
+        ),
+    ]);
+    let job = &d.jobs[&3];
+    let mut ids: Vec<u64> = job.correlator.flows().iter().map(|f| f.flow_id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        vec![1, 4],
+        "the labelled container's flows, before and after"
+    );
+    assert_eq!(job.containers.len(), 1);
+    assert_eq!(job.containers[0].cgroup_id, 500);
+    assert_eq!(job.containers[0].name.as_deref(), Some("ca"));
+    assert!(d.take_container_lookups().is_empty());
+    // A failed lookup says so in the job's report.
+    d.container_found(
+        &other,
+        Err("cannot connect to /var/run/docker.sock: refused".into()),
+    );
+    let mut job = d.jobs.remove(&3).unwrap();
+    d.job_flows.clear();
+    let _ = d.write_job(&mut job, JobIdentity::default()).unwrap();
+    let report = report::read(job.report_path.as_ref().unwrap()).unwrap();
+    let section = report.job.unwrap();
+    assert_eq!(section.runner_label.as_deref(), Some("abc123"));
+    assert_eq!(section.containers.len(), 1);
+    assert!(section
+        .containers_note
+        .unwrap()
+        .contains("cannot connect to /var/run/docker.sock"));
 }

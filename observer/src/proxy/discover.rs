@@ -591,7 +591,7 @@ fn runner_name(pid_dir: &Path) -> Option<&'static str> {
 /// `bin.<version>`, after an update) directory of its executable (`bin/Runner.Listener`), as
 /// the runner finds its `.env`; else (a runner started through `dotnet`, say) its working
 /// directory when that holds the runner's `.runner` file.
-fn runner_dir_of(pid_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn runner_dir_of(pid_dir: &Path) -> Option<PathBuf> {
     let plain = |path: &Path| {
         path.is_absolute()
             && path
@@ -634,7 +634,11 @@ fn runner_dir_of(pid_dir: &Path) -> Option<PathBuf> {
 /// The first `limit` bytes of a regular file, and whether there was more; `None` when it does
 /// not exist. Anything but a regular file is refused before it is opened (a FIFO would block,
 /// a device never end); `follow: false` refuses a symbolic link too.
-fn read_regular(path: &Path, limit: u64, follow: bool) -> Result<Option<(Vec<u8>, bool)>, String> {
+pub(crate) fn read_regular(
+    path: &Path,
+    limit: u64,
+    follow: bool,
+) -> Result<Option<(Vec<u8>, bool)>, String> {
     let describe = |e: &io::Error| match e.kind() {
         io::ErrorKind::PermissionDenied => {
             "permission denied (run the observer as root to read other users' runners)".to_owned()

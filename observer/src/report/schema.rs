@@ -98,6 +98,31 @@ pub struct JobSection {
     /// own uploads, or job code that called the hook command itself): they are in the report.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub activity_after_completion: u64,
+    /// The runner's Docker instance label (six hex digits: the runner labels every container it
+    /// creates with it); absent when it could not be read (`containers_note` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_label: Option<String>,
+    /// Containers the job's runner created while the job ran (`container:` jobs, services,
+    /// Docker actions): their flows and lookups are the job's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<JobContainer>,
+    /// Why containers could not be attributed (no runner label, the Docker API not reachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers_note: Option<String>,
+}
+
+/// A container of a job (docs/report.md, `job.containers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobContainer {
+    /// Its full id.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Its cgroup v2 id (the `process.cgroup_id` of its flows).
+    #[serde(default)]
+    pub cgroup_id: u64,
 }
 
 fn is_zero_u64(n: &u64) -> bool {
