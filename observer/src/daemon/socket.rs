@@ -4,7 +4,7 @@
 //! holds up the capture or the other clients: the shared state is locked only to answer.
 
 use std::{
-    os::unix::fs::{FileTypeExt as _, PermissionsExt as _},
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -60,6 +60,12 @@ pub fn bind(config: &SocketConfig) -> anyhow::Result<UnixListener> {
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         }
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        // SAFETY: geteuid has no arguments and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        safe_socket_dir(meta.is_dir(), meta.uid(), meta.mode(), euid)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
     match std::fs::symlink_metadata(&config.path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&config.path)?,
@@ -78,6 +84,29 @@ pub fn bind(config: &SocketConfig) -> anyhow::Result<UnixListener> {
         })?;
     }
     Ok(listener)
+}
+
+/// Whether the socket's directory keeps others from replacing the socket: a directory owned by
+/// root or by the daemon's user, that nobody else may write to (or only with the sticky bit, as
+/// `/tmp`). Someone who could would answer the job hooks in the daemon's place.
+fn safe_socket_dir(is_dir: bool, uid: u32, mode: u32, euid: u32) -> Result<(), String> {
+    if !is_dir {
+        return Err("not a directory: choose another --socket".to_owned());
+    }
+    if uid != 0 && uid != euid {
+        return Err(format!(
+            "owned by uid {uid}, who could replace the socket: make it root's (`chown root`) or \
+             choose another --socket"
+        ));
+    }
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(format!(
+            "writable by others (mode {:o}), who could replace the socket: `chmod go-w` it or \
+             choose another --socket",
+            mode & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Serves clients until the listener fails.
@@ -178,4 +207,24 @@ pub async fn request(path: &Path, request: &protocol::Envelope) -> anyhow::Resul
     .map_err(|_| anyhow::anyhow!("the daemon did not answer in time"))??;
     serde_json::from_slice(trim_newline(&answer))
         .map_err(|e| anyhow::anyhow!("the daemon's answer is not understood ({e}): same versions?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_socket_dir;
+
+    #[test]
+    fn the_socket_directory_must_keep_others_out() {
+        // /run/observer as created, and /tmp (sticky).
+        assert!(safe_socket_dir(true, 0, 0o40755, 0).is_ok());
+        assert!(safe_socket_dir(true, 0, 0o41777, 0).is_ok());
+        // The daemon's own user's directory.
+        assert!(safe_socket_dir(true, 1000, 0o40700, 1000).is_ok());
+        // Another user's, a group-writable one, a file.
+        let other = safe_socket_dir(true, 1000, 0o40755, 0).unwrap_err();
+        assert!(other.contains("owned by uid 1000"), "{other}");
+        let writable = safe_socket_dir(true, 0, 0o40775, 0).unwrap_err();
+        assert!(writable.contains("chmod go-w"), "{writable}");
+        assert!(safe_socket_dir(false, 0, 0o100644, 0).is_err());
+    }
 }
