@@ -98,6 +98,9 @@ pub struct ProcInfo {
     pub ppid: u32,
     /// The command name (at most 15 bytes, as the kernel keeps it).
     pub comm: String,
+    /// When it started, in clock ticks after boot (`starttime`): with the pid, names one
+    /// process for the machine's uptime (pids are reused).
+    pub start_time: Option<u64>,
 }
 
 /// Reads `/proc/<pid>/stat` under `proc_root`.
@@ -119,7 +122,14 @@ fn parse_stat(stat: &str) -> Option<ProcInfo> {
     let mut rest = stat[close + 1..].split_whitespace();
     let _state = rest.next()?;
     let ppid = rest.next()?.parse().ok()?;
-    Some(ProcInfo { pid, ppid, comm })
+    // Field 22; `rest` started at field 3 and has given two.
+    let start_time = rest.nth(17).and_then(|t| t.parse().ok());
+    Some(ProcInfo {
+        pid,
+        ppid,
+        comm,
+        start_time,
+    })
 }
 
 /// `pid` and its ancestors, nearest first, up to init (bounded).
@@ -179,9 +189,14 @@ mod tests {
             ProcInfo {
                 pid: 1234,
                 ppid: 1200,
-                comm: "Runner.Worker".into()
+                comm: "Runner.Worker".into(),
+                start_time: None,
             }
         );
+        // A real line of this kernel: starttime is field 22.
+        let line = "4242 (Runner.Worker) S 4200 4242 4200 0 -1 4194560 1187 0 0 0 3 1 0 0 20 0 \
+                    9 0 4291298 230518784 8042 18446744073709551615";
+        assert_eq!(parse_stat(line).unwrap().start_time, Some(4_291_298));
         let odd = parse_stat("77 (a) b (c)) R 5 77").unwrap();
         assert_eq!((odd.comm.as_str(), odd.ppid), ("a) b (c)", 5));
         assert_eq!(parse_stat("garbage"), None);

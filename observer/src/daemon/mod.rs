@@ -72,6 +72,8 @@ struct ActiveJob {
     slot: u32,
     identity: JobIdentity,
     worker_pid: u32,
+    /// The worker's start time (`/proc/PID/stat`): a pid reused by another process is not it.
+    worker_start: Option<u64>,
     started_ns: u64,
     processes_listed: u64,
     correlator: Correlator,
@@ -261,7 +263,7 @@ impl Daemon {
             .values()
             .filter(|j| {
                 crate::capture::jobs::proc_info(&self.proc_root, j.worker_pid)
-                    .is_none_or(|p| p.comm != WORKER_COMM)
+                    .is_none_or(|p| p.comm != WORKER_COMM || p.start_time != j.worker_start)
             })
             .map(|j| j.slot)
             .collect();
@@ -353,6 +355,8 @@ impl Daemon {
                 slot,
                 identity,
                 worker_pid: worker,
+                worker_start: crate::capture::jobs::proc_info(&self.proc_root, worker)
+                    .and_then(|p| p.start_time),
                 started_ns: self.now_ns,
                 processes_listed: pids.len() as u64,
                 correlator,

@@ -10,6 +10,7 @@ fn active_job(options: &CatalogOptions, slot: u32, worker_pid: u32, started_ns: 
         slot,
         identity: JobIdentity::default(),
         worker_pid,
+        worker_start: None,
         started_ns,
         processes_listed: 1,
         correlator: options.correlator().unwrap(),
@@ -249,4 +250,28 @@ fn containers_with_the_job_runner_s_label_are_the_job_s_from_their_first_flow() 
         .containers_note
         .unwrap()
         .contains("cannot connect to /var/run/docker.sock"));
+}
+
+#[test]
+fn a_worker_pid_reused_by_another_runner_worker_ends_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc_root = dir.path().join("proc");
+    std::fs::create_dir_all(proc_root.join("10/task")).unwrap();
+    let stat = |start: u64| {
+        format!("10 (Runner.Worker) S 1 10 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0")
+    };
+    std::fs::write(proc_root.join("10/stat"), stat(500)).unwrap();
+    let options = CatalogOptions::default();
+    let mut d = Daemon::new(options.clone(), JobPids::default(), dir.path())
+        .unwrap()
+        .with_proc_root(&proc_root);
+    let mut job = active_job(&options, 1, 10, 0);
+    job.worker_start = Some(500);
+    d.jobs.insert(1, job);
+    d.reap();
+    assert_eq!(d.jobs.len(), 1, "the same process: still followed");
+    // The worker ended and the pid came back as the next job's worker.
+    std::fs::write(proc_root.join("10/stat"), stat(900)).unwrap();
+    d.reap();
+    assert!(d.jobs.is_empty(), "another process: the job is closed");
 }
