@@ -522,6 +522,7 @@ impl App {
                 hay.extend(f.groups.iter().map(String::as_str));
                 hay.extend(f.via_proxy.as_deref());
                 hay.extend(f.sni.as_deref());
+                hay.extend(f.workload.as_deref());
                 self.matches(&hay)
             })
             .collect();

@@ -447,6 +447,57 @@ fn an_adopted_flow_says_when_it_was_first_seen() {
 }
 
 #[test]
+fn a_flow_s_details_name_its_container_and_the_filter_finds_it() {
+    let s = 1_000_000_000;
+    let id = "293f758723d0c7a1e4b5f6a7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7a8b";
+    let mut in_container = runner();
+    in_container.comm = "nc".into();
+    in_container.cgroup_id = 9;
+    let flow = |flow_id: u64, process: Process| Observed::FlowOpened {
+        flow_id,
+        process,
+        src: "198.18.0.1:40000".parse().expect("address"),
+        dst: "198.18.1.20:443".parse().expect("address"),
+        destination: None,
+        adopted: false,
+    };
+    let mut app = live(
+        vec![
+            (T0 + s, flow(1, in_container)),
+            (T0 + s, flow(2, runner())),
+            (
+                T0 + s,
+                Observed::CgroupSeen {
+                    cgroup_id: 9,
+                    workload: crate::capture::cgroups::classify(&format!("/docker/{id}")),
+                },
+            ),
+            (
+                T0 + s,
+                Observed::CgroupSeen {
+                    cgroup_id: 3,
+                    workload: crate::capture::cgroups::classify("/"),
+                },
+            ),
+        ],
+        T0 + 2 * s,
+    );
+    focus(&mut app, Panel::Flows);
+    filter(&mut app, "293f7587");
+    key(&mut app, KeyCode::Enter);
+    let screen = frame(&app, 160, 48);
+    assert!(
+        screen.contains(&format!("workload docker 293f758723d0 (/docker/{id})")),
+        "{screen}"
+    );
+    assert!(screen.contains("#1 nc[700]"), "{screen}");
+    assert!(
+        !screen.contains("Runner.Listener[700]"),
+        "only the container's flow: {screen}"
+    );
+}
+
+#[test]
 fn a_slow_hosts_details_show_the_transfer_the_verdict_judged() {
     let mut app = degraded();
     focus(&mut app, Panel::Hosts);

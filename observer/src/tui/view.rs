@@ -279,6 +279,9 @@ pub struct FlowRow {
     pub process: String,
     /// `curl`.
     pub comm: String,
+    /// What the process's cgroup is (a container, a pod, a systemd unit) and its path, when it
+    /// is not the root cgroup: `docker 293f758723d0 (/docker/293f…)`.
+    pub workload: Option<String>,
     pub src: String,
     pub dst: String,
     /// The name, or the destination address when unresolved.
@@ -675,6 +678,17 @@ fn flow_row(f: &FlowEntry, c: &Correlator) -> FlowRow {
         flow_id: f.flow_id,
         process: process_label(&f.process),
         comm: clean(&f.process.comm),
+        workload: c
+            .workload(f.process.cgroup_id)
+            .filter(|w| w.cgroup != "/")
+            .map(|w| {
+                let label = w.label();
+                clean(&if label == w.cgroup {
+                    label
+                } else {
+                    format!("{label} ({})", w.cgroup)
+                })
+            }),
         src: f.src.to_string(),
         dst: f.dst.to_string(),
         label: clean(&series_key(&f.destination, f.dst)),

@@ -375,6 +375,12 @@ pub(super) fn flow_details(app: &App, f: &FlowRow, theme: Theme) -> Vec<Line<'st
             }
         )),
     ])];
+    if let Some(w) = &f.workload {
+        lines.push(Line::from(vec![
+            label("workload", theme),
+            Span::raw(w.clone()),
+        ]));
+    }
     let state_style = match f.state {
         FlowState::Failed => theme.status(Status::Blocked),
         _ => Style::new(),
