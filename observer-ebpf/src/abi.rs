@@ -28,9 +28,9 @@ pub const WATCH_FLOW: u8 = 1;
 pub const WATCH_REPLY: u8 = 2;
 /// Processes of the jobs `observer daemon` follows (key: thread group id; value: the job's slot,
 /// never 0). User space puts a job's `Runner.Worker` and its descendants there when the job
-/// starts; `sched_process_fork` adds each new child of a listed process, `sched_process_exit`
-/// removes a task when it ends (so a recycled pid is not the job's), and every `Owner` the
-/// programs record carries its process's slot (`Owner::job`).
+/// starts; `task_newtask` adds each new child process (not thread) of a listed process,
+/// `sched_process_exit` removes a task when it ends (so a recycled pid is not the job's), and
+/// every `Owner` the programs record carries its process's slot (`Owner::job`).
 pub const JOB_PIDS_MAP: &str = "JOB_PIDS";
 /// Capacity of `JOB_PIDS`; a child that does not fit is counted in `COUNTER_JOB_PIDS_FULL`.
 pub const JOB_PIDS_MAX: u32 = 65_536;

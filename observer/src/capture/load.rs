@@ -164,7 +164,7 @@ const PROBES: &[(&str, Hook)] = &[
 
 /// The programs that follow jobs' process trees (only with `CaptureConfig::jobs`).
 const JOB_PROBES: &[(&str, Hook)] = &[
-    ("job_fork", Hook::Tracepoint("sched", "sched_process_fork")),
+    ("job_fork", Hook::Tracepoint("task", "task_newtask")),
     ("job_exit", Hook::Tracepoint("sched", "sched_process_exit")),
 ];
 

@@ -4,6 +4,7 @@
 //! holds up the capture or the other clients: the shared state is locked only to answer.
 
 use std::{
+    collections::HashMap,
     os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -23,6 +24,9 @@ use super::{
 
 /// Clients served at once; more wait for a turn (the kernel queues their connections).
 pub const MAX_CLIENTS: usize = 32;
+/// Clients of one user (root aside) served at once; more are refused at once, so one user's
+/// stalled connections cannot take every turn from other runners' hooks.
+pub const MAX_CLIENTS_PER_USER: usize = 8;
 /// How long a client has to send its request, and to read the answer.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 /// How long `job completed` waits before closing the job: the job's last flows close in the
@@ -112,9 +116,23 @@ fn safe_socket_dir(is_dir: bool, uid: u32, mode: u32, euid: u32) -> Result<(), S
 /// Serves clients until the listener fails.
 pub async fn serve(listener: UnixListener, state: Arc<Mutex<Daemon>>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let users = Arc::new(Mutex::new(HashMap::<u32, usize>::new()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+            continue;
+        };
+        let Some(turn) = UserTurn::take(&users, uid) else {
+            tokio::spawn(refuse(
+                stream,
+                format!(
+                    "{MAX_CLIENTS_PER_USER} connections of uid {uid} are being served already: \
+                     try again"
+                ),
+            ));
             continue;
         };
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -123,9 +141,51 @@ pub async fn serve(listener: UnixListener, state: Arc<Mutex<Daemon>>) {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
             let _permit = permit;
+            let _turn = turn;
             let _ = handle(stream, &state).await;
         });
     }
+}
+
+/// One of a user's [`MAX_CLIENTS_PER_USER`] turns, given back when dropped.
+struct UserTurn {
+    users: Arc<Mutex<HashMap<u32, usize>>>,
+    uid: u32,
+}
+
+impl UserTurn {
+    fn take(users: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32) -> Option<Self> {
+        let mut map = users.lock().ok()?;
+        let count = map.entry(uid).or_insert(0);
+        if uid != 0 && *count >= MAX_CLIENTS_PER_USER {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            users: Arc::clone(users),
+            uid,
+        })
+    }
+}
+
+impl Drop for UserTurn {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.users.lock() {
+            if let Some(count) = map.get_mut(&self.uid) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    map.remove(&self.uid);
+                }
+            }
+        }
+    }
+}
+
+/// Answers a refused client with one error line (within the deadline) and closes.
+async fn refuse(mut stream: UnixStream, why: String) {
+    let mut text = serde_json::to_string(&Response::failed(why)).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    let _ = tokio::time::timeout(CLIENT_DEADLINE, stream.write_all(text.as_bytes())).await;
 }
 
 /// One client: its request within the deadline, then the answer.
@@ -211,7 +271,30 @@ pub async fn request(path: &Path, request: &protocol::Envelope) -> anyhow::Resul
 
 #[cfg(test)]
 mod tests {
-    use super::safe_socket_dir;
+    use super::*;
+
+    #[test]
+    fn one_user_has_a_bounded_number_of_turns_and_root_is_not_bounded() {
+        let users = Arc::new(Mutex::new(HashMap::new()));
+        let turns: Vec<UserTurn> = (0..MAX_CLIENTS_PER_USER)
+            .map(|_| UserTurn::take(&users, 1000).expect("a turn"))
+            .collect();
+        assert!(
+            UserTurn::take(&users, 1000).is_none(),
+            "the user's turns are taken"
+        );
+        assert!(
+            UserTurn::take(&users, 1001).is_some(),
+            "another user is served"
+        );
+        let roots: Vec<UserTurn> = (0..MAX_CLIENTS_PER_USER * 2)
+            .map(|_| UserTurn::take(&users, 0).expect("root"))
+            .collect();
+        drop(turns);
+        assert!(UserTurn::take(&users, 1000).is_some(), "turns come back");
+        drop(roots);
+        assert!(users.lock().unwrap().get(&0).is_none());
+    }
 
     #[test]
     fn the_socket_directory_must_keep_others_out() {
