@@ -98,17 +98,26 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
         args.socket.display(),
         args.state_dir.display()
     );
-    // Containers are looked up off the capture's path, one at a time (each cgroup once).
+    // Containers are looked up off the capture's path (each cgroup once), a few at a time so
+    // that a slow answer does not hold up the others past the daemon's replay window.
     let (lookup_tx, mut lookup_rx) = tokio::sync::mpsc::unbounded_channel::<ContainerLookup>();
     let lookups = (args.docker_socket != std::path::Path::new("none")).then(|| {
-        let api = DockerApi::new(&args.docker_socket);
+        let api = Arc::new(DockerApi::new(&args.docker_socket));
         let daemon = Arc::clone(&daemon);
+        let turns = Arc::new(tokio::sync::Semaphore::new(4));
         tokio::spawn(async move {
             while let Some(lookup) = lookup_rx.recv().await {
-                let answer = api.inspect(&lookup.container_id).await;
-                if let Ok(mut d) = daemon.lock() {
-                    d.container_found(&lookup, answer);
-                }
+                let Ok(turn) = Arc::clone(&turns).acquire_owned().await else {
+                    return;
+                };
+                let (api, daemon) = (Arc::clone(&api), Arc::clone(&daemon));
+                tokio::spawn(async move {
+                    let answer = api.inspect(&lookup.container_id).await;
+                    drop(turn);
+                    if let Ok(mut d) = daemon.lock() {
+                        d.container_found(&lookup, answer);
+                    }
+                });
             }
         })
     });

@@ -30,8 +30,9 @@ const MAX_RUNNER_FILE: u64 = 64 * 1024;
 const MAX_INSPECT_BYTES: usize = 1 << 20;
 /// How long one lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Labels kept per container (only their keys are compared).
-const MAX_LABELS: usize = 256;
+/// Instance-label-shaped keys kept per container (six lowercase hex digits; other labels, an
+/// image's say, are not kept, so no number of them can push the runner's out).
+const MAX_LABELS: usize = 64;
 
 /// The runner's instance label for the contents of its `.runner` file, as the runner computes
 /// it: the text (a UTF-8 byte-order mark dropped, as .NET's `File.ReadAllText` does),
@@ -77,10 +78,12 @@ pub struct Inspected {
     pub name: Option<String>,
     /// Its image as asked for (validated like the name).
     pub image: Option<String>,
-    /// Its label keys.
+    /// Its label keys shaped like a runner's instance label (six lowercase hex digits).
     pub labels: Vec<String>,
     /// When it was created, nanoseconds since the epoch.
     pub created_ns: Option<u64>,
+    /// Its first process, while it runs (`State.Pid`): where its cgroup is checked.
+    pub pid: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +96,15 @@ struct InspectBody {
     created: Option<String>,
     #[serde(default)]
     config: Option<InspectConfig>,
+    #[serde(default)]
+    state: Option<InspectState>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectState {
+    #[serde(default)]
+    pid: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +147,8 @@ pub fn parse_inspect(body: &[u8]) -> Result<Inspected, String> {
         time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339)
             .ok()
             .and_then(|t| u64::try_from(t.unix_timestamp_nanos()).ok())
+            // Docker's zero time (`0001-01-01T00:00:00Z`) says nothing.
+            .filter(|&ns| ns > 0)
     });
     Ok(Inspected {
         id: body.id,
@@ -147,9 +161,15 @@ pub fn parse_inspect(body: &[u8]) -> Result<Inspected, String> {
             .labels
             .unwrap_or_default()
             .into_keys()
+            .filter(|k| k.len() == 6 && k.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
             .take(MAX_LABELS)
             .collect(),
         created_ns,
+        pid: body
+            .state
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|&p| p > 0),
     })
 }
 
@@ -240,7 +260,8 @@ mod tests {
         let id = "a".repeat(64);
         let body = format!(
             r#"{{"Id":"{id}","Name":"/a1b2_redis_c3","Created":"2026-12-01T06:00:00.5Z",
-                "Config":{{"Image":"redis:7","Labels":{{"3d8b22":"","com.example":"x"}}}}}}"#
+                "Config":{{"Image":"redis:7","Labels":{{"3d8b22":"","com.example":"x"}}}},
+                "State":{{"Pid":4242}}}}"#
         );
         let i = parse_inspect(body.as_bytes()).expect("parsed");
         assert_eq!(i.id, id);
@@ -248,9 +269,11 @@ mod tests {
         assert_eq!(i.image.as_deref(), Some("redis:7"));
         assert_eq!(
             i.labels,
-            vec!["3d8b22".to_owned(), "com.example".to_owned()]
+            vec!["3d8b22".to_owned()],
+            "label-shaped keys only"
         );
         assert_eq!(i.created_ns, Some(1_796_104_800_500_000_000));
+        assert_eq!(i.pid, Some(4242));
     }
 
     #[test]
@@ -264,6 +287,17 @@ mod tests {
         );
         let i = parse_inspect(body.as_bytes()).expect("parsed");
         assert_eq!((i.name, i.image, i.labels.len()), (None, None, 0));
-        assert_eq!(i.created_ns, None);
+        assert_eq!((i.created_ns, i.pid), (None, None));
+        // An image's hundreds of labels cannot push the runner's out; zero time and a stopped
+        // container's pid 0 say nothing.
+        let many: Vec<String> = (0..300).map(|n| format!("\"a{n:03}\":\"\"")).collect();
+        let body = format!(
+            r#"{{"Id":"{id}","Created":"0001-01-01T00:00:00Z","State":{{"Pid":0}},
+                "Config":{{"Labels":{{{},"d9642a":""}}}}}}"#,
+            many.join(",")
+        );
+        let i = parse_inspect(body.as_bytes()).expect("parsed");
+        assert_eq!(i.labels, vec!["d9642a".to_owned()]);
+        assert_eq!((i.created_ns, i.pid), (None, None));
     }
 }

@@ -64,6 +64,8 @@ const CREATED_SLACK_NS: u64 = 2_000_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerLookup {
     pub cgroup_id: u64,
+    /// The cgroup's path (below the cgroup2 mount), checked against the container's own.
+    pub cgroup: String,
     pub container_id: String,
 }
 
@@ -88,6 +90,53 @@ struct ActiveJob {
     /// Its runner's Docker instance label, or why it is unknown.
     runner_label: Result<String, String>,
     containers: Vec<JobContainer>,
+    /// The wall clock at its start (containers' creation times are the wall clock's).
+    started_wall_ns: u64,
+    /// What may be missing of its containers: said in its report.
+    container_gaps: ContainerGaps,
+}
+
+/// Containers a job may have had that were not attributed to it.
+#[derive(Debug, Default)]
+struct ContainerGaps {
+    /// Ended before they were looked up.
+    ended: u64,
+    /// Carried the label of more than one followed job's runner.
+    ambiguous: u64,
+    /// Not looked up: the daemon's lookup budget was spent.
+    not_looked_up: u64,
+    /// The last failed lookup.
+    problem: Option<String>,
+}
+
+impl ContainerGaps {
+    fn note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.ended > 0 {
+            parts.push(format!(
+                "{} container(s) ended before they were looked up",
+                self.ended
+            ));
+        }
+        if self.ambiguous > 0 {
+            parts.push(format!(
+                "{} container(s) carried the label of more than one followed job's runner and \
+                 were given to none",
+                self.ambiguous
+            ));
+        }
+        if self.not_looked_up > 0 {
+            parts.push(format!(
+                "{} container cgroup(s) were not looked up (more than {MAX_CONTAINER_LOOKUPS} \
+                 at once)",
+                self.not_looked_up
+            ));
+        }
+        if let Some(p) = &self.problem {
+            parts.push(format!("a lookup failed: {p}"));
+        }
+        (!parts.is_empty()).then(|| format!("containers may be missing: {}", parts.join("; ")))
+    }
 }
 
 /// What the daemon knows; shared by the capture loop and the control socket.
@@ -118,9 +167,8 @@ pub struct Daemon {
     recent: VecDeque<(u64, Observed)>,
     lookups: Vec<ContainerLookup>,
     looked_up: HashSet<u64>,
-    /// Container lookups that failed, and the last reason.
+    /// Container lookups that failed.
     lookup_failures: u64,
-    lookup_problem: Option<String>,
 }
 
 impl Daemon {
@@ -149,7 +197,6 @@ impl Daemon {
             lookups: Vec::new(),
             looked_up: HashSet::new(),
             lookup_failures: 0,
-            lookup_problem: None,
         })
     }
 
@@ -179,11 +226,7 @@ impl Daemon {
                 if job.completed_ns.is_some() {
                     job.after_completion += 1;
                 }
-            } else if matches!(
-                observed,
-                Observed::CaptureStats(_) | Observed::CgroupSeen { .. }
-            ) {
-                // The capture's health, and the workloads of cgroups (of the job's flows, maybe).
+            } else if matches!(observed, Observed::CaptureStats(_)) {
                 for job in self.jobs.values_mut() {
                     job.correlator.observe(*ts, &mut observed.clone());
                 }
@@ -200,6 +243,11 @@ impl Daemon {
             let mut observed = observed.clone();
             self.host.observe(*ts, &mut observed);
             self.metrics.observe(&self.host, *ts, &observed);
+        }
+        if !self.may_gain_containers() {
+            // No job can claim a container looked up now: start afresh with the next one.
+            self.looked_up.clear();
+            self.recent.clear();
         }
         if self.now_ns.saturating_sub(self.last_reap_ns) >= REAP_EVERY_NS {
             self.last_reap_ns = self.now_ns;
@@ -333,16 +381,6 @@ impl Daemon {
         };
         if let Some((ts, started)) = &self.started {
             correlator.observe(*ts, &mut started.clone());
-            // The workloads of the cgroups seen so far (the runner's own, say).
-            for (cgroup_id, workload) in self.host.workloads() {
-                correlator.observe(
-                    *ts,
-                    &mut Observed::CgroupSeen {
-                        cgroup_id: *cgroup_id,
-                        workload: workload.clone(),
-                    },
-                );
-            }
         }
         let runner_label = if self.follow_containers {
             containers::runner_label(&self.proc_root, worker)
@@ -365,6 +403,8 @@ impl Daemon {
                 after_completion: 0,
                 runner_label,
                 containers: Vec::new(),
+                started_wall_ns: wall_ns(),
+                container_gaps: ContainerGaps::default(),
             },
         );
         let mut response = Response::ok();
@@ -445,6 +485,25 @@ impl Daemon {
         identity: JobIdentity,
     ) -> Result<(PathBuf, String, Findings), String> {
         let abandoned = job.completed_ns.is_none();
+        // The workloads of the job's own cgroups only (the host's table names every cgroup the
+        // capture saw: other runners' containers and units are no business of this report).
+        let cgroups: HashSet<u64> = job
+            .correlator
+            .flows()
+            .iter()
+            .map(|f| f.process.cgroup_id)
+            .collect();
+        for cgroup_id in cgroups {
+            if job.correlator.workload(cgroup_id).is_none() {
+                if let Some(workload) = self.host.workload(cgroup_id) {
+                    let mut seen = Observed::CgroupSeen {
+                        cgroup_id,
+                        workload: workload.clone(),
+                    };
+                    job.correlator.observe(self.now_ns, &mut seen);
+                }
+            }
+        }
         job.correlator.finish();
         let mut report = report::build(&job.correlator);
         // The hook's identity fills what the start did not say.
@@ -466,10 +525,7 @@ impl Daemon {
             containers: job.containers.clone(),
             containers_note: match &job.runner_label {
                 Err(e) => Some(format!("containers are not attributed: {e}")),
-                Ok(_) => self
-                    .lookup_problem
-                    .as_ref()
-                    .map(|p| format!("containers may be missing: {p}")),
+                Ok(_) => job.container_gaps.note(),
             },
         });
         let findings = findings(&report);
@@ -580,14 +636,19 @@ impl Daemon {
         let Some(container_id) = &workload.container_id else {
             return;
         };
-        if !self.may_gain_containers()
-            || self.looked_up.len() >= MAX_CONTAINER_LOOKUPS
-            || !self.looked_up.insert(cgroup_id)
-        {
+        if !self.may_gain_containers() || self.looked_up.contains(&cgroup_id) {
             return;
         }
+        if self.looked_up.len() >= MAX_CONTAINER_LOOKUPS {
+            for job in self.jobs.values_mut().filter(|j| j.runner_label.is_ok()) {
+                job.container_gaps.not_looked_up += 1;
+            }
+            return;
+        }
+        self.looked_up.insert(cgroup_id);
         self.lookups.push(ContainerLookup {
             cgroup_id,
+            cgroup: workload.cgroup.clone(),
             container_id: container_id.clone(),
         });
     }
@@ -599,8 +660,10 @@ impl Daemon {
     }
 
     /// The Docker API's answer about a container cgroup: when the container carries the label
-    /// of a followed job's runner and was created while that job ran, its flows and lookups are
-    /// the job's from now on, and those kept from the last seconds are given to the job.
+    /// of a followed job's runner (of exactly one), was created after that job started, and the
+    /// cgroup is really the container's (its first process's cgroup, or below it: a cgroup path
+    /// can name any container id, anyone may create cgroups below their own), its flows and
+    /// lookups are the job's from now on, and those kept from the last seconds are given to it.
     pub fn container_found(
         &mut self,
         lookup: &ContainerLookup,
@@ -619,26 +682,66 @@ impl Daemon {
                     );
                 }
                 // "No such container" is a container gone already, not a broken lookup.
-                if !e.starts_with("no container") {
-                    self.lookup_problem = Some(e);
+                let ended = e.starts_with("no container");
+                for job in self.jobs.values_mut().filter(|j| j.runner_label.is_ok()) {
+                    if ended {
+                        job.container_gaps.ended += 1;
+                    } else {
+                        job.container_gaps.problem = Some(e.clone());
+                    }
                 }
                 return;
             }
         };
-        let Some(slot) = self
+        let Some(pid) = inspected.pid else {
+            // Stopped already: its cgroup cannot be checked.
+            for job in self.jobs.values_mut().filter(|j| j.runner_label.is_ok()) {
+                job.container_gaps.ended += 1;
+            }
+            return;
+        };
+        let own = container_cgroup(&self.proc_root, pid);
+        let inside = own.as_deref().is_some_and(|own| {
+            lookup.cgroup == own
+                || lookup
+                    .cgroup
+                    .strip_prefix(own)
+                    .is_some_and(|rest| rest.starts_with('/') || own == "/")
+        });
+        if !inside || own.as_deref() == Some("/") {
+            eprintln!(
+                "observer: warning: cgroup {} names container {} but is not that container's \
+                 ({}): not attributed to any job",
+                crate::sanitize::line(&lookup.cgroup),
+                &inspected.id[..12],
+                own.as_deref().map_or("gone".into(), crate::sanitize::line)
+            );
+            return;
+        }
+        let candidates: Vec<u32> = self
             .jobs
             .values()
-            .find(|j| {
+            .filter(|j| {
                 j.runner_label
                     .as_ref()
                     .is_ok_and(|l| inspected.labels.iter().any(|k| k == l))
                     && inspected
                         .created_ns
-                        .is_none_or(|c| c.saturating_add(CREATED_SLACK_NS) >= j.started_ns)
+                        .is_some_and(|c| c.saturating_add(CREATED_SLACK_NS) >= j.started_wall_ns)
             })
             .map(|j| j.slot)
-        else {
-            return;
+            .collect();
+        let slot = match candidates[..] {
+            [slot] => slot,
+            [] => return,
+            _ => {
+                for slot in &candidates {
+                    if let Some(job) = self.jobs.get_mut(slot) {
+                        job.container_gaps.ambiguous += 1;
+                    }
+                }
+                return;
+            }
         };
         self.cgroup_jobs.insert(lookup.cgroup_id, slot);
         let Some(job) = self.jobs.get_mut(&slot) else {
@@ -705,6 +808,23 @@ impl Daemon {
         self.proc_root = root.to_owned();
         self
     }
+}
+
+/// The cgroup v2 path of process `pid` (`0::/docker/<id>`), as this process's cgroup namespace
+/// sees it (the host's: the same paths as the capture's cgroup walk).
+fn container_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| p.trim_end().to_owned())
+        .filter(|p| p.starts_with('/'))
+}
+
+/// The wall clock, nanoseconds since the epoch.
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Observations a job's report is made of (flows and DNS), as opposed to the capture's health.

@@ -19,6 +19,8 @@ fn active_job(options: &CatalogOptions, slot: u32, worker_pid: u32, started_ns: 
         after_completion: 0,
         runner_label: Err("no label in this test".into()),
         containers: Vec::new(),
+        started_wall_ns: started_ns,
+        container_gaps: ContainerGaps::default(),
     }
 }
 
@@ -168,49 +170,65 @@ fn containers_with_the_job_runner_s_label_are_the_job_s_from_their_first_flow() 
         }
         o
     };
-    let container = |id: char, cgroup: u64| {
+    // A container's first process (pid 1000 + its cgroup id / 100) is in /docker/<id>.
+    let container = |id: char, cgroup: u64, path: &str| {
+        let full = id.to_string().repeat(64);
+        let pid_dir = proc_root.join((1000 + cgroup / 100).to_string());
+        std::fs::create_dir_all(&pid_dir).unwrap();
+        std::fs::write(pid_dir.join("cgroup"), format!("0::/docker/{full}\n")).unwrap();
+        let workload = crate::capture::cgroups::classify(&path.replace("ID", &full));
         (
             ContainerLookup {
                 cgroup_id: cgroup,
-                container_id: id.to_string().repeat(64),
+                cgroup: workload.cgroup.clone(),
+                container_id: full,
             },
             Observed::CgroupSeen {
                 cgroup_id: cgroup,
-                workload: crate::capture::cgroups::classify(&format!(
-                    "/docker/{}",
-                    id.to_string().repeat(64)
-                )),
+                workload,
             },
         )
     };
-    let inspected = |id: char, labels: &[&str], created_s: u64| containers::Inspected {
-        id: id.to_string().repeat(64),
-        name: Some(format!("c{id}")),
-        image: Some("redis:7".into()),
-        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
-        created_ns: Some(created_s * S),
-    };
-    let (mine, mine_seen) = container('a', 500);
-    let (other, other_seen) = container('b', 600);
-    let (stale, stale_seen) = container('c', 700);
+    let inspected =
+        |id: char, labels: &[&str], created_s: u64, cgroup: u64| containers::Inspected {
+            id: id.to_string().repeat(64),
+            name: Some(format!("c{id}")),
+            image: Some("redis:7".into()),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            created_ns: Some(created_s * S),
+            pid: Some(1000 + u32::try_from(cgroup / 100).unwrap()),
+        };
+    let (mine, mine_seen) = container('a', 500, "/docker/ID");
+    let (other, other_seen) = container('b', 600, "/docker/ID");
+    let (stale, stale_seen) = container('c', 700, "/docker/ID");
+    // A cgroup anyone may create, naming the job's container: not the container's.
+    let (forged, forged_seen) = container(
+        'a',
+        800,
+        "/user.slice/user@1000.service/app.slice/docker-ID.scope",
+    );
     // Their first flows come before anyone knows whose containers they are.
     d.observe(&vec![
         (101 * S, in_cgroup(opened(1, "198.18.1.10:443"), 500)),
         (101 * S, in_cgroup(opened(2, "198.18.1.11:443"), 600)),
         (101 * S, in_cgroup(opened(3, "198.18.1.12:443"), 700)),
+        (101 * S, in_cgroup(opened(5, "198.18.1.13:443"), 800)),
         (101 * S, mine_seen),
         (101 * S, other_seen),
         (101 * S, stale_seen),
+        (101 * S, forged_seen),
     ]);
     assert_eq!(
         d.take_container_lookups(),
-        vec![mine.clone(), other.clone(), stale.clone()],
+        vec![mine.clone(), other.clone(), stale.clone(), forged.clone()],
         "each container cgroup is looked up once"
     );
-    d.container_found(&mine, Ok(inspected('a', &["abc123"], 101)));
-    d.container_found(&other, Ok(inspected('b', &["fff999"], 101)));
+    d.container_found(&mine, Ok(inspected('a', &["abc123"], 101, 500)));
+    d.container_found(&other, Ok(inspected('b', &["fff999"], 101, 600)));
     // The same runner's label on a container from before the job: a previous job's.
-    d.container_found(&stale, Ok(inspected('c', &["abc123"], 90)));
+    d.container_found(&stale, Ok(inspected('c', &["abc123"], 90, 700)));
+    // Docker's true answer about the job's container, for a cgroup that is not its.
+    d.container_found(&forged, Ok(inspected('a', &["abc123"], 101, 500)));
     d.observe(&vec![
         (102 * S, in_cgroup(opened(4, "198.18.1.10:443"), 500)),
         (
@@ -228,16 +246,20 @@ fn containers_with_the_job_runner_s_label_are_the_job_s_from_their_first_flow() 
     assert_eq!(
         ids,
         vec![1, 4],
-        "the labelled container's flows, before and after"
+        "the labelled container's flows, before and after; not the forged cgroup's"
     );
     assert_eq!(job.containers.len(), 1);
     assert_eq!(job.containers[0].cgroup_id, 500);
     assert_eq!(job.containers[0].name.as_deref(), Some("ca"));
     assert!(d.take_container_lookups().is_empty());
-    // A failed lookup says so in the job's report.
+    // A failed lookup, and a container gone before its lookup, say so in the job's report.
     d.container_found(
         &other,
         Err("cannot connect to /var/run/docker.sock: refused".into()),
+    );
+    d.container_found(
+        &stale,
+        Err("no container cccccccccccc in this Docker".into()),
     );
     let mut job = d.jobs.remove(&3).unwrap();
     d.job_flows.clear();
@@ -246,10 +268,15 @@ fn containers_with_the_job_runner_s_label_are_the_job_s_from_their_first_flow() 
     let section = report.job.unwrap();
     assert_eq!(section.runner_label.as_deref(), Some("abc123"));
     assert_eq!(section.containers.len(), 1);
-    assert!(section
-        .containers_note
-        .unwrap()
-        .contains("cannot connect to /var/run/docker.sock"));
+    let note = section.containers_note.unwrap();
+    assert!(
+        note.contains("cannot connect to /var/run/docker.sock"),
+        "{note}"
+    );
+    assert!(note.contains("1 container(s) ended before"), "{note}");
+    // Its flows' workloads, and only theirs, are in the report.
+    let ids: Vec<u64> = report.workloads.iter().map(|w| w.cgroup_id).collect();
+    assert_eq!(ids, vec![500], "{:?}", report.workloads);
 }
 
 #[test]
@@ -274,4 +301,51 @@ fn a_worker_pid_reused_by_another_runner_worker_ends_the_job() {
     std::fs::write(proc_root.join("10/stat"), stat(900)).unwrap();
     d.reap();
     assert!(d.jobs.is_empty(), "another process: the job is closed");
+}
+
+#[test]
+fn a_container_two_followed_jobs_could_claim_is_given_to_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let proc_root = dir.path().join("proc");
+    for (pid, stat) in [
+        (10, "10 (Runner.Worker) S 1"),
+        (20, "20 (Runner.Worker) S 1"),
+    ] {
+        std::fs::create_dir_all(proc_root.join(format!("{pid}/task"))).unwrap();
+        std::fs::write(proc_root.join(format!("{pid}/stat")), stat).unwrap();
+    }
+    let id = "e".repeat(64);
+    std::fs::create_dir_all(proc_root.join("3000")).unwrap();
+    std::fs::write(proc_root.join("3000/cgroup"), format!("0::/docker/{id}\n")).unwrap();
+    let options = CatalogOptions::default();
+    let mut d = Daemon::new(options.clone(), JobPids::default(), dir.path())
+        .unwrap()
+        .with_proc_root(&proc_root);
+    for (slot, worker) in [(1, 10), (2, 20)] {
+        let mut job = active_job(&options, slot, worker, 0);
+        // A collision, or a .runner padded until its hash matched another runner's label.
+        job.runner_label = Ok("abc123".into());
+        d.jobs.insert(slot, job);
+    }
+    let lookup = ContainerLookup {
+        cgroup_id: 900,
+        cgroup: format!("/docker/{id}"),
+        container_id: id.clone(),
+    };
+    d.container_found(
+        &lookup,
+        Ok(containers::Inspected {
+            id,
+            name: None,
+            image: None,
+            labels: vec!["abc123".into()],
+            created_ns: Some(5),
+            pid: Some(3000),
+        }),
+    );
+    assert!(d.cgroup_jobs.is_empty());
+    for job in d.jobs.values() {
+        assert_eq!(job.container_gaps.ambiguous, 1);
+        assert!(job.container_gaps.note().unwrap().contains("more than one"));
+    }
 }
