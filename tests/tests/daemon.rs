@@ -448,7 +448,10 @@ fn jobs_are_reported_from_their_own_process_tree() {
         "newest first: {listed}"
     );
     assert!(listed.contains("blocked, undeclared"), "{listed}");
-    assert!(daemon.stop().success());
+    let stderr = daemon.stderr.clone();
+    let status = daemon.stop();
+    let stderr = std::fs::read_to_string(stderr).unwrap_or_default();
+    assert!(status.success(), "{status:?}: {stderr}");
 }
 
 /// A real `dockerd` listening on `dir/docker.sock` (group `nogroup`, as the runner's user is),
@@ -626,6 +629,8 @@ fn containers_the_job_s_runner_starts_are_the_job_s_and_no_one_else_s() {
     let other = dockerd.docker(&[
         "run",
         "-d",
+        "--security-opt",
+        "apparmor=unconfined",
         "--network",
         "host",
         "--label",
@@ -646,6 +651,7 @@ fn containers_the_job_s_runner_starts_are_the_job_s_and_no_one_else_s() {
         "observer job started --socket {sock} || exit 90
          label=$(sha256sum < {root}/.runner | cut -c1-6)
          docker -H {docker_host} run --rm --name job-step --network host --label $label \
+           --security-opt apparmor=unconfined \
            lab/busybox sh -c 'nslookup api.github.com {dns}; nc -w 2 198.18.1.10 443 </dev/null;
              nslookup registry.example.org {dns}; nc -w 2 198.18.1.27 443 </dev/null; sleep 1'
          echo docker=$?

@@ -290,17 +290,7 @@ impl Daemon {
 
     /// The `Runner.Worker` among `pid`'s ancestors (`pid` itself included).
     fn worker_of(&self, pid: u32) -> Result<u32, String> {
-        ancestry(&self.proc_root, pid)
-            .into_iter()
-            .find(|p| p.comm == WORKER_COMM)
-            .map(|p| p.pid)
-            .ok_or_else(|| {
-                format!(
-                    "no {WORKER_COMM} among the calling process's ancestors: run `observer job \
-                     started` and `observer job completed` from the runner's job hooks \
-                     (ACTIONS_RUNNER_HOOK_JOB_STARTED / _COMPLETED)"
-                )
-            })
+        worker_in(&ancestry(&self.proc_root, pid))
     }
 
     /// Closes the jobs whose `Runner.Worker` is gone: their final report is written (marked
@@ -339,13 +329,13 @@ impl Daemon {
         require: &[String],
     ) -> Response {
         self.reap();
-        let worker = match self.worker_of(peer_pid) {
+        let chain = ancestry(&self.proc_root, peer_pid);
+        let worker = match worker_in(&chain) {
             Ok(w) => w,
             Err(e) => return Response::failed(e),
         };
         // Any process can call itself Runner.Worker: a job's own code must not start a job of
         // its own (its traffic would leave the real job's report).
-        let chain = ancestry(&self.proc_root, peer_pid);
         if let Some(j) = self.jobs.values().find(|j| {
             chain
                 .iter()
@@ -839,6 +829,21 @@ fn is_traffic(observed: &Observed) -> bool {
             | Observed::DnsQuery(_)
             | Observed::DnsResponse(_)
     )
+}
+
+/// The nearest `Runner.Worker` of an ancestry (see [`ancestry`]).
+fn worker_in(chain: &[crate::capture::jobs::ProcInfo]) -> Result<u32, String> {
+    chain
+        .iter()
+        .find(|p| p.comm == WORKER_COMM)
+        .map(|p| p.pid)
+        .ok_or_else(|| {
+            format!(
+                "no {WORKER_COMM} among the calling process's ancestors: run `observer job \
+                 started` and `observer job completed` from the runner's job hooks \
+                 (ACTIONS_RUNNER_HOOK_JOB_STARTED / _COMPLETED)"
+            )
+        })
 }
 
 /// The start's identity, completed by the end's.
