@@ -44,7 +44,19 @@ pub async fn run(
     stop: impl Future<Output = ()>,
     consume: impl FnMut(Batch) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    // Listening before the programs load (which takes seconds on a slow machine): a SIGTERM or
+    // SIGINT meanwhile (`systemctl stop` right after a start) stops the capture cleanly once it
+    // runs, instead of killing the process by the signal's default action.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let capture = Capture::start(config)?;
+    let stop = async {
+        tokio::select! {
+            () = stop => {}
+            _ = sigint.recv() => {}
+            _ = sigterm.recv() => {}
+        }
+    };
     run_started(capture, config, stop, consume).await
 }
 

@@ -531,3 +531,36 @@ fn bytes_moved_just_before_the_stop_are_in_the_report() {
     let host = report_host(&report, "api.github.com");
     assert_eq!(host["bytes_received"].as_u64(), Some(received), "{host:#}");
 }
+
+#[test]
+fn a_sigterm_while_the_programs_load_stops_cleanly() {
+    if !require_root_or_skip() {
+        return;
+    }
+    // `systemctl stop` right after a start: the signal comes while the programs load (a second
+    // or more; 0.1 s in here). Its default action would kill the process with nothing written.
+    let dir = std::env::temp_dir().join(format!("observer-early-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.join("report.json");
+    let mut child = Command::new(observer_bin())
+        .args(["record", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("observer record");
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("wait");
+    let written = std::fs::read_to_string(&out);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&written.expect("a report")).expect("JSON");
+    assert!(report["capture"].is_object(), "{report:#}");
+}

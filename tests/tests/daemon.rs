@@ -493,7 +493,8 @@ impl Dockerd {
             .spawn()
             .expect("start dockerd (Debian package docker.io)");
         let dockerd = Self { child, dir };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Minutes in an emulated guest of the kernel matrix; a second or two here.
+        let deadline = Instant::now() + Duration::from_secs(240);
         while !dockerd.docker(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
