@@ -204,6 +204,7 @@ const DAEMON_FLAGS: &[&str] = &[
     "--catalog",
     "--proxy",
     "--ports",
+    "--docker-socket",
 ];
 
 #[test]
@@ -217,7 +218,10 @@ fn the_command_line_uses_only_flags_observer_daemon_takes() {
         .map(String::as_str)
         .filter(|a| a.starts_with('-'))
         .collect();
-    assert_eq!(flags, ["--socket", "--state-dir", "--metrics"]);
+    assert_eq!(
+        flags,
+        ["--socket", "--state-dir", "--metrics", "--docker-socket"]
+    );
     for f in &flags {
         assert!(
             DAEMON_FLAGS.contains(f),

@@ -542,7 +542,7 @@ fn a_sigterm_while_the_programs_load_stops_cleanly() {
     let dir = std::env::temp_dir().join(format!("observer-early-term-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = dir.join("report.json");
-    let mut child = Command::new(observer_bin())
+    let child = Command::new(observer_bin())
         .args(["record", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::null())

@@ -51,6 +51,8 @@ const MAX_JOB_FLOWS: usize = 262_144;
 const REAP_EVERY_NS: u64 = 10_000_000_000;
 /// Containers listed per job.
 const MAX_JOB_CONTAINERS: usize = 64;
+/// Cgroups remembered per job (for their workloads).
+const MAX_JOB_CGROUPS: usize = 4096;
 /// Container cgroups looked up in the Docker API (each once; more are not looked up).
 const MAX_CONTAINER_LOOKUPS: usize = 4096;
 /// Observations of no job kept for a container looked up late (a container's first flows come
@@ -94,6 +96,8 @@ struct ActiveJob {
     started_wall_ns: u64,
     /// What may be missing of its containers: said in its report.
     container_gaps: ContainerGaps,
+    /// The cgroups of its flows and lookups (their workloads are given to it as they are named).
+    cgroups: HashSet<u64>,
 }
 
 /// Containers a job may have had that were not attributed to it.
@@ -128,7 +132,7 @@ impl ContainerGaps {
         if self.not_looked_up > 0 {
             parts.push(format!(
                 "{} container cgroup(s) were not looked up (more than {MAX_CONTAINER_LOOKUPS} \
-                 at once)",
+                 seen while this job ran)",
                 self.not_looked_up
             ));
         }
@@ -166,7 +170,8 @@ pub struct Daemon {
     /// Observations of no job while a job may still gain containers (see [`RECENT_MAX`]).
     recent: VecDeque<(u64, Observed)>,
     lookups: Vec<ContainerLookup>,
-    looked_up: HashSet<u64>,
+    /// Container cgroups looked up, and when (the wall clock).
+    looked_up: HashMap<u64, u64>,
     /// Container lookups that failed.
     lookup_failures: u64,
 }
@@ -195,7 +200,7 @@ impl Daemon {
             cgroup_jobs: HashMap::new(),
             recent: VecDeque::new(),
             lookups: Vec::new(),
-            looked_up: HashSet::new(),
+            looked_up: HashMap::new(),
             lookup_failures: 0,
         })
     }
@@ -222,6 +227,11 @@ impl Daemon {
             }
             let slot = self.job_of(observed);
             if let Some(job) = slot.and_then(|s| self.jobs.get_mut(&s)) {
+                if let Some(cgroup_id) = cgroup_of(observed) {
+                    if job.cgroups.len() < MAX_JOB_CGROUPS {
+                        job.cgroups.insert(cgroup_id);
+                    }
+                }
                 job.correlator.observe(*ts, &mut observed.clone());
                 if job.completed_ns.is_some() {
                     job.after_completion += 1;
@@ -229,6 +239,13 @@ impl Daemon {
             } else if matches!(observed, Observed::CaptureStats(_)) {
                 for job in self.jobs.values_mut() {
                     job.correlator.observe(*ts, &mut observed.clone());
+                }
+            } else if let Observed::CgroupSeen { cgroup_id, .. } = observed {
+                // The workload of the job's own cgroups only.
+                for job in self.jobs.values_mut() {
+                    if job.cgroups.contains(cgroup_id) {
+                        job.correlator.observe(*ts, &mut observed.clone());
+                    }
                 }
             } else if self.may_gain_containers() && is_traffic(observed) {
                 self.remember(*ts, observed);
@@ -395,6 +412,7 @@ impl Daemon {
                 containers: Vec::new(),
                 started_wall_ns: wall_ns(),
                 container_gaps: ContainerGaps::default(),
+                cgroups: HashSet::new(),
             },
         );
         let mut response = Response::ok();
@@ -626,8 +644,20 @@ impl Daemon {
         let Some(container_id) = &workload.container_id else {
             return;
         };
-        if !self.may_gain_containers() || self.looked_up.contains(&cgroup_id) {
+        if !self.may_gain_containers() || self.looked_up.contains_key(&cgroup_id) {
             return;
+        }
+        if self.looked_up.len() >= MAX_CONTAINER_LOOKUPS {
+            // A container seen before every followed job started is none of theirs, nor of a
+            // later job's: its entry only kept it from being asked about twice.
+            let oldest_job = self
+                .jobs
+                .values()
+                .filter(|j| j.runner_label.is_ok())
+                .map(|j| j.started_wall_ns)
+                .min()
+                .unwrap_or(u64::MAX);
+            self.looked_up.retain(|_, at| *at >= oldest_job);
         }
         if self.looked_up.len() >= MAX_CONTAINER_LOOKUPS {
             for job in self.jobs.values_mut().filter(|j| j.runner_label.is_ok()) {
@@ -635,7 +665,7 @@ impl Daemon {
             }
             return;
         }
-        self.looked_up.insert(cgroup_id);
+        self.looked_up.insert(cgroup_id, wall_ns());
         self.lookups.push(ContainerLookup {
             cgroup_id,
             cgroup: workload.cgroup.clone(),
@@ -690,21 +720,20 @@ impl Daemon {
             }
             return;
         };
-        let own = container_cgroup(&self.proc_root, pid);
-        let inside = own.as_deref().is_some_and(|own| {
-            lookup.cgroup == own
-                || lookup
-                    .cgroup
-                    .strip_prefix(own)
-                    .is_some_and(|rest| rest.starts_with('/') || own == "/")
-        });
-        if !inside || own.as_deref() == Some("/") {
+        let Some(own) = container_cgroup(&self.proc_root, pid) else {
+            // Ended between the answer and now.
+            for job in self.jobs.values_mut().filter(|j| j.runner_label.is_ok()) {
+                job.container_gaps.ended += 1;
+            }
+            return;
+        };
+        if !cgroup_is_the_container_s(&lookup.cgroup, &own, &inspected.id) {
             eprintln!(
                 "observer: warning: cgroup {} names container {} but is not that container's \
                  ({}): not attributed to any job",
                 crate::sanitize::line(&lookup.cgroup),
                 &inspected.id[..12],
-                own.as_deref().map_or("gone".into(), crate::sanitize::line)
+                crate::sanitize::line(&own)
             );
             return;
         }
@@ -737,6 +766,7 @@ impl Daemon {
         let Some(job) = self.jobs.get_mut(&slot) else {
             return;
         };
+        job.cgroups.insert(lookup.cgroup_id);
         if job.containers.len() < MAX_JOB_CONTAINERS {
             job.containers.push(JobContainer {
                 id: inspected.id,
@@ -810,11 +840,50 @@ fn container_cgroup(proc_root: &Path, pid: u32) -> Option<String> {
         .filter(|p| p.starts_with('/'))
 }
 
+/// Whether the cgroup `looked_up` (a path below the cgroup2 mount) is the container's: the
+/// cgroup of its first process (`own`, from `/proc/PID/cgroup`) or one below the part of that
+/// path that names the container (an init such as systemd moves itself to `<scope>/init.scope`
+/// and its services to siblings). `own` may be seen from a private cgroup namespace
+/// (`/../../system.slice/docker-<id>.scope`): its leading `/..` are dropped, which names the
+/// same cgroup when they climb to the root, the layout of a DaemonSet's pod. The root cgroup is
+/// never a container's.
+fn cgroup_is_the_container_s(looked_up: &str, own: &str, id: &str) -> bool {
+    let mut own = own;
+    while let Some(rest) = own.strip_prefix("/..") {
+        own = rest;
+    }
+    let parts: Vec<&str> = own.split('/').filter(|p| !p.is_empty()).collect();
+    let base_len = parts
+        .iter()
+        .position(|p| p.contains(id))
+        .map_or(parts.len(), |i| i + 1);
+    if base_len == 0 {
+        return false;
+    }
+    let base = format!("/{}", parts[..base_len].join("/"));
+    looked_up == base
+        || looked_up
+            .strip_prefix(base.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The wall clock, nanoseconds since the epoch.
 fn wall_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The cgroup an observation's process (or DNS socket) is in.
+fn cgroup_of(observed: &Observed) -> Option<u64> {
+    match observed {
+        Observed::FlowOpened { process, .. } | Observed::FlowEstablished { process, .. } => {
+            Some(process.cgroup_id)
+        }
+        Observed::FlowClosed(c) => Some(c.process.cgroup_id),
+        Observed::DnsQuery(d) | Observed::DnsResponse(d) => Some(d.cgroup_id),
+        _ => None,
+    }
 }
 
 /// Observations a job's report is made of (flows and DNS), as opposed to the capture's health.

@@ -14,7 +14,7 @@ use std::{
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     net::{UnixListener, UnixStream},
-    sync::Semaphore,
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 
 use super::{
@@ -24,9 +24,14 @@ use super::{
 
 /// Clients served at once; more wait for a turn (the kernel queues their connections).
 pub const MAX_CLIENTS: usize = 32;
-/// Clients of one user (root aside) served at once; more are refused at once, so one user's
-/// stalled connections cannot take every turn from other runners' hooks.
+/// Clients of one user (root aside) reading their requests at once; more wait their turn, so
+/// one user's stalled connections cannot take every turn from other users' hooks.
 pub const MAX_CLIENTS_PER_USER: usize = 8;
+/// Connections waiting or served at once; more are told to try again.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection waits for its turns (its user's, then the daemon's). The client waits
+/// for its answer for [`SETTLE`] + 30 s.
+pub const TURN_WAIT: Duration = Duration::from_secs(10);
 /// How long a client has to send its request, and to read the answer.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(5);
 /// How long `job completed` waits before closing the job: the job's last flows close in the
@@ -64,12 +69,18 @@ pub fn bind(config: &SocketConfig) -> anyhow::Result<UnixListener> {
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         }
-        let meta = std::fs::metadata(dir)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?;
+        // The directory and every one above it: whoever may rename one could put their own
+        // directory, and socket, in its place.
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| anyhow::anyhow!("cannot resolve {}: {e}", dir.display()))?;
         // SAFETY: geteuid has no arguments and cannot fail.
         let euid = unsafe { libc::geteuid() };
-        safe_socket_dir(meta.is_dir(), meta.uid(), meta.mode(), euid)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        for ancestor in dir.ancestors() {
+            let meta = std::fs::metadata(ancestor)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ancestor.display()))?;
+            safe_socket_dir(meta.is_dir(), meta.uid(), meta.mode(), euid)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ancestor.display()))?;
+        }
     }
     match std::fs::symlink_metadata(&config.path) {
         Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&config.path)?,
@@ -114,71 +125,74 @@ fn safe_socket_dir(is_dir: bool, uid: u32, mode: u32, euid: u32) -> Result<(), S
 }
 
 /// Serves clients until the listener fails.
+///
+/// Each connection waits for a turn of its user (root aside, at most
+/// [`MAX_CLIENTS_PER_USER`] of one user read their requests at once), then of the daemon (at
+/// most [`MAX_CLIENTS`] at once), for up to [`TURN_WAIT`] in all; turns are given in order
+/// of arrival, so one user's stalled connections delay other clients by at most a deadline, and
+/// never another user's. At most [`MAX_CONNECTIONS`] wait or are served at once; more are told
+/// to try again.
 pub async fn serve(listener: UnixListener, state: Arc<Mutex<Daemon>>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
-    let users = Arc::new(Mutex::new(HashMap::<u32, usize>::new()));
+    let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let users = Arc::new(Mutex::new(HashMap::<u32, Arc<Semaphore>>::new()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
-            continue;
-        };
-        let Some(turn) = UserTurn::take(&users, uid) else {
+        let Ok(connection) = Arc::clone(&open).try_acquire_owned() else {
             tokio::spawn(refuse(
                 stream,
-                format!(
-                    "{MAX_CLIENTS_PER_USER} connections of uid {uid} are being served already: \
-                     try again"
-                ),
+                format!("{MAX_CONNECTIONS} connections are open: try again"),
             ));
             continue;
         };
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
+        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+            continue;
         };
-        let state = Arc::clone(&state);
+        let user = (uid != 0).then(|| user_turns(&users, uid));
+        let (slots, state) = (Arc::clone(&slots), Arc::clone(&state));
         tokio::spawn(async move {
-            let _permit = permit;
-            let _turn = turn;
-            let _ = handle(stream, &state).await;
+            let _connection = connection;
+            let turns = tokio::time::timeout(TURN_WAIT, async {
+                let user_turn = match user {
+                    Some(user) => Some(user.acquire_owned().await.ok()?),
+                    None => None,
+                };
+                let slot = slots.acquire_owned().await.ok()?;
+                Some((user_turn, slot))
+            })
+            .await;
+            let Ok(Some((user_turn, _slot))) = turns else {
+                refuse(
+                    stream,
+                    format!(
+                        "the daemon is busy (no turn within {} s): try again",
+                        TURN_WAIT.as_secs()
+                    ),
+                )
+                .await;
+                return;
+            };
+            let _ = handle(stream, &state, user_turn).await;
         });
     }
 }
 
-/// One of a user's [`MAX_CLIENTS_PER_USER`] turns, given back when dropped.
-struct UserTurn {
-    users: Arc<Mutex<HashMap<u32, usize>>>,
-    uid: u32,
-}
-
-impl UserTurn {
-    fn take(users: &Arc<Mutex<HashMap<u32, usize>>>, uid: u32) -> Option<Self> {
-        let mut map = users.lock().ok()?;
-        let count = map.entry(uid).or_insert(0);
-        if uid != 0 && *count >= MAX_CLIENTS_PER_USER {
-            return None;
-        }
-        *count += 1;
-        Some(Self {
-            users: Arc::clone(users),
-            uid,
-        })
+/// The turns of user `uid` (a semaphore of [`MAX_CLIENTS_PER_USER`] permits). Users with no
+/// connection are forgotten once many users were seen.
+fn user_turns(users: &Mutex<HashMap<u32, Arc<Semaphore>>>, uid: u32) -> Arc<Semaphore> {
+    let Ok(mut map) = users.lock() else {
+        return Arc::new(Semaphore::new(MAX_CLIENTS_PER_USER));
+    };
+    if map.len() >= 4096 {
+        map.retain(|_, s| s.available_permits() < MAX_CLIENTS_PER_USER);
     }
-}
-
-impl Drop for UserTurn {
-    fn drop(&mut self) {
-        if let Ok(mut map) = self.users.lock() {
-            if let Some(count) = map.get_mut(&self.uid) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    map.remove(&self.uid);
-                }
-            }
-        }
-    }
+    Arc::clone(
+        map.entry(uid)
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_CLIENTS_PER_USER))),
+    )
 }
 
 /// Answers a refused client with one error line (within the deadline) and closes.
@@ -189,7 +203,13 @@ async fn refuse(mut stream: UnixStream, why: String) {
 }
 
 /// One client: its request within the deadline, then the answer.
-async fn handle(stream: UnixStream, state: &Mutex<Daemon>) -> std::io::Result<()> {
+/// `user_turn` is given back once the request is read (the answer may wait for the job's last
+/// flows: that is no reason to keep the user's other hooks waiting).
+async fn handle(
+    stream: UnixStream,
+    state: &Mutex<Daemon>,
+    user_turn: Option<OwnedSemaphorePermit>,
+) -> std::io::Result<()> {
     let peer = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
@@ -198,6 +218,7 @@ async fn handle(stream: UnixStream, state: &Mutex<Daemon>) -> std::io::Result<()
         reader.read_until(b'\n', &mut line).await
     })
     .await;
+    drop(user_turn);
     let response = match read {
         Err(_) => Response::failed("no request within 5 s"),
         Ok(Err(e)) => Response::failed(format!("cannot read the request: {e}")),
@@ -273,27 +294,29 @@ pub async fn request(path: &Path, request: &protocol::Envelope) -> anyhow::Resul
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_user_has_a_bounded_number_of_turns_and_root_is_not_bounded() {
-        let users = Arc::new(Mutex::new(HashMap::new()));
-        let turns: Vec<UserTurn> = (0..MAX_CLIENTS_PER_USER)
-            .map(|_| UserTurn::take(&users, 1000).expect("a turn"))
+    #[tokio::test]
+    async fn a_busy_user_waits_for_a_turn_and_other_users_do_not() {
+        let users = Mutex::new(HashMap::new());
+        let mine = user_turns(&users, 1000);
+        let held: Vec<_> = (0..MAX_CLIENTS_PER_USER)
+            .map(|_| Arc::clone(&mine).try_acquire_owned().expect("a turn"))
             .collect();
+        // The same user's next connection waits (it is not refused)...
+        let waiting = tokio::spawn(async move { user_turns_of(mine).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "it waits for a turn");
+        // ... another user's does not.
+        let theirs = user_turns(&users, 1001);
+        assert!(theirs.try_acquire_owned().is_ok());
+        drop(held);
         assert!(
-            UserTurn::take(&users, 1000).is_none(),
-            "the user's turns are taken"
+            waiting.await.expect("the waiting connection"),
+            "a turn came back"
         );
-        assert!(
-            UserTurn::take(&users, 1001).is_some(),
-            "another user is served"
-        );
-        let roots: Vec<UserTurn> = (0..MAX_CLIENTS_PER_USER * 2)
-            .map(|_| UserTurn::take(&users, 0).expect("root"))
-            .collect();
-        drop(turns);
-        assert!(UserTurn::take(&users, 1000).is_some(), "turns come back");
-        drop(roots);
-        assert!(users.lock().unwrap().get(&0).is_none());
+    }
+
+    async fn user_turns_of(s: Arc<Semaphore>) -> bool {
+        s.acquire_owned().await.is_ok()
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn active_job(options: &CatalogOptions, slot: u32, worker_pid: u32, started_ns: 
         containers: Vec::new(),
         started_wall_ns: started_ns,
         container_gaps: ContainerGaps::default(),
+        cgroups: HashSet::new(),
     }
 }
 
@@ -348,4 +349,37 @@ fn a_container_two_followed_jobs_could_claim_is_given_to_neither() {
         assert_eq!(job.container_gaps.ambiguous, 1);
         assert!(job.container_gaps.note().unwrap().contains("more than one"));
     }
+}
+
+#[test]
+fn a_cgroup_is_a_container_s_at_or_below_the_part_naming_it() {
+    let id = "f".repeat(64);
+    let scope = format!("/system.slice/docker-{id}.scope");
+    // Its first process's cgroup, and below it.
+    assert!(cgroup_is_the_container_s(&scope, &scope, &id));
+    assert!(cgroup_is_the_container_s(
+        &format!("{scope}/x"),
+        &scope,
+        &id
+    ));
+    // systemd as the container's init: it moved to init.scope, its services to siblings.
+    let init = format!("{scope}/init.scope");
+    let service = format!("{scope}/system.slice/redis.service");
+    assert!(cgroup_is_the_container_s(&service, &init, &id));
+    // Seen from a pod's private cgroup namespace.
+    assert!(cgroup_is_the_container_s(
+        &scope,
+        &format!("/../../..{scope}"),
+        &id
+    ));
+    // A look-alike elsewhere, a prefix that is not a parent, the root.
+    let forged = format!("/user.slice/user@1000.service/docker-{id}.scope");
+    assert!(!cgroup_is_the_container_s(&forged, &scope, &id));
+    assert!(!cgroup_is_the_container_s(
+        &format!("{scope}x"),
+        &scope,
+        &id
+    ));
+    assert!(!cgroup_is_the_container_s("/x", "/", &id));
+    assert!(!cgroup_is_the_container_s("/", "/", &id));
 }
