@@ -36,6 +36,22 @@ impl Drop for RemoveDir {
     }
 }
 
+/// The options of the daemon whose `/metrics` the first test scrapes.
+const METRICS: &[&str] = &["--metrics", "127.0.0.1:9477"];
+
+/// `dir/bin`, readable by the runner's user, with the observer binary and the fake worker (bash
+/// named `Runner.Worker`, so `dir` is its runner directory).
+fn runner_bin(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    for d in [dir, &bin] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::copy(observer_bin(), bin.join("observer")).expect("copy observer");
+    std::fs::copy("/bin/bash", bin.join("Runner.Worker")).expect("copy bash");
+    bin
+}
+
 /// The daemon, stopped (SIGTERM, then SIGKILL) when dropped.
 struct Daemon {
     child: Child,
@@ -43,8 +59,9 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the daemon in the lab's runner namespace (its metrics endpoint listens there).
-    fn start(lab: &Lab, dir: &Path, socket: &Path) -> Self {
+    /// Starts the daemon in the lab's runner namespace (its metrics endpoint, when `extra` asks
+    /// for one, listens there) with `extra` options.
+    fn start(lab: &Lab, dir: &Path, socket: &Path, extra: &[&str]) -> Self {
         let stderr = dir.join(format!(
             "daemon-{}.err",
             Instant::now().elapsed().as_nanos()
@@ -53,10 +70,11 @@ impl Daemon {
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", lab.runner_ns()))
             .arg(observer_bin())
-            .args(["daemon", "--metrics", "127.0.0.1:9477", "--socket"])
+            .args(["daemon", "--socket"])
             .arg(socket)
             .args(["--socket-group", SOCKET_GROUP, "--state-dir"])
             .arg(dir.join("state"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()
@@ -192,19 +210,13 @@ fn jobs_are_reported_from_their_own_process_tree() {
     // A directory the runner's user can read: the observer binary and the fake worker.
     let dir = std::env::temp_dir().join(format!("observer-daemon-{}", std::process::id()));
     let _cleanup = RemoveDir(dir.clone());
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    for d in [&dir, &bin] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    std::fs::copy(observer_bin(), bin.join("observer")).expect("copy observer");
-    std::fs::copy("/bin/bash", bin.join("Runner.Worker")).expect("copy bash");
+    let bin = runner_bin(&dir);
     let summaries = dir.join("summaries");
     std::fs::create_dir_all(&summaries).expect("summaries");
     std::fs::set_permissions(&summaries, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let socket = dir.join("run").join("observer.sock");
 
-    let mut daemon = Daemon::start(&lab, &dir, &socket);
+    let mut daemon = Daemon::start(&lab, &dir, &socket, METRICS);
     let mode = std::fs::metadata(&socket)
         .expect("socket")
         .permissions()
@@ -435,7 +447,7 @@ fn jobs_are_reported_from_their_own_process_tree() {
         .flatten()
         .collect();
     assert!(!events.is_empty());
-    let daemon = Daemon::start(&lab, &dir, &socket);
+    let daemon = Daemon::start(&lab, &dir, &socket, METRICS);
     let list = Command::new(observer_bin())
         .args(["report", "--jobs", "--state-dir"])
         .arg(dir.join("state"))
@@ -584,13 +596,7 @@ fn containers_the_job_s_runner_starts_are_the_job_s_and_no_one_else_s() {
         .start();
     let dir = std::env::temp_dir().join(format!("observer-dockjob-{}", std::process::id()));
     let _cleanup = RemoveDir(dir.clone());
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    for d in [&dir, &bin] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    std::fs::copy(observer_bin(), bin.join("observer")).expect("copy observer");
-    std::fs::copy("/bin/bash", bin.join("Runner.Worker")).expect("copy bash");
+    let bin = runner_bin(&dir);
     // The runner's configuration: its instance label is the hash of this file.
     std::fs::write(
         dir.join(".runner"),
@@ -599,31 +605,9 @@ fn containers_the_job_s_runner_starts_are_the_job_s_and_no_one_else_s() {
     .expect(".runner");
     let dockerd = Dockerd::start(&lab, &dir);
     let socket = dir.join("run").join("observer.sock");
-    let mut daemon = {
-        // The daemon asks this dockerd about containers.
-        let stderr = dir.join("daemon.err");
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", lab.runner_ns()))
-            .arg(observer_bin())
-            .args(["daemon", "--socket"])
-            .arg(&socket)
-            .args(["--socket-group", SOCKET_GROUP, "--state-dir"])
-            .arg(dir.join("state"))
-            .arg("--docker-socket")
-            .arg(dockerd.socket())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("start observer daemon");
-        let daemon = Daemon { child, stderr };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() || !daemon.stderr().contains("listening") {
-            assert!(Instant::now() < deadline, "{}", daemon.stderr());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(1500));
-        daemon
-    };
+    // The daemon asks this dockerd about containers.
+    let docker_socket = dockerd.socket().display().to_string();
+    let mut daemon = Daemon::start(&lab, &dir, &socket, &["--docker-socket", &docker_socket]);
     let dns = lab.dns_server();
     let docker_host = format!("unix://{}", dockerd.socket().display());
     // Another runner's container on the same host, at the same time: its own label.

@@ -186,11 +186,6 @@ impl DockerApi {
         }
     }
 
-    /// The socket asked.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// Inspects the container `id` (64 hex digits, checked by the caller's cgroup parsing and
     /// again here).
     pub async fn inspect(&self, id: &str) -> Result<Inspected, String> {

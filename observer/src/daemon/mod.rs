@@ -779,7 +779,7 @@ impl Daemon {
         let mut flows = HashSet::new();
         let mut closed = HashSet::new();
         let mut kept = VecDeque::with_capacity(self.recent.len());
-        for (ts, observed) in std::mem::take(&mut self.recent) {
+        for (ts, mut observed) in std::mem::take(&mut self.recent) {
             let mine = match &observed {
                 Observed::FlowOpened {
                     flow_id, process, ..
@@ -804,7 +804,7 @@ impl Daemon {
                 _ => false,
             };
             if mine {
-                job.correlator.observe(ts, &mut observed.clone());
+                job.correlator.observe(ts, &mut observed);
             } else {
                 kept.push_back((ts, observed));
             }
