@@ -66,8 +66,16 @@ pub const CONFIG_TCP_BYTES_RECEIVED_OFFSET: u32 = 5;
 /// added to `FLOWS` and announced with `KIND_FLOW_ADOPT`, so that its close, and the byte
 /// counters read then, reach user space like any other flow's.
 pub const CONFIG_ADOPT_AT_END: u32 = 6;
+/// Indexes in `CONFIG` of the random 64-bit key of the DNS repeat hashes (low and high words),
+/// written by user space at start: nobody outside can predict the hashes, so nobody can craft a
+/// response that passes for a repeat of another.
+pub const CONFIG_DNS_KEY_LO: u32 = 7;
+pub const CONFIG_DNS_KEY_HI: u32 = 8;
+/// Index in `CONFIG` of the DNS repeat switch: when 1, repeated DNS exchanges are counted in the
+/// kernel instead of copied (see `DNS_PENDING_MAP`).
+pub const CONFIG_DNS_REPEATS: u32 = 9;
 /// Number of entries in `CONFIG`.
-pub const CONFIG_ENTRIES: u32 = 7;
+pub const CONFIG_ENTRIES: u32 = 10;
 
 /// Offsets in `struct sock_common` (at the start of `struct sock`), unchanged since Linux 2.6 and
 /// checked against BTF before adoption is switched on.
@@ -85,6 +93,9 @@ pub const COUNTER_RINGBUF_FULL: u32 = 0;
 pub const COUNTER_DNS_SKIPPED: u32 = 1;
 /// Children of a job's process that `JOB_PIDS` had no room for (their flows are not the job's).
 pub const COUNTER_JOB_PIDS_FULL: u32 = 2;
+/// DNS exchanges (a query and its answer) counted instead of copied: exact repeats of an
+/// exchange user space already judged (see `DNS_PENDING_MAP`).
+pub const COUNTER_DNS_REPEATS: u32 = 3;
 /// Number of entries in `COUNTERS`.
 pub const COUNTER_ENTRIES: u32 = 4;
 
@@ -107,6 +118,44 @@ pub const EVENTS_WAKEUP_BYTES: u64 = 32 * 1024;
 
 /// The longest DNS payload copied from one packet; longer ones are cut and flagged.
 pub const DNS_PAYLOAD_MAX: usize = 512;
+
+/// Held UDP DNS queries, waiting for their answer (key: `DnsPendingKey`, value: `DnsPending`),
+/// so that a repeated exchange costs a counter instead of two copies:
+///
+/// - A query whose bytes (all but its id) equal a query the same process (pid and cgroup) sent
+///   to the same server within `DNS_REPEAT_WINDOW_NS` and that was copied (`DNS_RECENT_QUERIES`)
+///   is *held*: kept here, not copied.
+/// - Its answer is counted (`COUNTER_DNS_REPEATS`), and neither is copied, only when it is the
+///   first answer on that socket with that id, from the server asked, NOERROR with answers, and
+///   equal (all but its id, for the same process and server) to an answer user space judged
+///   within the window to be the first answer to its query, with that query's question, read
+///   in full (user space writes those in `DNS_RECENT_ANSWERS`). Same query, same answer, same
+///   place in the exchange: user space would match and read it exactly as it did the first.
+/// - Any other answer releases the held query first (copied, `DNS_FLAG_HELD`), then is copied.
+/// - User space takes the held queries no answer came for (`DNS_PENDING_SWEEP_NS`), and all of
+///   them at the end, and reads them as copied: timeouts stay exact.
+///
+/// A plain hash map, not an LRU: a held query is never evicted (when the map is full, queries
+/// are copied as always).
+pub const DNS_PENDING_MAP: &str = "DNS_PENDING";
+pub const DNS_PENDING_MAX: u32 = 8192;
+/// Recent copied queries: a direct-mapped cache of `DnsRecent` (slot: hash modulo the size; the
+/// hash covers the query's bytes but its id, its process and its server). An array: no lock, no
+/// eviction list on the path of every query; a collision only means a repeat is copied.
+pub const DNS_RECENT_QUERIES_MAP: &str = "DNS_RECENT_QUERIES";
+/// Answers user space judged repeatable (see `DNS_PENDING_MAP`): a direct-mapped cache of
+/// `DnsRecent` keyed by `DnsEvent::exchange`, written by user space.
+pub const DNS_RECENT_ANSWERS_MAP: &str = "DNS_RECENT_ANSWERS";
+/// Slots of each recent cache (a power of two).
+pub const DNS_RECENT_SLOTS: u32 = 8192;
+/// Per-CPU room where a DNS record is built before it is copied or held.
+pub const DNS_SCRATCH_MAP: &str = "DNS_SCRATCH";
+/// How long a query or answer counts as recent.
+pub const DNS_REPEAT_WINDOW_NS: u64 = 1_000_000_000;
+/// Held queries older than this are taken by user space (read as copied).
+pub const DNS_PENDING_SWEEP_NS: u64 = 2_000_000_000;
+/// Only messages up to this long are compared (longer ones are always copied).
+pub const DNS_REPEAT_MAX_LEN: usize = 256;
 /// The longest prefix copied of a flow's first payload: a CONNECT request, an HTTP request head
 /// or a TLS ClientHello up to its server_name in practice (a post-quantum key share can push a
 /// hello beyond it; user space says when the name was not in the part copied). A power of two:
@@ -151,6 +200,13 @@ pub const DNS_FLAG_EGRESS: u32 = 2;
 pub const DNS_FLAG_TRUNCATED: u32 = 4;
 /// `DnsEvent::flags`: `owner` is filled (the socket's process is known).
 pub const DNS_FLAG_OWNER_KNOWN: u32 = 8;
+/// `DnsEvent::flags`: a UDP response short enough to be compared (`DNS_REPEAT_MAX_LEN`);
+/// `DnsEvent::exchange` is its keyed hash (all but its id, with its process and server), the
+/// key under which user space may call it repeatable (see `DNS_PENDING_MAP`).
+pub const DNS_FLAG_EXCHANGE: u32 = 32;
+/// `DnsEvent::flags`: a query held in the kernel (a repeat), released when its answer was not a
+/// repeat or when user space took it.
+pub const DNS_FLAG_HELD: u32 = 64;
 /// `DnsEvent::flags`: a TCP segment's payload (DNS over TCP: length-prefixed messages, possibly
 /// split across segments); `tcp_seq` is the segment's sequence number.
 pub const DNS_FLAG_TCP: u32 = 16;
@@ -270,7 +326,38 @@ pub struct DnsEvent {
     /// With `DNS_FLAG_TCP`: the segment's sequence number (host byte order); 0 otherwise.
     pub tcp_seq: u32,
     pub _pad: u32,
+    /// With `DNS_FLAG_EXCHANGE`: a keyed hash of the response (all but its id), its process and
+    /// its server; 0 otherwise.
+    pub exchange: u64,
     pub payload: [u8; DNS_PAYLOAD_MAX],
+}
+
+/// Key of `DNS_PENDING`: the local socket and the query's id.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsPendingKey {
+    pub cookie: u64,
+    pub id: u32,
+    pub _pad: u32,
+}
+
+/// Value of `DNS_PENDING`: the query as it would have been copied.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct DnsPending {
+    pub event: DnsEvent,
+    /// 1 while held (not copied).
+    pub held: u32,
+    pub _pad: u32,
+}
+
+/// A slot of `DNS_RECENT_QUERIES` or `DNS_RECENT_ANSWERS`.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsRecent {
+    pub hash: u64,
+    /// `bpf_ktime_get_ns` of the query copied, or `ts_ns` of the answer judged.
+    pub ts_ns: u64,
 }
 
 /// `KIND_FLOW_PAYLOAD`: the first TCP segment with payload that a local socket sent to a
@@ -300,7 +387,12 @@ const _: () = assert!(size_of::<Owner>() == 40);
 const _: () = assert!(size_of::<Flow>() == 152);
 const _: () = assert!(size_of::<FlowEvent>() == 176);
 const _: () = assert!(size_of::<SockErrorEvent>() == 56);
-const _: () = assert!(size_of::<DnsEvent>() == 640);
+const _: () = assert!(size_of::<DnsEvent>() == 648);
+const _: () = assert!(size_of::<DnsPending>() == 656);
+const _: () = assert!(DNS_RECENT_SLOTS.is_power_of_two());
+const _: () = assert!(size_of::<DnsPendingKey>() == 16);
+// The kernel reads DNS payloads as aligned 64-bit words.
+const _: () = assert!(core::mem::offset_of!(DnsEvent, payload) % 8 == 0);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -308,4 +400,10 @@ mod pod {
     unsafe impl aya::Pod for super::Flow {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Owner {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DnsPendingKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DnsPending {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DnsRecent {}
 }

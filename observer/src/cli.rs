@@ -186,6 +186,11 @@ pub struct CaptureArgs {
     /// runner directories and the environment.
     #[arg(long)]
     pub no_proxy_discovery: bool,
+
+    /// Copy every DNS packet to user space, even exact repeats of an exchange judged less than a
+    /// second before (by default the kernel counts those: `dns_repeats`).
+    #[arg(long)]
+    pub every_dns_packet: bool,
 }
 
 impl CaptureArgs {
@@ -213,6 +218,7 @@ impl CaptureArgs {
             proxies,
             jobs: None,
             stats_every: None,
+            dns_repeats: !self.every_dns_packet,
         }
     }
 

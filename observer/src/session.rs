@@ -14,6 +14,8 @@ use tokio::{
     time::{interval, MissedTickBehavior},
 };
 
+use observer_ebpf::DNS_PENDING_SWEEP_NS;
+
 use crate::{
     capture::cgroups::Lookups,
     capture::clock::{monotonic_ns, Clock},
@@ -146,6 +148,10 @@ pub async fn run_started(
                 // The kernel's word on adopted flows first (see `Poller::rewrite`).
                 capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut batch, record));
                 let now = monotonic_ns();
+                // Held DNS queries whose answer never came: read as copied (a timeout is one).
+                capture.take_held_dns_queries(now.saturating_sub(DNS_PENDING_SWEEP_NS), |record| {
+                    ingest(&mut tracker, &mut diag, &mut batch, record);
+                });
                 read_flows(&capture, &mut tracker, &mut diag, &mut batch, now);
                 let stats = stats(&tracker, &capture, &cgroups);
                 let stats_due = config.stats_every.is_some_and(|every| {
@@ -166,6 +172,7 @@ pub async fn run_started(
             _ = sigterm.recv() => break Ok(()),
             () = &mut stop => break Ok(()),
         }
+        capture.remember_dns_answers(&tracker.take_repeatable_answers());
         ask_cgroups(&mut cgroups, &batch);
         if let Err(e) = consume(stamp(batch)) {
             break Err(e);
@@ -177,6 +184,9 @@ pub async fn run_started(
     // is what ends and judges that upload), everything held back, and the totals.
     let mut last = Vec::new();
     capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut last, record));
+    capture.take_held_dns_queries(u64::MAX, |record| {
+        ingest(&mut tracker, &mut diag, &mut last, record);
+    });
     read_flows(&capture, &mut tracker, &mut diag, &mut last, monotonic_ns());
     last.extend(tracker.flush());
     ask_cgroups(&mut cgroups, &last);
@@ -270,6 +280,7 @@ fn stats(tracker: &Tracker, capture: &Capture, cgroups: &Lookups) -> CaptureStat
     CaptureStats {
         lost_events: lost,
         dns_skipped: skipped,
+        dns_repeats: capture.dns_repeats(),
         job_pids_full: capture.job_pids_full(),
         cgroups_unresolved: cgroups.unresolved(),
         ..tracker.stats()

@@ -1,24 +1,37 @@
-//! `cargo xtask bench`: the cost of observing, measured in the network lab.
+//! `cargo xtask bench`: the cost of observing, measured in the network lab, next to the tools an
+//! admin would otherwise run.
 //!
-//! In one run, alternating "without" and "with" the observer (`observer watch --json`, output to
-//! a file), in five rounds (each ratio is the median of the rounds' ratios):
-//! - bulk TCP throughput over the veth (iperf3 on port 443, a watched port);
-//! - short HTTPS connections per second (TCP, a TLS 1.3 handshake with the lab's certificate, a
-//!   small request, the answer, close; 2 threads), as the runner makes them, and the same in
-//!   plain TCP (a stress figure: no TLS work to hide the observer's cost);
-//! - DNS responses per second (a UDP responder on port 53, queries pipelined).
+//! Every phase runs in rounds; in each round it runs back to back without any tool, with the
+//! observer (`observer record`, the report written at the end), with `tcpdump` (capturing what we capture:
+//! DNS, and SYN/FIN/RST to port 443, written to a file) and with `bandwhich` (a monitor that
+//! attributes traffic to processes; skipped when not installed). Each tool's ratio is its
+//! with/without rate in the same round, and the table shows the median of the rounds with the
+//! spread of the rates without any tool (a phase whose load generator is unstable says so).
 //!
-//! Then, with the observer: 5,000 new connections/s paced for 20 s (100,000 flows tracked) and
-//! 20,000 DNS responses/s paced for 5 s, with the observer's lost events, CPU time (from
-//! /proc/PID/stat) and peak RSS (VmHWM).
+//! Phases:
+//! - `bulk`: TCP throughput over the veth (iperf3 to port 443, a watched port), 10 s;
+//! - `https`: short HTTPS connections (TCP, TLS 1.3 handshake, a request, the answer, close);
+//! - `tcp`: short plain-TCP connections (a stress figure: no TLS work to hide the observer's
+//!   cost). The client closes first and reuses its TIME_WAIT ports (`tcp_tw_reuse`, full port
+//!   range), the server's backlog is deep: without that the generator's rate swung 40-fold
+//!   between rounds (SYNs landing on TIME_WAIT tuples waited a second for a retransmit);
+//! - `dns-repeat`: a few names asked over and over (a build fetching packages);
+//! - `dns-unique`: a new name in every query (a crawler, or an attack).
 //!
+//! Then, with the observer only, the paced phases: 5,000 new connections/s for 20 s (100,000
+//! flows tracked) and 20,000 DNS responses/s of each shape for 5 s, with lost events and peak
+//! RSS (VmHWM). CPU time of every tool comes from /proc/PID/stat, per phase.
+//!
+//! `BENCH_PHASES=tcp,dns-repeat` runs only those phases, `BENCH_TOOLS=observer` only those tools,
+//! `BENCH_ROUNDS=N` sets the rounds, `BENCH_PACED=0` skips the paced phases (for profiling).
 //! Prints a table and writes target/bench.json. Timings are noisy on a shared 2-core machine:
 //! compare the ratios, not absolute numbers.
 
 use std::{
     io::{Read, Write},
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    path::PathBuf,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -37,185 +50,518 @@ const BULK: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 51);
 /// The HTTPS server's address.
 const HTTPS: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 52);
 const PHASE: Duration = Duration::from_secs(4);
-/// Length of each bulk-transfer phase: longer than the others, as its ratio is the one with the
-/// tightest budget and a 4 s transfer on two shared cores varies by ±5 %.
+/// Length of each bulk-transfer phase: longer than the others, as its budget is the tightest.
 const BULK_PHASE: Duration = Duration::from_secs(10);
-/// Rounds of without/with, alternating; ratios are taken per round, then their median.
 const ROUNDS: usize = 5;
+/// Client threads of the connection and DNS generators.
+const CLIENT_THREADS: usize = 4;
+/// DNS queries each client thread keeps in flight.
+const DNS_WINDOW: usize = 32;
+/// The names of the repeated-name flood: documented hosts and a build's package registries.
+const REPEATED_NAMES: [&str; 8] = [
+    "api.github.com",
+    "codeload.github.com",
+    "objects.githubusercontent.com",
+    "pipelines.actions.githubusercontent.com",
+    "registry.npmjs.org",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "deb.debian.org",
+];
+/// The tcpdump filter of what the observer captures (DNS both ways, the TCP flags that open and
+/// end a flow on the watched port).
+const TCPDUMP_FILTER: &str =
+    "port 53 or (tcp port 443 and tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0)";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Bulk,
+    Https,
+    Tcp,
+    DnsRepeat,
+    DnsUnique,
+}
+
+impl Phase {
+    const ALL: [Phase; 5] = [
+        Phase::Bulk,
+        Phase::Https,
+        Phase::Tcp,
+        Phase::DnsRepeat,
+        Phase::DnsUnique,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Bulk => "bulk",
+            Phase::Https => "https",
+            Phase::Tcp => "tcp",
+            Phase::DnsRepeat => "dns-repeat",
+            Phase::DnsUnique => "dns-unique",
+        }
+    }
+
+    /// What one unit of work is, and how many of them the CPU figure is given for.
+    fn unit(self) -> (&'static str, f64) {
+        match self {
+            Phase::Bulk => ("GB", 1e9),
+            Phase::Https | Phase::Tcp => ("10k conns", 1e4),
+            Phase::DnsRepeat | Phase::DnsUnique => ("100k DNS", 1e5),
+        }
+    }
+
+    /// The budget of the observer's median ratio, as text and as a check.
+    fn budget(self) -> (&'static str, Option<f64>) {
+        match self {
+            Phase::Bulk => (">= 0.98", Some(0.98)),
+            Phase::Https => (">= 0.97", Some(0.97)),
+            Phase::Tcp => (">= 0.90", Some(0.90)),
+            Phase::DnsRepeat => (">= 0.90", Some(0.90)),
+            Phase::DnsUnique => (">= tcpdump", None),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tool {
+    None,
+    Observer,
+    Tcpdump,
+    Bandwhich,
+    /// `observer watch --json` (only for the memory of the streaming mode).
+    Watch,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::None => "none",
+            Tool::Observer => "observer",
+            Tool::Tcpdump => "tcpdump",
+            Tool::Bandwhich => "bandwhich",
+            Tool::Watch => "watch",
+        }
+    }
+}
+
+/// One measurement: the rate of a phase's work, and what it was made of.
+struct Measured {
+    /// Units per second (bits/s for bulk, connections/s, DNS responses/s).
+    rate: f64,
+    /// Units done (bytes for bulk).
+    units: f64,
+    /// Attempts that failed (connections refused or timed out, DNS queries unanswered).
+    failed: u64,
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+}
 
 fn main() {
+    let phases: Vec<Phase> = match env_list("BENCH_PHASES") {
+        Some(names) => Phase::ALL
+            .into_iter()
+            .filter(|p| names.iter().any(|n| n == p.name()))
+            .collect(),
+        None => Phase::ALL.to_vec(),
+    };
+    let bandwhich = find_bandwhich();
+    let mut tools = vec![Tool::None, Tool::Observer, Tool::Tcpdump];
+    if bandwhich.is_some() {
+        tools.push(Tool::Bandwhich);
+    } else {
+        eprintln!(
+            "bandwhich is not installed (cargo xtask bench installs it): its column is empty"
+        );
+    }
+    if let Some(names) = env_list("BENCH_TOOLS") {
+        tools.retain(|t| *t == Tool::None || names.iter().any(|n| n == t.name()));
+    }
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS);
+    let paced = std::env::var("BENCH_PACED").map_or(true, |v| v != "0");
+
     let lab = LabConfig::new("bench")
         .host_addr(IpAddr::V4(SERVER))
         .host_addr(IpAddr::V4(BULK))
         .host_addr(IpAddr::V4(HTTPS))
         .start();
+    tune_lab(&lab);
     let stop = Arc::new(AtomicBool::new(false));
     start_servers(&lab, &stop);
     let client_tls = start_https_server(&lab);
+    let capture_dir = std::env::temp_dir().join(format!("observer-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&capture_dir).expect("capture directory");
 
-    let mut rounds = Vec::new();
-    for round in 0..ROUNDS {
-        for with in [false, true] {
-            let observer = with.then(Observer::start);
-            let before = observer.as_ref().map(Observer::cpu_s);
-            let bulk_bps = bulk(&lab);
-            let cpu_bulk = observer.as_ref().map(|o| o.cpu_s() - before.unwrap_or(0.0));
-            let before = observer.as_ref().map(Observer::cpu_s);
-            let (https, https_s) = https_connections(&lab, &client_tls, PHASE);
-            let cpu_https = observer.as_ref().map(|o| o.cpu_s() - before.unwrap_or(0.0));
-            let before = observer.as_ref().map(Observer::cpu_s);
-            let (conns, conn_s) = connections(&lab, None, PHASE);
-            let cpu_conns = observer.as_ref().map(|o| o.cpu_s() - before.unwrap_or(0.0));
-            let dns = dns_rate(&lab, None, PHASE);
-            let lost = observer.map(Observer::stop).map(|(lost, _)| lost);
-            eprintln!(
-                "round {round} {}: bulk {:.2} Gbit/s, {:.0} HTTPS conn/s, {:.0} TCP conn/s, {:.0} DNS/s",
-                if with { "with observer" } else { "without" },
-                bulk_bps / 1e9,
-                https as f64 / https_s,
-                conns as f64 / conn_s,
-                dns
-            );
-            rounds.push(json!({
-                "round": round, "observer": with, "bulk_bps": bulk_bps,
-                "connections_per_s": conns as f64 / conn_s, "dns_per_s": dns,
-                "https_connections_per_s": https as f64 / https_s,
-                "https_connections": https, "observer_cpu_s_https": cpu_https,
-                "observer_cpu_s_bulk": cpu_bulk, "observer_cpu_s_connections": cpu_conns,
-                "connections": conns, "bulk_bytes": bulk_bps / 8.0 * BULK_PHASE.as_secs_f64(),
-                "lost_events": lost,
-            }));
+    let mut samples = Vec::new();
+    for round in 0..rounds {
+        for &phase in &phases {
+            for &tool in &tools {
+                let running = Running::start(tool, &lab, &capture_dir, bandwhich.as_deref());
+                let cpu0 = running.as_ref().map_or(0.0, Running::cpu_s);
+                let m = run_phase(phase, &lab, &client_tls, None);
+                let cpu = running.as_ref().map_or(0.0, |r| r.cpu_s() - cpu0);
+                let stopped = running.map(Running::stop).unwrap_or_default();
+                eprintln!(
+                    "round {round} {:<10} {:<9} rate {:>12.1}{}  cpu {cpu:.2} s{}{}",
+                    phase.name(),
+                    tool.name(),
+                    m.rate,
+                    if m.failed > 0 {
+                        format!(" ({} failed)", m.failed)
+                    } else {
+                        String::new()
+                    },
+                    stopped
+                        .lost
+                        .map(|l| format!(", {l} lost events"))
+                        .unwrap_or_default(),
+                    stopped
+                        .dropped
+                        .map(|d| format!(", {d} dropped by the kernel"))
+                        .unwrap_or_default(),
+                );
+                samples.push(json!({
+                    "round": round, "phase": phase.name(), "tool": tool.name(),
+                    "rate": m.rate, "units": m.units, "failed": m.failed, "cpu_s": cpu,
+                    "lost_events": stopped.lost, "events": stopped.events,
+                    "dns_repeats": stopped.repeats,
+                    "captured": stopped.captured, "dropped": stopped.dropped,
+                }));
+            }
         }
     }
 
-    // Sustained load with the observer: zero lost events is the budget.
-    let observer = Observer::start();
-    let cpu0 = observer.cpu_s();
-    let (paced_conns, paced_s) = connections(&lab, Some(5_000.0), Duration::from_secs(20));
-    let cpu_paced = observer.cpu_s() - cpu0;
-    let dns_paced = dns_rate(&lab, Some(20_000.0), Duration::from_secs(5));
-    let rss_kb = observer.peak_rss_kb();
-    let (lost, events) = observer.stop();
+    let paced_result = paced.then(|| paced_phases(&lab, &capture_dir));
     stop.store(true, Ordering::Relaxed);
+    let _ = std::fs::remove_dir_all(&capture_dir);
 
-    // The ratio with/without of each round (run back to back), then the median of the rounds.
-    let ratio = |key: &str| {
-        let mut v: Vec<f64> = (0..ROUNDS)
-            .filter_map(|r| {
-                let of = |with: bool| {
-                    rounds
-                        .iter()
-                        .find(|x| x["round"] == r && x["observer"] == with)
-                        .and_then(|x| x[key].as_f64())
-                };
-                Some(of(true)? / of(false)?)
-            })
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    let median = |with: bool, key: &str| {
-        let mut v: Vec<f64> = rounds
-            .iter()
-            .filter(|r| r["observer"] == with)
-            .filter_map(|r| r[key].as_f64())
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
-    let with_rounds: Vec<&Value> = rounds.iter().filter(|r| r["observer"] == true).collect();
-    let sum = |key: &str| {
-        with_rounds
-            .iter()
-            .filter_map(|r| r[key].as_f64())
-            .sum::<f64>()
-    };
-    let cpu_per_10k = (sum("observer_cpu_s_connections") + sum("observer_cpu_s_https"))
-        / ((sum("connections") + sum("https_connections")) / 10_000.0);
-    let cpu_per_gb = sum("observer_cpu_s_bulk") / (sum("bulk_bytes") / 1e9);
-    let summary = json!({
-        "throughput_ratio": ratio("bulk_bps"),
-        "connection_rate_ratio": ratio("https_connections_per_s"),
-        "tcp_connection_rate_ratio": ratio("connections_per_s"),
-        "https_connections_per_s_without": median(false, "https_connections_per_s"),
-        "tcp_connections_per_s_without": median(false, "connections_per_s"),
-        "dns_rate_ratio": ratio("dns_per_s"),
-        "observer_cpu_s_per_10k_connections": cpu_per_10k,
-        "observer_cpu_s_per_gb": cpu_per_gb,
-        "paced_connections_per_s": paced_conns as f64 / paced_s,
-        "paced_connections": paced_conns,
-        "paced_connections_cpu_s": cpu_paced,
-        "paced_dns_per_s": dns_paced,
-        "observer_peak_rss_mb": rss_kb as f64 / 1024.0,
-        "lost_events": lost,
-        "events": events,
-        "rounds": rounds,
-    });
+    let summary = summarize(&phases, &tools, &samples, paced_result);
     println!("{}", table(&summary));
     let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench.json"));
     std::fs::write(&out, serde_json::to_string_pretty(&summary).expect("json")).expect("write");
     eprintln!("wrote {}", out.display());
 }
 
-fn table(s: &Value) -> String {
-    let f = |k: &str| s[k].as_f64().unwrap_or(f64::NAN);
-    format!(
-        "measure                                   result      budget\n\
-         bulk throughput with/without              {:>8.3}    >= 0.97\n\
-         short HTTPS connections/s with/without   {:>8.3}    >= 0.95\n\
-         short TCP connections/s with/without     {:>8.3}    (stress, no TLS)\n\
-         DNS responses/s with/without              {:>8.3}\n\
-         observer CPU s per 10k connections        {:>8.3}\n\
-         observer CPU s per GB                     {:>8.3}\n\
-         paced connections/s reached               {:>8.0}    5000, 0 lost\n\
-         paced DNS responses/s                     {:>8.0}    20000, 0 lost\n\
-         lost events (all paced and burst phases)  {:>8.0}    0\n\
-         observer peak RSS (MB)                    {:>8.1}    < 64",
-        f("throughput_ratio"),
-        f("connection_rate_ratio"),
-        f("tcp_connection_rate_ratio"),
-        f("dns_rate_ratio"),
-        f("observer_cpu_s_per_10k_connections"),
-        f("observer_cpu_s_per_gb"),
-        f("paced_connections_per_s"),
-        f("paced_dns_per_s"),
-        f("lost_events"),
-        f("observer_peak_rss_mb"),
-    )
+fn run_phase(
+    phase: Phase,
+    lab: &Lab,
+    client_tls: &Arc<rustls::ClientConfig>,
+    rate: Option<f64>,
+) -> Measured {
+    match phase {
+        Phase::Bulk => bulk(lab),
+        Phase::Https => https_connections(lab, client_tls, PHASE),
+        Phase::Tcp => connections(lab, rate, PHASE),
+        Phase::DnsRepeat => dns(lab, false, rate, PHASE),
+        Phase::DnsUnique => dns(lab, true, rate, PHASE),
+    }
 }
 
-/// The servers, in the internet namespace: a TCP server on :443 that answers a small request
-/// and closes, and a DNS responder on :53. iperf3 runs per measurement.
+/// With the observer: the paced rates (the budget is 0 lost), and the peak RSS with 100,000 flows.
+fn paced_phases(lab: &Lab, dir: &Path) -> Value {
+    let observer = Running::start(Tool::Observer, lab, dir, None).expect("observer");
+    let mut parts = Vec::new();
+    for (phase, rate, time) in [
+        (Phase::Tcp, 5_000.0, Duration::from_secs(20)),
+        (Phase::DnsRepeat, 20_000.0, Duration::from_secs(5)),
+        (Phase::DnsUnique, 20_000.0, Duration::from_secs(5)),
+    ] {
+        let cpu0 = observer.cpu_s();
+        let m = match phase {
+            Phase::Tcp => connections(lab, Some(rate), time),
+            _ => dns(lab, phase == Phase::DnsUnique, Some(rate), time),
+        };
+        let cpu = observer.cpu_s() - cpu0;
+        eprintln!(
+            "paced {:<10} asked {rate:.0}/s, reached {:.0}/s ({} failed), observer cpu {cpu:.2} s",
+            phase.name(),
+            m.rate,
+            m.failed
+        );
+        parts.push(json!({
+            "phase": phase.name(), "asked_per_s": rate, "reached_per_s": m.rate,
+            "units": m.units, "failed": m.failed, "cpu_s": cpu,
+        }));
+    }
+    let rss_kb = observer.peak_rss_kb();
+    let stopped = observer.stop();
+    // `record` keeps every flow for its report (up to --max-flows); `watch` streams and forgets
+    // closed flows. Both memories, for the same 100,000 connections.
+    let watch = Running::start(Tool::Watch, lab, dir, None).expect("observer watch");
+    connections(lab, Some(5_000.0), Duration::from_secs(20));
+    let watch_rss_kb = watch.peak_rss_kb();
+    drop(watch);
+    eprintln!(
+        "peak RSS with 100,000 flows: record {:.1} MB, watch {:.1} MB",
+        rss_kb as f64 / 1024.0,
+        watch_rss_kb as f64 / 1024.0
+    );
+    json!({
+        "phases": parts,
+        "observer_peak_rss_mb": rss_kb as f64 / 1024.0,
+        "watch_peak_rss_mb": watch_rss_kb as f64 / 1024.0,
+        "lost_events": stopped.lost,
+        "events": stopped.events,
+        "dns_repeats": stopped.repeats,
+    })
+}
+
+fn summarize(phases: &[Phase], tools: &[Tool], samples: &[Value], paced: Option<Value>) -> Value {
+    let of = |phase: Phase, tool: Tool| -> Vec<&Value> {
+        samples
+            .iter()
+            .filter(|s| s["phase"] == phase.name() && s["tool"] == tool.name())
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for &phase in phases {
+        let base = of(phase, Tool::None);
+        let base_rates: Vec<f64> = base.iter().filter_map(|s| s["rate"].as_f64()).collect();
+        let mut row = json!({
+            "phase": phase.name(),
+            "rate_without": median(&base_rates),
+            "spread_without": spread(&base_rates),
+        });
+        for &tool in tools.iter().filter(|t| **t != Tool::None) {
+            let with = of(phase, tool);
+            let ratios: Vec<f64> = with
+                .iter()
+                .filter_map(|w| {
+                    let b = base.iter().find(|b| b["round"] == w["round"])?;
+                    Some(w["rate"].as_f64()? / b["rate"].as_f64()?)
+                })
+                .collect();
+            let cpu: f64 = with.iter().filter_map(|w| w["cpu_s"].as_f64()).sum();
+            let units: f64 = with.iter().filter_map(|w| w["units"].as_f64()).sum();
+            let lost: u64 = with.iter().filter_map(|w| w["lost_events"].as_u64()).sum();
+            let dropped: u64 = with.iter().filter_map(|w| w["dropped"].as_u64()).sum();
+            let captured: u64 = with.iter().filter_map(|w| w["captured"].as_u64()).sum();
+            row[tool.name()] = json!({
+                "ratio": median(&ratios),
+                "ratio_min": ratios.iter().copied().fold(f64::NAN, f64::min),
+                "ratio_max": ratios.iter().copied().fold(f64::NAN, f64::max),
+                "cpu_s_per_unit": cpu / (units / phase.unit().1),
+                "cpu_s": cpu,
+                "lost_events": lost,
+                "dropped": dropped,
+                "captured": captured,
+                "cpu_us_per_captured": if captured > 0 { cpu * 1e6 / captured as f64 } else { f64::NAN },
+            });
+        }
+        rows.push(row);
+    }
+    json!({ "phases": rows, "paced": paced, "samples": samples })
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+/// Half the range of `v` as a share of its median: ±this.
+fn spread(v: &[f64]) -> f64 {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    (hi - lo) / 2.0 / median(v)
+}
+
+fn table(s: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "phase        rate without (spread)     observer  (min-max)       tcpdump   bandwhich  budget\n",
+    );
+    let ratio = |row: &Value, tool: &str| -> String {
+        let r = &row[tool];
+        match r["ratio"].as_f64() {
+            Some(x) if r.is_object() => format!("{x:.3}"),
+            _ => "-".into(),
+        }
+    };
+    for row in s["phases"].as_array().into_iter().flatten() {
+        let phase = Phase::ALL
+            .into_iter()
+            .find(|p| row["phase"] == p.name())
+            .expect("phase");
+        let rate = row["rate_without"].as_f64().unwrap_or(f64::NAN);
+        let rate = match phase {
+            Phase::Bulk => format!("{:.2} Gbit/s", rate / 1e9),
+            Phase::Https | Phase::Tcp => format!("{rate:.0} conn/s"),
+            _ => format!("{rate:.0} resp/s"),
+        };
+        let o = &row["observer"];
+        let range = format!(
+            "({:.3}-{:.3})",
+            o["ratio_min"].as_f64().unwrap_or(f64::NAN),
+            o["ratio_max"].as_f64().unwrap_or(f64::NAN)
+        );
+        out.push_str(&format!(
+            "{:<12} {:<15} (±{:>4.1} %)  {:<9} {:<15} {:<9} {:<10} {}\n",
+            phase.name(),
+            rate,
+            row["spread_without"].as_f64().unwrap_or(f64::NAN) * 100.0,
+            ratio(row, "observer"),
+            range,
+            ratio(row, "tcpdump"),
+            ratio(row, "bandwhich"),
+            phase.budget().0,
+        ));
+    }
+    out.push_str("\nCPU seconds per unit of work (observer / tcpdump / bandwhich)\n");
+    for row in s["phases"].as_array().into_iter().flatten() {
+        let phase = Phase::ALL
+            .into_iter()
+            .find(|p| row["phase"] == p.name())
+            .expect("phase");
+        let cpu = |tool: &str| {
+            row[tool]["cpu_s_per_unit"]
+                .as_f64()
+                .map_or("-".to_owned(), |x| format!("{x:.3}"))
+        };
+        out.push_str(&format!(
+            "{:<12} per {:<10} {:>8} {:>8} {:>8}   lost events {}, tcpdump dropped {}\n",
+            phase.name(),
+            phase.unit().0,
+            cpu("observer"),
+            cpu("tcpdump"),
+            cpu("bandwhich"),
+            row["observer"]["lost_events"],
+            row["tcpdump"]["dropped"],
+        ));
+    }
+    if let Some(p) = s["paced"].as_object() {
+        out.push_str("\nPaced, with the observer\n");
+        for part in p["phases"].as_array().into_iter().flatten() {
+            let asked = part["asked_per_s"].as_f64().unwrap_or(0.0);
+            let reached = part["reached_per_s"].as_f64().unwrap_or(0.0);
+            out.push_str(&format!(
+                "{:<12} asked {:>6.0}/s  reached {:>6.0}/s  {}\n",
+                part["phase"].as_str().unwrap_or(""),
+                asked,
+                reached,
+                if reached >= asked * 0.98 {
+                    "ok".to_owned()
+                } else {
+                    format!("NOT reached ({} failed)", part["failed"])
+                }
+            ));
+        }
+        out.push_str(&format!(
+            "lost events {} (budget 0); peak RSS with 100,000 flows: record {:.1} MB, watch \
+             {:.1} MB (budget < 64)\n",
+            p["lost_events"],
+            p["observer_peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+            p["watch_peak_rss_mb"].as_f64().unwrap_or(f64::NAN)
+        ));
+    }
+    out
+}
+
+/// Lab settings that keep the generators stable: the client reuses TIME_WAIT ports over the full
+/// range; the server namespace takes deep listen backlogs.
+fn tune_lab(lab: &Lab) {
+    for (ns_runner, args) in [
+        (true, "net.ipv4.tcp_tw_reuse=1"),
+        (true, "net.ipv4.ip_local_port_range=1024 65000"),
+        (false, "net.core.somaxconn=8192"),
+        (false, "net.ipv4.tcp_max_syn_backlog=8192"),
+    ] {
+        let out = if ns_runner {
+            lab.run_in_runner("sysctl", &["-qw", args])
+        } else {
+            lab.run_in_internet("sysctl", &["-qw", args])
+        };
+        assert!(
+            out.status.success(),
+            "sysctl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Deepens a listener's backlog (listen again on a listening socket only changes it).
+fn deep_backlog(l: &TcpListener) {
+    // SAFETY: plain syscall on an open listening socket.
+    unsafe { libc::listen(l.as_raw_fd(), 4096) };
+}
+
+/// Sets a socket's receive buffer beyond rmem_max (root).
+fn big_rcvbuf(fd: i32) {
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt on an open socket with a c_int value.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// The servers, in the internet namespace: a TCP server on :443 that answers a small request and
+/// closes after the client did, and a DNS responder on :53 that answers every A query with an
+/// address.
 fn start_servers(lab: &Lab, stop: &Arc<AtomicBool>) {
     let (listener, udp) = lab.in_internet_ns(|| {
         let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(SERVER), 443)).expect("bind 443");
+        deep_backlog(&l);
         let u = UdpSocket::bind(SocketAddr::new(IpAddr::V4(SERVER), 53)).expect("bind 53");
+        big_rcvbuf(u.as_raw_fd());
         (l, u)
     });
-    for _ in 0..2 {
+    for _ in 0..4 {
         let listener = listener.try_clone().expect("clone listener");
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let mut buf = [0u8; 64];
-                if conn.read(&mut buf).is_ok() {
-                    let _ = conn.write_all(b"ok");
+                if conn.read(&mut buf).is_ok() && conn.write_all(b"ok").is_ok() {
+                    // The client closes first (its TIME_WAIT is reused); wait for its FIN.
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = conn.read(&mut buf);
                 }
             }
         });
     }
-    let stop = Arc::clone(stop);
-    thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((n, peer)) = udp.recv_from(&mut buf) {
-                if n >= 12 {
-                    buf[2] |= 0x80; // QR: a response
-                    let _ = udp.send_to(&buf[..n], peer);
+    for _ in 0..2 {
+        let udp = udp.try_clone().expect("clone udp");
+        let stop = Arc::clone(stop);
+        thread::spawn(move || {
+            let _ = udp.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 600];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = udp.recv_from(&mut buf) else {
+                    continue;
+                };
+                if !(17..=512).contains(&n) {
+                    continue;
                 }
+                // QR, RD copied, RA; one answer: the question's name (pointer), A, IN, TTL 60.
+                buf[2] |= 0x80;
+                buf[3] = 0x80;
+                buf[6..8].copy_from_slice(&1u16.to_be_bytes());
+                let answer = [
+                    0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 7, buf[1],
+                ];
+                buf[n..n + answer.len()].copy_from_slice(&answer);
+                let _ = udp.send_to(&buf[..n + answer.len()], peer);
             }
-        }
-    });
+        });
+    }
 }
 
 /// A TLS server on HTTPS:443 in the internet namespace with the lab's certificate (2 threads);
@@ -237,7 +583,9 @@ fn start_https_server(lab: &Lab) -> Arc<rustls::ClientConfig> {
             .expect("server config"),
     );
     let listener = lab.in_internet_ns(|| {
-        TcpListener::bind(SocketAddr::new(IpAddr::V4(HTTPS), 443)).expect("bind HTTPS")
+        let l = TcpListener::bind(SocketAddr::new(IpAddr::V4(HTTPS), 443)).expect("bind HTTPS");
+        deep_backlog(&l);
+        l
     });
     for _ in 0..2 {
         let listener = listener.try_clone().expect("clone listener");
@@ -271,53 +619,87 @@ fn start_https_server(lab: &Lab) -> Arc<rustls::ClientConfig> {
     )
 }
 
-/// Short HTTPS connections from the runner namespace (2 threads): TCP, TLS handshake, a request,
-/// the answer, close. Returns (connections made, seconds).
-fn https_connections(lab: &Lab, client: &Arc<rustls::ClientConfig>, time: Duration) -> (u64, f64) {
-    let done = Arc::new(AtomicU64::new(0));
+/// Runs `work(thread index)` on `CLIENT_THREADS` threads in the runner namespace; each returns
+/// (done, failed). Returns the totals and the seconds taken.
+fn in_clients<F>(lab: &Lab, work: F) -> (u64, u64, f64)
+where
+    F: Fn(usize) -> (u64, u64) + Send + Sync,
+{
+    let done = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
     let start = Instant::now();
     lab.in_runner_ns(|| {
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let done = Arc::clone(&done);
-                let client = Arc::clone(client);
-                thread::spawn(move || {
-                    let name = rustls::pki_types::ServerName::IpAddress(IpAddr::V4(HTTPS).into());
-                    let t0 = Instant::now();
-                    let mut n = 0u64;
-                    while t0.elapsed() < time {
-                        let addr = SocketAddr::new(IpAddr::V4(HTTPS), 443);
-                        let Ok(tcp) = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                        else {
-                            continue;
-                        };
-                        let tls = rustls::ClientConnection::new(Arc::clone(&client), name.clone())
-                            .expect("client connection");
-                        let mut stream = rustls::StreamOwned::new(tls, tcp);
-                        if stream
-                            .write_all(b"GET / HTTP/1.1\r\nhost: lab\r\n\r\n")
-                            .is_ok()
-                        {
-                            let mut buf = [0u8; 256];
-                            let _ = stream.read(&mut buf);
-                            n += 1;
-                        }
-                    }
-                    done.fetch_add(n, Ordering::Relaxed);
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
-        }
+        thread::scope(|s| {
+            for i in 0..CLIENT_THREADS {
+                let (work, done, failed) = (&work, &done, &failed);
+                s.spawn(move || {
+                    let (d, f) = work(i);
+                    done.fetch_add(d, Ordering::Relaxed);
+                    failed.fetch_add(f, Ordering::Relaxed);
+                });
+            }
+        });
     });
-    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+    (
+        done.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        start.elapsed().as_secs_f64(),
+    )
 }
 
-/// Bulk TCP throughput with iperf3 to port 443, in bits per second.
-fn bulk(lab: &Lab) -> f64 {
-    let mut server =
-        lab.spawn_in_internet("iperf3", &["-s", "-1", "-B", "198.18.1.51", "-p", "443"]);
+/// Sleeps until the `n`th event of a thread paced at `per_s` is due.
+fn pace(t0: Instant, n: u64, per_s: Option<f64>) {
+    if let Some(r) = per_s {
+        let due = Duration::from_secs_f64(n as f64 / r);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            thread::sleep(wait);
+        }
+    }
+}
+
+/// Short HTTPS connections from the runner namespace: TCP, TLS handshake, a request, the answer,
+/// close.
+fn https_connections(lab: &Lab, client: &Arc<rustls::ClientConfig>, time: Duration) -> Measured {
+    let (done, failed, secs) = in_clients(lab, |_| {
+        let name = rustls::pki_types::ServerName::IpAddress(IpAddr::V4(HTTPS).into());
+        let t0 = Instant::now();
+        let (mut n, mut failed) = (0u64, 0u64);
+        while t0.elapsed() < time {
+            let addr = SocketAddr::new(IpAddr::V4(HTTPS), 443);
+            let Ok(tcp) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+                failed += 1;
+                continue;
+            };
+            let tls = rustls::ClientConnection::new(Arc::clone(client), name.clone())
+                .expect("client connection");
+            let mut stream = rustls::StreamOwned::new(tls, tcp);
+            let mut buf = [0u8; 256];
+            if stream
+                .write_all(b"GET / HTTP/1.1\r\nhost: lab\r\n\r\n")
+                .is_ok()
+                && stream.read(&mut buf).is_ok_and(|n| n > 0)
+            {
+                n += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (n, failed)
+    });
+    Measured {
+        rate: done as f64 / secs,
+        units: done as f64,
+        failed,
+    }
+}
+
+/// Bulk TCP throughput with iperf3 to port 443.
+fn bulk(lab: &Lab) -> Measured {
+    let mut cmd = lab.internet_command("iperf3");
+    cmd.args(["-s", "-1", "-B", "198.18.1.51", "-p", "443"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut server = lab.spawn(&mut cmd);
     thread::sleep(Duration::from_millis(300));
     let secs = BULK_PHASE.as_secs().to_string();
     let out = lab.run_in_runner(
@@ -326,113 +708,262 @@ fn bulk(lab: &Lab) -> f64 {
     );
     let _ = server.wait();
     let report: Value = serde_json::from_slice(&out.stdout).expect("iperf3 -J prints JSON");
-    report["end"]["sum_received"]["bits_per_second"]
+    let bps = report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .expect("iperf3 result")
+        .expect("iperf3 result");
+    Measured {
+        rate: bps,
+        units: report["end"]["sum_received"]["bytes"]
+            .as_f64()
+            .unwrap_or(bps / 8.0 * BULK_PHASE.as_secs_f64()),
+        failed: 0,
+    }
 }
 
-/// Short connections to :443 from the runner namespace (2 threads), paced at `rate`/s when
-/// given. Returns (connections made, seconds).
-fn connections(lab: &Lab, rate: Option<f64>, time: Duration) -> (u64, f64) {
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    lab.in_runner_ns(|| {
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let done = Arc::clone(&done);
-                thread::spawn(move || {
-                    let per_thread = rate.map(|r| r / 2.0);
-                    let t0 = Instant::now();
-                    let mut n = 0u64;
-                    while t0.elapsed() < time {
-                        if let Some(r) = per_thread {
-                            let due = Duration::from_secs_f64(n as f64 / r);
-                            if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                                thread::sleep(wait);
-                            }
-                        }
-                        let addr = SocketAddr::new(IpAddr::V4(SERVER), 443);
-                        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
-                        {
-                            let _ = s.write_all(b"GET");
-                            let mut buf = [0u8; 8];
-                            let _ = s.read(&mut buf);
-                        }
-                        n += 1;
-                    }
-                    done.fetch_add(n, Ordering::Relaxed);
-                })
-            })
-            .collect();
-        for t in threads {
-            let _ = t.join();
+/// Short plain-TCP connections to :443 from the runner namespace, paced at `rate`/s when given:
+/// connect, send, read the answer, close (the client first).
+fn connections(lab: &Lab, rate: Option<f64>, time: Duration) -> Measured {
+    let per_thread = rate.map(|r| r / CLIENT_THREADS as f64);
+    let (done, failed, secs) = in_clients(lab, |_| {
+        let t0 = Instant::now();
+        let (mut n, mut failed) = (0u64, 0u64);
+        while t0.elapsed() < time {
+            pace(t0, n + failed, per_thread);
+            let addr = SocketAddr::new(IpAddr::V4(SERVER), 443);
+            let ok =
+                TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok_and(|mut s| {
+                    let mut buf = [0u8; 8];
+                    s.write_all(b"GET").is_ok() && s.read(&mut buf).is_ok_and(|n| n > 0)
+                });
+            if ok {
+                n += 1;
+            } else {
+                failed += 1;
+            }
         }
+        (n, failed)
     });
-    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+    Measured {
+        rate: done as f64 / secs,
+        units: done as f64,
+        failed,
+    }
 }
 
-/// DNS responses per second received from the responder, pipelined 32 at a time, or paced at
-/// `rate`/s.
-fn dns_rate(lab: &Lab, rate: Option<f64>, time: Duration) -> f64 {
-    lab.in_runner_ns(|| {
+/// A DNS query for `name` (A, IN, recursion desired) with id `id`.
+fn dns_query(id: u16, name: &str, buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        buf.push(label.len() as u8);
+        buf.extend_from_slice(label.as_bytes());
+    }
+    buf.extend_from_slice(&[0, 0, 1, 0, 1]);
+}
+
+/// DNS responses per second received from the responder, each client thread keeping
+/// `DNS_WINDOW` queries in flight, or paced at `rate`/s. `unique`: a new name in every query;
+/// else the `REPEATED_NAMES` in turn.
+fn dns(lab: &Lab, unique: bool, rate: Option<f64>, time: Duration) -> Measured {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let per_thread = rate.map(|r| r / CLIENT_THREADS as f64);
+    // Names stay unique across phases and runs.
+    let stamp = CALLS.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() << 8);
+    let (done, failed, secs) = in_clients(lab, |i| {
         let sock = UdpSocket::bind("0.0.0.0:0").expect("udp");
         sock.connect(SocketAddr::new(IpAddr::V4(SERVER), 53))
             .expect("connect");
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
+        big_rcvbuf(sock.as_raw_fd());
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
-        let query: Vec<u8> = [
-            &[0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0][..],
-            b"\x03api\x06github\x03com\x00\x00\x01\x00\x01",
-        ]
-        .concat();
         let t0 = Instant::now();
-        let (mut sent, mut got) = (0u64, 0u64);
-        let mut buf = [0u8; 512];
+        let (mut sent, mut got, mut lost) = (0u64, 0u64, 0u64);
+        let mut query = Vec::with_capacity(128);
+        let mut buf = [0u8; 600];
+        let mut name = String::with_capacity(64);
         while t0.elapsed() < time {
-            for _ in 0..32 {
-                if let Some(r) = rate {
-                    let due = Duration::from_secs_f64(sent as f64 / r);
-                    if let Some(wait) = due.checked_sub(t0.elapsed()) {
-                        thread::sleep(wait);
-                    }
+            let mut in_flight = 0u64;
+            for _ in 0..DNS_WINDOW {
+                pace(t0, sent, per_thread);
+                name.clear();
+                if unique {
+                    use std::fmt::Write as _;
+                    let _ = write!(name, "u{sent}-{i}-{stamp:x}.flood.example");
+                } else {
+                    name.push_str(REPEATED_NAMES[sent as usize % REPEATED_NAMES.len()]);
                 }
+                dns_query(sent as u16, &name, &mut query);
                 if sock.send(&query).is_ok() {
                     sent += 1;
+                    in_flight += 1;
                 }
             }
-            for _ in 0..32 {
-                if sock.recv(&mut buf).is_ok() {
-                    got += 1;
-                } else {
+            while in_flight > 0 {
+                if sock.recv(&mut buf).is_err() {
+                    // Not answered within the timeout: counted, and a new window starts.
+                    lost += in_flight;
                     break;
                 }
+                got += 1;
+                in_flight -= 1;
             }
         }
-        got as f64 / t0.elapsed().as_secs_f64()
-    })
+        (got, lost)
+    });
+    Measured {
+        rate: done as f64 / secs,
+        units: done as f64,
+        failed,
+    }
 }
 
-/// `observer watch --json`, its output in a file.
-struct Observer {
+/// Whether a tool started is ready (given its output file).
+type Ready = Box<dyn Fn(&Path) -> bool>;
+
+/// A tool running during a phase: its process, and where its output goes.
+struct Running {
+    tool: Tool,
     child: Child,
     out: PathBuf,
 }
 
-impl Observer {
-    fn start() -> Self {
-        let out = std::env::temp_dir().join(format!("bench-observer-{}.jsonl", std::process::id()));
-        let child = Command::new(observer_bin())
-            .args(["watch", "--json", "--ports", "443"])
-            .stdout(std::fs::File::create(&out).expect("create output"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the observer");
+impl Drop for Running {
+    /// A bench that fails half-way leaves no observer attached to the root cgroup.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child, still running (not reaped).
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a tool said when it stopped.
+#[derive(Default)]
+struct Stopped {
+    /// The observer's lost kernel events.
+    lost: Option<u64>,
+    /// The observer's kernel events.
+    events: Option<u64>,
+    /// DNS exchanges the observer's kernel side counted instead of copying.
+    repeats: Option<u64>,
+    /// tcpdump: packets captured.
+    captured: Option<u64>,
+    /// tcpdump: packets dropped by the kernel.
+    dropped: Option<u64>,
+}
+
+fn find_bandwhich() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("BENCH_BANDWHICH").map(PathBuf::from),
+        Some(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/tools/bin/bandwhich"
+        ))),
+    ];
+    candidates.into_iter().flatten().find(|p| p.exists())
+}
+
+impl Running {
+    fn start(tool: Tool, lab: &Lab, dir: &Path, bandwhich: Option<&Path>) -> Option<Self> {
+        let out = dir.join(format!("{}.out", tool.name()));
+        let (child, ready): (Child, Ready) = match tool {
+            Tool::None => return None,
+            Tool::Observer => {
+                let log = dir.join("observer.log");
+                let child = Command::new(observer_bin())
+                    .args(["record", "--ports", "443", "--out"])
+                    .arg(&out)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).expect("observer log"))
+                    .spawn()
+                    .expect("start the observer");
+                (
+                    child,
+                    Box::new(move |_: &Path| {
+                        let started = std::fs::read_to_string(&log)
+                            .is_ok_and(|s| s.contains("observer: recording"));
+                        if started {
+                            // A probe that did not attach makes every figure a lie.
+                            let warnings = std::fs::read_to_string(&log).unwrap_or_default();
+                            assert!(
+                                !warnings.contains("not attached"),
+                                "the observer did not attach everything:\n{warnings}"
+                            );
+                        }
+                        started
+                    }),
+                )
+            }
+            Tool::Tcpdump => {
+                let log = dir.join("tcpdump.log");
+                let mut cmd = lab.runner_command("tcpdump");
+                cmd.args([
+                    "-i",
+                    lab.runner_veth(),
+                    "-n",
+                    "-s",
+                    "600",
+                    "-B",
+                    "4096",
+                    "-w",
+                ])
+                .arg(&out)
+                .arg(TCPDUMP_FILTER)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("tcpdump log"));
+                let child = lab.spawn(&mut cmd);
+                (
+                    child,
+                    Box::new(move |_: &Path| {
+                        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("listening on"))
+                    }),
+                )
+            }
+            Tool::Watch => {
+                let child = Command::new(observer_bin())
+                    .args(["watch", "--json", "--ports", "443"])
+                    .stdout(std::fs::File::create(&out).expect("create output"))
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start observer watch");
+                (
+                    child,
+                    Box::new(|out: &Path| {
+                        std::fs::read_to_string(out).is_ok_and(|s| s.contains("capture_started"))
+                    }),
+                )
+            }
+            Tool::Bandwhich => {
+                let mut cmd = lab.runner_command(bandwhich?.to_str()?);
+                cmd.args(["-i", lab.runner_veth(), "--raw", "-n"])
+                    .stdin(Stdio::null())
+                    .stdout(std::fs::File::create(&out).expect("bandwhich output"))
+                    .stderr(Stdio::null());
+                let child = lab.spawn(&mut cmd);
+                (
+                    child,
+                    // bandwhich prints nothing until traffic flows: give it its start-up time.
+                    Box::new(|_: &Path| true),
+                )
+            }
+        };
+        let running = Self {
+            tool,
+            child,
+            out: out.clone(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(&out).is_ok_and(|s| s.contains("capture_started")) {
-            assert!(Instant::now() < deadline, "the observer did not start");
+        while !ready(&out) {
+            assert!(Instant::now() < deadline, "{} did not start", tool.name());
             thread::sleep(Duration::from_millis(50));
         }
-        Self { child, out }
+        if tool == Tool::Bandwhich {
+            thread::sleep(Duration::from_secs(1));
+        }
+        Some(running)
     }
 
     /// User + system CPU seconds so far.
@@ -462,22 +993,38 @@ impl Observer {
             .unwrap_or(0)
     }
 
-    /// Stops it; returns (lost events, events) from its last `capture_stats`.
-    fn stop(mut self) -> (u64, u64) {
+    fn stop(mut self) -> Stopped {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let mut stopped = Stopped::default();
+        match self.tool {
+            Tool::Observer => {
+                let report: Value = std::fs::read(&self.out)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                let c = &report["capture"];
+                stopped.lost = Some(c["lost_events"].as_u64().unwrap_or(u64::MAX));
+                stopped.events = c["events"].as_u64();
+                stopped.repeats = Some(c["dns_repeats"].as_u64().unwrap_or(0));
+                let _ = std::fs::remove_file(self.out.with_file_name("observer.log"));
+            }
+            Tool::Tcpdump => {
+                let log = self.out.with_file_name("tcpdump.log");
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let count = |what: &str| {
+                    text.lines()
+                        .find(|l| l.ends_with(what))
+                        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+                };
+                stopped.captured = count("packets captured");
+                stopped.dropped = count("packets dropped by kernel");
+                let _ = std::fs::remove_file(log);
+            }
+            Tool::Bandwhich | Tool::Watch | Tool::None => {}
+        }
         let _ = std::fs::remove_file(&self.out);
-        let stats = text
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["event"] == "capture_stats")
-            .unwrap_or_default();
-        (
-            stats["lost_events"].as_u64().unwrap_or(u64::MAX),
-            stats["events"].as_u64().unwrap_or(0),
-        )
+        stopped
     }
 }

@@ -363,3 +363,87 @@ time.sleep(25)
         }
     }
 }
+
+/// One process asks the same names over and over from one socket (a build fetching packages):
+/// the kernel counts the exact repeats instead of copying them, and every verdict stays what
+/// each lookup earned: answers, the one failure of a name that fails once, and each timeout of a
+/// name never answered (held queries are taken back by user space and judged).
+#[test]
+fn repeated_lookups_are_counted_in_the_kernel_and_every_verdict_stays_exact() {
+    if !require_root_or_skip() {
+        return;
+    }
+    let lab = LabConfig::new("dnsrepeat")
+        .dns_lab(&[
+            "api.github.com:A:answer:198.18.1.10",
+            "codeload.github.com:A:fail-first:servfail:198.18.1.10",
+            "github-releases.githubusercontent.com:A:drop",
+        ])
+        .start();
+    let recording = Recording::start(lab.work_dir(), &[]);
+    let program = format!(
+        r#"
+import random, socket, struct
+def query(name, qid):
+    head = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    labels = b"".join(bytes([len(l)]) + l.encode() for l in name.split("."))
+    return head + labels + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("{server}", 53))
+def ask(name, n, timeout):
+    got = 0
+    s.settimeout(timeout)
+    for _ in range(n):
+        qid = random.randrange(65536)
+        s.send(query(name, qid))
+        try:
+            while s.recv(600)[:2] != struct.pack(">H", qid):
+                pass
+            got += 1
+        except socket.timeout:
+            pass
+    return got
+print(ask("api.github.com", 1000, 1.0), ask("codeload.github.com", 50, 1.0),
+      ask("github-releases.githubusercontent.com", 10, 0.3))
+"#,
+        server = observer_tests::DNS_LAB
+    );
+    let out = lab.run_in_runner("python3", &["-c", &program]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1000 50 0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sleep(Duration::from_millis(3000));
+    let (report, stderr) = recording.stop();
+    let capture = &report["capture"];
+    assert_eq!(capture["lost_events"], 0, "{stderr}");
+    // Most repeats never left the kernel (those before user space read the first answer, up to
+    // 100 ms later, did); what did was judged like any exchange: nothing was rejected (a held
+    // query released late would make its answer unsolicited).
+    let repeats = capture["dns_repeats"].as_u64().unwrap_or(0);
+    assert!(repeats >= 600, "{repeats} repeats counted: {capture:#}");
+    assert!(capture["dns_checks"].is_null(), "{capture:#}");
+    assert!(capture["dns_rejected"].is_null(), "{capture:#}");
+
+    // Answered every time: its address known, nothing against it (no connection was made).
+    let api = report_host(&report, "api.github.com");
+    assert_eq!(
+        api["addresses"],
+        serde_json::json!(["198.18.1.10"]),
+        "{api:#}"
+    );
+    assert!(reasons(api).is_empty(), "{api:#}");
+
+    // The one SERVFAIL is one, however many answers followed it.
+    let codeload = report_host(&report, "codeload.github.com");
+    assert_eq!(reasons(codeload), ["dns_servfail A"], "{codeload:#}");
+    assert_eq!(codeload["reasons"][0]["count"], 1, "{codeload:#}");
+
+    // Ten queries never answered: ten timeouts, the held ones included.
+    let releases = report_host(&report, "github-releases.githubusercontent.com");
+    assert_eq!(releases["status"], "blocked", "{releases:#}");
+    assert_eq!(reasons(releases), ["dns_timeout A"], "{releases:#}");
+    assert_eq!(releases["reasons"][0]["count"], 10, "{releases:#}");
+}

@@ -170,6 +170,7 @@ fn bench() -> Result<()> {
     if !setup::is_root() {
         bail!("the benchmark builds network namespaces and loads eBPF programs: run it as root");
     }
+    let bandwhich = setup::bench_tools(&target_dir())?;
     check(
         cargo()
             .args([
@@ -184,7 +185,8 @@ fn bench() -> Result<()> {
             .env(
                 "OBSERVER_BIN",
                 workspace_root().join("target/release/observer"),
-            ),
+            )
+            .env("BENCH_BANDWHICH", bandwhich),
     )
 }
 

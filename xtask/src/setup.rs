@@ -38,6 +38,52 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
 ];
 
+/// The peers `cargo xtask bench` measures the observer against: tcpdump (Debian) and bandwhich
+/// (not packaged in Debian 12: built from crates.io, pinned, into `target/tools`).
+const BENCH_PACKAGES: &[&str] = &["tcpdump", "iperf3"];
+const BANDWHICH_VERSION: &str = "0.23.1";
+
+/// Installs the bench's peers when missing; returns bandwhich's path.
+pub fn bench_tools(target: &std::path::Path) -> Result<PathBuf> {
+    let missing: Vec<&str> = BENCH_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| {
+            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]).output();
+            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        check(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    let root = target.join("tools");
+    let bandwhich = root.join("bin/bandwhich");
+    let installed = Command::new(&bandwhich)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BANDWHICH_VERSION));
+    if !installed {
+        check(
+            Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args([
+                    "install",
+                    "--locked",
+                    "bandwhich",
+                    "--version",
+                    BANDWHICH_VERSION,
+                ])
+                .arg("--root")
+                .arg(&root),
+        )?;
+    }
+    Ok(bandwhich)
+}
+
 /// bpf-linker version known to build against LLVM 22 with our compilers.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";

@@ -5,10 +5,19 @@
 //! parsed here beyond the IP, IPv6 extension, UDP and TCP headers: user space decodes the DNS
 //! messages and, for TCP, reassembles the length-prefixed messages from the segments (each
 //! segment's sequence number is copied with it).
+//!
+//! A record is built in a per-CPU scratch slot and copied with only the payload bytes captured.
+//! Exact repeats of a UDP exchange user space already read are counted instead of copied: the
+//! query is held, its answer compared by keyed hash with answers user space called repeatable
+//! (see `DNS_PENDING_MAP` in the ABI for the rules that keep every verdict exact). The hashes
+//! read whole words with masks computed arithmetically: a branch on the data per word made the
+//! verifier walk the rest of the program once per message length (over its 1M-instruction
+//! limit).
 
-use core::ptr::addr_of_mut;
+use core::{mem::offset_of, ptr::addr_of_mut};
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_get_socket_cookie, bpf_skb_cgroup_id, bpf_skb_load_bytes},
@@ -18,12 +27,17 @@ use aya_ebpf::{
     EbpfContext as _,
 };
 use observer_ebpf::{
-    DnsEvent, Owner, Tuple, AF_INET, AF_INET6, COUNTER_DNS_SKIPPED, COUNTER_RINGBUF_FULL,
-    DNS_FLAG_EGRESS, DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED,
-    DNS_PAYLOAD_MAX, KIND_DNS,
+    DnsEvent, DnsPending, DnsPendingKey, Owner, Tuple, AF_INET, AF_INET6, CONFIG_DNS_KEY_HI,
+    CONFIG_DNS_KEY_LO, CONFIG_DNS_REPEATS, COUNTER_DNS_REPEATS, COUNTER_DNS_SKIPPED,
+    COUNTER_RINGBUF_FULL, DNS_FLAG_EGRESS, DNS_FLAG_EXCHANGE, DNS_FLAG_HELD, DNS_FLAG_INGRESS,
+    DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, DNS_RECENT_SLOTS,
+    DNS_REPEAT_MAX_LEN, DNS_REPEAT_WINDOW_NS, KIND_DNS,
 };
 
-use super::maps::{count, submit_flags, EVENTS, SOCK_OWNERS};
+use super::maps::{
+    count, submit_flags, CONFIG, DNS_PENDING, DNS_RECENT_ANSWERS, DNS_RECENT_QUERIES, DNS_SCRATCH,
+    EVENTS, SOCK_OWNERS,
+};
 
 /// cgroup_skb programs return 1 to let the packet through; they never drop anything.
 const PASS: i32 = 1;
@@ -147,11 +161,9 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
     }
     let payload_len = skb_len - payload_off;
 
-    let Some(mut entry) = EVENTS.reserve::<DnsEvent>(0) else {
-        count(COUNTER_RINGBUF_FULL);
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
-    let ev = entry.as_mut_ptr();
     let skb = ctx.skb.skb;
     // SAFETY: helpers on the program's own context.
     let (cookie, cgroup_id) =
@@ -177,7 +189,9 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         captured = DNS_PAYLOAD_MAX as u32;
         flags |= DNS_FLAG_TRUNCATED;
     }
-    // SAFETY: `ev` points at a reserved, exclusively owned ring buffer record of the right size.
+    // SAFETY: `scratch` is this CPU's own slot of a per-CPU array; nothing else runs on this CPU
+    // while the program does.
+    let ev = unsafe { addr_of_mut!((*scratch).event) };
     unsafe {
         addr_of_mut!((*ev).kind).write(KIND_DNS);
         addr_of_mut!((*ev).ts_ns).write(bpf_ktime_get_ns());
@@ -188,6 +202,7 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         addr_of_mut!((*ev).payload_len).write(payload_len);
         addr_of_mut!((*ev).tcp_seq).write(tcp_seq);
         addr_of_mut!((*ev)._pad).write(0);
+        addr_of_mut!((*ev).exchange).write(0);
         let dst = addr_of_mut!((*ev).payload).cast::<core::ffi::c_void>();
         // The verifier needs a length it can prove to be in 1..=DNS_PAYLOAD_MAX, and LLVM drops
         // checks it knows to be redundant: hide the value from LLVM, then mask it into range
@@ -199,6 +214,235 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         addr_of_mut!((*ev).captured_len).write(captured);
         addr_of_mut!((*ev).flags).write(flags);
     }
-    entry.submit(submit_flags());
+    let whole = flags & DNS_FLAG_TRUNCATED == 0 && captured == payload_len;
+    if proto == IPPROTO_UDP && whole && repeats_on() {
+        // SAFETY: as above, this CPU's own scratch slot.
+        let repeat = unsafe {
+            if ingress {
+                on_response(scratch, captured)
+            } else {
+                on_query(scratch, captured)
+            }
+        };
+        if repeat {
+            return Ok(());
+        }
+    }
+    // SAFETY: as above.
+    unsafe { output(ev, captured) };
     Ok(())
+}
+
+/// Copies a DNS record to `EVENTS`: its header and the `captured` bytes of payload (rounded up
+/// to 8), not the whole 512-byte room.
+///
+/// # Safety
+/// `ev` points at a `DnsEvent` in a map value.
+#[inline(always)]
+unsafe fn output(ev: *const DnsEvent, captured: u32) {
+    let header = offset_of!(DnsEvent, payload) as u64;
+    let size = core::hint::black_box(header + ((u64::from(captured) + 7) & !7));
+    if size > size_of::<DnsEvent>() as u64 {
+        return;
+    }
+    // SAFETY: `size` bytes from `ev` are inside the map value the caller gave.
+    let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size as usize) };
+    if EVENTS.output::<[u8]>(bytes, submit_flags()).is_err() {
+        count(COUNTER_RINGBUF_FULL);
+    }
+}
+
+#[inline(always)]
+fn repeats_on() -> bool {
+    CONFIG.get(CONFIG_DNS_REPEATS).copied().unwrap_or(0) == 1
+}
+
+#[inline(always)]
+fn dns_key() -> u64 {
+    let lo = CONFIG.get(CONFIG_DNS_KEY_LO).copied().unwrap_or(0);
+    let hi = CONFIG.get(CONFIG_DNS_KEY_HI).copied().unwrap_or(0);
+    u64::from(lo) | (u64::from(hi) << 32)
+}
+
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+/// Keyed hash of a message of `len` bytes (at most `DNS_REPEAT_MAX_LEN`), all but its id, word
+/// by word; the bytes beyond the message (left from an earlier packet) are masked out. Masks are
+/// computed without a branch on the data, so the verifier walks this once.
+#[inline(always)]
+fn hash_message(payload: &[u8; DNS_PAYLOAD_MAX], len: u32, key: u64) -> u64 {
+    let words = payload.as_ptr().cast::<u64>();
+    let mut h = mix(key, u64::from(len));
+    for i in 0..DNS_REPEAT_MAX_LEN / 8 {
+        // SAFETY: word `i` < DNS_REPEAT_MAX_LEN / 8 of a DNS_PAYLOAD_MAX array, 8-aligned (its
+        // offset in `DnsEvent` is a multiple of 8, checked in the ABI, and map values are).
+        let mut w = unsafe { words.add(i).read() };
+        if i == 0 {
+            // The id (the first two bytes) differs from one exchange to the next.
+            w &= !0xffff;
+        }
+        h = mix(h, w & word_mask(len, i as i64));
+    }
+    h
+}
+
+/// The mask of the bytes of word `i` that lie in a message of `len` bytes: all, some (the
+/// low-order ones, as words are read little-endian) or none. Arithmetic only.
+#[inline(always)]
+fn word_mask(len: u32, i: i64) -> u64 {
+    let d = core::hint::black_box(i64::from(len) - 8 * i);
+    // max(d, 0)
+    let d = d & !(d >> 63);
+    // min(d, 8)
+    let over = (8 - d) >> 63;
+    let valid = ((d & !over) | (8 & over)) as u64;
+    let all = 0u64.wrapping_sub(valid >> 3);
+    ((1u64 << ((valid * 8) & 63)).wrapping_sub(1)) | all
+}
+
+/// Keyed hash of a DNS client's process (pid and cgroup) and of its server (address and port).
+#[inline(always)]
+fn party(ev: &DnsEvent, server: &[u8; 16], port: u16) -> u64 {
+    let mut h = mix(dns_key(), u64::from(ev.owner.pid) | (u64::from(port) << 32));
+    h = mix(h, ev.cgroup_id);
+    h = mix(
+        h,
+        u64::from_ne_bytes([
+            server[0], server[1], server[2], server[3], server[4], server[5], server[6], server[7],
+        ]),
+    );
+    mix(
+        h,
+        u64::from_ne_bytes([
+            server[8], server[9], server[10], server[11], server[12], server[13], server[14],
+            server[15],
+        ]),
+    )
+}
+
+/// The slot of `hash` in a recent cache.
+#[inline(always)]
+fn slot(hash: u64) -> u32 {
+    (hash as u32) & (DNS_RECENT_SLOTS - 1)
+}
+
+/// A query (see `DNS_PENDING_MAP`): held when it repeats a recent copied one (returns true: not
+/// to be copied now), else noted as recent.
+///
+/// # Safety
+/// `p` is this CPU's scratch slot, its event filled.
+#[inline(always)]
+unsafe fn on_query(p: *mut DnsPending, len: u32) -> bool {
+    // SAFETY: per the contract.
+    let p = unsafe { &mut *p };
+    let ev = &p.event;
+    let payload = &ev.payload;
+    if !(17..=DNS_REPEAT_MAX_LEN as u32).contains(&len)
+        || payload[2] & 0xf8 != 0
+        || payload[4] != 0
+        || payload[5] != 1
+    {
+        return false;
+    }
+    let hash = hash_message(payload, len, party(ev, &ev.tuple.daddr, ev.tuple.dport));
+    let now = ev.ts_ns;
+    let Some(recent) = DNS_RECENT_QUERIES.get_ptr_mut(slot(hash)) else {
+        return false;
+    };
+    // SAFETY: an array slot; a concurrent writer at worst makes a repeat look new or a new query
+    // look like a repeat, and holding is always safe (the query is copied at its answer).
+    let recent = unsafe { &mut *recent };
+    if recent.hash == hash && now.wrapping_sub(recent.ts_ns) <= DNS_REPEAT_WINDOW_NS {
+        p.held = 1;
+        let pending_key = DnsPendingKey {
+            cookie: ev.cookie,
+            id: u32::from(u16::from_be_bytes([payload[0], payload[1]])),
+            _pad: 0,
+        };
+        // Never over another held query of that socket and id (it would be lost).
+        if DNS_PENDING
+            .insert(&pending_key, &*p, u64::from(BPF_NOEXIST))
+            .is_ok()
+        {
+            return true;
+        }
+        // No room to hold it, or that id is held already: copied as always.
+        p.held = 0;
+        return false;
+    }
+    recent.hash = hash;
+    recent.ts_ns = now;
+    false
+}
+
+/// A response (see `DNS_PENDING_MAP`): returns true when it is counted as a repeat (neither it
+/// nor its held query copied). Otherwise a held query of its socket and id is copied first, and
+/// the response carries its hash (`DNS_FLAG_EXCHANGE`).
+///
+/// # Safety
+/// `p` is this CPU's scratch slot, its event filled.
+#[inline(always)]
+unsafe fn on_response(p: *mut DnsPending, len: u32) -> bool {
+    // SAFETY: per the contract.
+    let p = unsafe { &mut *p };
+    if !(12..=DNS_REPEAT_MAX_LEN as u32).contains(&len) {
+        return false;
+    }
+    let ev = &mut p.event;
+    let exchange = hash_message(&ev.payload, len, party(ev, &ev.tuple.saddr, ev.tuple.sport));
+    ev.flags |= DNS_FLAG_EXCHANGE;
+    ev.exchange = exchange;
+    let pending_key = DnsPendingKey {
+        cookie: ev.cookie,
+        id: u32::from(u16::from_be_bytes([ev.payload[0], ev.payload[1]])),
+        _pad: 0,
+    };
+    let Some(pending) = DNS_PENDING.get_ptr_mut(&pending_key) else {
+        return false;
+    };
+    // SAFETY: a live map value; another CPU may clear `held` at the same time, which at worst
+    // copies a held query twice (user space reads that as a resend).
+    let pending = unsafe { &mut *pending };
+    if pending.event.tuple.family != ev.tuple.family
+        || pending.event.tuple.daddr != ev.tuple.saddr
+        || pending.event.tuple.dport != ev.tuple.sport
+    {
+        // Another server answered: not this query's answer (user space judges it).
+        release(pending);
+        return false;
+    }
+    let payload = &ev.payload;
+    // A response (QR), not cut (TC), NOERROR, with answers.
+    let answered =
+        payload[2] & 0x82 == 0x80 && payload[3] & 0x0f == 0 && (payload[6] != 0 || payload[7] != 0);
+    let now = ev.ts_ns;
+    let known = answered
+        && pending.held == 1
+        && DNS_RECENT_ANSWERS.get(slot(exchange)).is_some_and(|r| {
+            r.hash == exchange && now.wrapping_sub(r.ts_ns) <= DNS_REPEAT_WINDOW_NS
+        });
+    if known && DNS_PENDING.remove(&pending_key).is_ok() {
+        count(COUNTER_DNS_REPEATS);
+        return true;
+    }
+    release(pending);
+    // The query is answered: a later response is a duplicate, whoever sent it.
+    let _ = DNS_PENDING.remove(&pending_key);
+    false
+}
+
+/// Copies a held query now (its answer is to be judged in user space).
+#[inline(always)]
+fn release(pending: &mut DnsPending) {
+    if pending.held == 1 {
+        pending.held = 0;
+        pending.event.flags |= DNS_FLAG_HELD;
+        let captured = pending.event.captured_len;
+        // SAFETY: the event is in a map value.
+        unsafe { output(&pending.event, captured) };
+    }
 }

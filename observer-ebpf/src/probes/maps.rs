@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET,
-    COUNTER_ENTRIES, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, JOB_PIDS_MAX, PAYLOAD_SEEN_MAX,
+    DnsPending, DnsPendingKey, DnsRecent, Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS,
+    CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET, COUNTER_ENTRIES, DNS_PENDING_MAX,
+    DNS_RECENT_SLOTS, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, JOB_PIDS_MAX, PAYLOAD_SEEN_MAX,
     SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
 };
 
@@ -31,6 +32,19 @@ pub static JOB_PIDS: HashMap<u32, u32> = HashMap::with_max_entries(JOB_PIDS_MAX,
 
 #[map(name = "PAYLOAD_SEEN")]
 pub static PAYLOAD_SEEN: LruHashMap<u64, u32> = LruHashMap::with_max_entries(PAYLOAD_SEEN_MAX, 0);
+
+#[map(name = "DNS_PENDING")]
+pub static DNS_PENDING: HashMap<DnsPendingKey, DnsPending> =
+    HashMap::with_max_entries(DNS_PENDING_MAX, 0);
+
+#[map(name = "DNS_RECENT_QUERIES")]
+pub static DNS_RECENT_QUERIES: Array<DnsRecent> = Array::with_max_entries(DNS_RECENT_SLOTS, 0);
+
+#[map(name = "DNS_RECENT_ANSWERS")]
+pub static DNS_RECENT_ANSWERS: Array<DnsRecent> = Array::with_max_entries(DNS_RECENT_SLOTS, 0);
+
+#[map(name = "DNS_SCRATCH")]
+pub static DNS_SCRATCH: PerCpuArray<DnsPending> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);

@@ -19,11 +19,13 @@ use aya::{
     Ebpf,
 };
 use observer_ebpf::{
-    Flow, CONFIG_ADOPT, CONFIG_ADOPT_AT_END, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_MAP,
-    CONFIG_SK_ERR_OFFSET, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
-    CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_SKIPPED, COUNTER_JOB_PIDS_FULL,
-    COUNTER_RINGBUF_FULL, EVENTS_MAP, FLOWS_MAP, JOB_PIDS_MAP, SKC_FAMILY_OFFSET, SKC_STATE_OFFSET,
-    WATCH_FLOW, WATCH_PORTS_MAP, WATCH_PORTS_MAX, WATCH_REPLY,
+    DnsEvent, DnsPending, DnsPendingKey, DnsRecent, Flow, CONFIG_ADOPT, CONFIG_ADOPT_AT_END,
+    CONFIG_DNS_KEY_HI, CONFIG_DNS_KEY_LO, CONFIG_DNS_REPEATS, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS,
+    CONFIG_MAP, CONFIG_SK_ERR_OFFSET, CONFIG_SK_V6_DADDR_OFFSET, CONFIG_TCP_BYTES_ACKED_OFFSET,
+    CONFIG_TCP_BYTES_RECEIVED_OFFSET, COUNTERS_MAP, COUNTER_DNS_REPEATS, COUNTER_DNS_SKIPPED,
+    COUNTER_JOB_PIDS_FULL, COUNTER_RINGBUF_FULL, DNS_FLAG_HELD, DNS_PENDING_MAP,
+    DNS_RECENT_ANSWERS_MAP, DNS_RECENT_SLOTS, EVENTS_MAP, FLOWS_MAP, JOB_PIDS_MAP,
+    SKC_FAMILY_OFFSET, SKC_STATE_OFFSET, WATCH_FLOW, WATCH_PORTS_MAP, WATCH_PORTS_MAX, WATCH_REPLY,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -55,6 +57,9 @@ pub struct CaptureConfig {
     /// Also report the capture's totals (`capture_stats`) this often, not only when events were
     /// lost and at the end (a daemon's metrics follow them).
     pub stats_every: Option<std::time::Duration>,
+    /// Count exact repeats of DNS exchanges in the kernel instead of copying them (see
+    /// `DNS_PENDING_MAP` in the ABI); off, every DNS packet is copied.
+    pub dns_repeats: bool,
 }
 
 impl CaptureConfig {
@@ -205,6 +210,8 @@ pub struct Capture {
     ring: AsyncFd<RingBuf<MapData>>,
     flows: HashMap<MapData, u64, Flow>,
     counters: PerCpuArray<MapData, u64>,
+    dns_pending: HashMap<MapData, DnsPendingKey, DnsPending>,
+    dns_answers: Array<MapData, DnsRecent>,
     pub probes: Vec<ProbeStatus>,
     pub cgroup: PathBuf,
     /// The data source of each need on this kernel (see `kernel_caps`).
@@ -299,6 +306,20 @@ impl Capture {
                     source,
                 }
             })?;
+        let dns_pending =
+            HashMap::try_from(take_map(&mut ebpf, DNS_PENDING_MAP)?).map_err(|source| {
+                CaptureError::Map {
+                    name: DNS_PENDING_MAP,
+                    source,
+                }
+            })?;
+        let dns_answers =
+            Array::try_from(take_map(&mut ebpf, DNS_RECENT_ANSWERS_MAP)?).map_err(|source| {
+                CaptureError::Map {
+                    name: DNS_RECENT_ANSWERS_MAP,
+                    source,
+                }
+            })?;
         if let Some(jobs) = &config.jobs {
             let map = HashMap::try_from(take_map(&mut ebpf, JOB_PIDS_MAP)?).map_err(|source| {
                 CaptureError::Map {
@@ -312,6 +333,8 @@ impl Capture {
             ring,
             flows,
             counters,
+            dns_pending,
+            dns_answers,
             probes,
             cgroup,
             plan,
@@ -359,13 +382,64 @@ impl Capture {
 
     /// (events lost because the ring buffer was full, DNS packets not copied), summed over CPUs.
     pub fn kernel_counters(&self) -> (u64, u64) {
-        let sum = |index| {
-            self.counters
-                .get(&index, 0)
-                .map(|values| values.iter().sum::<u64>())
-                .unwrap_or(0)
-        };
-        (sum(COUNTER_RINGBUF_FULL), sum(COUNTER_DNS_SKIPPED))
+        (
+            self.counter(COUNTER_RINGBUF_FULL),
+            self.counter(COUNTER_DNS_SKIPPED),
+        )
+    }
+
+    /// DNS exchanges the kernel counted as exact repeats instead of copying them.
+    pub fn dns_repeats(&self) -> u64 {
+        self.counter(COUNTER_DNS_REPEATS)
+    }
+
+    fn counter(&self, index: u32) -> u64 {
+        self.counters
+            .get(&index, 0)
+            .map(|values| values.iter().sum::<u64>())
+            .unwrap_or(0)
+    }
+
+    /// Tells the kernel that user space judged these answers (`DnsEvent::exchange`, with their
+    /// `ts_ns`) the first answers to their queries, naming what they say: exact repeats of them
+    /// within the window are then counted, not copied. A failed write only means the next repeat
+    /// is copied.
+    pub fn remember_dns_answers(&mut self, answers: &[(u64, u64)]) {
+        for &(hash, ts_ns) in answers {
+            let slot = (hash as u32) & (DNS_RECENT_SLOTS - 1);
+            let _ = self.dns_answers.set(slot, DnsRecent { hash, ts_ns }, 0);
+        }
+    }
+
+    /// Takes from the kernel the held DNS queries (repeats of a recent one, waiting for their
+    /// answer) sent before `before_ns` (all of them with `u64::MAX`), and hands each to `f` as
+    /// the record the kernel would have copied: a query no answer came for is then judged in user
+    /// space like any other (a timeout stays a timeout).
+    pub fn take_held_dns_queries(&mut self, before_ns: u64, mut f: impl FnMut(&[u8])) -> usize {
+        let old: Vec<(DnsPendingKey, DnsPending)> = self
+            .dns_pending
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, p)| p.event.ts_ns < before_ns)
+            .collect();
+        let mut n = 0;
+        for (key, pending) in old {
+            // Whoever deletes the entry owns it: the kernel, when the answer came meanwhile.
+            if self.dns_pending.remove(&key).is_ok() && pending.held == 1 {
+                let mut event = pending.event;
+                event.flags |= DNS_FLAG_HELD;
+                // SAFETY: `DnsEvent` is plain `#[repr(C)]` data with explicit padding.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(
+                        (&raw const event).cast::<u8>(),
+                        size_of::<DnsEvent>(),
+                    )
+                };
+                f(bytes);
+                n += 1;
+            }
+        }
+        n
     }
 }
 
@@ -420,6 +494,18 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig, plan: &Plan) -> Result<(),
             ),
         }
     }
+    if config.dns_repeats {
+        let key = random_key();
+        flags
+            .set(CONFIG_DNS_KEY_LO, key as u32, 0)
+            .map_err(map_err(CONFIG_MAP))?;
+        flags
+            .set(CONFIG_DNS_KEY_HI, (key >> 32) as u32, 0)
+            .map_err(map_err(CONFIG_MAP))?;
+        flags
+            .set(CONFIG_DNS_REPEATS, 1, 0)
+            .map_err(map_err(CONFIG_MAP))?;
+    }
     if plan.adoption == AdoptionSource::SockDiagAtStart {
         flags
             .set(CONFIG_ADOPT_AT_END, 1, 0)
@@ -452,6 +538,23 @@ fn configure(ebpf: &mut Ebpf, config: &CaptureConfig, plan: &Plan) -> Result<(),
             .map_err(map_err(WATCH_PORTS_MAP))?;
     }
     Ok(())
+}
+
+/// A key nobody else knows, for the kernel's DNS repeat hashes (from the kernel's random pool;
+/// the clock and pid only if that cannot be read).
+fn random_key() -> u64 {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_ne_bytes(bytes);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    now ^ (u64::from(std::process::id()) << 40)
 }
 
 /// The running kernel's BTF, for the offsets the programs read sockets at.

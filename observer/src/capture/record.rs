@@ -8,10 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_ebpf::{
     DnsEvent, Flow, FlowEvent, Owner, PayloadEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6,
-    DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX,
-    KIND_DNS, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN,
-    KIND_FLOW_PAYLOAD, KIND_SOCK_ERROR, PAYLOAD_FLAG_INGRESS, PAYLOAD_FLAG_TRUNCATED,
-    PAYLOAD_PREFIX_MAX,
+    DNS_FLAG_EXCHANGE, DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED,
+    DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED,
+    KIND_FLOW_OPEN, KIND_FLOW_PAYLOAD, KIND_SOCK_ERROR, PAYLOAD_FLAG_INGRESS,
+    PAYLOAD_FLAG_TRUNCATED, PAYLOAD_PREFIX_MAX,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,10 @@ pub struct DnsPacket {
     pub cut: bool,
     /// A TCP segment (DNS over TCP) and its sequence number; `None` for UDP.
     pub tcp_seq: Option<u32>,
+    /// A response the kernel saw as the first answer to a query of its socket, from the server
+    /// asked, with the query's question: the key under which user space may tell the kernel
+    /// that exact repeats of it need not be copied (`Capture::remember_dns_answers`).
+    pub exchange: Option<u64>,
 }
 
 /// Source and destination of a flow or packet.
@@ -217,9 +221,23 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             }))
         }
         KIND_DNS => {
-            let ev: DnsEvent = read(kind, bytes)?;
+            // The kernel copies the header and only the payload bytes captured (rounded up to 8).
+            let header = std::mem::offset_of!(DnsEvent, payload);
+            if bytes.len() < header {
+                return Err(DecodeError::Size {
+                    kind,
+                    len: bytes.len(),
+                    expected: header,
+                });
+            }
+            let mut whole = [0u8; size_of::<DnsEvent>()];
+            let n = bytes.len().min(whole.len());
+            whole[..n].copy_from_slice(&bytes[..n]);
+            let ev: DnsEvent = read(kind, &whole)?;
             check_family(ev.tuple.family)?;
-            let captured = (ev.captured_len as usize).min(DNS_PAYLOAD_MAX);
+            let captured = (ev.captured_len as usize)
+                .min(DNS_PAYLOAD_MAX)
+                .min(n - header);
             Ok(KernelEvent::Dns(DnsPacket {
                 ts_ns: ev.ts_ns,
                 response: ev.flags & DNS_FLAG_INGRESS != 0,
@@ -231,6 +249,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                 payload: ev.payload[..captured].to_vec(),
                 cut: ev.flags & DNS_FLAG_TRUNCATED != 0,
                 tcp_seq: (ev.flags & DNS_FLAG_TCP != 0).then_some(ev.tcp_seq),
+                exchange: (ev.flags & DNS_FLAG_EXCHANGE != 0).then_some(ev.exchange),
             }))
         }
         KIND_FLOW_PAYLOAD => {
@@ -339,6 +358,7 @@ mod tests {
             captured_len: 3,
             tcp_seq: 0,
             _pad: 0,
+            exchange: 77,
             payload: [0; DNS_PAYLOAD_MAX],
         };
         ev.payload[..3].copy_from_slice(&[1, 2, 3]);
@@ -348,6 +368,24 @@ mod tests {
         assert!(!packet.response);
         assert_eq!(packet.payload, vec![1, 2, 3]);
         assert_eq!(packet.process, None);
+        // Not flagged as an exchange: the key is not read.
+        assert_eq!(packet.exchange, None);
+        // The kernel copies the header and the captured bytes rounded up to 8, not the whole
+        // struct; a record cut inside the payload keeps what it has.
+        ev.flags |= DNS_FLAG_EXCHANGE;
+        let header = std::mem::offset_of!(DnsEvent, payload);
+        let KernelEvent::Dns(packet) = decode(&encode(&ev)[..header + 8]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(packet.payload, vec![1, 2, 3]);
+        assert_eq!(packet.exchange, Some(77));
+        ev.captured_len = 20;
+        let KernelEvent::Dns(packet) = decode(&encode(&ev)[..header + 8]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(packet.payload.len(), 8);
+        assert!(decode(&encode(&ev)[..header - 1]).is_err());
+        ev.captured_len = 3;
         // A lying length never reads past the payload.
         ev.captured_len = 100_000;
         let KernelEvent::Dns(packet) = decode(&encode(&ev)).unwrap() else {

@@ -4,7 +4,7 @@
 use std::{fs::File, io::BufWriter};
 
 use anyhow::Context as _;
-use observer::{eventlog::Sink, export, outfile, session};
+use observer::{eventlog::Sink, export, outfile, pipeline::events::Observed, session};
 
 use crate::cli::RecordArgs;
 
@@ -24,11 +24,24 @@ pub async fn run(args: &RecordArgs) -> anyhow::Result<()> {
     };
     // The event log now exists: the report must not be written over it.
     outfile::refuse_input(&args.out, args.events.as_slice())?;
+    let out = args.out.display().to_string();
     let captured = session::run(
         &config,
         session::after(args.capture.duration()),
         |mut batch| {
             for (ts, observed) in &mut batch {
+                if matches!(observed, Observed::CaptureStarted { .. }) {
+                    // Headless: say that the capture runs, and how it ends.
+                    eprintln!(
+                        "observer: recording; SIGINT or SIGTERM{} stops it and writes {}",
+                        if args.capture.duration().is_some() {
+                            " (or the --duration)"
+                        } else {
+                            ""
+                        },
+                        observer::sanitize::line(&out)
+                    );
+                }
                 correlator.observe(*ts, observed);
             }
             if let Some(log) = &mut log {

@@ -166,14 +166,19 @@ pub fn text_line(unix_ns: u64, observed: &Observed) -> String {
             String::new(),
             format!(
                 "{} events, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied, \
-                 {} DNS messages over TCP, {} TCP DNS segments undecodable",
+                 {} DNS messages over TCP, {} TCP DNS segments undecodable{}",
                 s.events,
                 s.lost_events,
                 s.undecodable_events,
                 s.malformed_dns,
                 s.dns_skipped,
                 s.dns_tcp_messages,
-                s.dns_tcp_undecodable
+                s.dns_tcp_undecodable,
+                if s.dns_repeats > 0 {
+                    format!(", {} repeated DNS exchanges counted", s.dns_repeats)
+                } else {
+                    String::new()
+                }
             ),
         ),
         Observed::CgroupSeen {

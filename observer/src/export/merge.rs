@@ -610,6 +610,7 @@ fn merge_capture(report: &mut Report, inputs: &[Input]) {
     c.undecodable_events = total(captures().map(|x| x.undecodable_events));
     c.malformed_dns = total(captures().map(|x| x.malformed_dns));
     c.dns_skipped = total(captures().map(|x| x.dns_skipped));
+    c.dns_repeats = total(captures().map(|x| x.dns_repeats));
     c.flows_dropped = total(captures().map(|x| x.flows_dropped));
     c.unreadable_lines = total(captures().map(|x| x.unreadable_lines));
     let names = &mut c.name_cache;

@@ -235,8 +235,20 @@ pub fn capture_facts(report: &Report) -> Vec<(&'static str, String)> {
         (
             "Events",
             format!(
-                "{} read, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied",
-                c.events, c.lost_events, c.undecodable_events, c.malformed_dns, c.dns_skipped
+                "{} read, {} lost, {} undecodable, {} malformed DNS, {} DNS packets not copied{}",
+                c.events,
+                c.lost_events,
+                c.undecodable_events,
+                c.malformed_dns,
+                c.dns_skipped,
+                if c.dns_repeats > 0 {
+                    format!(
+                        ", {} repeated DNS exchanges counted (exact repeats within a second)",
+                        c.dns_repeats
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ),
         (

@@ -360,6 +360,10 @@ pub struct CaptureStats {
     pub malformed_dns: u64,
     /// DNS packets the kernel saw but could not copy.
     pub dns_skipped: u64,
+    /// DNS exchanges (a query and its answer) the kernel counted instead of copying: exact
+    /// repeats, within a second, of an exchange already read (see docs/events.md).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub dns_repeats: u64,
     /// DNS messages read from TCP streams.
     #[serde(default)]
     pub dns_tcp_messages: u64,

@@ -6,7 +6,10 @@
 //! closes (ICMP errors) and sometimes just after (resets, timeouts). So a closed flow is held for
 //! `CLOSE_HOLD_NS` before it is reported, and errors wait `ERROR_HOLD_NS` for their flow.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+};
 
 use observer_ebpf::{Flow, TCP_CLOSE_WAIT, TCP_FIN_WAIT1};
 
@@ -14,7 +17,7 @@ use crate::{
     capture::record::{
         endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, PayloadPacket, Process, SockError,
     },
-    pipeline::dns::decode_message,
+    pipeline::dns::{decode_message, normalize_name},
     pipeline::dnstcp::TcpStreams,
     pipeline::events::{
         errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, FlowPayload, Observed, Outcome,
@@ -63,6 +66,15 @@ pub struct Tracker {
     tcp: TcpStreams,
     /// Open flows with a known source port, by endpoints: first payloads find their flow here.
     by_ends: HashMap<Endpoints, u64>,
+    /// Answers whose exact repeats the kernel may count instead of copying (`DnsPacket::exchange`
+    /// and time), until the capture takes them ([`Tracker::take_repeatable_answers`]).
+    repeatable: Vec<(u64, u64)>,
+    /// The question (a keyed hash of it) and server of recent UDP queries not answered yet, by
+    /// socket and id, oldest first in `question_order`: an answer is repeatable only if it is the
+    /// first from its query's server, with its query's question.
+    questions: HashMap<(u64, u16), (u64, SocketAddr)>,
+    question_order: VecDeque<(u64, u16)>,
+    question_key: std::collections::hash_map::RandomState,
 }
 
 impl Tracker {
@@ -80,6 +92,52 @@ impl Tracker {
             dns_tcp_messages: tcp.messages,
             dns_tcp_undecodable: tcp.undecodable_segments + tcp.evicted_streams,
             ..self.stats
+        }
+    }
+
+    /// The answers seen since the last call that the kernel may count exact repeats of: each
+    /// the kernel's first answer to its query (same socket, id, server and question, see
+    /// `DnsPacket::exchange`), whole, NOERROR, with answers that all lie on the question's CNAME
+    /// chain. A repeat of such an answer is matched and read exactly as it was: nothing about it
+    /// is new but that it happened, which the kernel counts.
+    pub fn take_repeatable_answers(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.repeatable)
+    }
+
+    /// Remembers a UDP query's question and server; notes a response repeatable (its
+    /// `DnsPacket::exchange`, see [`Tracker::take_repeatable_answers`]) when it is the first
+    /// response to such a query, from its server, with its question, and reads as a plain answer
+    /// (see [`repeatable`]).
+    fn note_question(&mut self, packet: &QuestionFacts, d: &DnsObserved) {
+        use std::hash::BuildHasher as _;
+        const MAX_QUESTIONS: usize = 8192;
+        let (Some(id), [q]) = (d.id, d.questions.as_slice()) else {
+            return;
+        };
+        let question = self.question_key.hash_one((&q.name, &q.rtype, &q.class));
+        let key = (packet.cookie, id);
+        if !packet.response {
+            if self.questions.insert(key, (question, d.server)).is_none() {
+                self.question_order.push_back(key);
+                while self.question_order.len() > MAX_QUESTIONS {
+                    if let Some(old) = self.question_order.pop_front() {
+                        self.questions.remove(&old);
+                    }
+                }
+            }
+            return;
+        }
+        // Only the first response to a query may be repeatable: the entry goes with it (its slot
+        // in `question_order` is skipped when it comes up).
+        let asked = self.questions.remove(&key);
+        let Some(exchange) = packet.exchange else {
+            return;
+        };
+        if asked == Some((question, d.server))
+            && repeatable(d)
+            && self.repeatable.len() < MAX_QUESTIONS
+        {
+            self.repeatable.push((exchange, packet.ts_ns));
         }
     }
 
@@ -392,6 +450,12 @@ impl Tracker {
         } else {
             (packet.endpoints.dst, packet.endpoints.src)
         };
+        let packet_facts = QuestionFacts {
+            cookie: packet.cookie,
+            response: packet.response,
+            exchange: packet.exchange,
+            ts_ns: packet.ts_ns,
+        };
         let mut observed = DnsObserved {
             process: packet.process,
             cgroup_id: packet.cgroup_id,
@@ -418,6 +482,9 @@ impl Tracker {
                 observed.questions = msg.questions;
                 observed.answers = msg.answers;
                 observed.decode_error = msg.incomplete;
+                if packet.tcp_seq.is_none() {
+                    self.note_question(&packet_facts, &observed);
+                }
             }
             Err(e) => {
                 self.stats.malformed_dns += 1;
@@ -431,6 +498,46 @@ impl Tracker {
         };
         (packet.ts_ns, event)
     }
+}
+
+/// What [`Tracker::note_question`] needs of a DNS packet.
+struct QuestionFacts {
+    cookie: u64,
+    response: bool,
+    exchange: Option<u64>,
+    ts_ns: u64,
+}
+
+/// Whether a response's exact repeats may be counted rather than read (see
+/// [`Tracker::take_repeatable_answers`]): whole, decoded, NOERROR, one question, answers that
+/// all lie on its CNAME chain in order (stricter than the correlator, never looser). Its
+/// question is its query's (checked by the caller).
+fn repeatable(d: &DnsObserved) -> bool {
+    const MAX_CHAIN: usize = 16;
+    let [question] = d.questions.as_slice() else {
+        return false;
+    };
+    if d.capture_cut
+        || d.tc
+        || d.decode_error.is_some()
+        || d.rcode.as_deref() != Some("NOERROR")
+        || d.answers.is_empty()
+    {
+        return false;
+    }
+    let mut chain = vec![normalize_name(&question.name)];
+    for answer in &d.answers {
+        if !chain.contains(&normalize_name(&answer.name)) {
+            return false;
+        }
+        if answer.rtype == "CNAME" {
+            if chain.len() >= MAX_CHAIN {
+                return false;
+            }
+            chain.push(normalize_name(&answer.data));
+        }
+    }
+    true
 }
 
 /// Whether an error's endpoints name this flow. The kernel may report the flow's source port as 0
@@ -778,6 +885,7 @@ mod tests {
             payload: vec![1, 2, 3],
             cut: false,
             tcp_seq: None,
+            exchange: None,
         };
         let out = t.on_event(KernelEvent::Dns(packet));
         let Observed::DnsResponse(d) = &out[0].1 else {
@@ -785,6 +893,134 @@ mod tests {
         };
         assert!(d.decode_error.is_some());
         assert_eq!(t.stats().malformed_dns, 1);
+    }
+
+    /// A UDP DNS packet between 198.18.0.1:40000 and `server`, on socket 7, as the kernel copies
+    /// it (`exchange`: the kernel's hash of a response).
+    fn udp_dns(bytes: Vec<u8>, response: bool, server: &str, exchange: Option<u64>) -> DnsPacket {
+        let client: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        let server: SocketAddr = server.parse().unwrap();
+        DnsPacket {
+            ts_ns: 5,
+            response,
+            cookie: 7,
+            cgroup_id: 1,
+            endpoints: if response {
+                Endpoints {
+                    src: server,
+                    dst: client,
+                }
+            } else {
+                Endpoints {
+                    src: client,
+                    dst: server,
+                }
+            },
+            process: None,
+            payload_len: bytes.len() as u32,
+            payload: bytes,
+            cut: false,
+            tcp_seq: None,
+            exchange,
+        }
+    }
+
+    fn dns_query(name: &str) -> Vec<u8> {
+        use hickory_proto::{
+            op::{Message, MessageType, Query},
+            rr::{Name, RecordType},
+        };
+        use std::str::FromStr;
+        let mut msg = Message::new();
+        msg.set_id(0x1234).set_message_type(MessageType::Query);
+        msg.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        msg.to_vec().unwrap()
+    }
+
+    #[test]
+    fn only_a_plain_first_answer_from_the_server_asked_is_repeatable() {
+        use crate::pipeline::dns::tests::{a, cname, response};
+        use hickory_proto::op::ResponseCode;
+        const SERVER: &str = "198.18.0.2:53";
+        let answer = |name: &str, records| response(name, ResponseCode::NoError, records);
+        let plain = || {
+            answer(
+                "api.github.com.",
+                vec![a("api.github.com.", "198.18.1.10", 60)],
+            )
+        };
+        // Asks, then hands the response to the tracker; returns what became repeatable.
+        let exchange = |query: &str, reply: DnsPacket| {
+            let mut t = Tracker::new();
+            t.on_event(KernelEvent::Dns(udp_dns(
+                dns_query(query),
+                false,
+                SERVER,
+                None,
+            )));
+            t.on_event(KernelEvent::Dns(reply));
+            t.take_repeatable_answers()
+        };
+
+        // The first answer, from the server asked, with the question, answers on its chain.
+        let first = udp_dns(plain(), true, SERVER, Some(99));
+        assert_eq!(exchange("api.github.com.", first.clone()), vec![(99, 5)]);
+        let chained = answer(
+            "api.github.com.",
+            vec![
+                cname("api.github.com.", "lb.github.com.", 60),
+                a("lb.github.com.", "198.18.1.11", 60),
+            ],
+        );
+        assert_eq!(
+            exchange("api.github.com.", udp_dns(chained, true, SERVER, Some(98))),
+            vec![(98, 5)]
+        );
+
+        // Not when the kernel gave no hash (TCP, too long), or from another server.
+        assert!(exchange("api.github.com.", udp_dns(plain(), true, SERVER, None)).is_empty());
+        assert!(exchange(
+            "api.github.com.",
+            udp_dns(plain(), true, "198.18.0.3:53", Some(99))
+        )
+        .is_empty());
+        // Not for another question. (A question in another case, DNS 0x20, is the same question,
+        // as for the correlator; the kernel only counts byte-for-byte repeats of both anyway.)
+        assert!(exchange("ghcr.io.", first.clone()).is_empty());
+        assert!(exchange("api.github.com.", udp_dns(plain(), true, SERVER, Some(99))).len() == 1);
+        // Not a failure, an empty answer, or a record off the question's chain.
+        for bytes in [
+            response("api.github.com.", ResponseCode::NXDomain, vec![]),
+            answer("api.github.com.", vec![]),
+            answer(
+                "api.github.com.",
+                vec![
+                    a("api.github.com.", "198.18.1.10", 60),
+                    a("evil.example.", "203.0.113.66", 60),
+                ],
+            ),
+        ] {
+            assert!(exchange("api.github.com.", udp_dns(bytes, true, SERVER, Some(97))).is_empty());
+        }
+        // Not a cut copy.
+        let mut cut = first.clone();
+        cut.cut = true;
+        assert!(exchange("api.github.com.", cut).is_empty());
+
+        // Only the first response to a query: a second one (a duplicate) is not.
+        let mut t = Tracker::new();
+        t.on_event(KernelEvent::Dns(udp_dns(
+            dns_query("api.github.com."),
+            false,
+            SERVER,
+            None,
+        )));
+        t.on_event(KernelEvent::Dns(first.clone()));
+        t.on_event(KernelEvent::Dns(first.clone()));
+        assert_eq!(t.take_repeatable_answers(), vec![(99, 5)]);
+        // Nor an answer with no query seen.
+        t.on_event(KernelEvent::Dns(first));
+        assert!(t.take_repeatable_answers().is_empty());
     }
 
     #[test]
@@ -810,6 +1046,7 @@ mod tests {
             payload: bytes.to_vec(),
             cut: false,
             tcp_seq: Some(seq),
+            exchange: None,
         };
         assert!(t
             .on_event(KernelEvent::Dns(segment(100, &stream[..1])))

@@ -480,6 +480,7 @@ fn capture_section(c: &Correlator) -> CaptureSection {
         undecodable_events: s.undecodable_events,
         malformed_dns: s.malformed_dns,
         dns_skipped: s.dns_skipped,
+        dns_repeats: s.dns_repeats,
         dns_tcp_messages: s.dns_tcp_messages,
         dns_tcp_undecodable: s.dns_tcp_undecodable,
         dns_checks: checks,

@@ -172,6 +172,10 @@ pub struct CaptureSection {
     pub undecodable_events: u64,
     pub malformed_dns: u64,
     pub dns_skipped: u64,
+    /// DNS exchanges the kernel counted instead of copying: exact repeats, within a second, of
+    /// an exchange already read.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dns_repeats: u64,
     /// DNS messages read from TCP streams.
     #[serde(skip_serializing_if = "is_zero")]
     pub dns_tcp_messages: u64,
