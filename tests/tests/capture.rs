@@ -538,7 +538,9 @@ fn a_sigterm_while_the_programs_load_stops_cleanly() {
         return;
     }
     // `systemctl stop` right after a start: the signal comes while the programs load (a second
-    // or more; 0.1 s in here). Its default action would kill the process with nothing written.
+    // or more). Its default action would kill the process with nothing written. The signal is
+    // sent as soon as the process catches SIGTERM (its handler is set before the programs load):
+    // a fixed delay was before that in an emulated guest, and after the load on a fast host.
     let dir = std::env::temp_dir().join(format!("observer-early-term-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let out = dir.join("report.json");
@@ -549,7 +551,19 @@ fn a_sigterm_while_the_programs_load_stops_cleanly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("observer record");
-    std::thread::sleep(Duration::from_millis(100));
+    let catches_sigterm = || {
+        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|status| {
+                let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+                u64::from_str_radix(mask.trim(), 16).ok()
+            })
+            .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !catches_sigterm() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // SAFETY: signalling our own child by pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let output = child.wait_with_output().expect("wait");
