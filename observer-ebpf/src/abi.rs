@@ -67,12 +67,12 @@ pub const CONFIG_TCP_BYTES_RECEIVED_OFFSET: u32 = 5;
 /// counters read then, reach user space like any other flow's.
 pub const CONFIG_ADOPT_AT_END: u32 = 6;
 /// Indexes in `CONFIG` of the random 64-bit key of the DNS repeat hashes (low and high words),
-/// written by user space at start: nobody outside can predict the hashes, so nobody can craft a
-/// response that passes for a repeat of another.
+/// written by user space at start. The mix is not a PRF: some input differences cancel whatever
+/// the key (docs/events.md, why `--count-dns-repeats` is experimental).
 pub const CONFIG_DNS_KEY_LO: u32 = 7;
 pub const CONFIG_DNS_KEY_HI: u32 = 8;
-/// Index in `CONFIG` of the DNS repeat switch: when 1, repeated DNS exchanges are counted in the
-/// kernel instead of copied (see `DNS_PENDING_MAP`).
+/// Index in `CONFIG` of the DNS repeat switch: when 1 (`--count-dns-repeats`, experimental),
+/// repeated DNS exchanges are counted in the kernel instead of copied (see `DNS_PENDING_MAP`).
 pub const CONFIG_DNS_REPEATS: u32 = 9;
 /// Number of entries in `CONFIG`.
 pub const CONFIG_ENTRIES: u32 = 10;

@@ -187,10 +187,11 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub no_proxy_discovery: bool,
 
-    /// Copy every DNS packet to user space, even exact repeats of an exchange judged less than a
-    /// second before (by default the kernel counts those: `dns_repeats`).
+    /// Experimental: count exact repeats of a DNS exchange read less than a second before in the
+    /// kernel instead of copying them (`dns_repeats`; docs/events.md says what it may still get
+    /// wrong). Off by default: every DNS packet is copied.
     #[arg(long)]
-    pub every_dns_packet: bool,
+    pub count_dns_repeats: bool,
 }
 
 impl CaptureArgs {
@@ -218,7 +219,7 @@ impl CaptureArgs {
             proxies,
             jobs: None,
             stats_every: None,
-            dns_repeats: !self.every_dns_packet,
+            dns_repeats: self.count_dns_repeats,
         }
     }
 

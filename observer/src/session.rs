@@ -187,6 +187,8 @@ pub async fn run_started(
     capture.take_held_dns_queries(u64::MAX, |record| {
         ingest(&mut tracker, &mut diag, &mut last, record);
     });
+    // A query the kernel released meanwhile (its answer came) is in the ring with that answer.
+    capture.drain_pending(|record| ingest(&mut tracker, &mut diag, &mut last, record));
     read_flows(&capture, &mut tracker, &mut diag, &mut last, monotonic_ns());
     last.extend(tracker.flush());
     ask_cgroups(&mut cgroups, &last);

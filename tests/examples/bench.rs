@@ -130,6 +130,8 @@ enum Tool {
     Bandwhich,
     /// `observer watch --json` (only for the memory of the streaming mode).
     Watch,
+    /// `observer record --count-dns-repeats` (the DNS phases only).
+    ObserverRepeats,
 }
 
 impl Tool {
@@ -140,6 +142,7 @@ impl Tool {
             Tool::Tcpdump => "tcpdump",
             Tool::Bandwhich => "bandwhich",
             Tool::Watch => "watch",
+            Tool::ObserverRepeats => "observer-repeats",
         }
     }
 }
@@ -169,7 +172,12 @@ fn main() {
         None => Phase::ALL.to_vec(),
     };
     let bandwhich = find_bandwhich();
-    let mut tools = vec![Tool::None, Tool::Observer, Tool::Tcpdump];
+    let mut tools = vec![
+        Tool::None,
+        Tool::Observer,
+        Tool::ObserverRepeats,
+        Tool::Tcpdump,
+    ];
     if bandwhich.is_some() {
         tools.push(Tool::Bandwhich);
     } else {
@@ -202,6 +210,11 @@ fn main() {
     for round in 0..rounds {
         for &phase in &phases {
             for &tool in &tools {
+                if tool == Tool::ObserverRepeats
+                    && !matches!(phase, Phase::DnsRepeat | Phase::DnsUnique)
+                {
+                    continue;
+                }
                 let running = Running::start(tool, &lab, &capture_dir, bandwhich.as_deref());
                 let cpu0 = running.as_ref().map_or(0.0, Running::cpu_s);
                 let m = run_phase(phase, &lab, &client_tls, None);
@@ -381,7 +394,7 @@ fn spread(v: &[f64]) -> f64 {
 fn table(s: &Value) -> String {
     let mut out = String::new();
     out.push_str(
-        "phase        rate without (spread)     observer  (min-max)       tcpdump   bandwhich  budget\n",
+        "phase        rate without (spread)     observer  (min-max)       +repeats  tcpdump   bandwhich  budget\n",
     );
     let ratio = |row: &Value, tool: &str| -> String {
         let r = &row[tool];
@@ -408,18 +421,22 @@ fn table(s: &Value) -> String {
             o["ratio_max"].as_f64().unwrap_or(f64::NAN)
         );
         out.push_str(&format!(
-            "{:<12} {:<15} (±{:>4.1} %)  {:<9} {:<15} {:<9} {:<10} {}\n",
+            "{:<12} {:<15} (±{:>4.1} %)  {:<9} {:<15} {:<9} {:<9} {:<10} {}\n",
             phase.name(),
             rate,
             row["spread_without"].as_f64().unwrap_or(f64::NAN) * 100.0,
             ratio(row, "observer"),
             range,
+            ratio(row, "observer-repeats"),
             ratio(row, "tcpdump"),
             ratio(row, "bandwhich"),
             phase.budget().0,
         ));
     }
-    out.push_str("\nCPU seconds per unit of work (observer / tcpdump / bandwhich)\n");
+    out.push_str(
+        "\nCPU seconds per unit of work (observer / observer --count-dns-repeats / tcpdump / \
+         bandwhich)\n",
+    );
     for row in s["phases"].as_array().into_iter().flatten() {
         let phase = Phase::ALL
             .into_iter()
@@ -431,10 +448,11 @@ fn table(s: &Value) -> String {
                 .map_or("-".to_owned(), |x| format!("{x:.3}"))
         };
         out.push_str(&format!(
-            "{:<12} per {:<10} {:>8} {:>8} {:>8}   lost events {}, tcpdump dropped {}\n",
+            "{:<12} per {:<10} {:>8} {:>8} {:>8} {:>8}   lost events {}, tcpdump dropped {}\n",
             phase.name(),
             phase.unit().0,
             cpu("observer"),
+            cpu("observer-repeats"),
             cpu("tcpdump"),
             cpu("bandwhich"),
             row["observer"]["lost_events"],
@@ -870,11 +888,16 @@ impl Running {
         let out = dir.join(format!("{}.out", tool.name()));
         let (child, ready): (Child, Ready) = match tool {
             Tool::None => return None,
-            Tool::Observer => {
+            Tool::Observer | Tool::ObserverRepeats => {
                 let log = dir.join("observer.log");
                 let child = Command::new(observer_bin())
                     .args(["record", "--ports", "443", "--out"])
                     .arg(&out)
+                    .args(
+                        (tool == Tool::ObserverRepeats)
+                            .then_some("--count-dns-repeats")
+                            .as_slice(),
+                    )
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(&log).expect("observer log"))
                     .spawn()
@@ -999,7 +1022,7 @@ impl Running {
         let _ = self.child.wait();
         let mut stopped = Stopped::default();
         match self.tool {
-            Tool::Observer => {
+            Tool::Observer | Tool::ObserverRepeats => {
                 let report: Value = std::fs::read(&self.out)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok())

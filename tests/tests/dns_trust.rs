@@ -373,14 +373,23 @@ fn repeated_lookups_are_counted_in_the_kernel_and_every_verdict_stays_exact() {
     if !require_root_or_skip() {
         return;
     }
+    let long_answer = format!(
+        "objects.githubusercontent.com:A:answer:{}",
+        (20..40)
+            .map(|i| format!("198.18.1.{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     let lab = LabConfig::new("dnsrepeat")
         .dns_lab(&[
             "api.github.com:A:answer:198.18.1.10",
             "codeload.github.com:A:fail-first:servfail:198.18.1.10",
             "github-releases.githubusercontent.com:A:drop",
+            // 20 addresses: an answer too long to be compared (over 256 bytes).
+            &long_answer,
         ])
         .start();
-    let recording = Recording::start(lab.work_dir(), &[]);
+    let recording = Recording::start(lab.work_dir(), &["--count-dns-repeats"]);
     let program = format!(
         r#"
 import random, socket, struct
@@ -404,14 +413,15 @@ def ask(name, n, timeout):
             pass
     return got
 print(ask("api.github.com", 1000, 1.0), ask("codeload.github.com", 50, 1.0),
-      ask("github-releases.githubusercontent.com", 10, 0.3))
+      ask("github-releases.githubusercontent.com", 10, 0.3),
+      ask("objects.githubusercontent.com", 30, 1.0))
 "#,
         server = observer_tests::DNS_LAB
     );
     let out = lab.run_in_runner("python3", &["-c", &program]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "1000 50 0",
+        "1000 50 0 30",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -421,7 +431,8 @@ print(ask("api.github.com", 1000, 1.0), ask("codeload.github.com", 50, 1.0),
     assert_eq!(capture["lost_events"], 0, "{stderr}");
     // Most repeats never left the kernel (those before user space read the first answer, up to
     // 100 ms later, did); what did was judged like any exchange: nothing was rejected (a held
-    // query released late would make its answer unsolicited).
+    // query released after its answer, e.g. an answer too long to compare, would make that
+    // answer unsolicited).
     let repeats = capture["dns_repeats"].as_u64().unwrap_or(0);
     assert!(repeats >= 600, "{repeats} repeats counted: {capture:#}");
     assert!(capture["dns_checks"].is_null(), "{capture:#}");
@@ -440,6 +451,14 @@ print(ask("api.github.com", 1000, 1.0), ask("codeload.github.com", 50, 1.0),
     let codeload = report_host(&report, "codeload.github.com");
     assert_eq!(reasons(codeload), ["dns_servfail A"], "{codeload:#}");
     assert_eq!(codeload["reasons"][0]["count"], 1, "{codeload:#}");
+
+    let objects = report_host(&report, "objects.githubusercontent.com");
+    assert!(reasons(objects).is_empty(), "{objects:#}");
+    // (A host lists ten of its addresses.)
+    assert!(
+        objects["addresses"].as_array().map_or(0, Vec::len) >= 10,
+        "{objects:#}"
+    );
 
     // Ten queries never answered: ten timeouts, the held ones included.
     let releases = report_host(&report, "github-releases.githubusercontent.com");

@@ -215,11 +215,13 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         addr_of_mut!((*ev).flags).write(flags);
     }
     let whole = flags & DNS_FLAG_TRUNCATED == 0 && captured == payload_len;
-    if proto == IPPROTO_UDP && whole && repeats_on() {
+    // Every UDP answer looks for a held query of its socket and id (whatever its length: a held
+    // query must reach user space before any answer to it); only whole queries are compared.
+    if proto == IPPROTO_UDP && (ingress || whole) && repeats_on() {
         // SAFETY: as above, this CPU's own scratch slot.
         let repeat = unsafe {
             if ingress {
-                on_response(scratch, captured)
+                on_response(scratch, captured, whole)
             } else {
                 on_query(scratch, captured)
             }
@@ -341,7 +343,22 @@ unsafe fn on_query(p: *mut DnsPending, len: u32) -> bool {
     let p = unsafe { &mut *p };
     let ev = &p.event;
     let payload = &ev.payload;
-    if !(17..=DNS_REPEAT_MAX_LEN as u32).contains(&len)
+    // A held query of this socket and id (an id reused, a resend): copied first, so that user
+    // space never sees an answer before its query.
+    let pending_key = DnsPendingKey {
+        cookie: ev.cookie,
+        id: u32::from(u16::from_be_bytes([payload[0], payload[1]])),
+        _pad: 0,
+    };
+    if let Some(old) = DNS_PENDING.get_ptr_mut(&pending_key) {
+        // SAFETY: a live map value (see `on_response`).
+        release(unsafe { &mut *old });
+        let _ = DNS_PENDING.remove(&pending_key);
+    }
+    // Only queries of a known process are compared: with no owner, different processes would
+    // look alike.
+    if ev.flags & DNS_FLAG_OWNER_KNOWN == 0
+        || !(17..=DNS_REPEAT_MAX_LEN as u32).contains(&len)
         || payload[2] & 0xf8 != 0
         || payload[4] != 0
         || payload[5] != 1
@@ -358,11 +375,6 @@ unsafe fn on_query(p: *mut DnsPending, len: u32) -> bool {
     let recent = unsafe { &mut *recent };
     if recent.hash == hash && now.wrapping_sub(recent.ts_ns) <= DNS_REPEAT_WINDOW_NS {
         p.held = 1;
-        let pending_key = DnsPendingKey {
-            cookie: ev.cookie,
-            id: u32::from(u16::from_be_bytes([payload[0], payload[1]])),
-            _pad: 0,
-        };
         // Never over another held query of that socket and id (it would be lost).
         if DNS_PENDING
             .insert(&pending_key, &*p, u64::from(BPF_NOEXIST))
@@ -386,16 +398,20 @@ unsafe fn on_query(p: *mut DnsPending, len: u32) -> bool {
 /// # Safety
 /// `p` is this CPU's scratch slot, its event filled.
 #[inline(always)]
-unsafe fn on_response(p: *mut DnsPending, len: u32) -> bool {
+unsafe fn on_response(p: *mut DnsPending, len: u32, whole: bool) -> bool {
     // SAFETY: per the contract.
     let p = unsafe { &mut *p };
-    if !(12..=DNS_REPEAT_MAX_LEN as u32).contains(&len) {
+    if len < 12 {
         return false;
     }
     let ev = &mut p.event;
-    let exchange = hash_message(&ev.payload, len, party(ev, &ev.tuple.saddr, ev.tuple.sport));
-    ev.flags |= DNS_FLAG_EXCHANGE;
-    ev.exchange = exchange;
+    let comparable = whole && len <= DNS_REPEAT_MAX_LEN as u32;
+    let mut exchange = 0;
+    if comparable {
+        exchange = hash_message(&ev.payload, len, party(ev, &ev.tuple.saddr, ev.tuple.sport));
+        ev.flags |= DNS_FLAG_EXCHANGE;
+        ev.exchange = exchange;
+    }
     let pending_key = DnsPendingKey {
         cookie: ev.cookie,
         id: u32::from(u16::from_be_bytes([ev.payload[0], ev.payload[1]])),
@@ -413,6 +429,12 @@ unsafe fn on_response(p: *mut DnsPending, len: u32) -> bool {
     {
         // Another server answered: not this query's answer (user space judges it).
         release(pending);
+        return false;
+    }
+    if !comparable {
+        // Its answer, too long (or cut) to be compared: judged in user space, after its query.
+        release(pending);
+        let _ = DNS_PENDING.remove(&pending_key);
         return false;
     }
     let payload = &ev.payload;

@@ -58,7 +58,8 @@ pub struct CaptureConfig {
     /// lost and at the end (a daemon's metrics follow them).
     pub stats_every: Option<std::time::Duration>,
     /// Count exact repeats of DNS exchanges in the kernel instead of copying them (see
-    /// `DNS_PENDING_MAP` in the ABI); off, every DNS packet is copied.
+    /// `DNS_PENDING_MAP` in the ABI; experimental, `--count-dns-repeats`); off, every DNS packet
+    /// is copied.
     pub dns_repeats: bool,
 }
 

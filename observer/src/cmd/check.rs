@@ -86,7 +86,7 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         proxies: Vec::new(),
         jobs: None,
         stats_every: None,
-        dns_repeats: true,
+        dns_repeats: false,
     };
     let capture = if args.no_capture {
         Err("--no-capture".to_owned())
