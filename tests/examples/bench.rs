@@ -2,9 +2,10 @@
 //! admin would otherwise run.
 //!
 //! Every phase runs in rounds; in each round it runs back to back without any tool, with the
-//! observer (`observer record`, the report written at the end), with `tcpdump` (capturing what we capture:
-//! DNS, and SYN/FIN/RST to port 443, written to a file) and with `bandwhich` (a monitor that
-//! attributes traffic to processes; skipped when not installed). Each tool's ratio is its
+//! observer (`observer record`, the report written at the end), in the DNS phases also with
+//! `observer record --count-dns-repeats`, with `tcpdump` (capturing what we capture: DNS, and
+//! SYN/FIN/RST to port 443, written to a file) and with `bandwhich` (a monitor that attributes
+//! traffic to processes; skipped when not installed). Each tool's ratio is its
 //! with/without rate in the same round, and the table shows the median of the rounds with the
 //! spread of the rates without any tool (a phase whose load generator is unstable says so).
 //!
@@ -20,7 +21,9 @@
 //!
 //! Then, with the observer only, the paced phases: 5,000 new connections/s for 20 s (100,000
 //! flows tracked) and 20,000 DNS responses/s of each shape for 5 s, with lost events and peak
-//! RSS (VmHWM). CPU time of every tool comes from /proc/PID/stat, per phase.
+//! RSS (VmHWM), and the 5,000 connections/s again with `observer watch` for its peak RSS (it
+//! forgets closed flows; `record` keeps them for its report). CPU time of every tool comes from
+//! /proc/PID/stat, per phase.
 //!
 //! `BENCH_PHASES=tcp,dns-repeat` runs only those phases, `BENCH_TOOLS=observer` only those tools,
 //! `BENCH_ROUNDS=N` sets the rounds, `BENCH_PACED=0` skips the paced phases (for profiling).
