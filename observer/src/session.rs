@@ -93,6 +93,7 @@ pub async fn run_started(
             .collect()
     };
     let mut tracker = Tracker::new();
+    tracker.count_dns_repeats(config.dns_repeats);
     let mut cgroups = Lookups::start(capture.cgroup.clone());
     let started = Observed::CaptureStarted {
         cgroup: capture.cgroup.display().to_string(),

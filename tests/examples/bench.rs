@@ -160,6 +160,17 @@ struct Measured {
     failed: u64,
 }
 
+impl Measured {
+    /// `done` units of work (and `failed` attempts) in `secs` seconds.
+    fn count(done: u64, failed: u64, secs: f64) -> Self {
+        Self {
+            rate: done as f64 / secs,
+            units: done as f64,
+            failed,
+        }
+    }
+}
+
 fn env_list(name: &str) -> Option<Vec<String>> {
     std::env::var(name)
         .ok()
@@ -707,11 +718,7 @@ fn https_connections(lab: &Lab, client: &Arc<rustls::ClientConfig>, time: Durati
         }
         (n, failed)
     });
-    Measured {
-        rate: done as f64 / secs,
-        units: done as f64,
-        failed,
-    }
+    Measured::count(done, failed, secs)
 }
 
 /// Bulk TCP throughput with iperf3 to port 443.
@@ -764,11 +771,7 @@ fn connections(lab: &Lab, rate: Option<f64>, time: Duration) -> Measured {
         }
         (n, failed)
     });
-    Measured {
-        rate: done as f64 / secs,
-        units: done as f64,
-        failed,
-    }
+    Measured::count(done, failed, secs)
 }
 
 /// A DNS query for `name` (A, IN, recursion desired) with id `id`.
@@ -832,11 +835,7 @@ fn dns(lab: &Lab, unique: bool, rate: Option<f64>, time: Duration) -> Measured {
         }
         (got, lost)
     });
-    Measured {
-        rate: done as f64 / secs,
-        units: done as f64,
-        failed,
-    }
+    Measured::count(done, failed, secs)
 }
 
 /// Whether a tool started is ready (given its output file).

@@ -45,21 +45,9 @@ const BANDWHICH_VERSION: &str = "0.23.1";
 
 /// Installs the bench's peers when missing; returns bandwhich's path.
 pub fn bench_tools(target: &std::path::Path) -> Result<PathBuf> {
-    let missing: Vec<&str> = BENCH_PACKAGES
-        .iter()
-        .copied()
-        .filter(|pkg| {
-            let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]).output();
-            !matches!(out, Ok(o) if String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
-        })
-        .collect();
+    let missing = missing_of(BENCH_PACKAGES);
     if !missing.is_empty() {
-        check(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(&missing)?;
     }
     let root = target.join("tools");
     let bandwhich = root.join("bin/bandwhich");
@@ -107,8 +95,12 @@ pub fn tool_path() -> OsString {
 }
 
 fn missing_packages() -> Vec<&'static str> {
-    APT_PACKAGES
-        .iter()
+    missing_of(APT_PACKAGES)
+}
+
+/// The packages of `list` that dpkg does not have installed.
+fn missing_of(list: &[&'static str]) -> Vec<&'static str> {
+    list.iter()
         .copied()
         .filter(|pkg| {
             let out = Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]).output();
@@ -143,6 +135,21 @@ fn has_stable_components() -> bool {
     })
 }
 
+/// `apt-get update`, then installs `packages` (root).
+fn apt_install(packages: &[&str]) -> Result<()> {
+    check(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    check(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
 /// Sets up only if something is missing (cheap checks first).
 pub fn ensure() -> Result<()> {
     if missing_packages().is_empty()
@@ -165,17 +172,7 @@ pub fn run() -> Result<()> {
                 packages.join(" ")
             );
         }
-        check(
-            Command::new("apt-get")
-                .args(["update", "-q"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        check(
-            Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends"])
-                .args(&packages)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(&packages)?;
     }
     if !has_stable_components() {
         check(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;

@@ -375,10 +375,7 @@ impl Capture {
 
     /// Children of job processes the kernel's job table had no room for, summed over CPUs.
     pub fn job_pids_full(&self) -> u64 {
-        self.counters
-            .get(&COUNTER_JOB_PIDS_FULL, 0)
-            .map(|values| values.iter().sum::<u64>())
-            .unwrap_or(0)
+        self.counter(COUNTER_JOB_PIDS_FULL)
     }
 
     /// (events lost because the ring buffer was full, DNS packets not copied), summed over CPUs.
@@ -394,6 +391,7 @@ impl Capture {
         self.counter(COUNTER_DNS_REPEATS)
     }
 
+    /// A `COUNTERS` slot, summed over CPUs.
     fn counter(&self, index: u32) -> u64 {
         self.counters
             .get(&index, 0)

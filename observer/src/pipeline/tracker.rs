@@ -69,6 +69,9 @@ pub struct Tracker {
     /// Answers whose exact repeats the kernel may count instead of copying (`DnsPacket::exchange`
     /// and time), until the capture takes them ([`Tracker::take_repeatable_answers`]).
     repeatable: Vec<(u64, u64)>,
+    /// Whether the kernel counts DNS repeats (`--count-dns-repeats`): only then are questions
+    /// remembered and answers called repeatable (otherwise that work would be for nothing).
+    count_repeats: bool,
     /// The question (a keyed hash of it) and server of recent UDP queries not answered yet, by
     /// socket and id, oldest first in `question_order`: an answer is repeatable only if it is the
     /// first from its query's server, with its query's question.
@@ -139,6 +142,11 @@ impl Tracker {
         {
             self.repeatable.push((exchange, packet.ts_ns));
         }
+    }
+
+    /// Says whether the kernel counts DNS repeats (see `take_repeatable_answers`).
+    pub fn count_dns_repeats(&mut self, on: bool) {
+        self.count_repeats = on;
     }
 
     /// Number of flows currently open.
@@ -482,7 +490,7 @@ impl Tracker {
                 observed.questions = msg.questions;
                 observed.answers = msg.answers;
                 observed.decode_error = msg.incomplete;
-                if packet.tcp_seq.is_none() {
+                if self.count_repeats && packet.tcp_seq.is_none() {
                     self.note_question(&packet_facts, &observed);
                 }
             }
@@ -952,6 +960,7 @@ mod tests {
         // Asks, then hands the response to the tracker; returns what became repeatable.
         let exchange = |query: &str, reply: DnsPacket| {
             let mut t = Tracker::new();
+            t.count_dns_repeats(true);
             t.on_event(KernelEvent::Dns(udp_dns(
                 dns_query(query),
                 false,
@@ -1009,6 +1018,7 @@ mod tests {
 
         // Only the first response to a query: a second one (a duplicate) is not.
         let mut t = Tracker::new();
+        t.count_dns_repeats(true);
         t.on_event(KernelEvent::Dns(udp_dns(
             dns_query("api.github.com."),
             false,
@@ -1021,6 +1031,17 @@ mod tests {
         // Nor an answer with no query seen.
         t.on_event(KernelEvent::Dns(first));
         assert!(t.take_repeatable_answers().is_empty());
+
+        // Without `--count-dns-repeats` nothing is remembered at all.
+        let mut t = Tracker::new();
+        t.on_event(KernelEvent::Dns(udp_dns(
+            dns_query("api.github.com."),
+            false,
+            SERVER,
+            None,
+        )));
+        t.on_event(KernelEvent::Dns(udp_dns(plain(), true, SERVER, Some(99))));
+        assert!(t.take_repeatable_answers().is_empty() && t.questions.is_empty());
     }
 
     #[test]
