@@ -111,9 +111,10 @@ pub const WATCH_PORTS_MAX: u32 = 64;
 /// Size of the `EVENTS` ring buffer in bytes (a power-of-two multiple of the page size).
 pub const EVENTS_BYTES: u32 = 4 * 1024 * 1024;
 
-/// The kernel wakes user space only once this much is waiting in `EVENTS`; user space also
-/// drains the ring buffer on its own every 100 ms. At high event rates this saves a wake-up
-/// (and several system calls) per event; at low rates it delays events by at most 100 ms.
+/// The kernel wakes user space each time the bytes waiting in `EVENTS` cross a multiple of this
+/// (once per 32 KiB, not once per record); user space also drains the ring buffer on its own
+/// every 100 ms. At high event rates this saves a wake-up (an inter-processor interrupt, and
+/// several system calls) per event; at low rates it delays events by at most 100 ms.
 pub const EVENTS_WAKEUP_BYTES: u64 = 32 * 1024;
 
 /// The longest DNS payload copied from one packet; longer ones are cut and flagged.

@@ -34,6 +34,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// At the stop, how long the cgroup lookups still owed are waited for: one walk, which may have
 /// to wait for `cgroups::MIN_REWALK`.
 const SETTLE_CGROUPS: Duration = Duration::from_millis(1500);
+/// The room kept for a batch between batches (a burst may fill more; it is given back after).
+const BATCH_CAPACITY_MAX: usize = 4096;
 
 /// Observations stamped with nanoseconds since the Unix epoch.
 pub type Batch = Vec<(u64, Observed)>;
@@ -44,7 +46,7 @@ pub type Batch = Vec<(u64, Observed)>;
 pub async fn run(
     config: &CaptureConfig,
     stop: impl Future<Output = ()>,
-    consume: impl FnMut(Batch) -> anyhow::Result<()>,
+    consume: impl FnMut(&mut Batch) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     // Listening before the programs load (which takes seconds on a slow machine): a SIGTERM or
     // SIGINT meanwhile (`systemctl stop` right after a start) stops the capture cleanly once it
@@ -75,7 +77,7 @@ pub async fn run_started(
     mut capture: Capture,
     config: &CaptureConfig,
     stop: impl Future<Output = ()>,
-    mut consume: impl FnMut(Batch) -> anyhow::Result<()>,
+    mut consume: impl FnMut(&mut Batch) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     for p in capture.probes.iter().filter(|p| !p.attached) {
         eprintln!(
@@ -86,11 +88,11 @@ pub async fn run_started(
         );
     }
     let clock = Clock::now();
-    let stamp = |items: Vec<(u64, Observed)>| -> Batch {
-        items
-            .into_iter()
-            .map(|(mono, o)| (clock.unix_ns(mono), o))
-            .collect()
+    // Stamps a batch in place (kernel time to Unix time) for the consumer.
+    let stamp = |items: &mut Batch| {
+        for (ts, _) in items.iter_mut() {
+            *ts = clock.unix_ns(*ts);
+        }
     };
     let mut tracker = Tracker::new();
     tracker.count_dns_repeats(config.dns_repeats);
@@ -107,7 +109,9 @@ pub async fn run_started(
         sources: capture.plan.sources.clone(),
         proxies: config.proxies.clone(),
     };
-    consume(stamp(vec![(monotonic_ns(), started)]))?;
+    let mut first = vec![(monotonic_ns(), started)];
+    stamp(&mut first);
+    consume(&mut first)?;
     // Kernels without the length tracepoints: bytes and adoption through sock_diag.
     let mut diag = (capture.plan.bytes != BytesSource::Tracepoints).then(Poller::new);
     if let Some(poller) = diag.as_mut() {
@@ -119,7 +123,8 @@ pub async fn run_started(
                 batch.extend(tracker.on_event(event));
             }
             ask_cgroups(&mut cgroups, &batch);
-            consume(stamp(batch))?;
+            stamp(&mut batch);
+            consume(&mut batch)?;
         }
     }
 
@@ -133,8 +138,15 @@ pub async fn run_started(
     let mut reported_lost = 0;
     let mut stats_reported_ns = monotonic_ns();
 
+    // One batch, emptied after each consumer call: its room is reused (a new vector per batch,
+    // grown from empty or given room up front, cost the allocator a consolidation of its free
+    // lists at each batch in a flood).
+    let mut batch = Vec::new();
     let result: anyhow::Result<()> = loop {
-        let mut batch = Vec::new();
+        batch.clear();
+        if batch.capacity() > BATCH_CAPACITY_MAX {
+            batch.shrink_to(BATCH_CAPACITY_MAX);
+        }
         tokio::select! {
             drained = capture.drain(|record| ingest(&mut tracker, &mut diag, &mut batch, record)) => {
                 if let Err(e) = drained {
@@ -175,7 +187,8 @@ pub async fn run_started(
         }
         capture.remember_dns_answers(&tracker.take_repeatable_answers());
         ask_cgroups(&mut cgroups, &batch);
-        if let Err(e) = consume(stamp(batch)) {
+        stamp(&mut batch);
+        if let Err(e) = consume(&mut batch) {
             break Err(e);
         }
     };
@@ -206,7 +219,8 @@ pub async fn run_started(
         monotonic_ns(),
         Observed::CaptureStats(stats(&tracker, &capture, &cgroups)),
     ));
-    let last = consume(stamp(last));
+    stamp(&mut last);
+    let last = consume(&mut last);
     result.and(last)
 }
 
@@ -249,7 +263,9 @@ fn ingest(
                 Some(poller) => poller.rewrite(event),
                 None => Some(event),
             };
-            batch.extend(event.into_iter().flat_map(|e| tracker.on_event(e)));
+            if let Some(event) = event {
+                tracker.on_event_into(event, batch);
+            }
         }
         Err(e) => {
             log::debug!("undecodable record: {e}");

@@ -35,7 +35,7 @@ use observer_ebpf::{
 };
 
 use super::maps::{
-    count, submit_flags, CONFIG, DNS_PENDING, DNS_RECENT_ANSWERS, DNS_RECENT_QUERIES, DNS_SCRATCH,
+    count, output_flags, CONFIG, DNS_PENDING, DNS_RECENT_ANSWERS, DNS_RECENT_QUERIES, DNS_SCRATCH,
     EVENTS, SOCK_OWNERS,
 };
 
@@ -66,19 +66,21 @@ pub fn dns_egress(ctx: SkBuffContext) -> i32 {
 
 #[inline(always)]
 fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
+    // Headers are read with as few `bpf_skb_load_bytes` calls as they allow (each is a helper
+    // call, and these programs see every packet of the host): the whole IPv4 header or the fixed
+    // IPv6 one, then the start of the UDP/TCP header.
     let first: u8 = ctx.load(0)?;
     let mut tuple = Tuple::default();
     let (proto, l4): (u8, u32) = match first >> 4 {
         4 => {
-            let proto = ctx.load::<u8>(9)?;
+            let ip: [u8; 20] = ctx.load(0)?;
+            let proto = ip[9];
             if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
                 return Ok(());
             }
             tuple.family = AF_INET;
-            let src: [u8; 4] = ctx.load(12)?;
-            let dst: [u8; 4] = ctx.load(16)?;
-            tuple.saddr[..4].copy_from_slice(&src);
-            tuple.daddr[..4].copy_from_slice(&dst);
+            tuple.saddr[..4].copy_from_slice(&ip[12..16]);
+            tuple.daddr[..4].copy_from_slice(&ip[16..20]);
             // Sockets see reassembled datagrams, so there are no fragments to care about here.
             let l4 = u32::from(first & 0x0f) * 4;
             if l4 < 20 {
@@ -87,10 +89,11 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
             (proto, l4)
         }
         6 => {
+            let ip: [u8; 40] = ctx.load(0)?;
             tuple.family = AF_INET6;
-            tuple.saddr = ctx.load(8)?;
-            tuple.daddr = ctx.load(24)?;
-            let mut next = ctx.load::<u8>(6)?;
+            tuple.saddr.copy_from_slice(&ip[8..24]);
+            tuple.daddr.copy_from_slice(&ip[24..40]);
+            let mut next = ip[6];
             let mut off: u32 = 40;
             // Hop-by-hop, routing, destination options and fragment headers before UDP/TCP,
             // a bounded number of them.
@@ -128,19 +131,28 @@ fn try_dns(ctx: &SkBuffContext, ingress: bool) -> Result<(), i64> {
         }
         _ => return Ok(()),
     };
-    tuple.sport = u16::from_be(ctx.load::<u16>(l4 as usize)?);
-    tuple.dport = u16::from_be(ctx.load::<u16>(l4 as usize + 2)?);
+    // Ports, and for TCP the sequence number and data offset (a TCP header has 20 bytes at
+    // least; a UDP datagram may end after its 8).
+    let mut l4h = [0u8; 16];
+    if proto == IPPROTO_TCP {
+        l4h = ctx.load(l4 as usize)?;
+    } else {
+        let udp: [u8; 4] = ctx.load(l4 as usize)?;
+        l4h[..4].copy_from_slice(&udp);
+    }
+    tuple.sport = u16::from_be_bytes([l4h[0], l4h[1]]);
+    tuple.dport = u16::from_be_bytes([l4h[2], l4h[3]]);
+    let doff = u32::from(l4h[12] >> 4) * 4;
     let port = if ingress { tuple.sport } else { tuple.dport };
     if port != DNS_PORT {
         if proto == IPPROTO_TCP {
-            return super::payload::first_payload(ctx, ingress, &tuple, port, l4);
+            return super::payload::first_payload(ctx, ingress, &tuple, port, l4 + doff, doff);
         }
         return Ok(());
     }
     let mut tcp_seq: u32 = 0;
     let payload_off = if proto == IPPROTO_TCP {
-        tcp_seq = u32::from_be(ctx.load::<u32>(l4 as usize + 4)?);
-        let doff = u32::from(ctx.load::<u8>(l4 as usize + 12)? >> 4) * 4;
+        tcp_seq = u32::from_be_bytes([l4h[4], l4h[5], l4h[6], l4h[7]]);
         if doff < 20 {
             count(COUNTER_DNS_SKIPPED);
             return Ok(());
@@ -249,7 +261,7 @@ unsafe fn output(ev: *const DnsEvent, captured: u32) {
     }
     // SAFETY: `size` bytes from `ev` are inside the map value the caller gave.
     let bytes = unsafe { core::slice::from_raw_parts(ev.cast::<u8>(), size as usize) };
-    if EVENTS.output::<[u8]>(bytes, submit_flags()).is_err() {
+    if EVENTS.output::<[u8]>(bytes, output_flags(size)).is_err() {
         count(COUNTER_RINGBUF_FULL);
     }
 }

@@ -49,11 +49,39 @@ pub static DNS_SCRATCH: PerCpuArray<DnsPending> = PerCpuArray::with_max_entries(
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
 
-/// Flags for submitting a record to `EVENTS`: wake user space only when enough is waiting
-/// (see `EVENTS_WAKEUP_BYTES`).
+/// Flags for submitting a record of `len` bytes already reserved in `EVENTS` (`reserve`):
+/// see [`wake_flags`].
 #[inline(always)]
-pub fn submit_flags() -> u64 {
-    if EVENTS.query(BPF_RB_AVAIL_DATA.into()) >= EVENTS_WAKEUP_BYTES {
+pub fn submit_flags(len: usize) -> u64 {
+    wake_flags(EVENTS.query(BPF_RB_AVAIL_DATA.into()), len as u64)
+}
+
+/// Flags for `EVENTS.output` of a record of `len` bytes (not yet in the ring): see
+/// [`wake_flags`].
+#[inline(always)]
+pub fn output_flags(len: u64) -> u64 {
+    wake_flags(
+        EVENTS.query(BPF_RB_AVAIL_DATA.into()) + ring_record(len),
+        len,
+    )
+}
+
+/// The bytes a record of `len` takes in a BPF ring buffer (an 8-byte header, rounded up to 8).
+#[inline(always)]
+fn ring_record(len: u64) -> u64 {
+    (len + 8 + 7) & !7
+}
+
+/// Wake user space only when the bytes waiting in `EVENTS` (`queued`, this record included)
+/// cross a multiple of `EVENTS_WAKEUP_BYTES`: once per 32 KiB, not once per record. A wake-up is
+/// an inter-processor interrupt (a VM exit on a virtual machine), and a flood whose records wake
+/// a consumer that is already behind paid one per packet. Without any flag the kernel wakes the
+/// consumer whenever it had caught up, which at high rates is again nearly every record. User
+/// space also drains on its own ticks, so a crossing missed in a race between CPUs only delays
+/// records until the next crossing or tick.
+#[inline(always)]
+fn wake_flags(queued: u64, len: u64) -> u64 {
+    if queued >= EVENTS_WAKEUP_BYTES && queued & (EVENTS_WAKEUP_BYTES - 1) < ring_record(len) {
         BPF_RB_FORCE_WAKEUP.into()
     } else {
         BPF_RB_NO_WAKEUP.into()

@@ -23,29 +23,25 @@ use observer_ebpf::{
 use super::maps::{count, port_watch_bits, submit_flags, EVENTS, PAYLOAD_SEEN};
 
 /// Copies the segment's payload if it is the first of its socket in its direction on a watched
-/// port. `port` is the remote port (destination when sent, source when received); `l4` the
-/// offset of the TCP header.
+/// port. `port` is the remote port (destination when sent, source when received);
+/// `payload_off` the offset of the payload, after a TCP header of `doff` bytes.
 #[inline(always)]
 pub fn first_payload(
     ctx: &SkBuffContext,
     ingress: bool,
     tuple: &Tuple,
     port: u16,
-    l4: u32,
+    payload_off: u32,
+    doff: u32,
 ) -> Result<(), i64> {
+    let skb_len = ctx.len();
+    if doff < 20 || skb_len <= payload_off {
+        // SYN, ACK, FIN without data (or a broken header): nothing to look up.
+        return Ok(());
+    }
     let bits = port_watch_bits(port);
     let wanted = if ingress { WATCH_REPLY } else { WATCH_FLOW };
     if bits & wanted == 0 {
-        return Ok(());
-    }
-    let doff = u32::from(ctx.load::<u8>(l4 as usize + 12)? >> 4) * 4;
-    if doff < 20 {
-        return Ok(());
-    }
-    let payload_off = l4 + doff;
-    let skb_len = ctx.len();
-    if skb_len <= payload_off {
-        // SYN, ACK, FIN without data.
         return Ok(());
     }
     let direction = if ingress {
@@ -100,6 +96,6 @@ pub fn first_payload(
         addr_of_mut!((*ev).captured_len).write(captured);
         addr_of_mut!((*ev).flags).write(flags);
     }
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(size_of::<PayloadEvent>()));
     Ok(())
 }

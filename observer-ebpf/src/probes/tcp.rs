@@ -16,6 +16,7 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::tracepoint,
     programs::TracePointContext,
+    EbpfContext,
 };
 use observer_ebpf::{
     Flow, FlowEvent, Owner, SockErrorEvent, Tuple, AF_INET, AF_INET6, CONFIG_ADOPT,
@@ -34,11 +35,14 @@ use super::{
 const IPPROTO_TCP: u16 = 6;
 const MSG_PEEK: i32 = 2;
 
-/// Reads a tracepoint field.
+/// Reads a tracepoint field straight from the context: a tracepoint program may load from its
+/// context at constant, naturally aligned offsets (the kernel checks, when it attaches the
+/// program, that they lie inside the event). `bpf_probe_read` per field cost a helper call each,
+/// and these programs run at every TCP state change and every send and receive of the host.
 #[inline(always)]
-fn field<T>(ctx: &TracePointContext, offset: usize) -> Result<T, i64> {
-    // SAFETY: offsets come from the tracepoint's format file.
-    unsafe { ctx.read_at::<T>(offset) }.map_err(i64::from)
+fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> Result<T, i64> {
+    // SAFETY: offsets come from the tracepoint's format file and are aligned for their type.
+    Ok(unsafe { ctx.as_ptr().cast::<u8>().add(offset).cast::<T>().read() })
 }
 
 /// Reads the address/port block that several tracepoints share: sport, dport, family at
@@ -51,12 +55,15 @@ fn tuple_at(ctx: &TracePointContext, ports: usize, v4: usize, v6: usize) -> Resu
         family: field(ctx, ports + 4)?,
         ..Tuple::default()
     };
+    // Addresses through `bpf_probe_read` (byte arrays read from the context made LLVM spill
+    // past the 512-byte stack); they are read only when a flow starts or is adopted.
+    // SAFETY: offsets come from the tracepoint's format file.
     if tuple.family == AF_INET6 {
-        tuple.saddr = field(ctx, v6)?;
-        tuple.daddr = field(ctx, v6 + 16)?;
+        tuple.saddr = unsafe { ctx.read_at(v6) }.map_err(i64::from)?;
+        tuple.daddr = unsafe { ctx.read_at(v6 + 16) }.map_err(i64::from)?;
     } else if tuple.family == AF_INET {
-        let s: [u8; 4] = field(ctx, v4)?;
-        let d: [u8; 4] = field(ctx, v4 + 4)?;
+        let s: [u8; 4] = unsafe { ctx.read_at(v4) }.map_err(i64::from)?;
+        let d: [u8; 4] = unsafe { ctx.read_at(v4 + 4) }.map_err(i64::from)?;
         tuple.saddr[..4].copy_from_slice(&s);
         tuple.daddr[..4].copy_from_slice(&d);
     }
@@ -78,7 +85,7 @@ fn emit_flow(kind: u32, key: u64, flow: &Flow, now: u64) {
         addr_of_mut!((*ev).key).write(key);
         addr_of_mut!((*ev).flow).write(*flow);
     }
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(size_of::<FlowEvent>()));
 }
 
 // sock:inet_sock_set_state
@@ -302,7 +309,7 @@ fn try_sock_error(ctx: &TracePointContext) -> Result<(), i64> {
             tuple,
         });
     }
-    entry.submit(submit_flags());
+    entry.submit(submit_flags(size_of::<SockErrorEvent>()));
     Ok(())
 }
 

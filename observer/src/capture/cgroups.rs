@@ -437,6 +437,9 @@ pub struct Lookups {
     requests: Option<mpsc::SyncSender<u64>>,
     answers: tokio::sync::mpsc::Receiver<(u64, Option<Workload>)>,
     asked: HashSet<u64>,
+    /// The id asked last: the packets of a flood mostly carry the same one, and a hash lookup
+    /// per packet showed in its profile.
+    last_asked: u64,
     outstanding: usize,
     unresolved: u64,
 }
@@ -465,6 +468,7 @@ impl Lookups {
             requests,
             answers,
             asked: HashSet::new(),
+            last_asked: 0,
             outstanding: 0,
             unresolved: 0,
         }
@@ -473,7 +477,11 @@ impl Lookups {
     /// Asks for the workload of cgroup `id` unless it was asked before (0, no cgroup, never
     /// is). Never blocks: when the thread is busy the id is asked again the next time.
     pub fn ask(&mut self, id: u64) {
-        if id == 0 || self.asked.contains(&id) {
+        if id == 0 || id == self.last_asked {
+            return;
+        }
+        if self.asked.contains(&id) {
+            self.last_asked = id;
             return;
         }
         let Some(requests) = &self.requests else {
@@ -485,6 +493,7 @@ impl Lookups {
                     self.asked.clear();
                 }
                 self.asked.insert(id);
+                self.last_asked = id;
                 self.outstanding += 1;
             }
             Err(mpsc::TrySendError::Full(_)) => {}

@@ -114,8 +114,8 @@ pub async fn run(args: &CheckArgs) -> anyhow::Result<u8> {
                 async {
                     let _ = stopped.await;
                 },
-                |mut batch| {
-                    for (ts, observed) in &mut batch {
+                |batch| {
+                    for (ts, observed) in batch.iter_mut() {
                         correlator.observe(*ts, observed);
                     }
                     Ok(())

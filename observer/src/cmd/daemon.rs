@@ -124,7 +124,7 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
     let mut log_failures = 0u64;
     let result = session::run(&config, session::after(args.capture.duration()), |batch| {
         if let Ok(mut d) = daemon.lock() {
-            d.observe(&batch);
+            d.observe(batch);
             for lookup in d.take_container_lookups() {
                 if lookups.is_some() {
                     let _ = lookup_tx.send(lookup);
@@ -132,7 +132,7 @@ pub async fn run(args: &DaemonArgs) -> anyhow::Result<()> {
             }
         }
         // A full disk must not stop the capture: the log is evidence, the capture the job.
-        if let Err(e) = log.write(&batch, SystemTime::now()) {
+        if let Err(e) = log.write(batch, SystemTime::now()) {
             log_failures += 1;
             if log_failures.is_power_of_two() {
                 eprintln!(

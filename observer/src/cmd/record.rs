@@ -25,31 +25,27 @@ pub async fn run(args: &RecordArgs) -> anyhow::Result<()> {
     // The event log now exists: the report must not be written over it.
     outfile::refuse_input(&args.out, args.events.as_slice())?;
     let out = args.out.display().to_string();
-    let captured = session::run(
-        &config,
-        session::after(args.capture.duration()),
-        |mut batch| {
-            for (ts, observed) in &mut batch {
-                if matches!(observed, Observed::CaptureStarted { .. }) {
-                    // Headless: say that the capture runs, and how it ends.
-                    eprintln!(
-                        "observer: recording; SIGINT or SIGTERM{} stops it and writes {}",
-                        if args.capture.duration().is_some() {
-                            " (or the --duration)"
-                        } else {
-                            ""
-                        },
-                        observer::sanitize::line(&out)
-                    );
-                }
-                correlator.observe(*ts, observed);
+    let captured = session::run(&config, session::after(args.capture.duration()), |batch| {
+        for (ts, observed) in batch.iter_mut() {
+            if matches!(observed, Observed::CaptureStarted { .. }) {
+                // Headless: say that the capture runs, and how it ends.
+                eprintln!(
+                    "observer: recording; SIGINT or SIGTERM{} stops it and writes {}",
+                    if args.capture.duration().is_some() {
+                        " (or the --duration)"
+                    } else {
+                        ""
+                    },
+                    observer::sanitize::line(&out)
+                );
             }
-            if let Some(log) = &mut log {
-                log.write(&batch).context("cannot write the event log")?;
-            }
-            Ok(())
-        },
-    )
+            correlator.observe(*ts, observed);
+        }
+        if let Some(log) = &mut log {
+            log.write(&*batch).context("cannot write the event log")?;
+        }
+        Ok(())
+    })
     .await;
     // Whatever happened, what was captured is written.
     let written = export::write_report(&mut correlator, &args.out, args.format);

@@ -14,15 +14,11 @@ pub async fn run(args: &WatchArgs) -> anyhow::Result<()> {
         .forgetting_closed_flows();
     let config = args.capture.config(correlator.catalog());
     let mut sink = Sink::new(BufWriter::new(io::stdout().lock()), args.json);
-    session::run(
-        &config,
-        session::after(args.capture.duration()),
-        |mut batch| {
-            for (ts, observed) in &mut batch {
-                correlator.observe(*ts, observed);
-            }
-            sink.write(&batch).map_err(anyhow::Error::from)
-        },
-    )
+    session::run(&config, session::after(args.capture.duration()), |batch| {
+        for (ts, observed) in batch.iter_mut() {
+            correlator.observe(*ts, observed);
+        }
+        sink.write(&*batch).map_err(anyhow::Error::from)
+    })
     .await
 }

@@ -6,7 +6,7 @@
 
 use hickory_proto::{
     op::{Header, MessageType, Query, ResponseCode},
-    rr::{DNSClass, RData, Record, RecordType},
+    rr::{DNSClass, Name, RData, Record, RecordType},
     serialize::binary::{BinDecodable, BinDecoder},
 };
 use serde::{Deserialize, Serialize};
@@ -66,8 +66,10 @@ pub fn decode_message(payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
     for _ in 0..header.query_count() {
         let query = Query::read(&mut decoder).map_err(|e| MalformedDns(e.to_string()))?;
         questions.push(Question {
-            name: normalize_name(&query.name().to_ascii()),
-            rtype: query.query_type().to_string(),
+            name: name_text(query.name()),
+            // As hickory prints it ("Unknown" for a type it does not know, where answers say
+            // `TYPEn`): the per-name outcome tallies count all such questions as one type.
+            rtype: <&'static str>::from(query.query_type()).to_owned(),
             class: (query.query_class() != DNSClass::IN).then(|| query.query_class().to_string()),
         });
     }
@@ -97,6 +99,95 @@ pub fn decode_message(payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
     })
 }
 
+/// Remembers recently decoded messages by their bytes after the id, so a message seen again
+/// (the same question asked over and over, and its same answer) is cloned instead of parsed:
+/// in a repeated-name flood decoding was the largest part of the observer's time. Decoding is a
+/// pure function of the bytes, and a hit compares them whole, so the cache changes no result.
+///
+/// Direct-mapped by a keyed hash (a flood of names made to collide only costs speed), with
+/// `DECODE_CACHE_SLOTS` slots of messages up to `DECODE_CACHE_MAX_PAYLOAD` bytes whose decoded
+/// text is at most `DECODE_CACHE_MAX_TEXT` bytes (compression pointers and escaping can make a
+/// 512-byte message decode to tens of kilobytes): about 1.3 MB at most.
+#[derive(Default)]
+pub struct DecodeCache {
+    slots: Vec<Option<CachedMessage>>,
+    hasher: std::hash::RandomState,
+    hits: u64,
+}
+
+struct CachedMessage {
+    hash: u64,
+    /// The payload after its 2-byte id.
+    rest: Box<[u8]>,
+    message: DnsMessage,
+}
+
+const DECODE_CACHE_SLOTS: usize = 512;
+/// Longer messages are decoded every time (and not kept): the cache stays small.
+const DECODE_CACHE_MAX_PAYLOAD: usize = 512;
+/// Messages whose decoded text is longer than this are not kept either.
+const DECODE_CACHE_MAX_TEXT: usize = 2048;
+
+impl DecodeCache {
+    /// [`decode_message`], from the cache when the same bytes (but for the id) were decoded
+    /// lately.
+    pub fn decode(&mut self, payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
+        if payload.len() < 12 || payload.len() > DECODE_CACHE_MAX_PAYLOAD {
+            return decode_message(payload);
+        }
+        let id = u16::from_be_bytes([payload[0], payload[1]]);
+        let rest = &payload[2..];
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, rest);
+        if self.slots.is_empty() {
+            self.slots.resize_with(DECODE_CACHE_SLOTS, || None);
+        }
+        let slot = &mut self.slots[(hash as usize) % DECODE_CACHE_SLOTS];
+        if let Some(cached) = slot {
+            if cached.hash == hash && *cached.rest == *rest {
+                self.hits += 1;
+                let mut message = cached.message.clone();
+                message.id = id;
+                return Ok(message);
+            }
+        }
+        let message = decode_message(payload)?;
+        if message.text_len() <= DECODE_CACHE_MAX_TEXT {
+            *slot = Some(CachedMessage {
+                hash,
+                rest: rest.into(),
+                message: message.clone(),
+            });
+        }
+        Ok(message)
+    }
+
+    /// Messages cloned from the cache so far.
+    #[cfg(test)]
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+}
+
+impl DnsMessage {
+    /// The bytes of its text (names, types, data, codes), with a fixed cost per record.
+    fn text_len(&self) -> usize {
+        const PER_RECORD: usize = 64;
+        let questions: usize = self
+            .questions
+            .iter()
+            .map(|q| {
+                PER_RECORD + q.name.len() + q.rtype.len() + q.class.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        let answers: usize = self
+            .answers
+            .iter()
+            .map(|a| PER_RECORD + a.name.len() + a.rtype.len() + a.data.len())
+            .sum();
+        self.rcode.len() + self.incomplete.as_ref().map_or(0, String::len) + questions + answers
+    }
+}
+
 /// Response codes as DNS tools print them (`NOERROR`, `NXDOMAIN`, ...).
 fn rcode_name(code: ResponseCode) -> String {
     match u16::from(code) {
@@ -112,21 +203,65 @@ fn rcode_name(code: ResponseCode) -> String {
 
 fn answer(record: &Record) -> Answer {
     let data = match record.data() {
-        RData::A(a) => a.0.to_string(),
+        RData::A(a) => ipv4_text(a.0),
         RData::AAAA(aaaa) => aaaa.0.to_string(),
-        RData::CNAME(cname) => normalize_name(&cname.0.to_ascii()),
+        RData::CNAME(cname) => name_text(&cname.0),
         other => display(other),
     };
-    let rtype = match record.record_type() {
-        RecordType::Unknown(n) => format!("TYPE{n}"),
-        t => t.to_string(),
-    };
     Answer {
-        name: normalize_name(&record.name().to_ascii()),
-        rtype,
+        name: name_text(record.name()),
+        rtype: type_name(record.record_type()),
         ttl: record.ttl(),
         data,
     }
+}
+
+/// A record type as DNS tools print it: its mnemonic, or `TYPEn` (RFC 3597) for one hickory
+/// does not know.
+fn type_name(rtype: RecordType) -> String {
+    match rtype {
+        RecordType::Unknown(n) => format!("TYPE{n}"),
+        t => <&'static str>::from(t).to_owned(),
+    }
+}
+
+/// A name as [`normalize_name`] gives it from hickory's escaped ASCII form (lower case, no
+/// trailing dot), built in one pass when every byte is one a host name uses (the names of a
+/// flood); any other byte takes hickory's escaping, so both ways give the same text.
+fn name_text(name: &Name) -> String {
+    let mut text = String::with_capacity(name.len());
+    for (i, label) in name.iter().enumerate() {
+        let plain = label.iter().enumerate().all(|(j, &b)| {
+            b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && j > 0) || (b == b'*' && j == 0)
+        });
+        if !plain {
+            return normalize_name(&name.to_ascii());
+        }
+        if i > 0 {
+            text.push('.');
+        }
+        text.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    }
+    text
+}
+
+/// An IPv4 address in dotted-quad form, without the formatting machinery of `Display` (a DNS
+/// flood formats one per answer).
+fn ipv4_text(addr: std::net::Ipv4Addr) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in addr.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// Record data as hickory prints it. Its `Display` of some malformed data returns an error
@@ -281,6 +416,94 @@ pub(crate) mod tests {
             let mut corrupt = bytes.clone();
             corrupt[n] ^= 0xa5;
             let _ = decode_message(&corrupt);
+        }
+    }
+
+    #[test]
+    fn names_built_in_one_pass_read_as_hickory_escapes_them() {
+        let labels: [&[u8]; 12] = [
+            b"Api",
+            b"GITHUB",
+            b"com",
+            b"_dmarc",
+            b"*",
+            b"-lead",
+            b"a-b",
+            b"x*y",
+            b"dot.ted",
+            b"sp ace",
+            b"\xff\x00",
+            b"xn--bcher-kva",
+        ];
+        for a in labels {
+            for b in labels {
+                for fqdn in [true, false] {
+                    let mut name = Name::from_labels([a, b, b"com".as_slice()]).unwrap();
+                    name.set_fqdn(fqdn);
+                    assert_eq!(
+                        name_text(&name),
+                        normalize_name(&name.to_ascii()),
+                        "{:?}",
+                        name.to_ascii()
+                    );
+                }
+            }
+        }
+        assert_eq!(name_text(&Name::root()), "");
+    }
+
+    #[test]
+    fn ipv4_text_matches_display() {
+        for a in [0u8, 1, 9, 10, 42, 99, 100, 109, 110, 199, 200, 250, 255] {
+            for b in [0u8, 7, 10, 100, 255] {
+                let addr = std::net::Ipv4Addr::new(a, b, 255 - a, b.wrapping_mul(3));
+                assert_eq!(ipv4_text(addr), addr.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn the_decode_cache_gives_what_decoding_gives_with_each_message_s_own_id() {
+        let mut cache = DecodeCache::default();
+        let first = response(
+            "api.github.com.",
+            ResponseCode::NoError,
+            vec![a("api.github.com.", "198.18.1.10", 60)],
+        );
+        let mut again = first.clone();
+        again[0] = 0xbe;
+        again[1] = 0xef;
+        let mut other = first.clone();
+        // The same header and question, another address: not the cached message.
+        let last = other.len() - 1;
+        other[last] = 11;
+        for bytes in [&first, &again, &other, &first] {
+            assert_eq!(cache.decode(bytes), decode_message(bytes));
+        }
+        assert_eq!(cache.decode(&again).unwrap().id, 0xbeef);
+        // Hits: the repeat with another id, the first message again (unless the other one took
+        // its slot), and the repeat once more.
+        assert!(cache.hits() >= 2, "{} hits", cache.hits());
+        // A message whose text is long is decoded every time, not kept.
+        let many: Vec<Record> = (0..20)
+            .map(|i| {
+                cname(
+                    &format!("n{i}.example."),
+                    &format!("{}.example.", "x".repeat(50)),
+                    60,
+                )
+            })
+            .collect();
+        let big = response("n0.example.", ResponseCode::NoError, many);
+        assert!(big.len() <= DECODE_CACHE_MAX_PAYLOAD, "{}", big.len());
+        let hits = cache.hits();
+        for _ in 0..2 {
+            assert_eq!(cache.decode(&big), decode_message(&big));
+        }
+        assert_eq!(cache.hits(), hits);
+        // Short, long and malformed payloads decode as without the cache.
+        for bytes in [&first[..5], &[0u8; 600][..], &first[..first.len() - 3]] {
+            assert_eq!(cache.decode(bytes), decode_message(bytes));
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::{
     capture::record::{
         endpoints, DnsPacket, Endpoints, FlowRecord, KernelEvent, PayloadPacket, Process, SockError,
     },
-    pipeline::dns::{decode_message, normalize_name},
+    pipeline::dns::{normalize_name, DecodeCache},
     pipeline::dnstcp::TcpStreams,
     pipeline::events::{
         errno_name, CaptureStats, ClosedBy, DnsObserved, FlowClosed, FlowPayload, Observed, Outcome,
@@ -78,6 +78,8 @@ pub struct Tracker {
     questions: HashMap<(u64, u16), (u64, SocketAddr)>,
     question_order: VecDeque<(u64, u16)>,
     question_key: std::collections::hash_map::RandomState,
+    /// DNS messages decoded lately (a repeated exchange is cloned, not parsed again).
+    decoded: DecodeCache,
 }
 
 impl Tracker {
@@ -157,21 +159,23 @@ impl Tracker {
 
     /// Feeds one kernel event.
     pub fn on_event(&mut self, event: KernelEvent) -> Vec<Timed> {
+        let mut out = Vec::new();
+        self.on_event_into(event, &mut out);
+        out
+    }
+
+    /// Feeds one kernel event; its observations are appended to `out` (the capture's batch: a
+    /// vector per event cost an allocation per packet in a flood).
+    pub fn on_event_into(&mut self, event: KernelEvent, out: &mut Vec<Timed>) {
         self.stats.events += 1;
         match event {
-            KernelEvent::FlowOpen(r) => vec![self.open_flow(r, false)],
-            KernelEvent::FlowAdopt(r) => vec![self.open_flow(r, true)],
-            KernelEvent::FlowEstablished(r) => self.established(r).into_iter().collect(),
-            KernelEvent::FlowClose(r) => {
-                self.close_flow(r);
-                Vec::new()
-            }
-            KernelEvent::SockError(e) => {
-                self.sock_error(e);
-                Vec::new()
-            }
-            KernelEvent::Dns(packet) => self.dns_packet(packet),
-            KernelEvent::Payload(packet) => self.payload(packet).into_iter().collect(),
+            KernelEvent::FlowOpen(r) => out.push(self.open_flow(r, false)),
+            KernelEvent::FlowAdopt(r) => out.push(self.open_flow(r, true)),
+            KernelEvent::FlowEstablished(r) => out.extend(self.established(r)),
+            KernelEvent::FlowClose(r) => self.close_flow(r),
+            KernelEvent::SockError(e) => self.sock_error(e),
+            KernelEvent::Dns(packet) => self.dns_packet(packet, out),
+            KernelEvent::Payload(packet) => out.extend(self.payload(packet)),
         }
     }
 
@@ -426,9 +430,10 @@ impl Tracker {
     }
 
     /// A UDP packet is one message; a TCP segment completes zero or more.
-    fn dns_packet(&mut self, packet: DnsPacket) -> Vec<Timed> {
+    fn dns_packet(&mut self, packet: DnsPacket, out: &mut Vec<Timed>) {
         let Some(seq) = packet.tcp_seq else {
-            return vec![self.dns(packet)];
+            out.push(self.dns(packet));
+            return;
         };
         let (server, client) = if packet.response {
             (packet.endpoints.src, packet.endpoints.dst)
@@ -439,17 +444,14 @@ impl Tracker {
         let messages =
             self.tcp
                 .segment(packet.ts_ns, key, seq, packet.payload_len, &packet.payload);
-        messages
-            .into_iter()
-            .map(|m| {
-                self.dns(DnsPacket {
-                    payload_len: m.wire_len,
-                    payload: m.bytes,
-                    cut: m.cut,
-                    ..packet.clone()
-                })
-            })
-            .collect()
+        for m in messages {
+            out.push(self.dns(DnsPacket {
+                payload_len: m.wire_len,
+                payload: m.bytes,
+                cut: m.cut,
+                ..packet.clone()
+            }));
+        }
     }
 
     fn dns(&mut self, packet: DnsPacket) -> Timed {
@@ -482,7 +484,7 @@ impl Tracker {
             check: None,
             out_of_bailiwick: 0,
         };
-        match decode_message(&packet.payload) {
+        match self.decoded.decode(&packet.payload) {
             Ok(msg) => {
                 observed.id = Some(msg.id);
                 observed.rcode = packet.response.then_some(msg.rcode);

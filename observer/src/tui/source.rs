@@ -222,8 +222,8 @@ impl Source {
                     }
                 };
                 let mut started = Some(started_tx);
-                let result = runtime.block_on(session::run(&config, stop, |mut batch| {
-                    lock(&feed)?.feed(&mut batch);
+                let result = runtime.block_on(session::run(&config, stop, |batch| {
+                    lock(&feed)?.feed(batch);
                     if let Some(tx) = started.take() {
                         let _ = tx.send(());
                     }
