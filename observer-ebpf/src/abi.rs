@@ -117,6 +117,22 @@ pub const EVENTS_BYTES: u32 = 4 * 1024 * 1024;
 /// several system calls) per event; at low rates it delays events by at most 100 ms.
 pub const EVENTS_WAKEUP_BYTES: u64 = 32 * 1024;
 
+/// The bytes a record of `len` takes in a BPF ring buffer: an 8-byte header, rounded up to 8.
+#[inline(always)]
+pub const fn ring_record_bytes(len: u64) -> u64 {
+    (len + 8 + 7) & !7
+}
+
+/// Whether the kernel program wakes user space when it submits a record of `len` bytes with
+/// `queued` bytes waiting in `EVENTS` once the record is in: only when that record made the
+/// waiting bytes cross a multiple of `EVENTS_WAKEUP_BYTES`. A wake-up is an inter-processor
+/// interrupt (a VM exit on a virtual machine); waking at every record of a consumer that had
+/// fallen behind cost one per packet in a flood.
+#[inline(always)]
+pub const fn ring_wakes(queued: u64, len: u64) -> bool {
+    queued >= EVENTS_WAKEUP_BYTES && queued & (EVENTS_WAKEUP_BYTES - 1) < ring_record_bytes(len)
+}
+
 /// The longest DNS payload copied from one packet; longer ones are cut and flagged.
 pub const DNS_PAYLOAD_MAX: usize = 512;
 

@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use observer_ebpf::{
-    DnsPending, DnsPendingKey, DnsRecent, Flow, Owner, CONFIG_ENTRIES, CONFIG_FLAGS,
-    CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET, COUNTER_ENTRIES, DNS_PENDING_MAX,
-    DNS_RECENT_SLOTS, EVENTS_BYTES, EVENTS_WAKEUP_BYTES, FLOWS_MAX, JOB_PIDS_MAX, PAYLOAD_SEEN_MAX,
+    ring_record_bytes, ring_wakes, DnsPending, DnsPendingKey, DnsRecent, Flow, Owner,
+    CONFIG_ENTRIES, CONFIG_FLAGS, CONFIG_FLAG_ALL_PORTS, CONFIG_SK_ERR_OFFSET, COUNTER_ENTRIES,
+    DNS_PENDING_MAX, DNS_RECENT_SLOTS, EVENTS_BYTES, FLOWS_MAX, JOB_PIDS_MAX, PAYLOAD_SEEN_MAX,
     SOCK_OWNERS_MAX, WATCH_PORTS_MAX,
 };
 
@@ -49,39 +49,29 @@ pub static DNS_SCRATCH: PerCpuArray<DnsPending> = PerCpuArray::with_max_entries(
 #[map(name = "CONFIG")]
 pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
 
-/// Flags for submitting a record of `len` bytes already reserved in `EVENTS` (`reserve`):
-/// see [`wake_flags`].
+/// Flags for submitting a record of `len` bytes already reserved in `EVENTS` (`reserve`: the
+/// record is already counted in the bytes waiting): see [`observer_ebpf::ring_wakes`].
 #[inline(always)]
 pub fn submit_flags(len: usize) -> u64 {
     wake_flags(EVENTS.query(BPF_RB_AVAIL_DATA.into()), len as u64)
 }
 
 /// Flags for `EVENTS.output` of a record of `len` bytes (not yet in the ring): see
-/// [`wake_flags`].
+/// [`observer_ebpf::ring_wakes`].
 #[inline(always)]
 pub fn output_flags(len: u64) -> u64 {
     wake_flags(
-        EVENTS.query(BPF_RB_AVAIL_DATA.into()) + ring_record(len),
+        EVENTS.query(BPF_RB_AVAIL_DATA.into()) + ring_record_bytes(len),
         len,
     )
 }
 
-/// The bytes a record of `len` takes in a BPF ring buffer (an 8-byte header, rounded up to 8).
-#[inline(always)]
-fn ring_record(len: u64) -> u64 {
-    (len + 8 + 7) & !7
-}
-
-/// Wake user space only when the bytes waiting in `EVENTS` (`queued`, this record included)
-/// cross a multiple of `EVENTS_WAKEUP_BYTES`: once per 32 KiB, not once per record. A wake-up is
-/// an inter-processor interrupt (a VM exit on a virtual machine), and a flood whose records wake
-/// a consumer that is already behind paid one per packet. Without any flag the kernel wakes the
-/// consumer whenever it had caught up, which at high rates is again nearly every record. User
-/// space also drains on its own ticks, so a crossing missed in a race between CPUs only delays
-/// records until the next crossing or tick.
+/// Wake user space once per 32 KiB waiting, not once per record. User space also drains on its
+/// own ticks, so a crossing missed in a race between CPUs only delays records until the next
+/// crossing or tick.
 #[inline(always)]
 fn wake_flags(queued: u64, len: u64) -> u64 {
-    if queued >= EVENTS_WAKEUP_BYTES && queued & (EVENTS_WAKEUP_BYTES - 1) < ring_record(len) {
+    if ring_wakes(queued, len) {
         BPF_RB_FORCE_WAKEUP.into()
     } else {
         BPF_RB_NO_WAKEUP.into()

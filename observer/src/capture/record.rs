@@ -458,4 +458,49 @@ mod tests {
             assert!(e.error >= 0, "{error}");
         }
     }
+
+    /// The kernel's wake-up rule (`observer_ebpf::ring_wakes`): one wake-up per 32 KiB that
+    /// become waiting, whatever the record sizes, and again after the consumer drained.
+    #[test]
+    fn the_ring_buffer_wakes_user_space_once_per_32_kib_waiting() {
+        use observer_ebpf::{ring_record_bytes, ring_wakes, EVENTS_WAKEUP_BYTES};
+        // Record sizes of the ABI: flow events, short and long DNS records, payloads.
+        let sizes = [
+            size_of::<FlowEvent>() as u64,
+            176,
+            648,
+            size_of::<PayloadEvent>() as u64,
+        ];
+        for drain_every in [None, Some(997), Some(50)] {
+            let (mut queued, mut total, mut wakes, mut expected) = (0u64, 0u64, 0u64, 0u64);
+            for i in 0..100_000usize {
+                let len = sizes[i % sizes.len()];
+                let before = queued;
+                queued += ring_record_bytes(len);
+                total += ring_record_bytes(len);
+                if ring_wakes(queued, len) {
+                    wakes += 1;
+                }
+                expected += queued / EVENTS_WAKEUP_BYTES - before / EVENTS_WAKEUP_BYTES;
+                if drain_every.is_some_and(|n| i % n == n - 1) {
+                    queued = 0;
+                }
+            }
+            assert_eq!(wakes, expected, "drained every {drain_every:?}");
+            assert!(
+                wakes > 0 || drain_every == Some(50),
+                "{total} bytes, no wake-up"
+            );
+            if drain_every.is_none() {
+                assert_eq!(wakes, total / EVENTS_WAKEUP_BYTES);
+            }
+        }
+        // Below the first 32 KiB nothing wakes; a record that ends exactly on the mark does.
+        assert!(!ring_wakes(EVENTS_WAKEUP_BYTES - 8, 100));
+        assert!(ring_wakes(EVENTS_WAKEUP_BYTES, 100));
+        assert!(!ring_wakes(
+            EVENTS_WAKEUP_BYTES + ring_record_bytes(100),
+            100
+        ));
+    }
 }
