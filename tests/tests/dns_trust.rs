@@ -242,6 +242,21 @@ real.sendto(q(4242, "api.github.com"), ("198.18.0.2", 53))
 time.sleep(25)
 "#,
     );
+    // The flood must find the silent socket bound: on a slow guest (qemu without KVM) Python
+    // took more than a second to start, and the first tens of thousands of answers met no
+    // socket (nothing receives them, so nothing could count them).
+    let bound = |port: &str| {
+        let out = lab.run_in_runner("ss", &["-H", "-uln", "src", &format!("198.18.0.1:{port}")]);
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(bound("40053") && bound("40056")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runner's sockets never bound"
+        );
+        sleep(Duration::from_millis(100));
+    }
     sleep(Duration::from_secs(1));
     let send = |to: &str, count: &str, addr: &str, id: Option<&str>| {
         let mut args = vec![
