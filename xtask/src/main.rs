@@ -9,7 +9,9 @@
 //! - `test --kernel 6.1`: the lab tests that matter, inside a qemu guest running Debian's
 //!   packaged kernel of that version (see `kernel.rs`).
 //! - `bench`: the cost of observing, in the network lab (root); `bench --memory`: the memory
-//!   budget of `observer report` on a flood of unique names (no root, [`membench`]).
+//!   budget of `observer report` on a flood of unique names (no root, [`membench`]);
+//!   `bench --pipeline`: the user-space cost of one event, kernel records replayed through the
+//!   decoder, tracker and correlator (no root, `observer/examples/pipeline.rs`).
 //! - `fuzz [--seconds N]`: every fuzz target of tests/fuzz for N seconds each ([`fuzz`]).
 
 mod fuzz;
@@ -54,8 +56,13 @@ enum Task {
         /// Instead, the memory budget (no root): `observer report` of a flood of 300,000 answers
         /// for unique long names, 300,000 unanswered queries and 5,000 undeclared flows must
         /// stay under 256 MiB of peak RSS.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pipeline")]
         memory: bool,
+        /// Instead, the user-space cost per event (no root): DNS floods and connection storms as
+        /// kernel records, decoded, tracked and correlated; time, heap allocations and memory
+        /// held per event.
+        #[arg(long)]
+        pipeline: bool,
     },
     /// Run every fuzz target (tests/fuzz, nightly, cargo-fuzz installed when missing).
     Fuzz {
@@ -110,8 +117,17 @@ fn main() -> Result<()> {
             kernel::test(&version, &tests, lab_filter.as_deref())
         }
         Task::Test { lab_filter, .. } => test(lab_filter.as_deref()),
-        Task::Bench { memory: true } => memory_bench(),
-        Task::Bench { memory: false } => bench(),
+        Task::Bench { memory: true, .. } => memory_bench(),
+        Task::Bench { pipeline: true, .. } => check(cargo().args([
+            "run",
+            "--release",
+            "--locked",
+            "-p",
+            "observer",
+            "--example",
+            "pipeline",
+        ])),
+        Task::Bench { .. } => bench(),
         Task::Fuzz { seconds, targets } => fuzz::run(seconds, fuzz::Build::Optimised, &targets),
     }
 }

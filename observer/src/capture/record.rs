@@ -102,7 +102,7 @@ pub struct Endpoints {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Process {
     pub pid: u32,
-    pub comm: String,
+    pub comm: std::sync::Arc<str>,
     pub cgroup_id: u64,
     /// The job `observer daemon` followed this process for (its slot), when it was one of a
     /// job's processes; absent otherwise.
@@ -119,7 +119,7 @@ impl From<&Owner> for Process {
             .unwrap_or(owner.comm.len());
         Self {
             pid: owner.pid,
-            comm: String::from_utf8_lossy(&owner.comm[..end]).into_owned(),
+            comm: String::from_utf8_lossy(&owner.comm[..end]).into(),
             cgroup_id: owner.cgroup_id,
             job: (owner.job != 0).then_some(owner.job),
         }
@@ -230,10 +230,15 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
                     expected: header,
                 });
             }
-            let mut whole = [0u8; size_of::<DnsEvent>()];
-            let n = bytes.len().min(whole.len());
-            whole[..n].copy_from_slice(&bytes[..n]);
-            let ev: DnsEvent = read(kind, &whole)?;
+            let n = bytes.len().min(size_of::<DnsEvent>());
+            let mut whole = std::mem::MaybeUninit::<DnsEvent>::zeroed();
+            // SAFETY: at most `size_of::<DnsEvent>()` bytes are copied into it, and a zeroed
+            // `DnsEvent` is a valid one (plain data: any bit pattern is), whatever the copy
+            // covered: the record is built in place, not copied twice.
+            let ev: DnsEvent = unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), whole.as_mut_ptr().cast::<u8>(), n);
+                whole.assume_init()
+            };
             check_family(ev.tuple.family)?;
             let captured = (ev.captured_len as usize)
                 .min(DNS_PAYLOAD_MAX)
@@ -317,7 +322,7 @@ mod tests {
         };
         assert_eq!(record.key, 99);
         assert_eq!(record.flow.bytes_sent, 10);
-        assert_eq!(Process::from(&record.flow.owner).comm, "curl");
+        assert_eq!(&*Process::from(&record.flow.owner).comm, "curl");
         assert_eq!(
             endpoints(&record.flow.tuple).dst,
             "198.18.1.10:443".parse::<SocketAddr>().unwrap()

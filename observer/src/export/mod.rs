@@ -120,7 +120,7 @@ pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Res
 pub fn sanitize(report: &mut Report) {
     fn process(p: &mut Process) {
         if let std::borrow::Cow::Owned(clean) = redact::redact(&p.comm) {
-            p.comm = clean;
+            p.comm = clean.into();
         }
     }
     fn text(t: &mut String) {

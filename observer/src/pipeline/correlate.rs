@@ -2059,7 +2059,7 @@ pub(crate) mod tests {
             ]
         );
         let g = &c.rejections().groups()[0];
-        assert_eq!(g.process.as_ref().map(|p| p.comm.as_str()), Some("curl"));
+        assert_eq!(g.process.as_ref().map(|p| &*p.comm), Some("curl"));
         assert_eq!(g.names, [api]);
         assert_eq!(g.client, "198.18.0.1:5000".parse().unwrap());
         assert!(c.names().name(api).is_none(), "no record of api.github.com");

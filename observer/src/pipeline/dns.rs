@@ -58,6 +58,29 @@ pub fn normalize_name(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// A record type's name in upper case; the usual ones are not allocated (a flood keeps one per
+/// query).
+pub fn rtype_upper(rtype: &str) -> std::borrow::Cow<'static, str> {
+    const USUAL: [&str; 12] = [
+        "A", "AAAA", "CNAME", "HTTPS", "SVCB", "TXT", "MX", "NS", "PTR", "SRV", "SOA", "ANY",
+    ];
+    match USUAL.iter().find(|t| t.eq_ignore_ascii_case(rtype)) {
+        Some(t) => std::borrow::Cow::Borrowed(t),
+        None => std::borrow::Cow::Owned(rtype.to_ascii_uppercase()),
+    }
+}
+
+/// [`normalize_name`], borrowed when the name already is (names decoded from the wire are:
+/// comparing them costs no allocation).
+pub fn normalized(name: &str) -> std::borrow::Cow<'_, str> {
+    let trimmed = name.trim_end_matches('.');
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    }
+}
+
 /// Decodes a DNS message (header and questions must be whole; answers may be cut).
 pub fn decode_message(payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
     let mut decoder = BinDecoder::new(payload);
@@ -107,10 +130,15 @@ pub fn decode_message(payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
 /// Direct-mapped by a keyed hash (a flood of names made to collide only costs speed), with
 /// `DECODE_CACHE_SLOTS` slots of messages up to `DECODE_CACHE_MAX_PAYLOAD` bytes whose decoded
 /// text is at most `DECODE_CACHE_MAX_TEXT` bytes (compression pointers and escaping can make a
-/// 512-byte message decode to tens of kilobytes): about 1.3 MB at most.
+/// 512-byte message decode to tens of kilobytes): about 1.3 MB at most. A message is kept the
+/// second time its slot sees it (each slot remembers the hash of the last message that missed):
+/// a flood of messages seen once (unique names, answers that differ in every response) neither
+/// pays for copies into the cache nor evicts the messages that do repeat.
 #[derive(Default)]
 pub struct DecodeCache {
     slots: Vec<Option<CachedMessage>>,
+    /// Per slot, the hash of the last message that missed it.
+    seen: Vec<u64>,
     hasher: std::hash::RandomState,
     hits: u64,
 }
@@ -140,9 +168,10 @@ impl DecodeCache {
         let hash = std::hash::BuildHasher::hash_one(&self.hasher, rest);
         if self.slots.is_empty() {
             self.slots.resize_with(DECODE_CACHE_SLOTS, || None);
+            self.seen.resize(DECODE_CACHE_SLOTS, 0);
         }
-        let slot = &mut self.slots[(hash as usize) % DECODE_CACHE_SLOTS];
-        if let Some(cached) = slot {
+        let i = (hash as usize) % DECODE_CACHE_SLOTS;
+        if let Some(cached) = &self.slots[i] {
             if cached.hash == hash && *cached.rest == *rest {
                 self.hits += 1;
                 let mut message = cached.message.clone();
@@ -151,8 +180,10 @@ impl DecodeCache {
             }
         }
         let message = decode_message(payload)?;
-        if message.text_len() <= DECODE_CACHE_MAX_TEXT {
-            *slot = Some(CachedMessage {
+        // Kept when its hash missed this slot last time too (a hash seen twice in a row).
+        let again = std::mem::replace(&mut self.seen[i], hash) == hash;
+        if again && message.text_len() <= DECODE_CACHE_MAX_TEXT {
+            self.slots[i] = Some(CachedMessage {
                 hash,
                 rest: rest.into(),
                 message: message.clone(),
@@ -501,6 +532,19 @@ pub(crate) mod tests {
             assert_eq!(cache.decode(&big), decode_message(&big));
         }
         assert_eq!(cache.hits(), hits);
+        // Messages seen once are not kept, and do not evict one that repeats: a flood of
+        // unique answers costs no copies and leaves the repeated answer cached.
+        let hits = cache.hits();
+        for i in 0..4 * DECODE_CACHE_SLOTS {
+            let mut unique = first.clone();
+            let n = unique.len();
+            unique[n - 2..].copy_from_slice(&(0x8000 | i as u16).to_be_bytes());
+            assert_eq!(cache.decode(&unique), decode_message(&unique));
+        }
+        assert!(cache.slots.iter().flatten().count() <= 2);
+        assert_eq!(cache.hits(), hits);
+        assert_eq!(cache.decode(&again), decode_message(&again));
+        assert_eq!(cache.hits(), hits + 1);
         // Short, long and malformed payloads decode as without the cache.
         for bytes in [&first[..5], &[0u8; 600][..], &first[..first.len() - 3]] {
             assert_eq!(cache.decode(bytes), decode_message(bytes));

@@ -36,7 +36,7 @@
 //! (it names nothing: the safe side), and the report says it is incomplete.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{hash_map::Entry, HashMap, VecDeque},
     net::{IpAddr, SocketAddr},
 };
 
@@ -193,17 +193,31 @@ impl DnsCheckStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Key {
     name: String,
-    rtype: String,
+    rtype: std::borrow::Cow<'static, str>,
     class: Option<String>,
 }
 
 impl Key {
     fn of(q: &Question) -> Self {
         Self {
-            name: crate::pipeline::dns::normalize_name(&q.name),
-            rtype: q.rtype.to_ascii_uppercase(),
+            name: crate::pipeline::dns::normalized(&q.name).into_owned(),
+            rtype: crate::pipeline::dns::rtype_upper(&q.rtype),
             class: q.class.as_ref().map(|c| c.to_ascii_uppercase()),
         }
+    }
+
+    /// Whether `q` asks this question (compared as [`Key::of`] would, without building one: a
+    /// flood compares every response).
+    fn asks(&self, q: &Question) -> bool {
+        q.name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(&self.name)
+            && q.rtype.eq_ignore_ascii_case(&self.rtype)
+            && match (&q.class, &self.class) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            }
     }
 }
 
@@ -218,6 +232,9 @@ struct Outstanding {
     question: Key,
     process: Option<Process>,
     answered: bool,
+    /// The next older entry of the same (client, id), and of the same (cookie, id).
+    older_by_client: Option<u64>,
+    older_by_cookie: Option<u64>,
 }
 
 impl Outstanding {
@@ -234,14 +251,19 @@ pub struct MatchedQuery {
 }
 
 /// The queries seen, waiting for (or recently given) their response.
+///
+/// Entries are numbered in the order they came and leave oldest first (by age or by the byte
+/// bound), so they live in a queue indexed by number, and each index ((client, id) and
+/// (socket cookie, id)) keeps only the newest entry's number: entries of the same index are
+/// chained from newest to oldest, and a chain ends at the first number that already left. A
+/// query costs no allocation beyond its question's text, a response none.
 #[derive(Clone, Debug)]
 pub struct QueryTable {
-    entries: HashMap<u64, Outstanding>,
-    by_client: HashMap<(SocketAddr, u16), Vec<u64>>,
-    by_cookie: HashMap<(u64, u16), Vec<u64>>,
-    /// Entry keys, oldest insertion first.
-    order: VecDeque<u64>,
-    next: u64,
+    /// Entry number `first + i` at `entries[i]`.
+    entries: VecDeque<Outstanding>,
+    first: u64,
+    by_client: HashMap<(SocketAddr, u16), u64>,
+    by_cookie: HashMap<(u64, u16), u64>,
     bytes: usize,
     max_bytes: usize,
     started_ns: Option<u64>,
@@ -258,14 +280,24 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// What the entries of a response's socket and id said about it (see [`QueryTable::check`]).
+#[derive(Default)]
+struct Seen {
+    any: bool,
+    same_question: bool,
+    from_server: bool,
+    answered: bool,
+    /// The most recent unanswered query within the window: (send time, entry number).
+    live: Option<(u64, u64)>,
+}
+
 impl QueryTable {
     pub fn with_max_bytes(max_bytes: usize) -> Self {
         Self {
-            entries: HashMap::new(),
+            entries: VecDeque::new(),
+            first: 0,
             by_client: HashMap::new(),
             by_cookie: HashMap::new(),
-            order: VecDeque::new(),
-            next: 0,
             bytes: 0,
             max_bytes,
             started_ns: None,
@@ -301,6 +333,27 @@ impl QueryTable {
         self.entries.is_empty()
     }
 
+    fn get(&self, key: u64) -> Option<&Outstanding> {
+        let i = usize::try_from(key.checked_sub(self.first)?).ok()?;
+        self.entries.get(i)
+    }
+
+    fn get_mut(&mut self, key: u64) -> Option<&mut Outstanding> {
+        let i = usize::try_from(key.checked_sub(self.first)?).ok()?;
+        self.entries.get_mut(i)
+    }
+
+    /// Entry numbers of a chain, newest first, from `head` (`older` gives the next link).
+    fn chain(
+        &self,
+        head: Option<u64>,
+        older: fn(&Outstanding) -> Option<u64>,
+    ) -> impl Iterator<Item = (u64, &Outstanding)> {
+        std::iter::successors(head.and_then(|k| Some((k, self.get(k)?))), move |(_, e)| {
+            older(e).and_then(|k| Some((k, self.get(k)?)))
+        })
+    }
+
     /// Notes a query sent by a local socket.
     pub fn query(&mut self, ts_ns: u64, d: &DnsObserved) {
         let (Some(id), Some(question)) = (d.id, d.questions.first()) else {
@@ -309,52 +362,51 @@ impl QueryTable {
         self.expire(ts_ns);
         let client = canonical(d.client);
         let server = canonical(d.server);
-        let question = Key::of(question);
         // A resend of the same query (same socket, id, question, server) refreshes its time.
-        if let Some(keys) = self.by_client.get(&(client, id)) {
-            for key in keys {
-                if let Some(e) = self.entries.get_mut(key) {
-                    if e.question == question && e.server == server && !e.answered {
-                        e.ts_ns = e.ts_ns.max(ts_ns);
-                        return;
-                    }
-                }
-            }
+        let head = self.by_client.get(&(client, id)).copied();
+        let resent = self
+            .chain(head, |e| e.older_by_client)
+            .find(|(_, e)| e.question.asks(question) && e.server == server && !e.answered)
+            .map(|(k, _)| k);
+        if let Some(e) = resent.and_then(|k| self.get_mut(k)) {
+            e.ts_ns = e.ts_ns.max(ts_ns);
+            return;
         }
-        let entry = Outstanding {
+        let cost = ENTRY_OVERHEAD + crate::pipeline::dns::normalized(&question.name).len();
+        if cost > self.max_bytes {
+            self.stats.queries_evicted += 1;
+            return;
+        }
+        while self.bytes + cost > self.max_bytes && !self.entries.is_empty() {
+            self.pop_oldest();
+            self.stats.queries_evicted += 1;
+        }
+        let key = self.first + self.entries.len() as u64;
+        // The head may have left with the oldest entries just dropped.
+        let older_by_client = self
+            .by_client
+            .insert((client, id), key)
+            .filter(|&k| k >= self.first);
+        let older_by_cookie = if d.socket_cookie != 0 {
+            self.by_cookie
+                .insert((d.socket_cookie, id), key)
+                .filter(|&k| k >= self.first)
+        } else {
+            None
+        };
+        self.bytes += cost;
+        self.entries.push_back(Outstanding {
             ts_ns,
             cookie: d.socket_cookie,
             client,
             server,
             id,
-            question,
+            question: Key::of(question),
             process: d.process.clone(),
             answered: false,
-        };
-        let cost = entry.cost();
-        if cost > self.max_bytes {
-            self.stats.queries_evicted += 1;
-            return;
-        }
-        while self.bytes + cost > self.max_bytes {
-            let Some(oldest) = self.order.front().copied() else {
-                break;
-            };
-            self.remove(oldest);
-            self.stats.queries_evicted += 1;
-        }
-        let key = self.next;
-        self.next += 1;
-        self.by_client.entry((client, id)).or_default().push(key);
-        if entry.cookie != 0 {
-            self.by_cookie
-                .entry((entry.cookie, id))
-                .or_default()
-                .push(key);
-        }
-        self.bytes += cost;
-        self.entries.insert(key, entry);
-        self.order.push_back(key);
+            older_by_client,
+            older_by_cookie,
+        });
     }
 
     /// Checks a response received by a local socket; a `Matched` one marks its query answered.
@@ -379,70 +431,59 @@ impl QueryTable {
         };
         let client = canonical(d.client);
         let server = canonical(d.server);
-        let mut candidates: Vec<u64> = self
-            .by_client
-            .get(&(client, id))
-            .cloned()
-            .unwrap_or_default();
-        if d.socket_cookie != 0 {
-            for key in self
-                .by_cookie
-                .get(&(d.socket_cookie, id))
-                .into_iter()
-                .flatten()
-            {
-                if !candidates.contains(key) {
-                    candidates.push(*key);
-                }
+        let question = d.questions.first();
+        // The candidates: the queries of the same (client, id), and those of the same
+        // (socket cookie, id) that are not already among them.
+        let by_client = self.chain(self.by_client.get(&(client, id)).copied(), |e| {
+            e.older_by_client
+        });
+        let by_cookie = self
+            .chain(
+                (d.socket_cookie != 0)
+                    .then(|| self.by_cookie.get(&(d.socket_cookie, id)).copied())
+                    .flatten(),
+                |e| e.older_by_cookie,
+            )
+            .filter(|(_, e)| e.client != client);
+        let mut seen = Seen::default();
+        for (key, e) in by_client.chain(by_cookie) {
+            seen.any = true;
+            if !question.is_some_and(|q| e.question.asks(q)) {
+                continue;
+            }
+            seen.same_question = true;
+            if e.server != server {
+                continue;
+            }
+            seen.from_server = true;
+            seen.answered |= e.answered;
+            let live = !e.answered
+                && ts_ns >= e.ts_ns.saturating_sub(NS_PER_SEC)
+                && ts_ns.saturating_sub(e.ts_ns) <= MATCH_WINDOW_NS;
+            if live && seen.live.is_none_or(|best| (e.ts_ns, key) > best) {
+                seen.live = Some((e.ts_ns, key));
             }
         }
-        if candidates.is_empty() {
+        if !seen.any {
             return (unsolicited, None);
         }
-        let Some(question) = d.questions.first().map(Key::of) else {
-            return (DnsCheck::Mismatched, None);
-        };
-        let same_question: Vec<u64> = candidates
-            .into_iter()
-            .filter(|k| self.entries.get(k).is_some_and(|e| e.question == question))
-            .collect();
-        if same_question.is_empty() {
+        if !seen.same_question {
             return (DnsCheck::Mismatched, None);
         }
-        let from_server: Vec<u64> = same_question
-            .into_iter()
-            .filter(|k| self.entries.get(k).is_some_and(|e| e.server == server))
-            .collect();
-        if from_server.is_empty() {
+        if !seen.from_server {
             return (DnsCheck::WrongServer, None);
         }
-        // The most recent unanswered query within the window.
-        let live = from_server
-            .iter()
-            .filter_map(|k| self.entries.get(k).map(|e| (*k, e)))
-            .filter(|(_, e)| {
-                !e.answered
-                    && ts_ns >= e.ts_ns.saturating_sub(NS_PER_SEC)
-                    && ts_ns.saturating_sub(e.ts_ns) <= MATCH_WINDOW_NS
-            })
-            .max_by_key(|(_, e)| e.ts_ns)
-            .map(|(k, _)| k);
-        if let Some(key) = live {
-            if let Some(e) = self.entries.get_mut(&key) {
-                e.answered = true;
-                return (
-                    DnsCheck::Matched,
-                    Some(MatchedQuery {
-                        ts_ns: e.ts_ns,
-                        process: e.process.clone(),
-                    }),
-                );
-            }
+        if let Some(e) = seen.live.and_then(|(_, key)| self.get_mut(key)) {
+            e.answered = true;
+            return (
+                DnsCheck::Matched,
+                Some(MatchedQuery {
+                    ts_ns: e.ts_ns,
+                    process: e.process.clone(),
+                }),
+            );
         }
-        let answered = from_server
-            .iter()
-            .any(|k| self.entries.get(k).is_some_and(|e| e.answered));
-        if answered {
+        if seen.answered {
             (DnsCheck::Duplicate, None)
         } else {
             (DnsCheck::Late, None)
@@ -452,38 +493,34 @@ impl QueryTable {
     /// Drops queries sent more than twice the match window before `now_ns` (a response to
     /// them is judged `late` until then, `unsolicited` after).
     fn expire(&mut self, now_ns: u64) {
-        while let Some(&key) = self.order.front() {
-            let old = self
-                .entries
-                .get(&key)
-                .is_none_or(|e| now_ns.saturating_sub(e.ts_ns) > 2 * MATCH_WINDOW_NS);
-            if !old {
-                break;
-            }
-            self.remove(key);
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now_ns.saturating_sub(e.ts_ns) > 2 * MATCH_WINDOW_NS)
+        {
+            self.pop_oldest();
         }
     }
 
-    fn remove(&mut self, key: u64) {
-        if self.order.front() == Some(&key) {
-            self.order.pop_front();
-        } else {
-            self.order.retain(|k| *k != key);
-        }
-        let Some(e) = self.entries.remove(&key) else {
+    /// Drops the oldest entry; an index whose newest entry it was forgets it (older entries of
+    /// an index left before it).
+    fn pop_oldest(&mut self) {
+        let Some(e) = self.entries.pop_front() else {
             return;
         };
+        let key = self.first;
+        self.first += 1;
         self.bytes = self.bytes.saturating_sub(e.cost());
-        if let Some(keys) = self.by_client.get_mut(&(e.client, e.id)) {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                self.by_client.remove(&(e.client, e.id));
+        if let Entry::Occupied(head) = self.by_client.entry((e.client, e.id)) {
+            if *head.get() == key {
+                head.remove();
             }
         }
-        if let Some(keys) = self.by_cookie.get_mut(&(e.cookie, e.id)) {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                self.by_cookie.remove(&(e.cookie, e.id));
+        if e.cookie != 0 {
+            if let Entry::Occupied(head) = self.by_cookie.entry((e.cookie, e.id)) {
+                if *head.get() == key {
+                    head.remove();
+                }
             }
         }
     }

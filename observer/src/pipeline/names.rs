@@ -44,6 +44,7 @@
 //! incomplete.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeSet, HashMap},
     net::IpAddr,
 };
@@ -54,7 +55,7 @@ use serde::{Deserialize, Serialize};
 use crate::pipeline::dns::DnsMessage;
 use crate::{
     capture::record::Process,
-    pipeline::dns::{normalize_name, Answer, Question},
+    pipeline::dns::{normalized, Answer, Question},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -423,15 +424,17 @@ impl NameCache {
 
         // CNAME owner -> target (the first one, should a broken server send two), and the
         // address records in answer order.
-        let mut cnames: HashMap<String, String> = HashMap::new();
-        let mut records: Vec<(String, &str, IpAddr, u32)> = Vec::new();
+        // Names are borrowed from the answers where they already are normalized (a flood's
+        // responses cost no copies of their names).
+        let mut cnames: HashMap<Cow<'_, str>, Cow<'_, str>> = HashMap::new();
+        let mut records: Vec<(Cow<'_, str>, &str, IpAddr, u32)> = Vec::new();
         for answer in answers {
-            let owner = normalize_name(&answer.name);
+            let owner = normalized(&answer.name);
             match answer.rtype.as_str() {
                 "CNAME" => {
                     cnames
                         .entry(owner)
-                        .or_insert_with(|| normalize_name(&answer.data));
+                        .or_insert_with(|| normalized(&answer.data));
                 }
                 "A" | "AAAA" => {
                     if let Ok(addr) = answer.data.parse::<IpAddr>() {
@@ -447,14 +450,17 @@ impl NameCache {
         let Some(question) = questions.first() else {
             return Observation {
                 off_chain: answers.len(),
-                claims: records.into_iter().map(|(o, _, a, _)| (o, a)).collect(),
+                claims: records
+                    .into_iter()
+                    .map(|(o, _, a, _)| (o.into_owned(), a))
+                    .collect(),
             };
         };
-        let root = normalize_name(&question.name);
+        let root = normalized(&question.name);
         let chain = follow(&root, &cnames);
         let mut addresses = Vec::new();
         for (owner, rtype, addr, ttl) in &records {
-            let on_chain = chain.iter().position(|n| n == owner);
+            let on_chain = chain.iter().position(|n| *n == owner);
             match on_chain {
                 Some(pos) if *rtype == question.rtype => {
                     self.bind(*addr, &root, &chain[..=pos], *ttl, resolver);
@@ -462,15 +468,14 @@ impl NameCache {
                         addresses.push(*addr);
                     }
                 }
-                _ => off_chain.push((owner.clone(), *addr)),
+                _ => off_chain.push((owner.to_string(), *addr)),
             }
         }
         // CNAME records off the chain (and other types) count as ignored records too.
         let ignored = answers
             .iter()
             .filter(|a| {
-                !matches!(a.rtype.as_str(), "A" | "AAAA")
-                    && !chain.contains(&normalize_name(&a.name))
+                !matches!(a.rtype.as_str(), "A" | "AAAA") && !chain.contains(&&*normalized(&a.name))
             })
             .count();
         let answered = !addresses.is_empty() || chain.len() > 1;
@@ -496,7 +501,7 @@ impl NameCache {
     }
 
     /// Records that `name` (reached through `chain`) resolved to `addr`.
-    fn bind(&mut self, addr: IpAddr, name: &str, chain: &[String], ttl: u32, resolver: Resolver) {
+    fn bind(&mut self, addr: IpAddr, name: &str, chain: &[&str], ttl: u32, resolver: Resolver) {
         let limits = self.limits;
         let now = resolver.at_ns;
         let entry = self.addrs.entry(addr).or_default();
@@ -518,7 +523,14 @@ impl NameCache {
                 if now >= binding.resolved_at_ns {
                     binding.resolved_at_ns = now;
                     binding.ttl = ttl;
-                    binding.chain = chain.to_vec();
+                    if !binding
+                        .chain
+                        .iter()
+                        .map(String::as_str)
+                        .eq(chain.iter().copied())
+                    {
+                        binding.chain = owned(chain);
+                    }
                 }
                 match binding
                     .resolvers
@@ -536,7 +548,7 @@ impl NameCache {
             }
             None => entry.bindings.push(Binding {
                 name: name.to_owned(),
-                chain: chain.to_vec(),
+                chain: owned(chain),
                 ttl,
                 resolved_at_ns: now,
                 resolvers: vec![resolver],
@@ -583,17 +595,23 @@ impl NameCache {
         name: &str,
         rcode: Option<&str>,
         addresses: &[IpAddr],
-        chain: Option<&[String]>,
+        chain: Option<&[&str]>,
         ts_ns: u64,
         process: Option<&Process>,
     ) {
         let limits = self.limits;
         let mut cost_before = 0;
+        // The record's place in `name_order`, taken out (its text reused) when it moves.
+        let (mut ordered, mut moves) = (None, true);
         let record = match self.names.get_mut(name) {
             Some(record) => {
                 cost_before = record_cost(record);
-                self.name_order
-                    .remove(&(record.last_seen_ns, record.name.clone()));
+                moves = ts_ns > record.last_seen_ns;
+                if moves {
+                    let probe = (record.last_seen_ns, std::mem::take(&mut record.name));
+                    ordered = self.name_order.take(&probe).map(|(_, n)| n);
+                    record.name = probe.1;
+                }
                 record
             }
             None => self.names.entry(name.to_owned()).or_insert(NameRecord {
@@ -612,10 +630,19 @@ impl NameCache {
         record.first_seen_ns = record.first_seen_ns.min(ts_ns);
         record.last_seen_ns = record.last_seen_ns.max(ts_ns);
         if let Some(rcode) = rcode {
-            record.rcode = Some(rcode.to_owned());
+            if record.rcode.as_deref() != Some(rcode) {
+                record.rcode = Some(rcode.to_owned());
+            }
         }
         if let Some(chain) = chain {
-            record.cname_chain = chain.to_vec();
+            if !record
+                .cname_chain
+                .iter()
+                .map(String::as_str)
+                .eq(chain.iter().copied())
+            {
+                record.cname_chain = owned(chain);
+            }
         }
         for addr in addresses.iter().rev() {
             record.addresses.retain(|a| a != addr);
@@ -623,12 +650,16 @@ impl NameCache {
         }
         record.addresses.truncate(limits.max_addresses_per_name);
         if let Some(process) = process {
-            record.processes.retain(|p| p != process);
-            record.processes.insert(0, process.clone());
-            record.processes.truncate(limits.max_processes_per_name);
+            if record.processes.first() != Some(process) {
+                record.processes.retain(|p| p != process);
+                record.processes.insert(0, process.clone());
+                record.processes.truncate(limits.max_processes_per_name);
+            }
         }
-        self.name_order
-            .insert((record.last_seen_ns, record.name.clone()));
+        if moves {
+            let name = ordered.unwrap_or_else(|| record.name.clone());
+            self.name_order.insert((record.last_seen_ns, name));
+        }
         let cost_after = record_cost(record);
         self.name_bytes = (self.name_bytes + cost_after).saturating_sub(cost_before);
         self.shrink_names();
@@ -790,7 +821,7 @@ impl NameCache {
 
     /// The per-name record of `name` (any case, trailing dot or not).
     pub fn name(&self, name: &str) -> Option<&NameRecord> {
-        self.names.get(&normalize_name(name))
+        self.names.get(&*normalized(name))
     }
 
     /// Drops every name of an address whose TTL expired more than the grace before `now_ns`,
@@ -865,17 +896,22 @@ fn entry_cost(e: &AddrEntry) -> usize {
 
 /// The chain of names from `root` through `cnames`, `root` first, stopping at a loop or after
 /// [`MAX_CHAIN`] names.
-fn follow(root: &str, cnames: &HashMap<String, String>) -> Vec<String> {
-    let mut chain = vec![root.to_owned()];
+fn follow<'a>(root: &'a str, cnames: &'a HashMap<Cow<'_, str>, Cow<'_, str>>) -> Vec<&'a str> {
+    let mut chain = vec![root];
     let mut current = root;
     while let Some(target) = cnames.get(current) {
-        if chain.len() >= MAX_CHAIN || chain.contains(target) {
+        if chain.len() >= MAX_CHAIN || chain.contains(&&**target) {
             break;
         }
-        chain.push(target.clone());
+        chain.push(target);
         current = target;
     }
     chain
+}
+
+/// A chain of names, owned (to be kept).
+fn owned(chain: &[&str]) -> Vec<String> {
+    chain.iter().map(|n| (*n).to_owned()).collect()
 }
 
 /// Index of the element with the smallest key (the first of equals).
@@ -913,7 +949,7 @@ mod tests {
     fn process(pid: u32, cgroup_id: u64) -> Process {
         Process {
             pid,
-            comm: format!("p{pid}"),
+            comm: format!("p{pid}").into(),
             cgroup_id,
             job: None,
         }

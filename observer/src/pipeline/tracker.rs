@@ -772,7 +772,7 @@ mod tests {
         assert_eq!(c.closed_by, Some(ClosedBy::Local));
         assert_eq!((c.bytes_sent, c.bytes_received), (500, 9000));
         assert_eq!(c.duration_ms, 700.0);
-        assert_eq!(c.process.comm, "curl");
+        assert_eq!(&*c.process.comm, "curl");
         assert_eq!(t.open_flows(), 0);
     }
 

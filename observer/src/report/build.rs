@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(api.reasons[0].code, "dns_timeout");
         assert_eq!(api.reasons[0].count, 1);
         assert_eq!(
-            api.reasons[0].process.as_ref().map(|p| p.comm.as_str()),
+            api.reasons[0].process.as_ref().map(|p| &*p.comm),
             Some("curl")
         );
         assert!(host(&r, "github.com").reasons.is_empty());
@@ -653,7 +653,7 @@ mod tests {
             }]
         );
         let api = host(&r, "api.github.com");
-        let comms: Vec<&str> = api.processes.iter().map(|p| p.comm.as_str()).collect();
+        let comms: Vec<&str> = api.processes.iter().map(|p| &*p.comm).collect();
         assert_eq!(comms, ["curl"], "the stub is not a user of the host");
         let ghcr = host(&r, "ghcr.io");
         assert_eq!(ghcr.reasons[0].code, "dns_timeout");
@@ -662,7 +662,7 @@ mod tests {
             "curl's one query, not the stub's two"
         );
         assert_eq!(
-            ghcr.reasons[0].process.as_ref().map(|p| p.comm.as_str()),
+            ghcr.reasons[0].process.as_ref().map(|p| &*p.comm),
             Some("curl")
         );
         let github = host(&r, "github.com");

@@ -583,7 +583,7 @@ impl FlowReport {
 fn unknown_process() -> Process {
     Process {
         pid: 0,
-        comm: String::new(),
+        comm: "".into(),
         cgroup_id: 0,
         job: None,
     }

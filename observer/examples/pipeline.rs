@@ -1,0 +1,328 @@
+//! The user-space cost of an event, without the kernel, the lab or root: raw ring-buffer records
+//! as the kernel writes them (DNS floods, connection storms) decoded, tracked and correlated the
+//! way `observer record` does, timed and their heap allocations counted.
+//!
+//! ```sh
+//! cargo xtask bench --pipeline          # or: cargo run --release -p observer --example pipeline
+//! ```
+//!
+//! `PIPELINE_ROUNDS=N` sets the rounds (median shown), `PIPELINE_N=N` the responses or
+//! connections of a phase, `PIPELINE_PHASE=unique` runs only the phases whose name has that word.
+//! Under `perf record --call-graph dwarf` it shows where the per-message time goes.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use observer::{
+    capture::record::decode,
+    catalog::Catalog,
+    pipeline::{correlate::Correlator, dnsmatch::DnsCheck, tracker::Tracker},
+};
+use observer_ebpf::{
+    DnsEvent, Flow, FlowEvent, Owner, Tuple, AF_INET, DNS_FLAG_EGRESS, DNS_FLAG_INGRESS,
+    DNS_FLAG_OWNER_KNOWN, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED,
+    KIND_FLOW_OPEN, TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_SENT,
+};
+
+/// Counts heap allocations (the per-message cost that hides from profiles in page faults and
+/// allocator locks).
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// The names of the repeated-name flood (the lab bench's).
+const REPEATED_NAMES: [&str; 8] = [
+    "api.github.com",
+    "codeload.github.com",
+    "objects.githubusercontent.com",
+    "pipelines.actions.githubusercontent.com",
+    "registry.npmjs.org",
+    "pypi.org",
+    "files.pythonhosted.org",
+    "deb.debian.org",
+];
+
+/// Client sockets of the flood (the lab bench's client threads).
+const CLIENTS: u16 = 4;
+/// Nanoseconds between two records (100,000 records/s).
+const STEP_NS: u64 = 10_000;
+
+fn tuple(sport: u16, dport: u16, src: [u8; 4], dst: [u8; 4]) -> Tuple {
+    let mut t = Tuple {
+        family: AF_INET,
+        sport,
+        dport,
+        ..Tuple::default()
+    };
+    t.saddr[..4].copy_from_slice(&src);
+    t.daddr[..4].copy_from_slice(&dst);
+    t
+}
+
+fn owner() -> Owner {
+    let mut o = Owner {
+        pid: 4242,
+        tid: 4242,
+        cgroup_id: 7,
+        ..Owner::default()
+    };
+    o.comm[..5].copy_from_slice(b"flood");
+    o
+}
+
+const RUNNER: [u8; 4] = [198, 18, 0, 2];
+const SERVER: [u8; 4] = [198, 18, 0, 1];
+
+/// The query and response the lab's responder exchanges for `name` (one A record, TTL 60).
+fn exchange(id: u16, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut q = Vec::with_capacity(128);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut r = q.clone();
+    r[2] |= 0x80;
+    r[3] = 0x80;
+    r[6..8].copy_from_slice(&1u16.to_be_bytes());
+    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 7, q[1]]);
+    (q, r)
+}
+
+/// The bytes of an ABI record, as the kernel writes it.
+fn encode<T: Copy>(record: &T) -> Vec<u8> {
+    // SAFETY: only called on `DnsEvent` and `FlowEvent`, `#[repr(C)]` records whose padding is
+    // explicit fields: every byte is initialized.
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(record).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
+}
+
+/// A `KIND_DNS` record as the kernel reserves it: the header and the payload rounded up to 8.
+fn dns_record(ts_ns: u64, ingress: bool, sport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut ev = DnsEvent {
+        kind: KIND_DNS,
+        flags: DNS_FLAG_OWNER_KNOWN
+            | if ingress {
+                DNS_FLAG_INGRESS
+            } else {
+                DNS_FLAG_EGRESS
+            },
+        ts_ns,
+        cookie: 1000 + u64::from(sport),
+        cgroup_id: 7,
+        tuple: if ingress {
+            tuple(53, sport, SERVER, RUNNER)
+        } else {
+            tuple(sport, 53, RUNNER, SERVER)
+        },
+        owner: owner(),
+        payload_len: payload.len() as u32,
+        captured_len: payload.len().min(DNS_PAYLOAD_MAX) as u32,
+        tcp_seq: 0,
+        _pad: 0,
+        exchange: 0,
+        payload: [0; DNS_PAYLOAD_MAX],
+    };
+    let n = payload.len().min(DNS_PAYLOAD_MAX);
+    ev.payload[..n].copy_from_slice(&payload[..n]);
+    let header = std::mem::offset_of!(DnsEvent, payload);
+    let mut bytes = encode(&ev);
+    bytes.truncate(header + n.div_ceil(8) * 8);
+    bytes
+}
+
+/// A DNS flood: `n` exchanges from `CLIENTS` sockets, each query followed by its response.
+fn dns_flood(n: u64, unique: bool) -> Vec<Vec<u8>> {
+    let mut records = Vec::with_capacity(2 * n as usize);
+    let mut name = String::new();
+    for i in 0..n {
+        let sport = 40_000 + (i % u64::from(CLIENTS)) as u16;
+        let id = (i / u64::from(CLIENTS)) as u16;
+        name.clear();
+        if unique {
+            name.push_str(&format!("u{i}-{sport}.flood.example"));
+        } else {
+            name.push_str(REPEATED_NAMES[i as usize % REPEATED_NAMES.len()]);
+        }
+        let (q, r) = exchange(id, &name);
+        let ts = 1_000_000_000 + 2 * i * STEP_NS;
+        records.push(dns_record(ts, false, sport, &q));
+        records.push(dns_record(ts + STEP_NS, true, sport, &r));
+    }
+    records
+}
+
+/// A connection storm: `n` short connections to port 443, each opened, established and closed.
+fn connections(n: u64) -> Vec<Vec<u8>> {
+    let mut records = Vec::with_capacity(3 * n as usize);
+    for i in 0..n {
+        let sport = 10_000 + (i % 50_000) as u16;
+        let ts = 1_000_000_000 + 3 * i * STEP_NS;
+        let mut flow = Flow {
+            tuple: tuple(sport, 443, RUNNER, SERVER),
+            owner: owner(),
+            ts_syn_ns: ts,
+            states_seen: 1 << TCP_SYN_SENT,
+            ..Flow::default()
+        };
+        let key = 0xffff_0000_0000 + i;
+        let event = |kind, ts_ns, flow| {
+            encode(&FlowEvent {
+                kind,
+                _pad: 0,
+                ts_ns,
+                key,
+                flow,
+            })
+        };
+        records.push(event(KIND_FLOW_OPEN, ts, flow));
+        flow.ts_established_ns = ts + STEP_NS / 2;
+        flow.states_seen |= 1 << TCP_ESTABLISHED;
+        records.push(event(KIND_FLOW_ESTABLISHED, ts + STEP_NS, flow));
+        flow.bytes_sent = 64;
+        flow.bytes_received = 2;
+        flow.ts_last_send_ns = ts + STEP_NS;
+        flow.ts_last_recv_ns = ts + STEP_NS;
+        flow.states_seen |= (1 << TCP_FIN_WAIT1) | (1 << TCP_CLOSE);
+        records.push(event(KIND_FLOW_CLOSE, ts + 2 * STEP_NS, flow));
+    }
+    records
+}
+
+/// What one pass through the pipeline cost.
+struct Cost {
+    ns_per_record: f64,
+    allocs_per_record: f64,
+    /// Growth of the resident memory over the whole pass (the state the pipeline keeps).
+    held_kb: i64,
+}
+
+/// One pass of `records` through the pipeline of `observer record`. The first half fills the
+/// tables (their growth is not the steady state of a long capture); the second half is timed.
+fn run(records: &[Vec<u8>], exchanges: u64) -> Cost {
+    const CHUNK: usize = 256;
+    let rss0 = rss_kb();
+    let mut tracker = Tracker::new();
+    let mut correlator = Correlator::new(Catalog::builtin());
+    let mut batch = Vec::with_capacity(4096);
+    let warm_chunks = records.len() / 2 / CHUNK;
+    let (mut allocs, mut t0) = (0, Instant::now());
+    for (i, chunk) in records.chunks(CHUNK).enumerate() {
+        if i == warm_chunks {
+            allocs = ALLOCS.load(Ordering::Relaxed);
+            t0 = Instant::now();
+        }
+        for record in chunk {
+            match decode(record) {
+                Ok(event) => tracker.on_event_into(event, &mut batch),
+                Err(_) => tracker.on_undecodable(),
+            }
+        }
+        for (ts, observed) in &mut batch {
+            correlator.observe(*ts, observed);
+        }
+        batch.clear();
+    }
+    let elapsed = t0.elapsed();
+    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs;
+    let held_kb = rss_kb() - rss0;
+    let judged = black_box(&correlator).dns_checks();
+    assert!(
+        judged.rejected() == 0 && judged.count(DnsCheck::Matched) == exchanges,
+        "every response of a flood answers its query: {judged:?}"
+    );
+    let timed = (records.len() - warm_chunks * CHUNK) as f64;
+    Cost {
+        ns_per_record: elapsed.as_nanos() as f64 / timed,
+        allocs_per_record: allocs as f64 / timed,
+        held_kb,
+    }
+}
+
+/// Resident memory of this process, in kB.
+fn rss_kb() -> i64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<i64>().ok())
+        .map_or(0, |pages| pages * 4)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let rounds = env_number("PIPELINE_ROUNDS", 5).max(1);
+    let n = env_number("PIPELINE_N", 100_000);
+    let only = std::env::var("PIPELINE_PHASE").ok();
+    // (name, unit, records per unit, DNS exchanges per unit, the records)
+    type Build = fn(u64) -> Vec<Vec<u8>>;
+    let phases: [(&str, &str, u64, u64, Build); 3] = [
+        ("DNS, repeated names", "response", 2, 1, |n| {
+            dns_flood(n, false)
+        }),
+        ("DNS, unique names", "response", 2, 1, |n| {
+            dns_flood(n, true)
+        }),
+        ("connections", "connection", 3, 0, connections),
+    ];
+    println!(
+        "{:<20} {:>9} {:>9} {:>13} {:>16}",
+        "phase", "ns/record", "allocs", "µs per unit", "bytes held/unit"
+    );
+    for (name, unit, records_per, exchanges_per, build) in phases {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let records = build(n);
+        let costs: Vec<Cost> = (0..rounds)
+            .map(|_| run(&records, exchanges_per * n))
+            .collect();
+        let ns = median(costs.iter().map(|c| c.ns_per_record).collect());
+        let allocs = median(costs.iter().map(|c| c.allocs_per_record).collect());
+        // The first round grows the heap; later rounds reuse what it freed.
+        let held = costs.iter().map(|c| c.held_kb).max().unwrap_or(0) as f64;
+        println!(
+            "{name:<20} {ns:>9.0} {allocs:>9.1} {:>8.2}/{unit:<4} {:>16.0}",
+            ns * records_per as f64 / 1000.0,
+            held * 1024.0 / n as f64,
+        );
+    }
+}
