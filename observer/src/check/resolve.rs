@@ -338,7 +338,7 @@ pub(super) fn interpret(message: &DnsMessage, qname: &str, rtype: RecordType) ->
     }
     addresses.dedup();
     Outcome::Answer {
-        rcode: message.rcode.clone(),
+        rcode: message.rcode.to_string(),
         cname_chain: chain,
         addresses,
         truncated: message.tc,
@@ -560,7 +560,7 @@ mod tests {
         DnsMessage {
             id: 1,
             response: true,
-            rcode: "NOERROR".to_owned(),
+            rcode: "NOERROR".into(),
             tc: false,
             questions: Vec::new(),
             answers: answers

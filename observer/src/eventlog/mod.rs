@@ -285,7 +285,7 @@ mod tests {
             payload_len: 100,
             capture_cut: false,
             id: Some(message.id),
-            rcode: Some(message.rcode),
+            rcode: Some(message.rcode.into_owned()),
             tc: false,
             questions: message.questions,
             answers: message.answers,

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct DnsMessage {
     pub id: u16,
     pub response: bool,
-    /// Response code as text: `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED`, ...
-    pub rcode: String,
+    /// Response code as text: `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED`, ... (not copied
+    /// for each message of a flood).
+    pub rcode: std::borrow::Cow<'static, str>,
     /// The TC bit: the server truncated its UDP answer (the client retries over TCP).
     pub tc: bool,
     pub questions: Vec<Question>,
@@ -130,10 +131,11 @@ pub fn decode_message(payload: &[u8]) -> Result<DnsMessage, MalformedDns> {
 /// Direct-mapped by a keyed hash (a flood of names made to collide only costs speed), with
 /// `DECODE_CACHE_SLOTS` slots of messages up to `DECODE_CACHE_MAX_PAYLOAD` bytes whose decoded
 /// text is at most `DECODE_CACHE_MAX_TEXT` bytes (compression pointers and escaping can make a
-/// 512-byte message decode to tens of kilobytes): about 1.3 MB at most. A message is kept the
-/// second time its slot sees it (each slot remembers the hash of the last message that missed):
-/// a flood of messages seen once (unique names, answers that differ in every response) neither
-/// pays for copies into the cache nor evicts the messages that do repeat.
+/// 512-byte message decode to tens of kilobytes): about 1.3 MB at most. A message is kept when
+/// it misses its slot twice in a row (each slot remembers the hash of the last message that
+/// missed it): a flood of messages seen once (unique names, answers that differ in every
+/// response) neither pays for copies into the cache nor evicts the messages that repeat. Two
+/// repeated messages that alternate in one slot are decoded every time: only speed is lost.
 #[derive(Default)]
 pub struct DecodeCache {
     slots: Vec<Option<CachedMessage>>,
@@ -220,15 +222,15 @@ impl DnsMessage {
 }
 
 /// Response codes as DNS tools print them (`NOERROR`, `NXDOMAIN`, ...).
-fn rcode_name(code: ResponseCode) -> String {
+fn rcode_name(code: ResponseCode) -> std::borrow::Cow<'static, str> {
     match u16::from(code) {
-        0 => "NOERROR".to_owned(),
-        1 => "FORMERR".to_owned(),
-        2 => "SERVFAIL".to_owned(),
-        3 => "NXDOMAIN".to_owned(),
-        4 => "NOTIMP".to_owned(),
-        5 => "REFUSED".to_owned(),
-        n => format!("RCODE{n}"),
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        n => format!("RCODE{n}").into(),
     }
 }
 

@@ -382,7 +382,7 @@ impl NameCache {
                 ts_ns,
                 process,
                 cgroup_id,
-                Some(&message.rcode),
+                Some(&*message.rcode),
                 &message.questions,
                 &message.answers,
             );
@@ -1478,7 +1478,7 @@ mod tests {
         let message = |rcode: &str, qname: &str, answers: Vec<Answer>| DnsMessage {
             id: 1,
             response: true,
-            rcode: rcode.to_owned(),
+            rcode: rcode.to_owned().into(),
             tc: false,
             questions: vec![q(qname)],
             answers,

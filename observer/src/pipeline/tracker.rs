@@ -487,7 +487,7 @@ impl Tracker {
         match self.decoded.decode(&packet.payload) {
             Ok(msg) => {
                 observed.id = Some(msg.id);
-                observed.rcode = packet.response.then_some(msg.rcode);
+                observed.rcode = packet.response.then(|| msg.rcode.into_owned());
                 observed.tc = msg.tc;
                 observed.questions = msg.questions;
                 observed.answers = msg.answers;
