@@ -44,7 +44,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use observer_tests::{observer::observer_bin, Lab, LabConfig};
+use observer_tests::{flood, observer::observer_bin, Lab, LabConfig};
 use serde_json::{json, Value};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 50);
@@ -60,17 +60,6 @@ const ROUNDS: usize = 5;
 const CLIENT_THREADS: usize = 4;
 /// DNS queries each client thread keeps in flight.
 const DNS_WINDOW: usize = 32;
-/// The names of the repeated-name flood: documented hosts and a build's package registries.
-const REPEATED_NAMES: [&str; 8] = [
-    "api.github.com",
-    "codeload.github.com",
-    "objects.githubusercontent.com",
-    "pipelines.actions.githubusercontent.com",
-    "registry.npmjs.org",
-    "pypi.org",
-    "files.pythonhosted.org",
-    "deb.debian.org",
-];
 /// The tcpdump filter of what the observer captures (DNS both ways, the TCP flags that open and
 /// end a flow on the watched port).
 const TCPDUMP_FILTER: &str =
@@ -579,18 +568,9 @@ fn start_servers(lab: &Lab, stop: &Arc<AtomicBool>) {
                 let Ok((n, peer)) = udp.recv_from(&mut buf) else {
                     continue;
                 };
-                if !(17..=512).contains(&n) {
-                    continue;
+                if let Some(len) = flood::answer(&mut buf, n) {
+                    let _ = udp.send_to(&buf[..len], peer);
                 }
-                // QR, RD copied, RA; one answer: the question's name (pointer), A, IN, TTL 60.
-                buf[2] |= 0x80;
-                buf[3] = 0x80;
-                buf[6..8].copy_from_slice(&1u16.to_be_bytes());
-                let answer = [
-                    0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 7, buf[1],
-                ];
-                buf[n..n + answer.len()].copy_from_slice(&answer);
-                let _ = udp.send_to(&buf[..n + answer.len()], peer);
             }
         });
     }
@@ -774,21 +754,9 @@ fn connections(lab: &Lab, rate: Option<f64>, time: Duration) -> Measured {
     Measured::count(done, failed, secs)
 }
 
-/// A DNS query for `name` (A, IN, recursion desired) with id `id`.
-fn dns_query(id: u16, name: &str, buf: &mut Vec<u8>) {
-    buf.clear();
-    buf.extend_from_slice(&id.to_be_bytes());
-    buf.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        buf.push(label.len() as u8);
-        buf.extend_from_slice(label.as_bytes());
-    }
-    buf.extend_from_slice(&[0, 0, 1, 0, 1]);
-}
-
 /// DNS responses per second received from the responder, each client thread keeping
 /// `DNS_WINDOW` queries in flight, or paced at `rate`/s. `unique`: a new name in every query;
-/// else the `REPEATED_NAMES` in turn.
+/// else the `flood::REPEATED_NAMES` in turn.
 fn dns(lab: &Lab, unique: bool, rate: Option<f64>, time: Duration) -> Measured {
     static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let per_thread = rate.map(|r| r / CLIENT_THREADS as f64);
@@ -815,9 +783,11 @@ fn dns(lab: &Lab, unique: bool, rate: Option<f64>, time: Duration) -> Measured {
                     use std::fmt::Write as _;
                     let _ = write!(name, "u{sent}-{i}-{stamp:x}.flood.example");
                 } else {
-                    name.push_str(REPEATED_NAMES[sent as usize % REPEATED_NAMES.len()]);
+                    name.push_str(
+                        flood::REPEATED_NAMES[sent as usize % flood::REPEATED_NAMES.len()],
+                    );
                 }
-                dns_query(sent as u16, &name, &mut query);
+                flood::query(sent as u16, &name, &mut query);
                 if sock.send(&query).is_ok() {
                     sent += 1;
                     in_flight += 1;
@@ -1021,6 +991,17 @@ impl Running {
     fn stop(mut self) -> Stopped {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        // A tool that ignores SIGINT (bandwhich, started from a shell that ignores it for
+        // background jobs) is killed after 10 s rather than waited for forever.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            eprintln!("{} ignored SIGINT: killed", self.tool.name());
+            // SAFETY: signalling our own child, still running (not reaped).
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        }
         let _ = self.child.wait();
         let mut stopped = Stopped::default();
         match self.tool {

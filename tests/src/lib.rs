@@ -83,6 +83,7 @@
 mod cert;
 mod curl;
 mod dns;
+pub mod flood;
 pub mod observer;
 mod sys;
 

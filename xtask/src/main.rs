@@ -11,7 +11,7 @@
 //! - `bench`: the cost of observing, in the network lab (root); `bench --memory`: the memory
 //!   budget of `observer report` on a flood of unique names (no root, [`membench`]);
 //!   `bench --pipeline`: the user-space cost of one event, kernel records replayed through the
-//!   decoder, tracker and correlator (no root, `observer/examples/pipeline.rs`).
+//!   decoder, tracker and correlator (no root, `tests/examples/pipeline.rs`).
 //! - `fuzz [--seconds N]`: every fuzz target of tests/fuzz for N seconds each ([`fuzz`]).
 
 mod fuzz;
@@ -123,7 +123,7 @@ fn main() -> Result<()> {
             "--release",
             "--locked",
             "-p",
-            "observer",
+            "observer-tests",
             "--example",
             "pipeline",
         ])),

@@ -523,12 +523,7 @@ impl NameCache {
                 if now >= binding.resolved_at_ns {
                     binding.resolved_at_ns = now;
                     binding.ttl = ttl;
-                    if !binding
-                        .chain
-                        .iter()
-                        .map(String::as_str)
-                        .eq(chain.iter().copied())
-                    {
+                    if !same_chain(&binding.chain, chain) {
                         binding.chain = owned(chain);
                     }
                 }
@@ -635,12 +630,7 @@ impl NameCache {
             }
         }
         if let Some(chain) = chain {
-            if !record
-                .cname_chain
-                .iter()
-                .map(String::as_str)
-                .eq(chain.iter().copied())
-            {
+            if !same_chain(&record.cname_chain, chain) {
                 record.cname_chain = owned(chain);
             }
         }
@@ -912,6 +902,11 @@ fn follow<'a>(root: &'a str, cnames: &'a HashMap<Cow<'_, str>, Cow<'_, str>>) ->
 /// A chain of names, owned (to be kept).
 fn owned(chain: &[&str]) -> Vec<String> {
     chain.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// Whether a kept chain is `chain` (a flood's answers repeat theirs: nothing is rewritten).
+fn same_chain(kept: &[String], chain: &[&str]) -> bool {
+    kept.iter().map(String::as_str).eq(chain.iter().copied())
 }
 
 /// Index of the element with the smallest key (the first of equals).

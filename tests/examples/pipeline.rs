@@ -3,7 +3,7 @@
 //! way `observer record` does, timed and their heap allocations counted.
 //!
 //! ```sh
-//! cargo xtask bench --pipeline          # or: cargo run --release -p observer --example pipeline
+//! cargo xtask bench --pipeline   # or: cargo run --release -p observer-tests --example pipeline
 //! ```
 //!
 //! `PIPELINE_ROUNDS=N` sets the rounds (median shown), `PIPELINE_N=N` the responses or
@@ -16,6 +16,8 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
     time::Instant,
 };
+
+use observer_tests::flood;
 
 use observer::{
     capture::record::decode,
@@ -57,18 +59,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The names of the repeated-name flood (the lab bench's).
-const REPEATED_NAMES: [&str; 8] = [
-    "api.github.com",
-    "codeload.github.com",
-    "objects.githubusercontent.com",
-    "pipelines.actions.githubusercontent.com",
-    "registry.npmjs.org",
-    "pypi.org",
-    "files.pythonhosted.org",
-    "deb.debian.org",
-];
-
 /// Client sockets of the flood (the lab bench's client threads).
 const CLIENTS: u16 = 4;
 /// Nanoseconds between two records (100,000 records/s).
@@ -100,21 +90,14 @@ fn owner() -> Owner {
 const RUNNER: [u8; 4] = [198, 18, 0, 2];
 const SERVER: [u8; 4] = [198, 18, 0, 1];
 
-/// The query and response the lab's responder exchanges for `name` (one A record, TTL 60).
+/// The query and the answer the lab's responder gives for `name` ([`flood::answer`]).
 fn exchange(id: u16, name: &str) -> (Vec<u8>, Vec<u8>) {
     let mut q = Vec::with_capacity(128);
-    q.extend_from_slice(&id.to_be_bytes());
-    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    flood::query(id, name, &mut q);
     let mut r = q.clone();
-    r[2] |= 0x80;
-    r[3] = 0x80;
-    r[6..8].copy_from_slice(&1u16.to_be_bytes());
-    r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 7, q[1]]);
+    r.resize(q.len() + flood::ANSWER_LEN, 0);
+    let len = flood::answer(&mut r, q.len()).expect("a query the responder answers");
+    r.truncate(len);
     (q, r)
 }
 
@@ -171,7 +154,7 @@ fn dns_flood(n: u64, unique: bool) -> Vec<Vec<u8>> {
         if unique {
             name.push_str(&format!("u{i}-{sport}.flood.example"));
         } else {
-            name.push_str(REPEATED_NAMES[i as usize % REPEATED_NAMES.len()]);
+            name.push_str(flood::REPEATED_NAMES[i as usize % flood::REPEATED_NAMES.len()]);
         }
         let (q, r) = exchange(id, &name);
         let ts = 1_000_000_000 + 2 * i * STEP_NS;
