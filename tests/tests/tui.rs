@@ -320,10 +320,12 @@ fn the_tui_shows_a_live_runner_and_quits_cleanly() {
     // `q`: the observer exits 0, the terminal is restored, the session ends, nothing is left.
     tmux.keys("q");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !status_file.exists() && Instant::now() < deadline {
+    // The file exists as soon as the shell opens it, its line a moment later.
+    let mut status = String::new();
+    while !status.contains('\n') && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
+        status = std::fs::read_to_string(&status_file).unwrap_or_default();
     }
-    let status = std::fs::read_to_string(&status_file).unwrap_or_default();
     assert_eq!(
         status.trim(),
         "0",
@@ -340,7 +342,16 @@ fn the_tui_shows_a_live_runner_and_quits_cleanly() {
         Some("1"),
         "the cursor is shown"
     );
-    let stty = std::fs::read_to_string(&stty_file).unwrap_or_default();
+    // The shell writes the status, then runs `stty -a`: its output may come a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stty = String::new();
+    while Instant::now() < deadline {
+        stty = std::fs::read_to_string(&stty_file).unwrap_or_default();
+        if stty.contains('\n') {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
     assert!(
         stty.contains(" icanon") && stty.contains(" echo "),
         "raw mode was left: {stty}"
