@@ -118,15 +118,7 @@ fn main() -> Result<()> {
         }
         Task::Test { lab_filter, .. } => test(lab_filter.as_deref()),
         Task::Bench { memory: true, .. } => memory_bench(),
-        Task::Bench { pipeline: true, .. } => check(cargo().args([
-            "run",
-            "--release",
-            "--locked",
-            "-p",
-            "observer-tests",
-            "--example",
-            "pipeline",
-        ])),
+        Task::Bench { pipeline: true, .. } => check(&mut bench_example("pipeline")),
         Task::Bench { .. } => bench(),
         Task::Fuzz { seconds, targets } => fuzz::run(seconds, fuzz::Build::Optimised, &targets),
     }
@@ -188,22 +180,28 @@ fn bench() -> Result<()> {
     }
     let bandwhich = setup::bench_tools(&target_dir())?;
     check(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "--locked",
-                "-p",
-                "observer-tests",
-                "--example",
-                "bench",
-            ])
+        bench_example("bench")
             .env(
                 "OBSERVER_BIN",
                 workspace_root().join("target/release/observer"),
             )
             .env("BENCH_BANDWHICH", bandwhich),
     )
+}
+
+/// `cargo run` of one of observer-tests' examples (the benches), optimised.
+fn bench_example(name: &str) -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "observer-tests",
+        "--example",
+        name,
+    ]);
+    cmd
 }
 
 /// The target directory cargo builds into (`CARGO_TARGET_DIR`, or the workspace's `target`).

@@ -56,7 +56,7 @@ pub struct MalformedDns(pub String);
 
 /// A name as users write it: lower case, no trailing dot.
 pub fn normalize_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
+    normalized(name).into_owned()
 }
 
 /// A record type's name in upper case; the usual ones are not allocated (a flood keeps one per

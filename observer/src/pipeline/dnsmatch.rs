@@ -372,7 +372,8 @@ impl QueryTable {
             e.ts_ns = e.ts_ns.max(ts_ns);
             return;
         }
-        let cost = ENTRY_OVERHEAD + crate::pipeline::dns::normalized(&question.name).len();
+        let question = Key::of(question);
+        let cost = ENTRY_OVERHEAD + question.name.len();
         if cost > self.max_bytes {
             self.stats.queries_evicted += 1;
             return;
@@ -382,15 +383,10 @@ impl QueryTable {
             self.stats.queries_evicted += 1;
         }
         let key = self.first + self.entries.len() as u64;
-        // The head may have left with the oldest entries just dropped.
-        let older_by_client = self
-            .by_client
-            .insert((client, id), key)
-            .filter(|&k| k >= self.first);
+        // An index's head is always a held entry (`pop_oldest` forgets a head that leaves).
+        let older_by_client = self.by_client.insert((client, id), key);
         let older_by_cookie = if d.socket_cookie != 0 {
-            self.by_cookie
-                .insert((d.socket_cookie, id), key)
-                .filter(|&k| k >= self.first)
+            self.by_cookie.insert((d.socket_cookie, id), key)
         } else {
             None
         };
@@ -401,7 +397,7 @@ impl QueryTable {
             client,
             server,
             id,
-            question: Key::of(question),
+            question,
             process: d.process.clone(),
             answered: false,
             older_by_client,
