@@ -16,7 +16,7 @@
 
 use std::{
     fs,
-    io::{self, Write as _},
+    io::{self, Write},
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
 };
@@ -47,10 +47,22 @@ pub enum Error {
 /// atomically; an existing device, FIFO or symlink is written into (module docs). `what` names
 /// the content in errors ("the report").
 pub fn write_out(out: &Path, text: &str, what: &str) -> Result<(), Error> {
+    write_with(out, what, |w| w.write_all(text.as_bytes()))
+}
+
+/// Like [`write_out`], for content written piece by piece: `write` writes it (buffered) and is
+/// called once. The JSON report of many flows is serialized straight into the file this way,
+/// never held whole in memory. If `write` fails, a replaced file is left as it was; stdout, a
+/// FIFO or a device may have received part of the content.
+pub fn write_with(
+    out: &Path,
+    what: &str,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), Error> {
     if out == Path::new("-") {
-        return io::stdout()
-            .lock()
-            .write_all(text.as_bytes())
+        let mut stdout = io::BufWriter::new(io::stdout().lock());
+        return write(&mut stdout)
+            .and_then(|()| stdout.flush())
             .map_err(|source| Error::Stdout {
                 what: what.to_owned(),
                 source,
@@ -62,14 +74,14 @@ pub fn write_out(out: &Path, text: &str, what: &str) -> Result<(), Error> {
         source,
     };
     match fs::symlink_metadata(out) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => atomic(out, text, None).map_err(failed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => atomic(out, write, None).map_err(failed),
         Err(e) => Err(failed(e)),
-        Ok(m) if m.is_file() => atomic(out, text, Some(m.permissions())).map_err(failed),
+        Ok(m) if m.is_file() => atomic(out, write, Some(m.permissions())).map_err(failed),
         Ok(m) if m.is_dir() => Err(Error::Directory {
             what: what.to_owned(),
             path: out.to_owned(),
         }),
-        Ok(_) => into(out, text).map_err(failed),
+        Ok(_) => into(out, write).map_err(failed),
     }
 }
 
@@ -104,7 +116,11 @@ pub fn refuse_input<P: AsRef<Path>>(out: &Path, inputs: &[P]) -> Result<(), Erro
 /// Replaces `out` with `text` through an exclusively created temporary file in its directory.
 /// The new file keeps `keep`'s permissions (the replaced file's), or gets 0666 less the umask
 /// as any new file.
-fn atomic(out: &Path, text: &str, keep: Option<fs::Permissions>) -> io::Result<()> {
+fn atomic(
+    out: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    keep: Option<fs::Permissions>,
+) -> io::Result<()> {
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -115,7 +131,11 @@ fn atomic(out: &Path, text: &str, keep: Option<fs::Permissions>) -> io::Result<(
     // The mode given at creation goes through the umask, like any new file's.
     builder.permissions(created);
     let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
+    {
+        let mut buffered = io::BufWriter::new(tmp.as_file_mut());
+        write(&mut buffered)?;
+        buffered.flush()?;
+    }
     if let Some(keep) = keep {
         tmp.as_file().set_permissions(keep)?;
     }
@@ -125,15 +145,16 @@ fn atomic(out: &Path, text: &str, keep: Option<fs::Permissions>) -> io::Result<(
     Ok(())
 }
 
-/// Writes `text` into the existing non-regular file (or symlink) `out`, without creating or
-/// replacing anything.
-fn into(out: &Path, text: &str) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
+/// Writes into the existing non-regular file (or symlink) `out`, without creating or replacing
+/// anything.
+fn into(out: &Path, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    let file = fs::OpenOptions::new()
         .write(true)
         .truncate(true)
         .open(out)?;
-    file.write_all(text.as_bytes())?;
-    file.flush()
+    let mut buffered = io::BufWriter::new(file);
+    write(&mut buffered)?;
+    buffered.flush()
 }
 
 #[cfg(test)]
@@ -289,5 +310,52 @@ mod tests {
         refuse_input(Path::new("-"), &[&input]).expect("stdout");
         refuse_input(Path::new("/dev/null"), &[Path::new("/dev/null")]).expect("a device");
         fs::remove_dir_all(dir).ok();
+    }
+
+    /// Content written piece by piece that fails half-way (a full disk, a reader gone) leaves
+    /// the target as it was, no temporary file, and the error's kind (a hostile review's test).
+    #[test]
+    fn a_write_that_fails_half_way_leaves_the_target_and_keeps_its_kind() {
+        struct Failing<'a> {
+            inner: &'a mut dyn Write,
+            left: usize,
+            kind: io::ErrorKind,
+        }
+        impl Write for Failing<'_> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if self.left == 0 {
+                    return Err(io::Error::from(self.kind));
+                }
+                let n = buf.len().min(self.left);
+                self.left -= n;
+                self.inner.write(&buf[..n])
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                self.inner.flush()
+            }
+        }
+        let dir = scratch("failing");
+        let out = dir.join("r.json");
+        fs::write(&out, "old\n").expect("old");
+        let big: Vec<String> = (0..100_000).map(|i| format!("flow {i}")).collect();
+        for kind in [io::ErrorKind::BrokenPipe, io::ErrorKind::StorageFull] {
+            let e = write_with(&out, "the report", |w| {
+                let mut failing = Failing {
+                    inner: w,
+                    left: 50_000,
+                    kind,
+                };
+                serde_json::to_writer_pretty(&mut failing, &big)?;
+                Ok(())
+            })
+            .expect_err("fails");
+            match e {
+                Error::Write { source, .. } => assert_eq!(source.kind(), kind),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(fs::read_to_string(&out).expect("read"), "old\n");
+            assert_eq!(entries(&dir), ["r.json"]);
+        }
+        fs::remove_dir_all(dir).expect("clean up");
     }
 }

@@ -20,9 +20,10 @@ use std::{
 use observer_tests::flood;
 
 use observer::{
-    capture::record::decode,
+    capture::{record::decode, ProbeStatus},
     catalog::Catalog,
-    pipeline::{correlate::Correlator, dnsmatch::DnsCheck, tracker::Tracker},
+    export,
+    pipeline::{correlate::Correlator, dnsmatch::DnsCheck, events::Observed, tracker::Tracker},
 };
 use observer_ebpf::{
     DnsEvent, Flow, FlowEvent, Owner, Tuple, AF_INET, DNS_FLAG_EGRESS, DNS_FLAG_INGRESS,
@@ -166,39 +167,44 @@ fn dns_flood(n: u64, unique: bool) -> Vec<Vec<u8>> {
 
 /// A connection storm: `n` short connections to port 443, each opened, established and closed.
 fn connections(n: u64) -> Vec<Vec<u8>> {
-    let mut records = Vec::with_capacity(3 * n as usize);
-    for i in 0..n {
-        let sport = 10_000 + (i % 50_000) as u16;
-        let ts = 1_000_000_000 + 3 * i * STEP_NS;
-        let mut flow = Flow {
-            tuple: tuple(sport, 443, RUNNER, SERVER),
-            owner: owner(),
-            ts_syn_ns: ts,
-            states_seen: 1 << TCP_SYN_SENT,
-            ..Flow::default()
-        };
-        let key = 0xffff_0000_0000 + i;
-        let event = |kind, ts_ns, flow| {
-            encode(&FlowEvent {
-                kind,
-                _pad: 0,
-                ts_ns,
-                key,
-                flow,
-            })
-        };
-        records.push(event(KIND_FLOW_OPEN, ts, flow));
-        flow.ts_established_ns = ts + STEP_NS / 2;
-        flow.states_seen |= 1 << TCP_ESTABLISHED;
-        records.push(event(KIND_FLOW_ESTABLISHED, ts + STEP_NS, flow));
-        flow.bytes_sent = 64;
-        flow.bytes_received = 2;
-        flow.ts_last_send_ns = ts + STEP_NS;
-        flow.ts_last_recv_ns = ts + STEP_NS;
-        flow.states_seen |= (1 << TCP_FIN_WAIT1) | (1 << TCP_CLOSE);
-        records.push(event(KIND_FLOW_CLOSE, ts + 2 * STEP_NS, flow));
-    }
-    records
+    (0..n).flat_map(connection).collect()
+}
+
+/// The records of the `i`th connection of a storm: opened, established and closed.
+fn connection(i: u64) -> [Vec<u8>; 3] {
+    let sport = 10_000 + (i % 50_000) as u16;
+    let ts = 1_000_000_000 + 3 * i * STEP_NS;
+    let mut flow = Flow {
+        tuple: tuple(sport, 443, RUNNER, SERVER),
+        owner: owner(),
+        ts_syn_ns: ts,
+        states_seen: 1 << TCP_SYN_SENT,
+        ..Flow::default()
+    };
+    let key = 0xffff_0000_0000 + i;
+    let event = |kind, ts_ns, flow| {
+        encode(&FlowEvent {
+            kind,
+            _pad: 0,
+            ts_ns,
+            key,
+            flow,
+        })
+    };
+    let open = event(KIND_FLOW_OPEN, ts, flow);
+    flow.ts_established_ns = ts + STEP_NS / 2;
+    flow.states_seen |= 1 << TCP_ESTABLISHED;
+    let established = event(KIND_FLOW_ESTABLISHED, ts + STEP_NS, flow);
+    flow.bytes_sent = 64;
+    flow.bytes_received = 2;
+    flow.ts_last_send_ns = ts + STEP_NS;
+    flow.ts_last_recv_ns = ts + STEP_NS;
+    flow.states_seen |= (1 << TCP_FIN_WAIT1) | (1 << TCP_CLOSE);
+    [
+        open,
+        established,
+        event(KIND_FLOW_CLOSE, ts + 2 * STEP_NS, flow),
+    ]
 }
 
 /// What one pass through the pipeline cost.
@@ -251,6 +257,78 @@ fn run(records: &[Vec<u8>], exchanges: u64) -> Cost {
     }
 }
 
+/// What `observer record` holds with `n` flows: the resident memory its tables grew by, and
+/// its peak while it writes the report (JSON, its default format) at the end.
+struct Held {
+    tables_kb: i64,
+    peak_kb: i64,
+}
+
+/// `n` short connections through the pipeline of `observer record` (their records made one
+/// connection at a time, so that only the pipeline's state is resident), then its report.
+fn record_memory(n: u64) -> Held {
+    // Writing 5 resets the peak (VmHWM) to the current resident memory.
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("cannot reset the peak memory ({e}): the peak below includes the phases before");
+    }
+    let rss0 = rss_kb();
+    let mut tracker = Tracker::new();
+    let mut correlator = Correlator::new(Catalog::builtin());
+    // As `record` starts: a report without it says it is incomplete.
+    correlator.observe(
+        0,
+        &mut Observed::CaptureStarted {
+            cgroup: "/sys/fs/cgroup".to_owned(),
+            ports: vec![443],
+            all_ports: false,
+            probes: vec![ProbeStatus {
+                program: "flow_state".to_owned(),
+                hook: "tracepoint sock/inet_sock_set_state".to_owned(),
+                attached: true,
+                error: None,
+            }],
+            sources: Vec::new(),
+            proxies: Vec::new(),
+        },
+    );
+    let mut batch = Vec::with_capacity(4096);
+    for i in 0..n {
+        for record in connection(i) {
+            match decode(&record) {
+                Ok(event) => tracker.on_event_into(event, &mut batch),
+                Err(_) => tracker.on_undecodable(),
+            }
+        }
+        for (ts, observed) in &mut batch {
+            correlator.observe(*ts, observed);
+        }
+        batch.clear();
+    }
+    let tables_kb = rss_kb() - rss0;
+    let out = std::env::temp_dir().join(format!("pipeline-report-{}.json", std::process::id()));
+    export::write_report(&mut correlator, &out, export::Format::Json).expect("the report");
+    let _ = std::fs::remove_file(&out);
+    Held {
+        tables_kb,
+        peak_kb: peak_rss_kb() - rss0,
+    }
+}
+
+/// The peak resident memory of this process (since the last reset), in kB.
+fn peak_rss_kb() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 /// Resident memory of this process, in kB.
 fn rss_kb() -> i64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -271,10 +349,41 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The memory line: `record_memory` in a process of its own, whose heap the other phases have
+/// not grown (memory they freed would be reused and not show).
+fn print_record_memory(n: u64) {
+    if std::env::var_os(MEMORY_CHILD).is_some() {
+        let held = record_memory(n);
+        println!(
+            "record memory, {n} flows: tables {:.1} MB ({:.0} bytes per flow), peak while \
+             writing the report {:.1} MB over the start",
+            held.tables_kb as f64 / 1024.0,
+            held.tables_kb as f64 * 1024.0 / n as f64,
+            held.peak_kb as f64 / 1024.0,
+        );
+        return;
+    }
+    let status = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .env(MEMORY_CHILD, "1")
+            .status()
+    });
+    match status {
+        Ok(s) if s.success() => {}
+        other => eprintln!("the record memory phase failed: {other:?}"),
+    }
+}
+
+/// Set in the child process that measures the memory of `record`.
+const MEMORY_CHILD: &str = "PIPELINE_MEMORY_CHILD";
+
 fn main() {
     let rounds = env_number("PIPELINE_ROUNDS", 5).max(1);
     let n = env_number("PIPELINE_N", 100_000);
     let only = std::env::var("PIPELINE_PHASE").ok();
+    if std::env::var_os(MEMORY_CHILD).is_some() {
+        return print_record_memory(n);
+    }
     // (name, unit, records per unit, DNS exchanges per unit, the records)
     type Build = fn(u64) -> Vec<Vec<u8>>;
     let phases: [(&str, &str, u64, u64, Build); 3] = [
@@ -286,6 +395,12 @@ fn main() {
         }),
         ("connections", "connection", 3, 0, connections),
     ];
+    if only
+        .as_ref()
+        .is_none_or(|o| "record memory".contains(o.as_str()))
+    {
+        print_record_memory(n);
+    }
     println!(
         "{:<20} {:>9} {:>9} {:>13} {:>16}",
         "phase", "ns/record", "allocs", "µs per unit", "bytes held/unit"

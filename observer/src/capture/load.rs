@@ -330,6 +330,7 @@ impl Capture {
             })?;
             jobs.install(map);
         }
+        release_loading_memory();
         Ok(Self {
             ring,
             flows,
@@ -771,5 +772,19 @@ fn ensure_tracefs() -> Option<String> {
             "tracefs is not mounted and mounting it failed ({}): run `mount -t tracefs nodev /sys/kernel/tracing`",
             io::Error::last_os_error()
         ))
+    }
+}
+
+/// Gives the memory that loading used back to the system. Loading parses the kernel's BTF twice
+/// (aya relocating the programs, [`KernelBtf`] reading offsets): some 35 MB of heap, all freed by
+/// now but left resident by the allocator, which would otherwise stay the largest part of the
+/// observer's memory for as long as it runs (54 MB resident when idle before, 18 MB after, on
+/// Linux 6.18).
+fn release_loading_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator to the system; no pointer
+    // is invalidated.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -8,10 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use observer_ebpf::{
     DnsEvent, Flow, FlowEvent, Owner, PayloadEvent, SockErrorEvent, Tuple, AF_INET, AF_INET6,
-    DNS_FLAG_EXCHANGE, DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP, DNS_FLAG_TRUNCATED,
-    DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED,
-    KIND_FLOW_OPEN, KIND_FLOW_PAYLOAD, KIND_SOCK_ERROR, PAYLOAD_FLAG_INGRESS,
-    PAYLOAD_FLAG_TRUNCATED, PAYLOAD_PREFIX_MAX,
+    COMM_LEN, DNS_FLAG_EXCHANGE, DNS_FLAG_INGRESS, DNS_FLAG_OWNER_KNOWN, DNS_FLAG_TCP,
+    DNS_FLAG_TRUNCATED, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_ADOPT, KIND_FLOW_CLOSE,
+    KIND_FLOW_ESTABLISHED, KIND_FLOW_OPEN, KIND_FLOW_PAYLOAD, KIND_SOCK_ERROR,
+    PAYLOAD_FLAG_INGRESS, PAYLOAD_FLAG_TRUNCATED, PAYLOAD_PREFIX_MAX,
 };
 use serde::{Deserialize, Serialize};
 
@@ -112,18 +112,52 @@ pub struct Process {
 
 impl From<&Owner> for Process {
     fn from(owner: &Owner) -> Self {
-        let end = owner
-            .comm
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(owner.comm.len());
         Self {
             pid: owner.pid,
-            comm: String::from_utf8_lossy(&owner.comm[..end]).into(),
+            comm: comm_text(&owner.comm),
             cgroup_id: owner.cgroup_id,
             job: (owner.job != 0).then_some(owner.job),
         }
     }
+}
+
+/// Task names kept for reuse, per thread: a storm's records come from a few processes, and
+/// every flow and DNS message would otherwise copy its task name into a new allocation.
+const COMM_SLOTS: usize = 64;
+
+/// A kept task name: its kernel bytes and its text.
+type CommSlot = Option<([u8; COMM_LEN], std::sync::Arc<str>)>;
+
+thread_local! {
+    static COMMS: std::cell::RefCell<Vec<CommSlot>> =
+        std::cell::RefCell::new(vec![None; COMM_SLOTS]);
+}
+
+/// The text of a kernel task name (up to its first NUL, invalid UTF-8 replaced), shared with
+/// the records before it that had the same bytes.
+fn comm_text(comm: &[u8; COMM_LEN]) -> std::sync::Arc<str> {
+    let text = || {
+        let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+        std::sync::Arc::<str>::from(String::from_utf8_lossy(&comm[..end]))
+    };
+    // FNV-1a: the slot of these bytes (a collision only replaces the slot's name).
+    let hash = comm.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let slot = (hash % COMM_SLOTS as u64) as usize;
+    COMMS
+        .try_with(|slots| {
+            let mut slots = slots.borrow_mut();
+            match &slots[slot] {
+                Some((bytes, shared)) if bytes == comm => shared.clone(),
+                _ => {
+                    let shared = text();
+                    slots[slot] = Some((*comm, shared.clone()));
+                    shared
+                }
+            }
+        })
+        .unwrap_or_else(|_| text())
 }
 
 /// Turns the ABI tuple into socket addresses; IPv4-mapped IPv6 addresses (dual-stack sockets)
@@ -330,6 +364,32 @@ mod tests {
     }
 
     #[test]
+    fn a_task_name_is_shared_by_the_records_that_carry_it_and_its_text_is_exact() {
+        let owner = |name: &[u8]| {
+            let mut o = Owner::default();
+            o.comm[..name.len()].copy_from_slice(name);
+            o
+        };
+        let a = Process::from(&owner(b"curl"));
+        let b = Process::from(&owner(b"curl"));
+        assert!(std::sync::Arc::ptr_eq(&a.comm, &b.comm));
+        assert_eq!(&*Process::from(&owner(b"git")).comm, "git");
+        assert_eq!(&*Process::from(&owner(b"curl")).comm, "curl");
+        // Every slot taken by other names, then the first again: still its own text.
+        for i in 0..(4 * COMM_SLOTS) {
+            let name = format!("w{i}");
+            assert_eq!(&*Process::from(&owner(name.as_bytes())).comm, name);
+        }
+        assert_eq!(&*Process::from(&owner(b"curl")).comm, "curl");
+        assert_eq!(&*Process::from(&owner(b"a\xffb")).comm, "a\u{fffd}b");
+        assert_eq!(
+            &*Process::from(&owner(&[b'x'; COMM_LEN])).comm,
+            "x".repeat(COMM_LEN)
+        );
+        assert_eq!(&*Process::from(&owner(b"")).comm, "");
+    }
+
+    #[test]
     fn ipv4_mapped_addresses_become_ipv4() {
         let mut t = Tuple {
             family: AF_INET6,
@@ -507,5 +567,28 @@ mod tests {
             EVENTS_WAKEUP_BYTES + ring_record_bytes(100),
             100
         ));
+    }
+
+    /// Bytes after the first NUL do not change the text; each thread has its own names.
+    #[test]
+    fn a_task_name_ends_at_its_first_nul_and_threads_keep_their_own() {
+        let owner = |name: &[u8]| {
+            let mut o = Owner::default();
+            o.comm[..name.len()].copy_from_slice(name);
+            o
+        };
+        let a = Process::from(&owner(b"curl\0garbage"));
+        let b = Process::from(&owner(b"curl"));
+        assert_eq!(a.comm, b.comm);
+        assert_eq!(&*a.comm, "curl");
+        assert_eq!(&*Process::from(&owner(b"ab\xff\0\xfe")).comm, "ab\u{fffd}");
+        let other = std::thread::spawn(move || Process::from(&owner(b"curl")).comm)
+            .join()
+            .expect("thread");
+        assert_eq!(&*other, "curl");
+        assert!(
+            !std::sync::Arc::ptr_eq(&other, &b.comm),
+            "a cache per thread"
+        );
     }
 }

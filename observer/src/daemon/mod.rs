@@ -514,6 +514,9 @@ impl Daemon {
         }
         job.correlator.finish();
         let mut report = report::build(&job.correlator);
+        // Task names, socket errors and cgroup names come from the job's processes: redacted
+        // as in every other report written (docs/report-formats.md).
+        crate::export::sanitize(&mut report);
         // The hook's identity fills what the start did not say.
         let id = merge_identity(job.identity.clone(), identity);
         report.job = Some(JobSection {

@@ -104,6 +104,26 @@ fn job_report_file_names_are_safe_and_pruned() {
 }
 
 #[test]
+fn a_job_s_report_is_redacted_like_every_other_report() {
+    // Found by a review: per-job reports were written without the redaction of task names.
+    let dir = tempfile::tempdir().unwrap();
+    let options = CatalogOptions::default();
+    let mut d = Daemon::new(options.clone(), JobPids::default(), dir.path()).unwrap();
+    d.jobs.insert(7, active_job(&options, 7, 10, 0));
+    let mut o = opened(1, "198.18.1.10:443");
+    if let Observed::FlowOpened { process, .. } = &mut o {
+        process.job = Some(7);
+        process.comm = "ghp_abcdefghijk".into();
+    }
+    d.observe(&vec![(1, o)]);
+    let mut job = d.jobs.remove(&7).unwrap();
+    let (path, summary, _) = d.write_job(&mut job, JobIdentity::default()).unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(!text.contains("ghp_abcdefghijk") && !summary.contains("ghp_abcdefghijk"));
+}
+
+#[test]
 fn a_job_s_own_process_named_runner_worker_cannot_start_a_job() {
     // Found by the hostile review: any process may call itself Runner.Worker (prctl), so job
     // code could start a "job" of its own and take its traffic out of the real job's report.

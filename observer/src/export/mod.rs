@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     capture::record::Process,
-    outfile::write_out,
+    outfile::{write_out, write_with},
     pipeline::correlate::Correlator,
     pipeline::events::NamedBy,
     report::{self, Report, Status},
@@ -52,9 +52,10 @@ pub enum Format {
 /// A report as written: the schema-1 report, and for a merge of several runners' reports the
 /// `merged` section (docs/report-formats.md) that says which runner saw what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Document {
+#[serde(bound(deserialize = "F: Deserialize<'de> + Default"))]
+pub struct Document<F = Vec<report::FlowReport>> {
     #[serde(flatten)]
-    pub report: Report,
+    pub report: Report<F>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<Merged>,
 }
@@ -93,10 +94,41 @@ pub fn render(doc: &Document, format: Format) -> anyhow::Result<String> {
 }
 
 /// Writes the report of everything the correlator saw in `format` to `out` (`-` for stdout),
-/// atomically.
+/// atomically. The JSON report's flows are serialized one at a time from the correlator
+/// ([`StreamedFlows`]), so that a capture of 100,000 flows is not held a second time (as
+/// reports) nor a third (as text) while it is written.
 pub fn write_report(correlator: &mut Correlator, out: &Path, format: Format) -> anyhow::Result<()> {
     correlator.finish();
-    write_document(&Document::single(report::build(correlator)), out, format)
+    let c = &*correlator;
+    if format != Format::Json {
+        return write_document(&Document::single(report::build(c)), out, format);
+    }
+    let mut report = report::build::build_with(c, StreamedFlows(c));
+    sanitize_sections(&mut report);
+    let doc = Document {
+        report,
+        merged: None,
+    };
+    say_incomplete(&doc.report.capture);
+    Ok(write_with(out, "the report", |w| {
+        serde_json::to_writer_pretty(&mut *w, &doc)?;
+        w.write_all(b"\n")
+    })?)
+}
+
+/// The flows of a correlator as the report's `flows`: each made a [`report::FlowReport`] and
+/// redacted as it is serialized.
+pub struct StreamedFlows<'a>(&'a Correlator);
+
+impl Serialize for StreamedFlows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        serializer.collect_seq(c.flows().iter().map(|f| {
+            let mut flow = report::build::flow_report(f, c);
+            sanitize_flow(&mut flow);
+            flow
+        }))
+    }
 }
 
 /// Renders a report (or a merge of reports) in `format` and writes it to `out` (`-` for
@@ -104,7 +136,12 @@ pub fn write_report(correlator: &mut Correlator, out: &Path, format: Format) -> 
 /// a report. An incomplete capture is also said on stderr, whatever the format.
 pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Result<()> {
     let text = render(doc, format).context("cannot render the report")?;
-    let capture = &doc.report.capture;
+    say_incomplete(&doc.report.capture);
+    Ok(write_out(out, &text, "the report")?)
+}
+
+/// Says on stderr that the report is incomplete, and why, when it is.
+fn say_incomplete(capture: &report::CaptureSection) {
     if !capture.complete {
         // The reasons come from the report, which may come from anywhere (a merge): sanitized.
         eprintln!(
@@ -112,22 +149,44 @@ pub fn write_document(doc: &Document, out: &Path, format: Format) -> anyhow::Res
             crate::sanitize::line(&capture.incomplete_because.join("; "))
         );
     }
-    Ok(write_out(out, &text, "the report")?)
 }
 
 /// Redacts, in place, the report's text that comes from processes and sockets: task names and
 /// error strings.
 pub fn sanitize(report: &mut Report) {
-    fn process(p: &mut Process) {
-        if let std::borrow::Cow::Owned(clean) = redact::redact(&p.comm) {
-            p.comm = clean.into();
-        }
+    sanitize_sections(report);
+    report.flows.iter_mut().for_each(sanitize_flow);
+}
+
+fn sanitize_process(p: &mut Process) {
+    if let std::borrow::Cow::Owned(clean) = redact::redact(&p.comm) {
+        p.comm = clean.into();
     }
-    fn text(t: &mut String) {
-        if let std::borrow::Cow::Owned(clean) = redact::redact(t) {
-            *t = clean;
-        }
+}
+
+fn sanitize_text(t: &mut String) {
+    if let std::borrow::Cow::Owned(clean) = redact::redact(t) {
+        *t = clean;
     }
+}
+
+/// cgroup names below a delegated subtree are chosen by its owner, as task names are.
+fn sanitize_workload(w: &mut crate::report::Workload) {
+    sanitize_text(&mut w.cgroup);
+    w.unit.iter_mut().for_each(sanitize_text);
+}
+
+/// Redacts one flow of a report.
+fn sanitize_flow(flow: &mut report::FlowReport) {
+    sanitize_process(&mut flow.process);
+    flow.error.iter_mut().for_each(sanitize_text);
+    flow.workload.iter_mut().for_each(sanitize_workload);
+}
+
+/// Redacts every part of a report but its flows.
+fn sanitize_sections<F>(report: &mut Report<F>) {
+    let process = sanitize_process;
+    let text = sanitize_text;
     for probe in &mut report.capture.probes {
         probe.error.iter_mut().for_each(text);
     }
@@ -148,18 +207,8 @@ pub fn sanitize(report: &mut Report) {
             reason.process.iter_mut().for_each(process);
         }
     }
-    // cgroup names below a delegated subtree are chosen by its owner, as task names are.
-    fn workload(w: &mut crate::report::Workload) {
-        text(&mut w.cgroup);
-        w.unit.iter_mut().for_each(text);
-    }
-    for flow in &mut report.flows {
-        process(&mut flow.process);
-        flow.error.iter_mut().for_each(text);
-        flow.workload.iter_mut().for_each(workload);
-    }
     for w in &mut report.workloads {
-        workload(&mut w.workload);
+        sanitize_workload(&mut w.workload);
     }
 }
 
@@ -511,6 +560,28 @@ impl FlowCounts {
 mod tests {
     use super::*;
 
+    /// The JSON that `write_report` streams from the correlator is, byte for byte, the JSON of
+    /// the report built whole and redacted (the way every other format and `report merge` get
+    /// it), task names that carry a credential included.
+    #[test]
+    fn the_streamed_json_report_is_the_report_built_whole() {
+        let fixture = include_str!("../../tests/fixtures/runner-workload.jsonl")
+            .replacen(r#""comm":"curl""#, r#""comm":"ghp_abcdefghijk""#, 3)
+            .replacen(r#""comm":"getent""#, r#""comm":"x\u001b[2J""#, 1);
+        let mut c = Correlator::new(crate::catalog::Catalog::builtin());
+        crate::eventlog::replay(fixture.as_bytes(), "fixture", &mut c).expect("replays");
+        let dir = std::env::temp_dir().join(format!("observer-stream-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let out = dir.join("report.json");
+        write_report(&mut c, &out, Format::Json).expect("writes");
+        let streamed = std::fs::read_to_string(&out).expect("reads");
+        std::fs::remove_dir_all(&dir).expect("cleans up");
+        let whole = render(&Document::single(report::build(&c)), Format::Json).expect("renders");
+        assert!(c.flows().len() >= 5, "the fixture has flows");
+        assert!(streamed.contains("[redacted]") && !streamed.contains("ghp_abcdefghijk"));
+        assert_eq!(streamed, whole);
+    }
+
     #[test]
     fn times_are_shortened_to_milliseconds() {
         assert_eq!(
@@ -667,5 +738,53 @@ mod tests {
             "/user.slice/user-1000.slice/user@1000.service/GITHUB_TOKEN=[redacted]"
         );
         assert_eq!(doc.report.workloads[0].workload.unit, w.unit);
+    }
+
+    /// The same, with no flow at all, and with credentials in a socket error and in a
+    /// workload's cgroup and unit (a hostile review's test).
+    #[test]
+    fn the_streamed_json_report_is_redacted_everywhere_and_empty_flows_read_alike() {
+        let streamed_and_whole = |c: &mut Correlator, tag: &str| {
+            let dir =
+                std::env::temp_dir().join(format!("observer-stream-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("scratch dir");
+            let out = dir.join("report.json");
+            write_report(c, &out, Format::Json).expect("writes");
+            let streamed = std::fs::read_to_string(&out).expect("reads");
+            std::fs::remove_dir_all(&dir).expect("cleans up");
+            let whole = render(&Document::single(report::build(c)), Format::Json).expect("renders");
+            (streamed, whole)
+        };
+        let mut empty = Correlator::new(crate::catalog::Catalog::builtin());
+        let (s, w) = streamed_and_whole(&mut empty, "empty");
+        assert!(s.contains("\"flows\": []"), "{s}");
+        assert_eq!(s, w);
+        let fixture = include_str!("../../tests/fixtures/runner-workload.jsonl");
+        assert!(fixture.contains("ECONNREFUSED"));
+        let mut fixture = fixture
+            .replace("ECONNREFUSED", "token=hunter2hunter2")
+            .replacen(r#""comm":"curl""#, r#""comm":"ghp_abcdefghijk""#, 3);
+        fixture.insert_str(
+            fixture.find('\n').expect("a line") + 1,
+            concat!(
+                r#"{"ts":"2026-11-27T07:29:20Z","event":"cgroup_seen","cgroup_id":1,"#,
+                r#""workload":{"cgroup":"/ghp_0123456789abcdefghij","#,
+                r#""unit":"password=swordfish.scope"}}"#,
+                "\n"
+            ),
+        );
+        let mut c = Correlator::new(crate::catalog::Catalog::builtin());
+        crate::eventlog::replay(fixture.as_bytes(), "fixture", &mut c).expect("replays");
+        assert!(c.workload(1).is_some());
+        let (s, w) = streamed_and_whole(&mut c, "secrets");
+        for secret in [
+            "hunter2hunter2",
+            "ghp_abcdefghijk",
+            "ghp_0123456789",
+            "swordfish",
+        ] {
+            assert!(!s.contains(secret), "{secret} left in the streamed report");
+        }
+        assert_eq!(s, w);
     }
 }

@@ -316,7 +316,7 @@ fn entry_of(ts_ns: u64, closed: &FlowClosed) -> FlowEntry {
         process: closed.process.clone(),
         src: closed.src,
         dst: closed.dst,
-        destination: closed.destination.clone().unwrap_or_default(),
+        destination: closed.destination.clone().unwrap_or_default().into(),
         opened_ns,
         adopted: closed.adopted,
         established_ns: closed.established.then_some(opened_ns),

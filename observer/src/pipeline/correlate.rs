@@ -25,8 +25,10 @@
 //! - flows kept for the report: [`MAX_FLOWS`];
 //! - workloads of cgroup ids (`cgroup_seen`): [`MAX_WORKLOADS`] and [`MAX_WORKLOAD_BYTES`]; a
 //!   cgroup beyond them is counted in [`Dropped::workloads`] and its flows show no workload.
+//! - destinations kept for the next flows to share: 256 slots, each at most
+//!   `MAX_SHARED_DESTINATION_BYTES` of names (a cache: what it forgets is only not shared).
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -245,7 +247,9 @@ pub struct FlowEntry {
     pub process: Process,
     pub src: SocketAddr,
     pub dst: SocketAddr,
-    pub destination: Destination,
+    /// Shared with the flows before it that went to the same destination (a storm's flows all
+    /// do): see [`Correlator::shared`].
+    pub destination: Arc<Destination>,
     pub opened_ns: u64,
     /// Connected before the capture: `opened_ns` is when it was first seen moving payload.
     pub adopted: bool,
@@ -387,7 +391,14 @@ pub struct Correlator {
     /// What each cgroup id seen is (`cgroup_seen`), and the approximate bytes of it.
     workloads: std::collections::BTreeMap<u64, Workload>,
     workload_bytes: usize,
+    /// Destinations given to flows lately, for the next flows to share ([`Correlator::shared`]).
+    destinations: Vec<Option<Arc<Destination>>>,
 }
+
+/// Slots of [`Correlator::shared`]'s cache.
+const DESTINATION_SLOTS: usize = 256;
+/// The text of a destination that [`Correlator::shared`] keeps for the flows after it.
+const MAX_SHARED_DESTINATION_BYTES: usize = 2048;
 
 /// Thresholds of the throughput and long-poll judgements.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -444,6 +455,46 @@ impl Correlator {
             judged_unanswered: Vec::new(),
             workloads: std::collections::BTreeMap::new(),
             workload_bytes: 0,
+            destinations: vec![None; DESTINATION_SLOTS],
+        }
+    }
+
+    /// `destination`, shared with the flows before it that had an equal one. A storm's flows go
+    /// to a few destinations: each flow holds a pointer, not its own copy of the names, chain
+    /// and groups (some 500 bytes a flow). The cache holds a slot per name (a collision only
+    /// replaces the slot) and only destinations of at most [`MAX_SHARED_DESTINATION_BYTES`]
+    /// (a longer one is the flow's own), so it holds at most 256 × 2 KiB however long the
+    /// names a resolver gives.
+    fn shared(&mut self, destination: Destination) -> Arc<Destination> {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let bytes = [
+            &destination.name,
+            &destination.forged_name,
+            &destination.proxy_target,
+            &destination.sni,
+            &destination.dns_name,
+            &destination.tls_note,
+        ]
+        .into_iter()
+        .map(text)
+        .chain(destination.cname_chain.iter().map(String::len))
+        .chain(destination.groups.iter().map(String::len))
+        .sum::<usize>();
+        if bytes > MAX_SHARED_DESTINATION_BYTES {
+            return Arc::new(destination);
+        }
+        let key = destination.name.as_deref().unwrap_or("");
+        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let slot = &mut self.destinations[(hash % DESTINATION_SLOTS as u64) as usize];
+        match slot {
+            Some(kept) if **kept == destination => kept.clone(),
+            _ => {
+                let fresh = Arc::new(destination);
+                *slot = Some(fresh.clone());
+                fresh
+            }
         }
     }
 
@@ -918,7 +969,7 @@ impl Correlator {
                             e.established_ns.get_or_insert(ts_ns);
                             unnamed = e.destination.name.is_none();
                         }
-                        e.destination.clone()
+                        (*e.destination).clone()
                     }
                     // Beyond the flows kept, a flow is still named for the event stream.
                     None => self.destination(*dst, ts_ns, process),
@@ -940,7 +991,7 @@ impl Correlator {
                     Some(e) => {
                         e.src = *src;
                         e.established_ns.get_or_insert(ts_ns);
-                        e.destination.clone()
+                        (*e.destination).clone()
                     }
                     None => self.destination(*dst, ts_ns, process),
                 });
@@ -979,7 +1030,7 @@ impl Correlator {
                     e.syn_retransmits = c.syn_retransmits;
                     e.retransmits = c.retransmits;
                     e.idle_ms = c.idle_ms;
-                    c.destination = Some(e.destination.clone());
+                    c.destination = Some((*e.destination).clone());
                 } else {
                     c.destination = Some(self.destination(c.dst, ts_ns, &c.process));
                 }
@@ -1012,13 +1063,13 @@ impl Correlator {
                             .get_or_insert_with(|| (*code, reason.clone()));
                     }
                     let named = self.named_by_payload(&self.flows[i], ts_ns);
-                    if named != self.flows[i].destination {
+                    if named != *self.flows[i].destination {
                         if self.flows[i].closed_ns.is_some() {
                             self.settled_changes += 1;
                         }
-                        self.flows[i].destination = named;
+                        self.flows[i].destination = self.shared(named);
                     }
-                    p.destination = Some(self.flows[i].destination.clone());
+                    p.destination = Some((*self.flows[i].destination).clone());
                 }
             }
             Observed::CaptureStats(stats) => self.capture.stats = *stats,
@@ -1112,6 +1163,7 @@ impl Correlator {
             return None;
         }
         let destination = self.destination(dst, ts_ns, process);
+        let destination = self.shared(destination);
         self.index.insert(flow_id, self.flows.len());
         self.open.insert(self.flows.len());
         self.flows.push(FlowEntry {
@@ -1165,7 +1217,7 @@ impl Correlator {
     /// - ECH, no SNI, a hello cut before its name, or no TLS at all: the DNS name stays, with a
     ///   note.
     fn named_by_payload(&self, e: &FlowEntry, ts_ns: u64) -> Destination {
-        let current = e.destination.clone();
+        let current = (*e.destination).clone();
         let proxy = self.is_proxy(e.dst);
         match &e.first_sent {
             Some(FirstSent::Connect { host, port, .. }) if proxy => {
@@ -1343,7 +1395,7 @@ impl Correlator {
                 if self.flows[i].closed_ns.is_some() {
                     self.settled_changes += 1;
                 }
-                self.flows[i].destination = destination;
+                self.flows[i].destination = self.shared(destination);
             } else {
                 still.push(flow_id);
             }
@@ -1570,7 +1622,7 @@ pub(crate) mod tests {
         assert_eq!(d.class, DestinationClass::Undeclared);
         assert!(d.groups.is_empty(), "{:?}", d.groups);
         assert_eq!(d.dns_name, None);
-        assert_eq!(c.flows()[0].destination, d);
+        assert_eq!(*c.flows()[0].destination, d);
     }
 
     #[test]
@@ -2346,5 +2398,73 @@ pub(crate) mod tests {
         );
         assert_eq!(c.workload(10), Some(&root));
         assert_eq!(c.capture().dropped.workloads, 91 - kept);
+    }
+
+    /// Two flows to one address share its destination; one renamed by its SNI leaves the
+    /// other's as it was (a hostile review's test).
+    #[test]
+    fn a_shared_destination_is_not_changed_under_another_flow() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let mut a = response(
+            "objects.githubusercontent.com",
+            &[("objects.githubusercontent.com", "A", "198.18.1.20")],
+        );
+        observe_answered(&mut c, S, &mut a);
+        let mut b = response(
+            "cdn.example.org",
+            &[("cdn.example.org", "A", "198.18.1.20")],
+        );
+        if let Observed::DnsResponse(d) = &mut b {
+            d.id = Some(2);
+        }
+        observe_answered(&mut c, 2 * S, &mut b);
+        c.observe(3 * S, &mut opened(1, "198.18.1.20:443"));
+        c.observe(3 * S, &mut opened(2, "198.18.1.20:443"));
+        assert!(Arc::ptr_eq(
+            &c.flows()[0].destination,
+            &c.flows()[1].destination
+        ));
+        let before = (*c.flows()[1].destination).clone();
+        let mut p1 = payload(
+            1,
+            "198.18.1.20:443",
+            hello("objects.githubusercontent.com"),
+            None,
+        );
+        c.observe(3 * S, &mut p1);
+        assert_eq!(
+            c.flows()[0].destination.name.as_deref(),
+            Some("objects.githubusercontent.com")
+        );
+        assert_eq!(*c.flows()[1].destination, before);
+        assert_eq!(before.name.as_deref(), Some("cdn.example.org"));
+    }
+
+    /// A destination of long names is the flow's own: the cache keeps only short ones.
+    #[test]
+    fn a_destination_of_long_names_is_not_kept_for_the_flows_after_it() {
+        let mut c = Correlator::new(Catalog::builtin());
+        let label = "a".repeat(60);
+        let long = format!("{label}.{label}.{label}.example.org");
+        // Within the chain a resolver may give (16 names), over 2 KiB of names.
+        let chain: Vec<String> = (0..12).map(|i| format!("c{i}.{long}")).collect();
+        let mut records: Vec<(&str, &str, &str)> =
+            vec![(long.as_str(), "CNAME", chain[0].as_str())];
+        for pair in chain.windows(2) {
+            records.push((pair[0].as_str(), "CNAME", pair[1].as_str()));
+        }
+        records.push((chain[chain.len() - 1].as_str(), "A", "198.18.1.21"));
+        let mut r = response(&long, &records);
+        observe_answered(&mut c, S, &mut r);
+        c.observe(2 * S, &mut opened(1, "198.18.1.21:443"));
+        c.observe(2 * S, &mut opened(2, "198.18.1.21:443"));
+        let (a, b) = (&c.flows()[0].destination, &c.flows()[1].destination);
+        assert_eq!(a, b);
+        assert!(!a.cname_chain.is_empty(), "{a:?}");
+        assert!(
+            !Arc::ptr_eq(a, b),
+            "not shared: {} bytes of chain",
+            a.cname_chain.concat().len()
+        );
     }
 }

@@ -179,9 +179,10 @@ pub struct TransferSummary {
     /// their rates (bytes × 8 / seconds when every one was steady); absent without any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_bps: Option<f64>,
-    /// The slowest judged transfer: what `slow_throughput` is judged on.
+    /// The slowest judged transfer: what `slow_throughput` is judged on. Boxed: every flow
+    /// keeps two summaries, and few flows have a judged transfer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slowest: Option<SlowestTransfer>,
+    pub slowest: Option<Box<SlowestTransfer>>,
 }
 
 /// The slowest judged transfer, with the flow it belongs to (for hosts and groups).
@@ -220,7 +221,7 @@ impl TransferSummary {
         self.seconds += t.seconds();
         self.rate_bps = Some((self.bytes as f64 * 8.0 / effective).round());
         if self.slowest.as_ref().is_none_or(|s| rate < s.rate_bps) {
-            self.slowest = Some(SlowestTransfer {
+            self.slowest = Some(Box::new(SlowestTransfer {
                 bytes: t.bytes,
                 seconds: (t.seconds() * 1e3).round() / 1e3,
                 rate_bps: rate.round(),
@@ -228,7 +229,7 @@ impl TransferSummary {
                 start_ns: t.start_ns,
                 flow_id,
                 runner: None,
-            });
+            }));
         }
     }
 

@@ -20,6 +20,12 @@ use super::{
 
 /// Builds the report of everything the correlator has seen.
 pub fn build(c: &Correlator) -> Report {
+    build_with(c, c.flows().iter().map(|f| flow_report(f, c)).collect())
+}
+
+/// The report of everything `c` saw, with `flows` for its flows (the same flows, given another
+/// way: [`build`] makes them a `Vec`).
+pub fn build_with<F>(c: &Correlator, flows: F) -> Report<F> {
     let catalog = c.catalog();
     let tallies = Tallies::of(c);
 
@@ -93,7 +99,7 @@ pub fn build(c: &Correlator) -> Report {
         groups,
         hosts,
         undeclared,
-        flows: c.flows().iter().map(|f| flow_report(f, c)).collect(),
+        flows,
         job: None,
         workloads: c
             .workloads()
@@ -250,7 +256,7 @@ fn long_poll(f: &FlowEntry, c: &Correlator) -> Option<LongPoll> {
     })
 }
 
-fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
+pub fn flow_report(f: &FlowEntry, c: &Correlator) -> FlowReport {
     FlowReport {
         flow_id: f.flow_id,
         process: f.process.clone(),

@@ -28,8 +28,12 @@ use crate::{
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// A report. Its flows are a `Vec` everywhere but where a JSON report is written from a
+/// correlator (`export::write_report`: `observer record`, `observer report EVENTS`, the TUI's
+/// export): there they are serialized one at a time, so that a capture of many flows is not held
+/// twice in memory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub struct Report<F = Vec<FlowReport>> {
     pub schema_version: u32,
     #[serde(default)]
     pub generator: String,
@@ -44,7 +48,7 @@ pub struct Report {
     #[serde(default)]
     pub undeclared: Vec<UndeclaredReport>,
     #[serde(default)]
-    pub flows: Vec<FlowReport>,
+    pub flows: F,
     /// The runner job this report is about (`observer daemon`'s per-job reports); absent in
     /// reports of a whole capture.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -847,7 +847,7 @@ mod tests {
         };
         let transfers = TransferStats {
             received: TransferSummary {
-                slowest: Some(slow.clone()),
+                slowest: Some(Box::new(slow.clone())),
                 ..TransferSummary::default()
             },
             ..TransferStats::default()
@@ -858,10 +858,10 @@ mod tests {
         // A judged transfer at or above the minimum changes nothing.
         let fast = TransferStats {
             received: TransferSummary {
-                slowest: Some(SlowestTransfer {
+                slowest: Some(Box::new(SlowestTransfer {
                     rate_bps: 80_000.0,
                     ..slow
-                }),
+                })),
                 ..TransferSummary::default()
             },
             ..TransferStats::default()
