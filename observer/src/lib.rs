@@ -12,7 +12,7 @@
 //! - [`check`]: the active preflight; [`tui`]: the live terminal UI; [`metrics`]: Prometheus
 //!   metrics of a long-running capture, and their HTTP endpoint;
 //! - [`proxy`]: the HTTP proxies the runner uses, parsed once and found on the host (bottom layer);
-//! - [`format`], [`outfile`], [`options`], [`exit`]: shared helpers and settings.
+//! - [`format`], [`outfile`], [`options`], [`exit`], [`hash`]: shared helpers and settings.
 //!
 //! The command line lives in the binary (`cli`, `cmd`): nothing here knows it.
 
@@ -24,6 +24,7 @@ pub mod eventlog;
 pub mod exit;
 pub mod export;
 pub mod format;
+pub mod hash;
 pub mod metrics;
 pub mod options;
 pub mod outfile;

@@ -15,12 +15,16 @@ use std::{
 /// Which modules each top-level module may use, bottom of the stack first.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("format", &[]),
+    ("hash", &[]),
     ("sanitize", &[]),
     ("outfile", &[]),
     ("catalog", &[]),
     ("proxy", &["sanitize"]),
-    ("capture", &["format", "sanitize", "proxy"]),
-    ("pipeline", &["capture", "catalog", "format", "proxy"]),
+    ("capture", &["format", "hash", "sanitize", "proxy"]),
+    (
+        "pipeline",
+        &["capture", "catalog", "format", "hash", "proxy"],
+    ),
     ("session", &["capture", "pipeline"]),
     ("eventlog", &["capture", "pipeline", "format", "sanitize"]),
     ("options", &["catalog", "pipeline"]),
@@ -38,7 +42,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "suggest",
         &[
-            "pipeline", "catalog", "report", "eventlog", "options", "format", "outfile", "sanitize",
+            "pipeline", "catalog", "report", "eventlog", "options", "format", "hash", "outfile",
+            "sanitize",
         ],
     ),
     (

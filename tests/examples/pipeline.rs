@@ -20,13 +20,16 @@ use std::{
 use observer_tests::flood;
 
 use observer::{
-    capture::{record::decode, ProbeStatus},
+    capture::{
+        record::{self, decode},
+        ProbeStatus,
+    },
     catalog::Catalog,
     export,
     pipeline::{correlate::Correlator, dnsmatch::DnsCheck, events::Observed, tracker::Tracker},
 };
 use observer_ebpf::{
-    DnsEvent, Flow, FlowEvent, Owner, Tuple, AF_INET, DNS_FLAG_EGRESS, DNS_FLAG_INGRESS,
+    DnsEvent, Flow, FlowEvent, Owner, Tuple, DNS_FLAG_EGRESS, DNS_FLAG_INGRESS,
     DNS_FLAG_OWNER_KNOWN, DNS_PAYLOAD_MAX, KIND_DNS, KIND_FLOW_CLOSE, KIND_FLOW_ESTABLISHED,
     KIND_FLOW_OPEN, TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_SENT,
 };
@@ -66,15 +69,10 @@ const CLIENTS: u16 = 4;
 const STEP_NS: u64 = 10_000;
 
 fn tuple(sport: u16, dport: u16, src: [u8; 4], dst: [u8; 4]) -> Tuple {
-    let mut t = Tuple {
-        family: AF_INET,
-        sport,
-        dport,
-        ..Tuple::default()
-    };
-    t.saddr[..4].copy_from_slice(&src);
-    t.daddr[..4].copy_from_slice(&dst);
-    t
+    record::tuple(
+        std::net::SocketAddr::from((src, sport)),
+        std::net::SocketAddr::from((dst, dport)),
+    )
 }
 
 fn owner() -> Owner {

@@ -140,11 +140,8 @@ fn comm_text(comm: &[u8; COMM_LEN]) -> std::sync::Arc<str> {
         let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
         std::sync::Arc::<str>::from(String::from_utf8_lossy(&comm[..end]))
     };
-    // FNV-1a: the slot of these bytes (a collision only replaces the slot's name).
-    let hash = comm.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let slot = (hash % COMM_SLOTS as u64) as usize;
+    // The slot of these bytes (a collision only replaces the slot's name).
+    let slot = (crate::hash::fnv1a(comm) % COMM_SLOTS as u64) as usize;
     COMMS
         .try_with(|slots| {
             let mut slots = slots.borrow_mut();
@@ -178,6 +175,29 @@ pub fn endpoints(tuple: &Tuple) -> Endpoints {
         src: SocketAddr::new(ip(&tuple.saddr), tuple.sport),
         dst: SocketAddr::new(ip(&tuple.daddr), tuple.dport),
     }
+}
+
+/// The ABI tuple of two socket addresses, as the kernel programs write it (ports in host order):
+/// the inverse of [`endpoints`]. Addresses of two families leave both addresses zero.
+pub fn tuple(src: SocketAddr, dst: SocketAddr) -> Tuple {
+    let mut t = Tuple {
+        family: if src.is_ipv4() { AF_INET } else { AF_INET6 },
+        sport: src.port(),
+        dport: dst.port(),
+        ..Tuple::default()
+    };
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            t.saddr[..4].copy_from_slice(&a.octets());
+            t.daddr[..4].copy_from_slice(&b.octets());
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            t.saddr = a.octets();
+            t.daddr = b.octets();
+        }
+        _ => {}
+    }
+    t
 }
 
 /// Why a record could not be decoded.
@@ -322,16 +342,18 @@ mod tests {
     use super::*;
     use observer_ebpf::DNS_FLAG_EGRESS;
 
+    /// An owner whose task name is `name`.
+    fn owner(name: &[u8]) -> Owner {
+        let mut o = Owner::default();
+        o.comm[..name.len()].copy_from_slice(name);
+        o
+    }
+
     fn tuple_v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Tuple {
-        let mut t = Tuple {
-            family: AF_INET,
-            sport,
-            dport,
-            ..Tuple::default()
-        };
-        t.saddr[..4].copy_from_slice(&src);
-        t.daddr[..4].copy_from_slice(&dst);
-        t
+        tuple(
+            SocketAddr::from((src, sport)),
+            SocketAddr::from((dst, dport)),
+        )
     }
 
     #[test]
@@ -365,11 +387,6 @@ mod tests {
 
     #[test]
     fn a_task_name_is_shared_by_the_records_that_carry_it_and_its_text_is_exact() {
-        let owner = |name: &[u8]| {
-            let mut o = Owner::default();
-            o.comm[..name.len()].copy_from_slice(name);
-            o
-        };
         let a = Process::from(&owner(b"curl"));
         let b = Process::from(&owner(b"curl"));
         assert!(std::sync::Arc::ptr_eq(&a.comm, &b.comm));
@@ -572,11 +589,6 @@ mod tests {
     /// Bytes after the first NUL do not change the text; each thread has its own names.
     #[test]
     fn a_task_name_ends_at_its_first_nul_and_threads_keep_their_own() {
-        let owner = |name: &[u8]| {
-            let mut o = Owner::default();
-            o.comm[..name.len()].copy_from_slice(name);
-            o
-        };
         let a = Process::from(&owner(b"curl\0garbage"));
         let b = Process::from(&owner(b"curl"));
         assert_eq!(a.comm, b.comm);

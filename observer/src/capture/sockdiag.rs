@@ -336,24 +336,10 @@ impl DiagSocketFd {
 
 /// The tuple of a socket, as the kernel programs write it (ports in host order).
 pub fn tuple_of(s: &DiagSocket) -> Tuple {
-    let mut t = Tuple {
+    Tuple {
         family: s.family,
-        sport: s.src.port(),
-        dport: s.dst.port(),
-        ..Tuple::default()
-    };
-    match (s.src.ip(), s.dst.ip()) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            t.saddr[..4].copy_from_slice(&a.octets());
-            t.daddr[..4].copy_from_slice(&b.octets());
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            t.saddr = a.octets();
-            t.daddr = b.octets();
-        }
-        _ => {}
+        ..super::record::tuple(s.src, s.dst)
     }
-    t
 }
 
 /// A tuple as a map key (the ABI struct stays plain data).

@@ -466,27 +466,11 @@ impl Correlator {
     /// (a longer one is the flow's own), so it holds at most 256 × 2 KiB however long the
     /// names a resolver gives.
     fn shared(&mut self, destination: Destination) -> Arc<Destination> {
-        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        let bytes = [
-            &destination.name,
-            &destination.forged_name,
-            &destination.proxy_target,
-            &destination.sni,
-            &destination.dns_name,
-            &destination.tls_note,
-        ]
-        .into_iter()
-        .map(text)
-        .chain(destination.cname_chain.iter().map(String::len))
-        .chain(destination.groups.iter().map(String::len))
-        .sum::<usize>();
-        if bytes > MAX_SHARED_DESTINATION_BYTES {
+        if destination.text_bytes() > MAX_SHARED_DESTINATION_BYTES {
             return Arc::new(destination);
         }
         let key = destination.name.as_deref().unwrap_or("");
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let hash = crate::hash::fnv1a(key.as_bytes());
         let slot = &mut self.destinations[(hash % DESTINATION_SLOTS as u64) as usize];
         match slot {
             Some(kept) if **kept == destination => kept.clone(),
@@ -1625,15 +1609,14 @@ pub(crate) mod tests {
         assert_eq!(*c.flows()[0].destination, d);
     }
 
-    #[test]
-    fn on_a_shared_address_the_sni_picks_among_the_dns_names() {
-        let mut c = Correlator::new(Catalog::builtin());
-        // Two names answered with the same CDN address; the most recent is someone else's.
+    /// Two names answered with the same CDN address, 198.18.1.20: a documented one, then
+    /// (more recent) someone else's.
+    fn two_names_on_one_address(c: &mut Correlator) {
         let mut a = response(
             "objects.githubusercontent.com",
             &[("objects.githubusercontent.com", "A", "198.18.1.20")],
         );
-        observe_answered(&mut c, S, &mut a);
+        observe_answered(c, S, &mut a);
         let mut b = response(
             "cdn.example.org",
             &[("cdn.example.org", "A", "198.18.1.20")],
@@ -1641,7 +1624,13 @@ pub(crate) mod tests {
         if let Observed::DnsResponse(d) = &mut b {
             d.id = Some(2);
         }
-        observe_answered(&mut c, 2 * S, &mut b);
+        observe_answered(c, 2 * S, &mut b);
+    }
+
+    #[test]
+    fn on_a_shared_address_the_sni_picks_among_the_dns_names() {
+        let mut c = Correlator::new(Catalog::builtin());
+        two_names_on_one_address(&mut c);
         let mut github = opened(1, "198.18.1.20:443");
         c.observe(3 * S, &mut github);
         let mut other = opened(2, "198.18.1.20:443");
@@ -2405,19 +2394,7 @@ pub(crate) mod tests {
     #[test]
     fn a_shared_destination_is_not_changed_under_another_flow() {
         let mut c = Correlator::new(Catalog::builtin());
-        let mut a = response(
-            "objects.githubusercontent.com",
-            &[("objects.githubusercontent.com", "A", "198.18.1.20")],
-        );
-        observe_answered(&mut c, S, &mut a);
-        let mut b = response(
-            "cdn.example.org",
-            &[("cdn.example.org", "A", "198.18.1.20")],
-        );
-        if let Observed::DnsResponse(d) = &mut b {
-            d.id = Some(2);
-        }
-        observe_answered(&mut c, 2 * S, &mut b);
+        two_names_on_one_address(&mut c);
         c.observe(3 * S, &mut opened(1, "198.18.1.20:443"));
         c.observe(3 * S, &mut opened(2, "198.18.1.20:443"));
         assert!(Arc::ptr_eq(

@@ -258,6 +258,23 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// The bytes of its text: every name, the chain and the groups.
+    pub fn text_bytes(&self) -> usize {
+        [
+            &self.name,
+            &self.forged_name,
+            &self.proxy_target,
+            &self.sni,
+            &self.dns_name,
+            &self.tls_note,
+        ]
+        .into_iter()
+        .map(|s| s.as_ref().map_or(0, String::len))
+        .chain(self.cname_chain.iter().map(String::len))
+        .chain(self.groups.iter().map(String::len))
+        .sum()
+    }
+
     /// The address the client meant to reach: through a proxy, the address it asked the proxy
     /// for (`CONNECT 198.18.1.9:443`), else `dst` itself.
     pub fn target(&self, dst: SocketAddr) -> SocketAddr {

@@ -653,21 +653,16 @@ fn unclaimed_error(e: &SockError) -> Timed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_ebpf::{Tuple, AF_INET, TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_SENT};
+    use observer_ebpf::{TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_SYN_SENT};
 
     const MS: u64 = 1_000_000;
 
     fn flow(sport: u16) -> Flow {
-        let mut tuple = Tuple {
-            family: AF_INET,
-            sport,
-            dport: 443,
-            ..Tuple::default()
-        };
-        tuple.saddr[..4].copy_from_slice(&[198, 18, 0, 1]);
-        tuple.daddr[..4].copy_from_slice(&[198, 18, 1, 10]);
         let mut f = Flow {
-            tuple,
+            tuple: crate::capture::record::tuple(
+                SocketAddr::from(([198, 18, 0, 1], sport)),
+                "198.18.1.10:443".parse().unwrap(),
+            ),
             ts_syn_ns: 1000 * MS,
             states_seen: 1 << TCP_SYN_SENT,
             ..Flow::default()

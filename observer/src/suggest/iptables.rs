@@ -278,7 +278,7 @@ impl SetNames {
         let mut n = 0u32;
         loop {
             if stem.len() > budget || n > 0 {
-                let hash = fnv(&format!("{site}#{n}"));
+                let hash = crate::hash::fnv1a(format!("{site}#{n}").as_bytes());
                 let keep = budget - 5;
                 stem = format!(
                     "{}_{:04x}",
@@ -293,12 +293,6 @@ impl SetNames {
             n += 1;
         }
     }
-}
-
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
